@@ -1,0 +1,78 @@
+use std::time::Duration;
+
+use apalis_core::{
+    task::{Task, data::MissingDataError, from_request::FromRequest},
+};
+use tokio_util::sync::CancellationToken;
+
+/// What a handler knows about the job it runs. Extract it by adding a `JobContext`
+/// argument to the handler.
+#[derive(Debug, Clone)]
+pub struct JobContext {
+    pub id: String,
+    pub queue: String,
+    pub kind: String,
+    /// 1-based; counts started attempts (a snooze gives its attempt back).
+    pub attempt: u32,
+    pub max_attempts: u32,
+    pub payload_version: u32,
+    pub workflow_id: Option<String>,
+    pub correlation_id: Option<String>,
+    pub trace_context: Option<String>,
+    pub created_at_ms: u64,
+    pub(crate) token: String,
+    pub(crate) cancel: CancellationToken,
+}
+
+impl JobContext {
+    /// True once an operator asked for this job to be cancelled. A handler that sees it
+    /// should stop and return [`JobError::Cancelled`].
+    pub fn is_cancel_requested(&self) -> bool {
+        self.cancel.is_cancelled()
+    }
+
+    /// Resolves when cancellation is requested: `select!` on it beside long work.
+    pub async fn cancel_requested(&self) {
+        self.cancel.cancelled().await
+    }
+
+    pub fn is_last_attempt(&self) -> bool {
+        self.attempt >= self.max_attempts
+    }
+}
+
+impl<Args: Sync> FromRequest<Task<Args>> for JobContext {
+    type Error = MissingDataError;
+    async fn from_request(task: &Task<Args>) -> Result<Self, Self::Error> {
+        task.ctx().data().get_checked::<JobContext>().cloned()
+    }
+}
+
+/// What a failed attempt means. Return it (boxed, or through `?`) from a handler; any other
+/// error is treated as retryable. apalis's `AbortError` counts as permanent and its
+/// `RetryAfterError` as a retry after the given duration.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// Try again after the kind's backoff, while attempts remain.
+    #[error("{0}")]
+    Retryable(String),
+    /// Never retried: the job goes to the dead set (a bad payload, an unknown sensor).
+    #[error("{0}")]
+    Permanent(String),
+    /// Run again after the duration without spending an attempt (an open circuit breaker,
+    /// a rate limit, a `Retry-After`).
+    #[error("snoozed for {0:?}")]
+    Snooze(Duration),
+    /// The handler observed a cancel request and stopped.
+    #[error("cancelled")]
+    Cancelled,
+}
+
+impl JobError {
+    pub fn retryable(e: impl std::fmt::Display) -> Self {
+        JobError::Retryable(e.to_string())
+    }
+    pub fn permanent(e: impl std::fmt::Display) -> Self {
+        JobError::Permanent(e.to_string())
+    }
+}

@@ -1,0 +1,152 @@
+//! The backend's middleware: it sees every result of every job, turns it into an outcome for
+//! the engine, and hands it to the batching acknowledger.
+
+use std::{
+    any::Any,
+    panic::AssertUnwindSafe,
+    sync::Arc,
+    task::{Context, Poll},
+};
+
+use apalis_core::{
+    error::{AbortError, BoxDynError, RetryAfterError},
+    task::Task,
+};
+use futures::{FutureExt, future::BoxFuture};
+use tower_layer::Layer;
+use tower_service::Service;
+use tracing::Instrument;
+
+use super::{JobContext, JobError, runtime::Shared};
+use crate::job::Outcome;
+
+#[derive(Debug, Clone)]
+pub struct OutcomeLayer {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl<S> Layer<S> for OutcomeLayer {
+    type Service = OutcomeService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        OutcomeService {
+            inner,
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct OutcomeService<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+impl<S, Args> Service<Task<Args>> for OutcomeService<S>
+where
+    S: Service<Task<Args>>,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxDynError>,
+    S::Response: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = BoxDynError;
+    type Future = BoxFuture<'static, Result<S::Response, BoxDynError>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, task: Task<Args>) -> Self::Future {
+        let job = task.ctx().data().get::<JobContext>().cloned();
+        let fut = self.inner.call(task);
+        let shared = self.shared.clone();
+        let Some(job) = job else {
+            // Not one of ours (cannot happen with this backend); run it untracked.
+            return async move { fut.await.map_err(Into::into) }.boxed();
+        };
+        let span = tracing::info_span!(
+            "job",
+            job.id = %job.id,
+            job.kind = %job.kind,
+            job.attempt = job.attempt,
+            job.queue = %job.queue,
+            worker.id = %shared.worker_id,
+        );
+        async move {
+            let run = AssertUnwindSafe(fut).catch_unwind();
+            let released = shared.release.clone();
+            let result = tokio::select! {
+                biased;
+                result = run => Some(result),
+                _ = released.cancelled() => None,
+            };
+            let (outcome, reply) = match result {
+                None => {
+                    tracing::warn!("shutdown deadline passed: releasing the job unfinished");
+                    (Outcome::Release, Err(BoxDynError::from("released at shutdown")))
+                }
+                Some(Err(panic)) => {
+                    let error = format!("handler panicked: {}", panic_message(&*panic));
+                    tracing::error!(%error);
+                    (shared.retry_outcome(&job, error.clone()), Err(BoxDynError::from(error)))
+                }
+                Some(Ok(Ok(response))) => (Outcome::Succeeded { result: None }, Ok(response)),
+                Some(Ok(Err(error))) => {
+                    let error: BoxDynError = error.into();
+                    let outcome = classify(&shared, &job, &*error);
+                    tracing::warn!(error = %error, outcome = ?outcome_name(&outcome), "job attempt failed");
+                    (outcome, Err(error))
+                }
+            };
+            shared.finish(&job, outcome);
+            reply
+        }
+        .instrument(span)
+        .boxed()
+    }
+}
+
+fn classify(shared: &Shared, job: &JobContext, error: &(dyn std::error::Error + 'static)) -> Outcome {
+    if let Some(e) = error.downcast_ref::<JobError>() {
+        return match e {
+            JobError::Retryable(msg) => shared.retry_outcome(job, msg.clone()),
+            JobError::Permanent(msg) => Outcome::Fail { error: msg.clone() },
+            JobError::Snooze(delay) => Outcome::Snooze { delay: *delay },
+            JobError::Cancelled => Outcome::Cancelled,
+        };
+    }
+    if job.is_cancel_requested() {
+        return Outcome::Cancelled;
+    }
+    if let Some(e) = error.downcast_ref::<AbortError>() {
+        return Outcome::Fail {
+            error: e.to_string(),
+        };
+    }
+    if let Some(e) = error.downcast_ref::<RetryAfterError>() {
+        return Outcome::Retry {
+            error: e.to_string(),
+            delay: e.get_duration(),
+        };
+    }
+    shared.retry_outcome(job, error.to_string())
+}
+
+fn outcome_name(outcome: &Outcome) -> &'static str {
+    match outcome {
+        Outcome::Succeeded { .. } => "succeeded",
+        Outcome::Retry { .. } => "retry",
+        Outcome::Fail { .. } => "dead",
+        Outcome::Snooze { .. } => "snooze",
+        Outcome::Cancelled => "cancelled",
+        Outcome::Release => "released",
+    }
+}
+
+fn panic_message(panic: &(dyn Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}

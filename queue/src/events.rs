@@ -1,0 +1,314 @@
+//! The event streams: job transitions (written only by the engine's scripts) and application
+//! events (written by the workflow). Readers either follow a stream from a cursor
+//! (subscriptions) or consume it through a consumer group that acknowledges an entry only
+//! after the consumer has committed it (the SQL recorder).
+
+use std::{collections::HashMap, time::Duration};
+
+use redis::{
+    AsyncCommands, Value,
+    streams::{StreamReadOptions, StreamReadReply},
+};
+
+use crate::{Engine, JobState, QueueError, Result};
+
+/// Which of the deployment's two streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventStream {
+    Jobs,
+    App,
+}
+
+/// One stream entry: its id (the cursor) and its fields.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamEntry {
+    pub id: String,
+    pub fields: HashMap<String, String>,
+}
+
+/// One job transition, as the engine's scripts appended it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobEvent {
+    /// Stream id: the cursor to resume after.
+    pub cursor: String,
+    pub job_id: String,
+    pub queue: String,
+    pub kind: String,
+    /// `enqueued`, `scheduled`, `promoted`, `started`, `succeeded`, `retry_scheduled`,
+    /// `lease_expired`, `snoozed`, `died`, `cancelled`, `requeued`, `released`, `discarded`.
+    pub event: String,
+    /// The state the job entered.
+    pub state: JobState,
+    pub attempt: u32,
+    /// Unix ms, Redis server time.
+    pub at_ms: u64,
+    pub error: Option<String>,
+    pub fingerprint: Option<String>,
+    pub next_run_at_ms: Option<u64>,
+    pub worker: Option<String>,
+}
+
+impl JobEvent {
+    pub fn from_entry(entry: &StreamEntry) -> Option<Self> {
+        let f = &entry.fields;
+        let get = |k: &str| f.get(k).cloned();
+        Some(Self {
+            cursor: entry.id.clone(),
+            job_id: get("id")?,
+            queue: get("q")?,
+            kind: get("k")?,
+            event: get("ev")?,
+            state: f.get("st")?.parse().ok()?,
+            attempt: f.get("a").and_then(|a| a.parse().ok()).unwrap_or(0),
+            at_ms: f.get("ts").and_then(|t| t.parse().ok()).unwrap_or(0),
+            error: get("err"),
+            fingerprint: get("fp"),
+            next_run_at_ms: f.get("next").and_then(|t| t.parse().ok()),
+            worker: get("w"),
+        })
+    }
+}
+
+impl Engine {
+    fn stream_key(&self, stream: EventStream) -> String {
+        match stream {
+            EventStream::Jobs => self.keys().job_events(),
+            EventStream::App => self.keys().app_events(),
+        }
+    }
+
+    /// The newest entry's id ("0-0" when empty): a list read now reflects events up to here.
+    pub async fn stream_position(&self, stream: EventStream) -> Result<String> {
+        self.stream_position_of(&self.stream_key(stream)).await
+    }
+
+    async fn stream_position_of(&self, key: &str) -> Result<String> {
+        let reply: Vec<Value> = redis::cmd("XREVRANGE")
+            .arg(key)
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1)
+            .query_async(&mut self.conn())
+            .await?;
+        if let Some(id) = reply.first().and_then(|entry| match entry {
+            Value::Array(parts) => parts.first().and_then(crate::engine::value_string),
+            _ => None,
+        }) {
+            return Ok(id);
+        }
+        // Empty: every entry was trimmed (or none was ever written); the position is the
+        // last id the stream generated.
+        let info: redis::RedisResult<HashMap<String, Value>> = redis::cmd("XINFO")
+            .arg("STREAM")
+            .arg(key)
+            .query_async(&mut self.conn())
+            .await;
+        Ok(info
+            .ok()
+            .and_then(|i| i.get("last-generated-id").and_then(crate::engine::value_string))
+            .unwrap_or_else(|| "0-0".into()))
+    }
+
+    /// Entries after `cursor` ("0-0" for the start), without waiting. Fails with
+    /// [`QueueError::CursorExpired`] when entries after the cursor were already trimmed away,
+    /// so the reader knows to reload.
+    pub async fn read_stream(
+        &self,
+        stream: EventStream,
+        cursor: &str,
+        count: usize,
+    ) -> Result<Vec<StreamEntry>> {
+        let key = self.stream_key(stream);
+        self.check_cursor(&key, cursor).await?;
+        let opts = StreamReadOptions::default().count(count);
+        let reply: Option<StreamReadReply> =
+            self.conn().xread_options(&[&key], &[cursor], &opts).await?;
+        Ok(flatten(reply))
+    }
+
+    /// A reader that follows `stream` from `cursor` ("$" for what comes after this call),
+    /// with a connection of its own for its blocking reads.
+    pub async fn follow(&self, stream: EventStream, cursor: impl Into<String>) -> Result<Follower> {
+        let key = self.stream_key(stream);
+        let mut cursor = cursor.into();
+        if cursor == "$" {
+            // Resolved now, so nothing appended between two reads is ever skipped.
+            cursor = self.stream_position_of(&key).await?;
+        }
+        Ok(Follower {
+            engine: self.clone(),
+            key,
+            cursor,
+            conn: None,
+        })
+    }
+
+    async fn check_cursor(&self, key: &str, cursor: &str) -> Result<()> {
+        let trimmed_up_to: Option<String> = self
+            .conn()
+            .hget(format!("{}:trimmed", self.keys().prefix), key)
+            .await?;
+        match trimmed_up_to {
+            Some(mark) if stream_id_lt(cursor, &mark) => {
+                Err(QueueError::CursorExpired(cursor.to_owned()))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// A consumer in `group` of `stream`. Any number of processes may share a group.
+    pub fn consumer(
+        &self,
+        stream: EventStream,
+        group: impl Into<String>,
+        consumer: impl Into<String>,
+    ) -> Consumer {
+        Consumer {
+            engine: self.clone(),
+            key: self.stream_key(stream),
+            group: group.into(),
+            consumer: consumer.into(),
+            pending_done: false,
+            conn: None,
+        }
+    }
+}
+
+/// A consumer-group reader. Entries are redelivered until [`Consumer::ack`] is called for
+/// them, so a consumer acknowledges only after it has committed what it read.
+#[derive(Debug)]
+pub struct Consumer {
+    engine: Engine,
+    key: String,
+    group: String,
+    consumer: String,
+    /// After a restart, a consumer first re-reads what it was given and never acknowledged.
+    pending_done: bool,
+    conn: Option<redis::aio::ConnectionManager>,
+}
+
+/// Follows a stream from a cursor: what a subscription reads.
+#[derive(Debug)]
+pub struct Follower {
+    engine: Engine,
+    key: String,
+    cursor: String,
+    conn: Option<redis::aio::ConnectionManager>,
+}
+
+impl Follower {
+    /// The id of the last entry returned (or the starting cursor).
+    pub fn cursor(&self) -> &str {
+        &self.cursor
+    }
+
+    /// The next entries, waiting up to `block` for some to arrive.
+    pub async fn next_batch(&mut self, count: usize, block: Duration) -> Result<Vec<StreamEntry>> {
+        self.engine.check_cursor(&self.key, &self.cursor).await?;
+        let conn = blocking_conn(&self.engine, &mut self.conn, block).await?;
+        let opts = StreamReadOptions::default()
+            .count(count)
+            .block(block.as_millis().max(1) as usize);
+        let reply: Option<StreamReadReply> =
+            conn.xread_options(&[&self.key], &[&self.cursor], &opts).await?;
+        let entries = flatten(reply);
+        if let Some(last) = entries.last() {
+            self.cursor = last.id.clone();
+        }
+        Ok(entries)
+    }
+}
+
+async fn blocking_conn<'a>(
+    engine: &Engine,
+    slot: &'a mut Option<redis::aio::ConnectionManager>,
+    block: Duration,
+) -> Result<&'a mut redis::aio::ConnectionManager> {
+    if slot.is_none() {
+        *slot = Some(engine.dedicated_connection(block + Duration::from_secs(2)).await?);
+    }
+    slot.as_mut().ok_or(QueueError::Protocol {
+        script: "connect",
+        detail: "no connection".into(),
+    })
+}
+
+impl Consumer {
+    /// Creates the group if it does not exist, reading from the stream's start.
+    pub async fn ensure_group(&self) -> Result<()> {
+        let created: redis::RedisResult<()> = self
+            .engine
+            .conn()
+            .xgroup_create_mkstream(&self.key, &self.group, "0")
+            .await;
+        match created {
+            Ok(()) => Ok(()),
+            Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Up to `count` entries: first those delivered before and never acknowledged, then new ones
+    /// (waiting up to `block`).
+    pub async fn read(&mut self, count: usize, block: Duration) -> Result<Vec<StreamEntry>> {
+        if !self.pending_done {
+            let opts = StreamReadOptions::default()
+                .group(&self.group, &self.consumer)
+                .count(count);
+            let reply: Option<StreamReadReply> = self
+                .engine
+                .conn()
+                .xread_options(&[&self.key], &["0"], &opts)
+                .await?;
+            let entries = flatten(reply);
+            if !entries.is_empty() {
+                return Ok(entries);
+            }
+            self.pending_done = true;
+        }
+        let opts = StreamReadOptions::default()
+            .group(&self.group, &self.consumer)
+            .count(count)
+            .block(block.as_millis().max(1) as usize);
+        let conn = blocking_conn(&self.engine, &mut self.conn, block).await?;
+        let reply: Option<StreamReadReply> =
+            conn.xread_options(&[&self.key], &[">"], &opts).await?;
+        Ok(flatten(reply))
+    }
+
+    /// Acknowledges committed entries, which lets the stream be trimmed past them.
+    pub async fn ack(&self, ids: &[String]) -> Result<u64> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        Ok(self.engine.conn().xack(&self.key, &self.group, ids).await?)
+    }
+}
+
+fn flatten(reply: Option<StreamReadReply>) -> Vec<StreamEntry> {
+    reply
+        .into_iter()
+        .flat_map(|r| r.keys)
+        .flat_map(|k| k.ids)
+        .map(|entry| StreamEntry {
+            fields: entry
+                .map
+                .iter()
+                .filter_map(|(k, v)| crate::engine::value_string(v).map(|v| (k.clone(), v)))
+                .collect(),
+            id: entry.id,
+        })
+        .collect()
+}
+
+fn parse_stream_id(id: &str) -> (u64, u64) {
+    let mut parts = id.splitn(2, '-');
+    let ms = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    let seq = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    (ms, seq)
+}
+
+pub(crate) fn stream_id_lt(a: &str, b: &str) -> bool {
+    parse_stream_id(a) < parse_stream_id(b)
+}

@@ -1,0 +1,395 @@
+//! The job model shared by producers, workers and readers of the engine.
+
+use std::{collections::HashMap, fmt, str::FromStr, time::Duration};
+
+use serde::{Deserialize, Serialize};
+
+/// The one job lifecycle (see `docs/design.md`): each state names where the job is in Redis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum JobState {
+    /// In the ready list.
+    Queued,
+    /// In the scheduled set: pushed with a future run time, or snoozed.
+    Scheduled,
+    /// Leased by a worker.
+    Running,
+    /// In the scheduled set after a retryable failure or an expired lease.
+    Retrying,
+    Succeeded,
+    /// In the dead set, with its history and error fingerprint.
+    Dead,
+    Cancelled,
+}
+
+impl JobState {
+    pub const ALL: [JobState; 7] = [
+        JobState::Queued,
+        JobState::Scheduled,
+        JobState::Running,
+        JobState::Retrying,
+        JobState::Succeeded,
+        JobState::Dead,
+        JobState::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Queued => "QUEUED",
+            JobState::Scheduled => "SCHEDULED",
+            JobState::Running => "RUNNING",
+            JobState::Retrying => "RETRYING",
+            JobState::Succeeded => "SUCCEEDED",
+            JobState::Dead => "DEAD",
+            JobState::Cancelled => "CANCELLED",
+        }
+    }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            JobState::Succeeded | JobState::Dead | JobState::Cancelled
+        )
+    }
+}
+
+impl fmt::Display for JobState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for JobState {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        JobState::ALL
+            .into_iter()
+            .find(|state| state.as_str() == s)
+            .ok_or_else(|| format!("unknown job state {s:?}"))
+    }
+}
+
+/// How long an idempotency key holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyScope {
+    /// For a time (the engine default, 24 h, when `None`).
+    For(Option<Duration>),
+    /// Only while the job waits: released when it starts (or is cancelled), so a second
+    /// request for work that is already waiting joins it.
+    WhileWaiting,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyKey {
+    pub key: String,
+    pub scope: KeyScope,
+}
+
+/// A job to push. Built with [`NewJob::new`] and the `with_*` methods.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub(crate) id: Option<String>,
+    pub queue: String,
+    pub kind: String,
+    /// The payload, already JSON.
+    pub payload: String,
+    pub payload_version: u32,
+    pub max_attempts: u32,
+    /// Unix milliseconds; `None` or a past time means now.
+    pub run_at_ms: Option<u64>,
+    pub idempotency: Option<IdempotencyKey>,
+    pub workflow_id: Option<String>,
+    pub correlation_id: Option<String>,
+    pub trace_context: Option<String>,
+}
+
+impl NewJob {
+    /// A job of `kind` on the queue of the same name.
+    pub fn new(kind: impl Into<String>, payload: &impl Serialize) -> crate::Result<Self> {
+        let kind = kind.into();
+        Ok(Self::raw(
+            kind.clone(),
+            kind,
+            serde_json::to_string(payload).map_err(crate::QueueError::Encode)?,
+        ))
+    }
+
+    /// A job whose payload is already JSON text.
+    pub fn raw(queue: impl Into<String>, kind: impl Into<String>, payload: String) -> Self {
+        Self {
+            id: None,
+            queue: queue.into(),
+            kind: kind.into(),
+            payload,
+            payload_version: 1,
+            max_attempts: 25,
+            run_at_ms: None,
+            idempotency: None,
+            workflow_id: None,
+            correlation_id: None,
+            trace_context: None,
+        }
+    }
+
+    /// Pushes under a known id (a requeue from the SQL record after Redis lost the job).
+    /// If a job with this id exists, the push is a duplicate.
+    pub fn with_id(mut self, id: impl Into<String>) -> Self {
+        self.id = Some(id.into());
+        self
+    }
+    pub fn with_queue(mut self, queue: impl Into<String>) -> Self {
+        self.queue = queue.into();
+        self
+    }
+    pub fn with_payload_version(mut self, version: u32) -> Self {
+        self.payload_version = version;
+        self
+    }
+    pub fn with_max_attempts(mut self, max_attempts: u32) -> Self {
+        self.max_attempts = max_attempts;
+        self
+    }
+    pub fn with_run_at_ms(mut self, run_at_ms: u64) -> Self {
+        self.run_at_ms = Some(run_at_ms);
+        self
+    }
+    pub fn with_delay(self, delay: Duration) -> Self {
+        self.with_run_at_ms(now_ms() + delay.as_millis() as u64)
+    }
+    pub fn with_idempotency_key(mut self, key: impl Into<String>, scope: KeyScope) -> Self {
+        self.idempotency = Some(IdempotencyKey {
+            key: key.into(),
+            scope,
+        });
+        self
+    }
+    pub fn with_workflow_id(mut self, id: impl Into<String>) -> Self {
+        self.workflow_id = Some(id.into());
+        self
+    }
+    pub fn with_correlation_id(mut self, id: impl Into<String>) -> Self {
+        self.correlation_id = Some(id.into());
+        self
+    }
+    pub fn with_trace_context(mut self, context: impl Into<String>) -> Self {
+        self.trace_context = Some(context.into());
+        self
+    }
+
+    pub(crate) fn validate(&self) -> crate::Result<()> {
+        let invalid = |why: &str| Err(crate::QueueError::InvalidJob(why.to_owned()));
+        if !valid_name(&self.queue) {
+            return invalid("queue name must be 1-64 characters of [A-Za-z0-9_.-]");
+        }
+        if self.kind.is_empty() || self.kind.len() > 64 {
+            return invalid("kind must be 1-64 characters");
+        }
+        if self.max_attempts == 0 {
+            return invalid("max_attempts must be at least 1");
+        }
+        if let Some(key) = &self.idempotency
+            && (key.key.is_empty() || key.key.len() > 512)
+        {
+            return invalid("idempotency key must be 1-512 characters");
+        }
+        if let Some(id) = &self.id
+            && !valid_name(id)
+        {
+            return invalid("job id must be 1-64 characters of [A-Za-z0-9_.-]");
+        }
+        Ok(())
+    }
+
+    /// Correlation id and trace context travel together as one small JSON object.
+    pub(crate) fn extra_json(&self) -> String {
+        if self.correlation_id.is_none() && self.trace_context.is_none() {
+            return String::new();
+        }
+        serde_json::json!({"cid": self.correlation_id, "tc": self.trace_context}).to_string()
+    }
+}
+
+pub(crate) fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+}
+
+/// What a push returned: the job's id, and whether an existing job answered for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PushOutcome {
+    pub id: String,
+    pub duplicate: bool,
+}
+
+/// One failed attempt in a job's history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttemptError {
+    pub attempt: u32,
+    pub error: String,
+    /// Unix milliseconds.
+    pub at: u64,
+}
+
+/// A job as Redis holds it while it is live (and for the retention window after).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct JobRecord {
+    pub id: String,
+    pub queue: String,
+    pub kind: String,
+    pub state: JobState,
+    pub payload: String,
+    pub payload_version: u32,
+    pub attempt: u32,
+    pub max_attempts: u32,
+    pub created_at_ms: u64,
+    pub updated_at_ms: u64,
+    pub run_at_ms: Option<u64>,
+    pub finished_at_ms: Option<u64>,
+    pub died_at_ms: Option<u64>,
+    pub last_error: Option<String>,
+    pub errors: Vec<AttemptError>,
+    pub fingerprint: Option<String>,
+    pub result: Option<String>,
+    pub idempotency_key: Option<String>,
+    pub workflow_id: Option<String>,
+    pub correlation_id: Option<String>,
+    pub trace_context: Option<String>,
+    pub cancel_requested: bool,
+    pub leased_by: Option<String>,
+    /// How many times an operator requeued it from dead.
+    pub requeues: u32,
+    /// Stream id of the last event this job produced.
+    pub last_event_id: Option<String>,
+}
+
+impl JobRecord {
+    pub(crate) fn from_hash(mut h: HashMap<String, String>) -> Option<Self> {
+        let state = h.get("st")?.parse().ok()?;
+        let num = |h: &HashMap<String, String>, k: &str| h.get(k).and_then(|v| v.parse::<u64>().ok());
+        let extra: Option<serde_json::Value> = h.get("x").and_then(|x| serde_json::from_str(x).ok());
+        let extra_field = |name: &str| {
+            extra
+                .as_ref()
+                .and_then(|x| x.get(name))
+                .and_then(|v| v.as_str())
+                .map(str::to_owned)
+        };
+        let errors = h
+            .get("errs")
+            .and_then(|raw| serde_json::from_str(raw).ok())
+            .unwrap_or_default();
+        Some(Self {
+            id: h.remove("id")?,
+            queue: h.remove("q")?,
+            kind: h.remove("k")?,
+            state,
+            payload: h.remove("p").unwrap_or_default(),
+            payload_version: num(&h, "v").unwrap_or(1) as u32,
+            attempt: num(&h, "a").unwrap_or(0) as u32,
+            max_attempts: num(&h, "ma").unwrap_or(1) as u32,
+            created_at_ms: num(&h, "ca").unwrap_or(0),
+            updated_at_ms: num(&h, "ua").unwrap_or(0),
+            run_at_ms: num(&h, "ra"),
+            finished_at_ms: num(&h, "fa"),
+            died_at_ms: num(&h, "da"),
+            last_error: h.remove("err"),
+            errors,
+            fingerprint: h.remove("fp"),
+            result: h.remove("res"),
+            idempotency_key: h.remove("ik"),
+            workflow_id: h.remove("wf"),
+            correlation_id: extra_field("cid"),
+            trace_context: extra_field("tc"),
+            cancel_requested: h.get("cr").is_some_and(|v| v == "1"),
+            leased_by: h.remove("lb"),
+            requeues: num(&h, "rnd").unwrap_or(0) as u32,
+            last_event_id: h.remove("le"),
+        })
+    }
+}
+
+/// Retry policy of a kind: how many attempts, and exponential backoff with full jitter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    pub max_attempts: u32,
+    pub backoff_base: Duration,
+    pub backoff_cap: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 25,
+            backoff_base: Duration::from_secs(1),
+            backoff_cap: Duration::from_secs(3600),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Upper bound of the delay before the attempt after `attempt` (1-based): base·2^(attempt-1), capped.
+    pub fn ceiling(&self, attempt: u32) -> Duration {
+        let exp = attempt.saturating_sub(1).min(40);
+        let base = self.backoff_base.as_millis() as u64;
+        let ceiling = base.saturating_mul(1u64 << exp);
+        Duration::from_millis(ceiling.min(self.backoff_cap.as_millis() as u64))
+    }
+
+    /// Full jitter: uniform in [0, ceiling].
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let ceiling = self.ceiling(attempt).as_millis() as u64;
+        Duration::from_millis(rand::random_range(0..=ceiling))
+    }
+}
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// How a handler's attempt ended, as the engine applies it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Succeeded { result: Option<String> },
+    /// Retryable: the next attempt runs after `delay` unless attempts are exhausted.
+    Retry { error: String, delay: Duration },
+    /// Permanent: straight to dead.
+    Fail { error: String },
+    /// Run again after `delay`; the attempt is given back.
+    Snooze { delay: Duration },
+    Cancelled,
+    /// Given back unstarted or unfinished at shutdown; the attempt is given back.
+    Release,
+}
+
+/// Whether the engine applied an outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    Ok,
+    /// A retry that found no attempts left: the job died.
+    Died,
+    /// The lease token no longer matched (the job was reaped and maybe leased again): refused.
+    Stale,
+    Missing,
+}
+
+/// A job leased to a worker: its payload and the token that proves the lease.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LeasedJob {
+    pub id: String,
+    pub token: String,
+    pub attempt: u32,
+    pub max_attempts: u32,
+    pub kind: String,
+    pub payload: String,
+    pub payload_version: u32,
+    pub workflow_id: Option<String>,
+    pub correlation_id: Option<String>,
+    pub trace_context: Option<String>,
+    pub created_at_ms: u64,
+}

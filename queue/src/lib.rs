@@ -1,0 +1,39 @@
+//! Steadfast's durable Redis queue engine, and its apalis 1.x backend.
+//!
+//! * [`Engine`] is the whole engine: push (one or many, idempotent), fetch with leases,
+//!   outcomes (ack, retry with backoff, dead, snooze, cancel), lease renewal and reaping,
+//!   dead-job listing, grouping, requeue and discard, stats, clean-up, the two event streams,
+//!   worker heartbeats, and the Redis settings guard. Every state change is one Lua script
+//!   that also appends the job event, so there is no state change without its event.
+//! * [`RedisBackend`] plugs the engine into apalis: `WorkerBuilder::new("w").backend(..)`.
+//!
+//! The job lifecycle (states, events, and what moves a job) is documented in
+//! `docs/design.md` and mirrored by [`JobState`].
+
+mod backend;
+mod config;
+mod engine;
+mod error;
+mod events;
+mod guard;
+mod heartbeat;
+mod job;
+mod keys;
+mod scripts;
+
+pub use backend::{
+    JobContext, JobError, OutcomeLayer, OutcomeService, RedisBackend, WorkerCounters, WorkerOptions,
+};
+pub use config::EngineConfig;
+pub use engine::{
+    CancelOutcome, DeadFilter, DeadGroup, DeadOpOutcome, Engine, FetchRequest, Fetched,
+    QueueStats, RenewStatus,
+};
+pub use error::{QueueError, Result};
+pub use events::{Consumer, EventStream, Follower, JobEvent, StreamEntry};
+pub use guard::RedisGuardReport;
+pub use heartbeat::WorkerInfo;
+pub use job::{
+    Applied, AttemptError, IdempotencyKey, JobRecord, JobState, KeyScope, LeasedJob, NewJob,
+    Outcome, PushOutcome, RetryPolicy, now_ms,
+};

@@ -1,0 +1,132 @@
+-- Shared helpers, prepended to every script of the engine.
+-- Every key of a deployment starts with the `{prefix}` hash tag, so keys built here
+-- from `P` live in the same cluster slot as the KEYS the caller declared.
+-- Every script is called with KEYS[1] = the job-event stream and ARGV[1] = the key prefix.
+local P = ARGV[1]
+local EVENTS = KEYS[1]
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function job_key(id) return P .. ':job:' .. id end
+local function qkey(q, part) return P .. ':q:' .. q .. ':' .. part end
+
+-- Appends one job event; returns its stream id. The only writer of the job-event stream.
+local function emit(id, q, k, ev, st, a, now, extra)
+  local args = {'XADD', EVENTS, '*', 'id', id, 'q', q, 'k', k, 'ev', ev, 'st', st,
+                'a', tostring(a), 'ts', tostring(now)}
+  if extra then
+    for i = 1, #extra do args[#args + 1] = extra[i] end
+  end
+  local eid = redis.call(unpack(args))
+  redis.call('HSET', job_key(id), 'le', eid)
+  return eid
+end
+
+-- Park-Miller generator seeded by the caller: scripts must not depend on Redis's own PRNG.
+local function make_rng(seed)
+  local s = tonumber(seed) % 2147483646 + 1
+  return function()
+    s = (s * 16807) % 2147483647
+    return s / 2147483647
+  end
+end
+
+-- Exponential backoff with full jitter: uniform in [0, min(cap, base * 2^(attempt-1))].
+local function backoff(base, cap, attempt, rng)
+  local ceiling = base * (2 ^ (math.max(attempt, 1) - 1))
+  if ceiling > cap then ceiling = cap end
+  return math.floor(ceiling * rng())
+end
+
+-- Kind plus the error text with numbers, ids and quoted values stripped, hashed.
+local function fingerprint(kind, err)
+  local s = string.lower(err or '')
+  s = string.gsub(s, "'[^']*'", "'#'")
+  s = string.gsub(s, '"[^"]*"', '"#"')
+  s = string.gsub(s, '[%w%-_%.:]*%d[%w%-_%.:]*', '#')
+  s = string.gsub(s, '%s+', ' ')
+  s = string.sub(s, 1, 240)
+  return string.sub(redis.sha1hex(kind .. '\n' .. s), 1, 16)
+end
+
+-- Appends one attempt's outcome to the job's bounded error history (JSON array).
+local function record_error(jk, attempt, err, now)
+  local raw = redis.call('HGET', jk, 'errs')
+  local hist = {}
+  if raw and raw ~= '' then hist = cjson.decode(raw) end
+  hist[#hist + 1] = {attempt = tonumber(attempt), error = err, at = now}
+  while #hist > 50 do table.remove(hist, 1) end
+  redis.call('HSET', jk, 'errs', cjson.encode(hist), 'err', err)
+end
+
+local function wake(q)
+  local wk = qkey(q, 'wake')
+  if redis.call('LLEN', wk) < 1 then redis.call('RPUSH', wk, '1') end
+end
+
+-- Moves a job to the dead set with its fingerprint. Caller has removed it from where it was.
+local function die(id, jk, q, k, a, err, now)
+  local fp = fingerprint(k, err)
+  record_error(jk, a, err, now)
+  redis.call('HSET', jk, 'st', 'DEAD', 'da', now, 'ua', now, 'fp', fp)
+  redis.call('HDEL', jk, 'tok', 'ra', 'cr')
+  redis.call('ZADD', qkey(q, 'dead'), now, id)
+  redis.call('ZADD', qkey(q, 'deadfp:' .. fp), now, id)
+  redis.call('HINCRBY', qkey(q, 'deadfp'), fp, 1)
+  redis.call('HSET', qkey(q, 'deadfp:sample'), fp, err)
+  redis.call('HSET', qkey(q, 'deadfp:last'), fp, now)
+  redis.call('HINCRBY', qkey(q, 'stats'), 'dead', 1)
+  redis.call('HINCRBY', qkey(q, 'stats'), 'failed', 1)
+  emit(id, q, k, 'died', 'DEAD', a, now, {'err', err, 'fp', fp})
+end
+
+-- Takes a job out of the dead set and its fingerprint group.
+local function forget_dead(q, id, fp)
+  redis.call('ZREM', qkey(q, 'dead'), id)
+  if fp then
+    redis.call('ZREM', qkey(q, 'deadfp:' .. fp), id)
+    if redis.call('HINCRBY', qkey(q, 'deadfp'), fp, -1) <= 0 then
+      redis.call('HDEL', qkey(q, 'deadfp'), fp)
+      redis.call('HDEL', qkey(q, 'deadfp:sample'), fp)
+      redis.call('HDEL', qkey(q, 'deadfp:last'), fp)
+    end
+  end
+end
+
+-- Stream ids compare as (ms, seq) pairs.
+local function parse_sid(sid)
+  local dash = string.find(sid, '-', 1, true)
+  if not dash then return tonumber(sid), 0 end
+  return tonumber(string.sub(sid, 1, dash - 1)), tonumber(string.sub(sid, dash + 1))
+end
+
+local function sid_lt(a, b)
+  local am, as = parse_sid(a)
+  local bm, bs = parse_sid(b)
+  return am < bm or (am == bm and as < bs)
+end
+
+-- The oldest stream id some consumer group still needs (entries before it are safe to drop),
+-- or nil when no group is registered.
+local function groups_safe_point(stream)
+  if redis.call('EXISTS', stream) == 0 then return nil end
+  local groups = redis.call('XINFO', 'GROUPS', stream)
+  local safe = nil
+  for _, g in ipairs(groups) do
+    local info = {}
+    for i = 1, #g, 2 do info[g[i]] = g[i + 1] end
+    local point
+    if tonumber(info['pending']) > 0 then
+      local summary = redis.call('XPENDING', stream, info['name'])
+      point = summary[2]
+    else
+      local ms, seq = parse_sid(info['last-delivered-id'])
+      point = ms .. '-' .. (seq + 1)
+    end
+    if safe == nil or sid_lt(point, safe) then safe = point end
+  end
+  return safe
+end

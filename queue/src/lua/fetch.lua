@@ -1,0 +1,105 @@
+-- Reap expired leases, promote due scheduled jobs, then lease up to N ready jobs.
+-- KEYS[1] events
+-- ARGV[1] prefix, ARGV[2] queue, ARGV[3] max jobs, ARGV[4] lease ms, ARGV[5] worker id,
+-- ARGV[6] promote chunk, ARGV[7] reap chunk, ARGV[8] backoff base ms, ARGV[9] backoff cap ms,
+-- ARGV[10] random seed.
+-- Returns {wait_hint_ms (-1 = nothing pending), then 10 fields per leased job:
+--   id, token, attempt, max_attempts, kind, payload, version, workflow id, extra, created_at}.
+local q = ARGV[2]
+local want = tonumber(ARGV[3])
+local lease_ms = tonumber(ARGV[4])
+local worker = ARGV[5]
+local rng = make_rng(ARGV[10])
+local now = now_ms()
+local ready, sched, lease = qkey(q, 'ready'), qkey(q, 'sched'), qkey(q, 'lease')
+
+-- 1. Leases that expired: the attempt is spent; retry with backoff or die.
+local expired = redis.call('ZRANGEBYSCORE', lease, '-inf', now, 'LIMIT', 0, tonumber(ARGV[7]))
+for _, id in ipairs(expired) do
+  redis.call('ZREM', lease, id)
+  local jk = job_key(id)
+  local f = redis.call('HMGET', jk, 'st', 'a', 'ma', 'k')
+  if f[1] == 'RUNNING' then
+    local a, ma, k = tonumber(f[2]), tonumber(f[3]), f[4]
+    local err = 'lease expired (worker ' .. (redis.call('HGET', jk, 'lb') or '?') .. ' stopped renewing)'
+    if a >= ma then
+      die(id, jk, q, k, a, err, now)
+    else
+      local run_at = now + backoff(tonumber(ARGV[8]), tonumber(ARGV[9]), a, rng)
+      record_error(jk, a, err, now)
+      redis.call('HSET', jk, 'st', 'RETRYING', 'ra', run_at, 'ua', now)
+      redis.call('HDEL', jk, 'tok', 'cr')
+      redis.call('ZADD', sched, run_at, id)
+      redis.call('HINCRBY', qkey(q, 'stats'), 'retried', 1)
+      emit(id, q, k, 'lease_expired', 'RETRYING', a, now, {'err', err, 'next', tostring(run_at)})
+    end
+  end
+end
+
+-- 2. Scheduled and retrying jobs that fell due, oldest first, a bounded chunk.
+local due = redis.call('ZRANGEBYSCORE', sched, '-inf', now, 'LIMIT', 0, tonumber(ARGV[6]))
+if #due > 0 then
+  redis.call('ZREMRANGEBYRANK', sched, 0, #due - 1)
+  for _, id in ipairs(due) do
+    local jk = job_key(id)
+    local f = redis.call('HMGET', jk, 'st', 'a', 'k')
+    if f[1] == 'SCHEDULED' or f[1] == 'RETRYING' then
+      redis.call('HSET', jk, 'st', 'QUEUED', 'ua', now)
+      redis.call('HDEL', jk, 'ra')
+      redis.call('RPUSH', ready, id)
+      emit(id, q, f[3], 'promoted', 'QUEUED', f[2], now)
+    end
+  end
+end
+
+-- 3. Lease ready jobs. Cancelled jobs left in the list as tombstones are skipped here.
+local out = {-1}
+if want > 0 then
+  local ids = redis.call('LPOP', ready, want)
+  if ids then
+    local deadline = now + lease_ms
+    for _, id in ipairs(ids) do
+      local jk = job_key(id)
+      local f = redis.call('HMGET', jk, 'st', 'k', 'ma', 'p', 'v', 'wf', 'x', 'ca', 'ik', 'ikm', 'tb')
+      if f[1] == 'QUEUED' then
+        local a = redis.call('HINCRBY', jk, 'a', 1)
+        local tok = tostring(redis.call('HINCRBY', jk, 'lc', 1))
+        redis.call('HSET', jk, 'st', 'RUNNING', 'tok', tok, 'ls', now, 'lb', worker, 'ua', now)
+        redis.call('ZADD', lease, deadline, id)
+        if f[10] == 'wait' and f[9] then
+          local ik = P .. ':idem:' .. q .. ':' .. f[9]
+          if redis.call('GET', ik) == id then redis.call('DEL', ik) end
+        end
+        emit(id, q, f[2], 'started', 'RUNNING', a, now, {'w', worker})
+        out[#out + 1] = id
+        out[#out + 1] = tok
+        out[#out + 1] = a
+        out[#out + 1] = tonumber(f[3])
+        out[#out + 1] = f[2]
+        out[#out + 1] = f[4]
+        out[#out + 1] = f[5] or '1'
+        out[#out + 1] = f[6] or ''
+        out[#out + 1] = f[7] or ''
+        out[#out + 1] = f[8] or '0'
+      elseif f[11] == '1' then
+        redis.call('HINCRBY', qkey(q, 'stats'), 'tomb', -1)
+        redis.call('HDEL', jk, 'tb')
+      end
+    end
+  end
+end
+
+-- Another idle worker may take what is left.
+if redis.call('LLEN', ready) > 0 then wake(q) end
+
+-- How long an idle worker may block before something here falls due.
+local hint = -1
+local first_sched = redis.call('ZRANGE', sched, 0, 0, 'WITHSCORES')
+if first_sched[2] then hint = math.max(0, tonumber(first_sched[2]) - now) end
+local first_lease = redis.call('ZRANGE', lease, 0, 0, 'WITHSCORES')
+if first_lease[2] then
+  local l = math.max(0, tonumber(first_lease[2]) - now)
+  if hint < 0 or l < hint then hint = l end
+end
+out[1] = hint
+return out

@@ -1,0 +1,61 @@
+//! The engine's Lua scripts. Each is one atomic transition that also appends its event.
+//! `redis::Script` calls them by SHA and reloads them on `NOSCRIPT`, so they survive a
+//! Redis restart or failover.
+
+use redis::Script;
+
+macro_rules! engine_script {
+    ($file:literal) => {
+        Script::new(concat!(
+            include_str!("lua/common.lua"),
+            "\n",
+            include_str!(concat!("lua/", $file))
+        ))
+    };
+}
+
+#[derive(Debug)]
+pub(crate) struct Scripts {
+    pub push: Script,
+    pub fetch: Script,
+    pub complete: Script,
+    pub renew: Script,
+    pub cancel: Script,
+    pub requeue: Script,
+    pub discard: Script,
+    pub cleanup: Script,
+    pub trim: Script,
+    pub publish: Script,
+}
+
+impl Scripts {
+    pub fn new() -> Self {
+        Self {
+            push: engine_script!("push.lua"),
+            fetch: engine_script!("fetch.lua"),
+            complete: engine_script!("complete.lua"),
+            renew: engine_script!("renew.lua"),
+            cancel: engine_script!("cancel.lua"),
+            requeue: engine_script!("requeue.lua"),
+            discard: engine_script!("discard.lua"),
+            cleanup: engine_script!("cleanup.lua"),
+            trim: engine_script!("trim.lua"),
+            publish: engine_script!("publish.lua"),
+        }
+    }
+
+    pub fn all(&self) -> [&Script; 10] {
+        [
+            &self.push,
+            &self.fetch,
+            &self.complete,
+            &self.renew,
+            &self.cancel,
+            &self.requeue,
+            &self.discard,
+            &self.cleanup,
+            &self.trim,
+            &self.publish,
+        ]
+    }
+}

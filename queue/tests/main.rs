@@ -1,0 +1,11 @@
+//! Integration tests of the queue engine against a real Redis (`REDIS_URL`, default
+//! redis://127.0.0.1:6379). Each test works under its own key prefix and deletes it after.
+
+mod queue {
+    pub mod common;
+    mod durability;
+    mod engine_ops;
+    mod lifecycle_property;
+    mod streams;
+    mod worker;
+}

@@ -1,0 +1,159 @@
+#![allow(dead_code)]
+
+use std::{
+    collections::{HashMap, HashSet},
+    time::Duration,
+};
+
+use queue::{Engine, EngineConfig, JobState, NewJob};
+use redis::Commands;
+
+pub fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+pub fn unique_prefix(tag: &str) -> String {
+    format!("test-{tag}-{}", ulid::Ulid::new().to_string().to_lowercase())
+}
+
+/// An engine under a prefix of its own; every key of it is deleted when dropped.
+pub struct TestQueue {
+    pub engine: Engine,
+    pub prefix: String,
+    pub url: String,
+}
+
+impl TestQueue {
+    pub async fn new(tag: &str) -> Self {
+        Self::with_config(tag, |_| {}).await
+    }
+
+    pub async fn with_config(tag: &str, tweak: impl FnOnce(&mut EngineConfig)) -> Self {
+        Self::at(&redis_url(), tag, tweak).await
+    }
+
+    pub async fn at(url: &str, tag: &str, tweak: impl FnOnce(&mut EngineConfig)) -> Self {
+        let prefix = unique_prefix(tag);
+        let mut config = EngineConfig::with_prefix(&prefix);
+        config.response_timeout = Duration::from_secs(3);
+        tweak(&mut config);
+        let engine = Engine::connect(url, config)
+            .await
+            .expect("redis must be reachable for the queue tests");
+        Self {
+            engine,
+            prefix,
+            url: url.to_owned(),
+        }
+    }
+
+    pub fn key(&self, rest: &str) -> String {
+        format!("{{{}}}:{rest}", self.prefix)
+    }
+
+    pub fn sync_conn(&self) -> redis::Connection {
+        redis::Client::open(self.url.as_str())
+            .and_then(|c| c.get_connection())
+            .expect("sync redis connection")
+    }
+
+    pub async fn push_n(&self, queue: &str, n: usize) -> Vec<String> {
+        let jobs = (0..n)
+            .map(|i| {
+                NewJob::raw(queue, queue, format!("{{\"n\":{i}}}")).with_max_attempts(3)
+            })
+            .collect();
+        self.engine
+            .push_many(jobs)
+            .await
+            .expect("push")
+            .into_iter()
+            .map(|o| o.id)
+            .collect()
+    }
+
+    /// Where each job is, read from the engine's structures (not from its hash):
+    /// every job must be in exactly one place, and that place must match its state.
+    pub fn check_placement(&self, queue: &str) -> HashMap<String, JobState> {
+        let mut conn = self.sync_conn();
+        let q = |part: &str| self.key(&format!("q:{queue}:{part}"));
+        let ready: Vec<String> = conn.lrange(q("ready"), 0, -1).expect("lrange");
+        let sched: Vec<String> = conn.zrange(q("sched"), 0, -1).expect("zrange");
+        let lease: Vec<String> = conn.zrange(q("lease"), 0, -1).expect("zrange");
+        let dead: Vec<String> = conn.zrange(q("dead"), 0, -1).expect("zrange");
+        let done: Vec<String> = conn.zrange(q("done"), 0, -1).expect("zrange");
+        let mut placement: HashMap<String, JobState> = HashMap::new();
+        let mut seen: HashSet<String> = HashSet::new();
+        let mut tombstones = 0;
+        for (ids, place) in [
+            (&ready, "ready"),
+            (&sched, "sched"),
+            (&lease, "lease"),
+            (&dead, "dead"),
+            (&done, "done"),
+        ] {
+            for id in ids {
+                let state: Option<String> = conn
+                    .hget(self.key(&format!("job:{id}")), "st")
+                    .expect("hget");
+                let state: JobState = state
+                    .unwrap_or_else(|| panic!("{id} in {place} has no hash"))
+                    .parse()
+                    .expect("state");
+                let tombstone = place == "ready" && state == JobState::Cancelled;
+                if tombstone {
+                    tombstones += 1;
+                    continue;
+                }
+                let expected_place = match state {
+                    JobState::Queued => "ready",
+                    JobState::Scheduled | JobState::Retrying => "sched",
+                    JobState::Running => "lease",
+                    JobState::Dead => "dead",
+                    JobState::Succeeded | JobState::Cancelled => "done",
+                };
+                assert_eq!(place, expected_place, "job {id} is {state} but sits in {place}");
+                assert!(seen.insert(id.clone()), "job {id} is in two places");
+                placement.insert(id.clone(), state);
+            }
+        }
+        let tomb: Option<i64> = conn.hget(q("stats"), "tomb").expect("hget");
+        assert_eq!(tomb.unwrap_or(0), tombstones, "tombstone counter drifted");
+        placement
+    }
+}
+
+impl Drop for TestQueue {
+    fn drop(&mut self) {
+        let Ok(mut conn) = redis::Client::open(self.url.as_str()).and_then(|c| c.get_connection())
+        else {
+            return;
+        };
+        let pattern = format!("\\{{{}\\}}:*", self.prefix);
+        let keys: Vec<String> = conn
+            .scan_match::<_, String>(&pattern)
+            .map(|it| it.filter_map(Result::ok).collect())
+            .unwrap_or_default();
+        for chunk in keys.chunks(500) {
+            let _: redis::RedisResult<()> = conn.del(chunk);
+        }
+    }
+}
+
+/// Polls `check` every few milliseconds until it holds or `within` passes.
+pub async fn eventually<F, Fut>(within: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if check().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
