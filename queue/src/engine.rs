@@ -477,6 +477,9 @@ impl Engine {
 
     /// Many jobs in one round trip, in input order.
     pub async fn jobs(&self, ids: &[String]) -> Result<Vec<Option<JobRecord>>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut pipe = redis::pipe();
         for id in ids {
             pipe.hgetall(self.keys().job(id));

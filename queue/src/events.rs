@@ -120,10 +120,11 @@ impl Engine {
         count: usize,
     ) -> Result<Vec<StreamEntry>> {
         let key = self.stream_key(stream);
-        self.check_cursor(&key, cursor).await?;
         let opts = StreamReadOptions::default().count(count);
         let reply: Option<StreamReadReply> =
             self.conn().xread_options(&[&key], &[cursor], &opts).await?;
+        // Checked after the read: a trim between a check and the read would go unseen.
+        self.check_cursor(&key, cursor).await?;
         Ok(flatten(reply))
     }
 
@@ -205,13 +206,14 @@ impl Follower {
 
     /// The next entries, waiting up to `block` for some to arrive.
     pub async fn next_batch(&mut self, count: usize, block: Duration) -> Result<Vec<StreamEntry>> {
-        self.engine.check_cursor(&self.key, &self.cursor).await?;
         let conn = blocking_conn(&self.engine, &mut self.conn, block).await?;
         let opts = StreamReadOptions::default()
             .count(count)
             .block(block.as_millis().max(1) as usize);
         let reply: Option<StreamReadReply> =
             conn.xread_options(&[&self.key], &[&self.cursor], &opts).await?;
+        // Checked after the read: a trim between a check and the read would go unseen.
+        self.engine.check_cursor(&self.key, &self.cursor).await?;
         let entries = flatten(reply);
         if let Some(last) = entries.last() {
             self.cursor = last.id.clone();

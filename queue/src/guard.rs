@@ -65,11 +65,12 @@ impl Engine {
                 "maxmemory-policy is {policy:?}: Redis may evict queued jobs under memory pressure; set it to noeviction"
             ));
         }
-        if !appendonly && save.trim().is_empty() {
-            problems.push(
-                "no persistence (appendonly no, save \"\"): a Redis restart loses every accepted job; set appendonly yes"
-                    .to_owned(),
-            );
+        if !appendonly {
+            problems.push(if save.trim().is_empty() {
+                "no persistence (appendonly no, save \"\"): a Redis restart loses every accepted job; set appendonly yes".to_owned()
+            } else {
+                "appendonly no: a Redis crash loses every job accepted since the last RDB snapshot; set appendonly yes".to_owned()
+            });
         }
         let report = RedisGuardReport {
             maxmemory_policy: policy,

@@ -50,7 +50,8 @@ impl<Args: Sync> FromRequest<Task<Args>> for JobContext {
 
 /// What a failed attempt means. Return it (boxed, or through `?`) from a handler; any other
 /// error is treated as retryable. apalis's `AbortError` counts as permanent and its
-/// `RetryAfterError` as a retry after the given duration.
+/// `RetryAfterError` as a snooze for the given duration. Once cancellation was requested,
+/// any error ends the job as cancelled.
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
     /// Try again after the kind's backoff, while attempts remain.

@@ -107,6 +107,9 @@ where
 }
 
 fn classify(shared: &Shared, job: &JobContext, error: &(dyn std::error::Error + 'static)) -> Outcome {
+    if job.is_cancel_requested() {
+        return Outcome::Cancelled;
+    }
     if let Some(e) = error.downcast_ref::<JobError>() {
         return match e {
             JobError::Retryable(msg) => shared.retry_outcome(job, msg.clone()),
@@ -115,17 +118,13 @@ fn classify(shared: &Shared, job: &JobContext, error: &(dyn std::error::Error + 
             JobError::Cancelled => Outcome::Cancelled,
         };
     }
-    if job.is_cancel_requested() {
-        return Outcome::Cancelled;
-    }
     if let Some(e) = error.downcast_ref::<AbortError>() {
         return Outcome::Fail {
             error: e.to_string(),
         };
     }
     if let Some(e) = error.downcast_ref::<RetryAfterError>() {
-        return Outcome::Retry {
-            error: e.to_string(),
+        return Outcome::Snooze {
             delay: e.get_duration(),
         };
     }

@@ -28,6 +28,9 @@ use crate::{
 
 pub(crate) type OutcomeMsg = (String, String, Outcome);
 
+/// Well inside the heartbeat's expiry, whatever the lease.
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(15);
+
 /// Counters of one worker, readable while it runs.
 #[derive(Debug, Default)]
 pub struct WorkerCounters {
@@ -109,16 +112,26 @@ impl Shared {
         }
     }
 
-    /// Records a job's outcome and frees its slot.
+    /// Queues a job's outcome and frees its slot. The lease stays held (and renewed) until the
+    /// acknowledger has applied the outcome, so a slow Redis cannot turn a success into a rerun.
     pub fn finish(&self, job: &JobContext, outcome: Outcome) {
-        if let Ok(mut in_flight) = self.in_flight.lock() {
-            in_flight.remove(&job.id);
-        }
         // The acknowledger lives until `closing`, which waits for every slot to be free.
         let _ = self
             .outcomes
             .send((job.id.clone(), job.token.clone(), outcome));
         self.slots.add_permits(1);
+    }
+
+    /// Forgets leases whose outcomes were applied (or refused). A job already leased again
+    /// under a new token is left alone.
+    fn forget_leases(&self, batch: &[OutcomeMsg]) {
+        if let Ok(mut m) = self.in_flight.lock() {
+            for (id, token, _) in batch {
+                if m.get(id).is_some_and(|f| &f.token == token) {
+                    m.remove(id);
+                }
+            }
+        }
     }
 
     fn held_leases(&self) -> Vec<(String, String)> {
@@ -351,6 +364,7 @@ async fn flush(shared: &Shared, batch: &mut Vec<OutcomeMsg>) {
         match shared.engine.complete(batch).await {
             Ok(applied) => {
                 count_outcomes(shared, batch, &applied);
+                shared.forget_leases(batch);
                 batch.clear();
                 return;
             }
@@ -361,6 +375,7 @@ async fn flush(shared: &Shared, batch: &mut Vec<OutcomeMsg>) {
                 // they are dropped, and the leases expire and bring the jobs back: never lost.
                 if shared.closing.is_cancelled() && started.elapsed() > shared.opts.shutdown_grace {
                     tracing::error!(error = %e, outcomes = batch.len(), "giving up on outcomes at shutdown; their leases will expire");
+                    shared.forget_leases(batch);
                     batch.clear();
                     return;
                 }
@@ -396,7 +411,9 @@ fn count_outcomes(shared: &Shared, batch: &[OutcomeMsg], applied: &[Applied]) {
 /// when the worker begins to shut down.
 pub(crate) async fn maintenance(shared: Arc<Shared>, worker: WorkerContext) {
     let renew_every = (shared.opts.lease / 3).max(Duration::from_millis(1));
+    let beat_every = renew_every.min(HEARTBEAT_EVERY);
     let mut last_renew = Instant::now();
+    let mut last_beat: Option<Instant> = None;
     let mut last_cleanup = Instant::now();
     let started_ms = crate::now_ms();
     let tick = Duration::from_millis(10).min(renew_every);
@@ -416,6 +433,12 @@ pub(crate) async fn maintenance(shared: Arc<Shared>, worker: WorkerContext) {
                 release.cancel();
             });
         }
+        if last_beat.is_none_or(|t| t.elapsed() >= beat_every) {
+            last_beat = Some(Instant::now());
+            if let Err(e) = heartbeat(&shared, started_ms).await {
+                tracing::debug!(error = %e, "heartbeat failed");
+            }
+        }
         if last_renew.elapsed() < renew_every {
             continue;
         }
@@ -427,9 +450,6 @@ pub(crate) async fn maintenance(shared: Arc<Shared>, worker: WorkerContext) {
             && let Err(e) = shared.engine.fetch(&shared.fetch_request(0)).await
         {
             tracing::warn!(error = %e, "reaping failed");
-        }
-        if let Err(e) = heartbeat(&shared, started_ms).await {
-            tracing::debug!(error = %e, "heartbeat failed");
         }
         if last_cleanup.elapsed() >= shared.opts.cleanup_interval {
             last_cleanup = Instant::now();

@@ -16,11 +16,12 @@ local removed = 0
 for _, id in ipairs(candidates) do
   local jk = job_key(id)
   local f = redis.call('HMGET', jk, 'le', 'tb')
-  -- A cancelled job still sitting in the ready list as a tombstone is kept until fetch drops it.
-  if f[2] == '1' then break end
   if safe and f[1] and not sid_lt(f[1], safe) then break end
-  redis.call('DEL', jk)
-  redis.call('ZREM', done, id)
-  removed = removed + 1
+  -- A cancelled job still sitting in the ready list as a tombstone is kept until fetch drops it.
+  if f[2] ~= '1' then
+    redis.call('DEL', jk)
+    redis.call('ZREM', done, id)
+    removed = removed + 1
+  end
 end
 return removed

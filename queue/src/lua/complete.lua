@@ -4,6 +4,7 @@
 -- ARGV[1] prefix, then 5 fields per outcome: id, token, outcome, text, delay ms.
 -- outcome: ok (text = result JSON) | retry (text = error, delay = backoff) | fail (permanent)
 --          | snooze (delay) | cancel | release (graceful shutdown; the attempt is given back).
+-- A pending cancel request turns retry, snooze and release into cancel.
 -- Returns per outcome: 'ok', 'stale' (token mismatch or not running), 'dead' (retry refused:
 -- attempts exhausted, so the job died), 'missing'.
 local now = now_ms()
@@ -15,7 +16,7 @@ for j = 0, n - 1 do
   local b = 1 + j * FIELDS
   local id, tok, outcome, text, delay = ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4], tonumber(ARGV[b + 5])
   local jk = job_key(id)
-  local f = redis.call('HMGET', jk, 'st', 'tok', 'q', 'k', 'a', 'ma')
+  local f = redis.call('HMGET', jk, 'st', 'tok', 'q', 'k', 'a', 'ma', 'cr')
   if not f[1] then
     out[#out + 1] = 'missing'
   elseif f[1] ~= 'RUNNING' or f[2] ~= tok then
@@ -23,6 +24,10 @@ for j = 0, n - 1 do
   else
     local q, k, a, ma = f[3], f[4], tonumber(f[5]), tonumber(f[6])
     redis.call('ZREM', qkey(q, 'lease'), id)
+    -- An operator asked to cancel: the job must not come back to run again.
+    if f[7] == '1' and (outcome == 'retry' or outcome == 'snooze' or outcome == 'release') then
+      outcome = 'cancel'
+    end
     local status = 'ok'
     if outcome == 'ok' then
       redis.call('HSET', jk, 'st', 'SUCCEEDED', 'fa', now, 'ua', now)

@@ -18,11 +18,18 @@ local expired = redis.call('ZRANGEBYSCORE', lease, '-inf', now, 'LIMIT', 0, tonu
 for _, id in ipairs(expired) do
   redis.call('ZREM', lease, id)
   local jk = job_key(id)
-  local f = redis.call('HMGET', jk, 'st', 'a', 'ma', 'k')
+  local f = redis.call('HMGET', jk, 'st', 'a', 'ma', 'k', 'cr')
   if f[1] == 'RUNNING' then
     local a, ma, k = tonumber(f[2]), tonumber(f[3]), f[4]
     local err = 'lease expired (worker ' .. (redis.call('HGET', jk, 'lb') or '?') .. ' stopped renewing)'
-    if a >= ma then
+    if f[5] == '1' then
+      record_error(jk, a, err, now)
+      redis.call('HSET', jk, 'st', 'CANCELLED', 'fa', now, 'ua', now)
+      redis.call('HDEL', jk, 'tok', 'cr')
+      redis.call('ZADD', qkey(q, 'done'), now, id)
+      redis.call('HINCRBY', qkey(q, 'stats'), 'cancelled', 1)
+      emit(id, q, k, 'cancelled', 'CANCELLED', a, now, {'err', err})
+    elseif a >= ma then
       die(id, jk, q, k, a, err, now)
     else
       local run_at = now + backoff(tonumber(ARGV[8]), tonumber(ARGV[9]), a, rng)
@@ -52,36 +59,42 @@ if #due > 0 then
   end
 end
 
--- 3. Lease ready jobs. Cancelled jobs left in the list as tombstones are skipped here.
+-- 3. Lease ready jobs. Cancelled jobs left in the list as tombstones are skipped here
+--    (at most 1000 per call, so a call stays bounded).
 local out = {-1}
-if want > 0 then
-  local ids = redis.call('LPOP', ready, want)
-  if ids then
-    local deadline = now + lease_ms
-    for _, id in ipairs(ids) do
-      local jk = job_key(id)
-      local f = redis.call('HMGET', jk, 'st', 'k', 'ma', 'p', 'v', 'wf', 'x', 'ca', 'ik', 'ikm', 'tb')
-      if f[1] == 'QUEUED' then
-        local a = redis.call('HINCRBY', jk, 'a', 1)
-        local tok = tostring(redis.call('HINCRBY', jk, 'lc', 1))
-        redis.call('HSET', jk, 'st', 'RUNNING', 'tok', tok, 'ls', now, 'lb', worker, 'ua', now)
-        redis.call('ZADD', lease, deadline, id)
-        if f[10] == 'wait' and f[9] then
-          local ik = P .. ':idem:' .. q .. ':' .. f[9]
-          if redis.call('GET', ik) == id then redis.call('DEL', ik) end
-        end
-        emit(id, q, f[2], 'started', 'RUNNING', a, now, {'w', worker})
-        out[#out + 1] = id
-        out[#out + 1] = tok
-        out[#out + 1] = a
-        out[#out + 1] = tonumber(f[3])
-        out[#out + 1] = f[2]
-        out[#out + 1] = f[4]
-        out[#out + 1] = f[5] or '1'
-        out[#out + 1] = f[6] or ''
-        out[#out + 1] = f[7] or ''
-        out[#out + 1] = f[8] or '0'
-      elseif f[11] == '1' then
+local leased = 0
+local skipped = 0
+local deadline = now + lease_ms
+while leased < want and skipped < 1000 do
+  local ids = redis.call('LPOP', ready, want - leased)
+  if not ids then break end
+  for _, id in ipairs(ids) do
+    local jk = job_key(id)
+    local f = redis.call('HMGET', jk, 'st', 'k', 'ma', 'p', 'v', 'wf', 'x', 'ca', 'ik', 'ikm', 'tb')
+    if f[1] == 'QUEUED' then
+      local a = redis.call('HINCRBY', jk, 'a', 1)
+      local tok = tostring(redis.call('HINCRBY', jk, 'lc', 1))
+      redis.call('HSET', jk, 'st', 'RUNNING', 'tok', tok, 'ls', now, 'lb', worker, 'ua', now)
+      redis.call('ZADD', lease, deadline, id)
+      if f[10] == 'wait' and f[9] then
+        local ik = P .. ':idem:' .. q .. ':' .. f[9]
+        if redis.call('GET', ik) == id then redis.call('DEL', ik) end
+      end
+      emit(id, q, f[2], 'started', 'RUNNING', a, now, {'w', worker})
+      leased = leased + 1
+      out[#out + 1] = id
+      out[#out + 1] = tok
+      out[#out + 1] = a
+      out[#out + 1] = tonumber(f[3])
+      out[#out + 1] = f[2]
+      out[#out + 1] = f[4]
+      out[#out + 1] = f[5] or '1'
+      out[#out + 1] = f[6] or ''
+      out[#out + 1] = f[7] or ''
+      out[#out + 1] = f[8] or '0'
+    else
+      skipped = skipped + 1
+      if f[11] == '1' then
         redis.call('HINCRBY', qkey(q, 'stats'), 'tomb', -1)
         redis.call('HDEL', jk, 'tb')
       end
@@ -90,7 +103,8 @@ if want > 0 then
 end
 
 -- Another idle worker may take what is left.
-if redis.call('LLEN', ready) > 0 then wake(q) end
+local more_ready = redis.call('LLEN', ready) > 0
+if more_ready then wake(q) end
 
 -- How long an idle worker may block before something here falls due.
 local hint = -1
@@ -101,5 +115,6 @@ if first_lease[2] then
   local l = math.max(0, tonumber(first_lease[2]) - now)
   if hint < 0 or l < hint then hint = l end
 end
+if more_ready then hint = 0 end
 out[1] = hint
 return out

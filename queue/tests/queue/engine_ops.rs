@@ -477,7 +477,7 @@ async fn redis_guard_reports_unsafe_settings() {
     let t = TestQueue::new("ops-guard").await;
     let report = t.engine.check_redis(false).await.expect("report");
     assert!(!report.redis_version.is_empty());
-    let unsafe_settings = report.maxmemory_policy != "noeviction" || (!report.appendonly && !report.snapshots);
+    let unsafe_settings = report.maxmemory_policy != "noeviction" || !report.appendonly;
     assert_eq!(!report.problems.is_empty(), unsafe_settings);
     let strict = t.engine.check_redis(true).await;
     assert_eq!(strict.is_err(), unsafe_settings);
