@@ -1,1 +1,304 @@
-fn main(){}
+//! Queue engine benchmark: prints figures, asserts nothing about speed.
+//!
+//! `cargo bench -p steadfast-queue --bench throughput` (Redis at `REDIS_URL`, default local).
+//! `BENCH_QUICK=1` runs every scenario at a tenth of the size.
+//! Everything runs under a prefix of its own, deleted afterwards.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use apalis_core::{task::data::Data, worker::builder::WorkerBuilder};
+use hdrhistogram::Histogram;
+use queue::{Engine, EngineConfig, JobContext, JobError, NewJob, RedisBackend, RetryPolicy, WorkerOptions};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Noop {
+    n: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Stamped {
+    pushed_at_us: u64,
+}
+
+fn now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+fn scale(n: usize) -> usize {
+    if std::env::var("BENCH_QUICK").is_ok() { (n / 10).max(1) } else { n }
+}
+
+struct Cpu {
+    redis_s: f64,
+    own_s: f64,
+}
+
+async fn cpu(engine_url: &str) -> anyhow::Result<Cpu> {
+    let client = redis::Client::open(engine_url)?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    let info: String = redis::cmd("INFO").arg("cpu").query_async(&mut conn).await?;
+    let field = |name: &str| {
+        info.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let redis_s = field("used_cpu_sys:") + field("used_cpu_user:");
+    let stat = std::fs::read_to_string("/proc/self/stat")?;
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of /proc/self/stat (11 and 12 after the name).
+    let own_s = (ticks(11) + ticks(12)) / 100.0;
+    Ok(Cpu { redis_s, own_s })
+}
+
+fn report_cpu(label: &str, before: &Cpu, after: &Cpu, wall: Duration) {
+    let wall = wall.as_secs_f64();
+    println!(
+        "    {label}: cpu redis {:.0}% of a core, bench process {:.0}% (wall {:.2}s)",
+        100.0 * (after.redis_s - before.redis_s) / wall,
+        100.0 * (after.own_s - before.own_s) / wall,
+        wall
+    );
+}
+
+async fn fresh_engine(url: &str, tag: &str) -> anyhow::Result<Engine> {
+    let prefix = format!("bench-{tag}-{}", ulid::Ulid::new().to_string().to_lowercase());
+    let mut config = EngineConfig::with_prefix(prefix);
+    config.push_chunk = 1000;
+    Ok(Engine::connect(url, config).await?)
+}
+
+async fn push_noops(engine: &Engine, queue: &str, n: usize) -> anyhow::Result<()> {
+    let mut left = n;
+    while left > 0 {
+        let batch = left.min(10_000);
+        let jobs = (0..batch)
+            .map(|i| NewJob::raw(queue, queue, format!("{{\"n\":{i}}}")))
+            .collect();
+        engine.push_many(jobs).await?;
+        left -= batch;
+    }
+    Ok(())
+}
+
+/// Runs a worker until `target` handler calls have ended; returns the wall time.
+async fn drain(engine: &Engine, queue: &str, target: usize, concurrency: usize) -> anyhow::Result<Duration> {
+    #[derive(Clone)]
+    struct Progress {
+        done: Arc<AtomicUsize>,
+        target: usize,
+        notify: Arc<Notify>,
+    }
+    async fn handler(_: Noop, p: Data<Progress>) -> Result<(), JobError> {
+        if p.done.fetch_add(1, Ordering::Relaxed) + 1 == p.target {
+            p.notify.notify_one();
+        }
+        Ok(())
+    }
+    let progress = Progress {
+        done: Arc::new(AtomicUsize::new(0)),
+        target,
+        notify: Arc::new(Notify::new()),
+    };
+    let options = WorkerOptions::new(queue)
+        .concurrency(concurrency)
+        .fetch_batch(concurrency.clamp(1, 200));
+    let worker = WorkerBuilder::new(format!("bench-{queue}"))
+        .backend(RedisBackend::<Noop>::new(engine.clone(), options))
+        .data(progress.clone())
+        .build(handler);
+    let started = Instant::now();
+    let notify = progress.notify.clone();
+    let elapsed = Arc::new(std::sync::Mutex::new(Duration::ZERO));
+    let e = elapsed.clone();
+    worker
+        .run_until(async move {
+            notify.notified().await;
+            if let Ok(mut e) = e.lock() {
+                *e = started.elapsed();
+            }
+            Ok::<(), std::io::Error>(())
+        })
+        .await?;
+    let took = *elapsed.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+    Ok(took)
+}
+
+fn rate(n: usize, d: Duration) -> String {
+    format!("{:>9.0} jobs/s", n as f64 / d.as_secs_f64())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    println!("steadfast queue benchmark (redis {url}, {} cores)", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+
+    // 1. Push one at a time.
+    let engine = fresh_engine(&url, "push1").await?;
+    let n = scale(20_000);
+    let started = Instant::now();
+    for i in 0..n {
+        engine.push(NewJob::raw("q", "q", format!("{{\"n\":{i}}}"))).await?;
+    }
+    let took = started.elapsed();
+    println!("push one at a time        {n:>8} jobs  {}  ({:.1} us/push)", rate(n, took), took.as_micros() as f64 / n as f64);
+    engine.destroy_all_data().await?;
+
+    // 2. Push in batches of 1,000.
+    let engine = fresh_engine(&url, "pushb").await?;
+    let n = scale(200_000);
+    let before = cpu(&url).await?;
+    let started = Instant::now();
+    for chunk in 0..n / 1000 {
+        let jobs = (0..1000)
+            .map(|i| NewJob::raw("q", "q", format!("{{\"n\":{}}}", chunk * 1000 + i)))
+            .collect();
+        engine.push_many(jobs).await?;
+    }
+    let took = started.elapsed();
+    println!("push batches of 1,000     {n:>8} jobs  {}", rate(n, took));
+    report_cpu("push batches", &before, &cpu(&url).await?, took);
+    engine.destroy_all_data().await?;
+
+    // 3. Drain 20,000 no-op jobs through an apalis worker at concurrency 1, 16, 64.
+    for concurrency in [1usize, 16, 64] {
+        let engine = fresh_engine(&url, "drain").await?;
+        let n = scale(20_000);
+        push_noops(&engine, "q", n).await?;
+        let before = cpu(&url).await?;
+        let took = drain(&engine, "q", n, concurrency).await?;
+        println!("drain, concurrency {concurrency:<3}    {n:>8} jobs  {}", rate(n, took));
+        report_cpu("drain", &before, &cpu(&url).await?, took);
+        engine.destroy_all_data().await?;
+    }
+
+    // 4. Drain rate with 1,000 versus 1,000,000 queued.
+    for backlog in [1_000usize, scale(1_000_000)] {
+        let engine = fresh_engine(&url, "backlog").await?;
+        push_noops(&engine, "q", backlog).await?;
+        let measured = backlog.min(scale(100_000));
+        let took = drain(&engine, "q", measured, 64).await?;
+        println!(
+            "drain with {backlog:>7} queued   {measured:>8} jobs  {}  (concurrency 64)",
+            rate(measured, took)
+        );
+        engine.destroy_all_data().await?;
+    }
+
+    // 5. Push -> handler-end latency at a steady 500 jobs/s.
+    {
+        let engine = fresh_engine(&url, "latency").await?;
+        let n = scale(5_000);
+        let hist = Arc::new(std::sync::Mutex::new(Histogram::<u64>::new(3)?));
+        let done = Arc::new(AtomicUsize::new(0));
+        #[derive(Clone)]
+        struct Rec {
+            hist: Arc<std::sync::Mutex<Histogram<u64>>>,
+            done: Arc<AtomicUsize>,
+        }
+        async fn handler(s: Stamped, r: Data<Rec>) -> Result<(), JobError> {
+            let latency = now_us().saturating_sub(s.pushed_at_us);
+            if let Ok(mut h) = r.hist.lock() {
+                let _ = h.record(latency);
+            }
+            r.done.fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        }
+        let worker = WorkerBuilder::new("bench-latency")
+            .backend(RedisBackend::<Stamped>::new(engine.clone(), WorkerOptions::new("q").concurrency(16)))
+            .data(Rec { hist: hist.clone(), done: done.clone() })
+            .build(handler);
+        let producer_engine = engine.clone();
+        let d = done.clone();
+        worker
+            .run_until(async move {
+                // Let the worker reach its idle wait first.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                let mut tick = tokio::time::interval(Duration::from_millis(2));
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                for _ in 0..n {
+                    tick.tick().await;
+                    let job = NewJob::new("q", &Stamped { pushed_at_us: now_us() }).map_err(std::io::Error::other)?;
+                    producer_engine.push(job).await.map_err(std::io::Error::other)?;
+                }
+                while d.load(Ordering::Relaxed) < n {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Ok::<(), std::io::Error>(())
+            })
+            .await?;
+        let h = hist.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+        println!(
+            "latency push->handler end at 500 jobs/s ({n} jobs): p50 {:.2} ms  p95 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
+            h.value_at_quantile(0.50) as f64 / 1000.0,
+            h.value_at_quantile(0.95) as f64 / 1000.0,
+            h.value_at_quantile(0.99) as f64 / 1000.0,
+            h.max() as f64 / 1000.0,
+        );
+        engine.destroy_all_data().await?;
+    }
+
+    // 6. 2,000 jobs that fail twice then succeed, 10 ms backoff.
+    {
+        let engine = fresh_engine(&url, "retry").await?;
+        let n = scale(2_000);
+        push_noops(&engine, "q", n).await?;
+        let done = Arc::new(AtomicUsize::new(0));
+        let notify = Arc::new(Notify::new());
+        #[derive(Clone)]
+        struct Flaky {
+            done: Arc<AtomicUsize>,
+            notify: Arc<Notify>,
+            target: usize,
+        }
+        async fn handler(_: Noop, ctx: JobContext, f: Data<Flaky>) -> Result<(), JobError> {
+            if ctx.attempt <= 2 {
+                return Err(JobError::retryable("transient failure"));
+            }
+            if f.done.fetch_add(1, Ordering::Relaxed) + 1 == f.target {
+                f.notify.notify_one();
+            }
+            Ok(())
+        }
+        let retry = RetryPolicy {
+            max_attempts: 5,
+            backoff_base: Duration::from_millis(10),
+            backoff_cap: Duration::from_millis(10),
+        };
+        let worker = WorkerBuilder::new("bench-retry")
+            .backend(RedisBackend::<Noop>::new(engine.clone(), WorkerOptions::new("q").concurrency(64).retry(retry)))
+            .data(Flaky { done: done.clone(), notify: notify.clone(), target: n })
+            .build(handler);
+        let started = Instant::now();
+        worker
+            .run_until(async move {
+                notify.notified().await;
+                Ok::<(), std::io::Error>(())
+            })
+            .await?;
+        let took = started.elapsed();
+        let stats = engine.stats("q").await?;
+        println!(
+            "fail twice then succeed   {n:>8} jobs  {} ({} attempts in {:.2}s; retried {}, dead {})",
+            rate(n, took),
+            3 * n,
+            took.as_secs_f64(),
+            stats.retried_total,
+            stats.dead
+        );
+        engine.destroy_all_data().await?;
+    }
+    Ok(())
+}

@@ -232,11 +232,12 @@ impl Engine {
                     ),
                 },
             };
-            let id = job
-                .id
-                .clone()
-                .unwrap_or_else(|| ulid::Ulid::new().to_string());
+            let (id, explicit) = match &job.id {
+                Some(id) => (id.clone(), "1"),
+                None => (ulid::Ulid::new().to_string(), "0"),
+            };
             inv.arg(id)
+                .arg(explicit)
                 .arg(&job.queue)
                 .arg(&job.kind)
                 .arg(&job.payload)

@@ -40,7 +40,7 @@ pub struct JobEvent {
     /// The state the job entered.
     pub state: JobState,
     pub attempt: u32,
-    /// Unix ms, Redis server time.
+    /// Unix ms, Redis server time (from the stream id).
     pub at_ms: u64,
     pub error: Option<String>,
     pub fingerprint: Option<String>,
@@ -60,7 +60,8 @@ impl JobEvent {
             event: get("ev")?,
             state: f.get("st")?.parse().ok()?,
             attempt: f.get("a").and_then(|a| a.parse().ok()).unwrap_or(0),
-            at_ms: f.get("ts").and_then(|t| t.parse().ok()).unwrap_or(0),
+            // The stream id's first part is the server's clock in ms when the event was appended.
+            at_ms: entry.id.split('-').next().and_then(|t| t.parse().ok()).unwrap_or(0),
             error: get("err"),
             fingerprint: get("fp"),
             next_run_at_ms: f.get("next").and_then(|t| t.parse().ok()),

@@ -261,8 +261,9 @@ pub struct JobRecord {
     pub leased_by: Option<String>,
     /// How many times an operator requeued it from dead.
     pub requeues: u32,
-    /// Stream id of the last event this job produced.
-    pub last_event_id: Option<String>,
+    /// Stream id of the event that finished the job (succeeded or cancelled): clean-up waits
+    /// until every consumer group has read past it.
+    pub final_event_id: Option<String>,
 }
 
 impl JobRecord {
@@ -306,7 +307,7 @@ impl JobRecord {
             cancel_requested: h.get("cr").is_some_and(|v| v == "1"),
             leased_by: h.remove("lb"),
             requeues: num(&h, "rnd").unwrap_or(0) as u32,
-            last_event_id: h.remove("le"),
+            final_event_id: h.remove("le"),
         })
     }
 }

@@ -21,11 +21,11 @@ if st == 'QUEUED' or st == 'SCHEDULED' or st == 'RETRYING' then
     local ik = P .. ':idem:' .. q .. ':' .. f[5]
     if redis.call('GET', ik) == id then redis.call('DEL', ik) end
   end
-  redis.call('HSET', jk, 'st', 'CANCELLED', 'fa', now, 'ua', now)
+  local eid = emit(id, q, k, 'cancelled', 'CANCELLED', a, now)
+  redis.call('HSET', jk, 'st', 'CANCELLED', 'fa', now, 'ua', now, 'le', eid)
   redis.call('HDEL', jk, 'ra')
   redis.call('ZADD', qkey(q, 'done'), now, id)
   redis.call('HINCRBY', qkey(q, 'stats'), 'cancelled', 1)
-  emit(id, q, k, 'cancelled', 'CANCELLED', a, now)
   return 'cancelled'
 elseif st == 'RUNNING' then
   redis.call('HSET', jk, 'cr', '1')

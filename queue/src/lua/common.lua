@@ -14,15 +14,35 @@ local function job_key(id) return P .. ':job:' .. id end
 local function qkey(q, part) return P .. ':q:' .. q .. ':' .. part end
 
 -- Appends one job event; returns its stream id. The only writer of the job-event stream.
+-- The event's time is its stream id.
 local function emit(id, q, k, ev, st, a, now, extra)
-  local args = {'XADD', EVENTS, '*', 'id', id, 'q', q, 'k', k, 'ev', ev, 'st', st,
-                'a', tostring(a), 'ts', tostring(now)}
-  if extra then
-    for i = 1, #extra do args[#args + 1] = extra[i] end
+  if not extra then
+    return redis.call('XADD', EVENTS, '*', 'id', id, 'q', q, 'k', k, 'ev', ev, 'st', st, 'a', a)
   end
-  local eid = redis.call(unpack(args))
-  redis.call('HSET', job_key(id), 'le', eid)
-  return eid
+  local args = {'XADD', EVENTS, '*', 'id', id, 'q', q, 'k', k, 'ev', ev, 'st', st, 'a', a}
+  for i = 1, #extra do args[#args + 1] = extra[i] end
+  return redis.call(unpack(args))
+end
+
+-- Calls `cmd key` with many members in bounded slices (unpack has a stack limit).
+local function call_many(cmd, key, items)
+  local n = #items
+  local i = 1
+  while i <= n do
+    local last = math.min(i + 999, n)
+    redis.call(cmd, key, unpack(items, i, last))
+    i = last + 1
+  end
+end
+
+-- Per-queue batch accumulators, applied once at the end of a script.
+local function bucket(t, q)
+  local b = t[q]
+  if not b then
+    b = {}
+    t[q] = b
+  end
+  return b
 end
 
 -- Park-Miller generator seeded by the caller: scripts must not depend on Redis's own PRNG.

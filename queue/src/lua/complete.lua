@@ -9,12 +9,18 @@
 -- attempts exhausted, so the job died), 'missing'.
 local now = now_ms()
 local out = {}
-local woken = {}
+local unleased, finished, counts, released = {}, {}, {}, {}
 local FIELDS = 5
 local n = (#ARGV - 1) / FIELDS
+
+local function count(q, name)
+  local c = bucket(counts, q)
+  c[name] = (c[name] or 0) + 1
+end
+
 for j = 0, n - 1 do
   local b = 1 + j * FIELDS
-  local id, tok, outcome, text, delay = ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4], tonumber(ARGV[b + 5])
+  local id, tok, outcome, text = ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4]
   local jk = job_key(id)
   local f = redis.call('HMGET', jk, 'st', 'tok', 'q', 'k', 'a', 'ma', 'cr')
   if not f[1] then
@@ -23,61 +29,67 @@ for j = 0, n - 1 do
     out[#out + 1] = 'stale'
   else
     local q, k, a, ma = f[3], f[4], tonumber(f[5]), tonumber(f[6])
-    redis.call('ZREM', qkey(q, 'lease'), id)
+    local lease_ids = bucket(unleased, q)
+    lease_ids[#lease_ids + 1] = id
     -- An operator asked to cancel: the job must not come back to run again.
     if f[7] == '1' and (outcome == 'retry' or outcome == 'snooze' or outcome == 'release') then
       outcome = 'cancel'
     end
     local status = 'ok'
     if outcome == 'ok' then
-      redis.call('HSET', jk, 'st', 'SUCCEEDED', 'fa', now, 'ua', now)
-      if text ~= '' then redis.call('HSET', jk, 'res', text) end
-      redis.call('HDEL', jk, 'tok', 'cr')
-      redis.call('ZADD', qkey(q, 'done'), now, id)
-      redis.call('HINCRBY', qkey(q, 'stats'), 'succeeded', 1)
-      emit(id, q, k, 'succeeded', 'SUCCEEDED', a, now)
+      local eid = emit(id, q, k, 'succeeded', 'SUCCEEDED', a, now)
+      if text ~= '' then
+        redis.call('HSET', jk, 'st', 'SUCCEEDED', 'fa', now, 'ua', now, 'le', eid, 'tok', '', 'res', text)
+      else
+        redis.call('HSET', jk, 'st', 'SUCCEEDED', 'fa', now, 'ua', now, 'le', eid, 'tok', '')
+      end
+      local d = bucket(finished, q)
+      d[#d + 1] = now
+      d[#d + 1] = id
+      count(q, 'succeeded')
     elseif outcome == 'retry' then
       if a >= ma then
         die(id, jk, q, k, a, text, now)
         status = 'dead'
       else
-        local run_at = now + delay
+        local run_at = now + tonumber(ARGV[b + 5])
         record_error(jk, a, text, now)
-        redis.call('HSET', jk, 'st', 'RETRYING', 'ra', run_at, 'ua', now)
-        redis.call('HDEL', jk, 'tok', 'cr')
+        redis.call('HSET', jk, 'st', 'RETRYING', 'ra', run_at, 'ua', now, 'tok', '')
         redis.call('ZADD', qkey(q, 'sched'), run_at, id)
-        redis.call('HINCRBY', qkey(q, 'stats'), 'retried', 1)
+        count(q, 'retried')
         emit(id, q, k, 'retry_scheduled', 'RETRYING', a, now, {'err', text, 'next', tostring(run_at)})
       end
     elseif outcome == 'fail' then
       die(id, jk, q, k, a, text, now)
     elseif outcome == 'snooze' then
-      local run_at = now + delay
-      a = redis.call('HINCRBY', jk, 'a', -1)
-      redis.call('HSET', jk, 'st', 'SCHEDULED', 'ra', run_at, 'ua', now)
-      redis.call('HDEL', jk, 'tok', 'cr')
+      local run_at = now + tonumber(ARGV[b + 5])
+      a = a - 1
+      redis.call('HSET', jk, 'st', 'SCHEDULED', 'a', a, 'ra', run_at, 'ua', now, 'tok', '')
       redis.call('ZADD', qkey(q, 'sched'), run_at, id)
       emit(id, q, k, 'snoozed', 'SCHEDULED', a, now, {'next', tostring(run_at)})
     elseif outcome == 'cancel' then
-      redis.call('HSET', jk, 'st', 'CANCELLED', 'fa', now, 'ua', now)
-      redis.call('HDEL', jk, 'tok', 'cr')
-      redis.call('ZADD', qkey(q, 'done'), now, id)
-      redis.call('HINCRBY', qkey(q, 'stats'), 'cancelled', 1)
-      emit(id, q, k, 'cancelled', 'CANCELLED', a, now)
+      local eid = emit(id, q, k, 'cancelled', 'CANCELLED', a, now)
+      redis.call('HSET', jk, 'st', 'CANCELLED', 'fa', now, 'ua', now, 'le', eid, 'tok', '')
+      local d = bucket(finished, q)
+      d[#d + 1] = now
+      d[#d + 1] = id
+      count(q, 'cancelled')
     elseif outcome == 'release' then
-      a = redis.call('HINCRBY', jk, 'a', -1)
-      redis.call('HSET', jk, 'st', 'QUEUED', 'ua', now)
-      redis.call('HDEL', jk, 'tok')
+      a = a - 1
+      redis.call('HSET', jk, 'st', 'QUEUED', 'a', a, 'ua', now, 'tok', '')
       redis.call('LPUSH', qkey(q, 'ready'), id)
+      released[q] = true
       emit(id, q, k, 'released', 'QUEUED', a, now)
-      if not woken[q] then
-        wake(q)
-        woken[q] = true
-      end
     else
       return redis.error_reply('BAD_OUTCOME ' .. outcome)
     end
     out[#out + 1] = status
   end
 end
+for q, ids in pairs(unleased) do call_many('ZREM', qkey(q, 'lease'), ids) end
+for q, members in pairs(finished) do call_many('ZADD', qkey(q, 'done'), members) end
+for q, c in pairs(counts) do
+  for name, value in pairs(c) do redis.call('HINCRBY', qkey(q, 'stats'), name, value) end
+end
+for q in pairs(released) do wake(q) end
 return out

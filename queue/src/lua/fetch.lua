@@ -24,11 +24,11 @@ for _, id in ipairs(expired) do
     local err = 'lease expired (worker ' .. (redis.call('HGET', jk, 'lb') or '?') .. ' stopped renewing)'
     if f[5] == '1' then
       record_error(jk, a, err, now)
-      redis.call('HSET', jk, 'st', 'CANCELLED', 'fa', now, 'ua', now)
+      local eid = emit(id, q, k, 'cancelled', 'CANCELLED', a, now, {'err', err})
+      redis.call('HSET', jk, 'st', 'CANCELLED', 'fa', now, 'ua', now, 'le', eid)
       redis.call('HDEL', jk, 'tok', 'cr')
       redis.call('ZADD', qkey(q, 'done'), now, id)
       redis.call('HINCRBY', qkey(q, 'stats'), 'cancelled', 1)
-      emit(id, q, k, 'cancelled', 'CANCELLED', a, now, {'err', err})
     elseif a >= ma then
       die(id, jk, q, k, a, err, now)
     else
@@ -64,18 +64,20 @@ end
 local out = {-1}
 local leased = 0
 local skipped = 0
+local leases = {}
 local deadline = now + lease_ms
 while leased < want and skipped < 1000 do
   local ids = redis.call('LPOP', ready, want - leased)
   if not ids then break end
   for _, id in ipairs(ids) do
     local jk = job_key(id)
-    local f = redis.call('HMGET', jk, 'st', 'k', 'ma', 'p', 'v', 'wf', 'x', 'ca', 'ik', 'ikm', 'tb')
+    local f = redis.call('HMGET', jk, 'st', 'k', 'ma', 'p', 'v', 'wf', 'x', 'ca', 'ik', 'ikm', 'tb', 'a', 'lc')
     if f[1] == 'QUEUED' then
-      local a = redis.call('HINCRBY', jk, 'a', 1)
-      local tok = tostring(redis.call('HINCRBY', jk, 'lc', 1))
-      redis.call('HSET', jk, 'st', 'RUNNING', 'tok', tok, 'ls', now, 'lb', worker, 'ua', now)
-      redis.call('ZADD', lease, deadline, id)
+      local a = (tonumber(f[12]) or 0) + 1
+      local tok = tostring((tonumber(f[13]) or 0) + 1)
+      redis.call('HSET', jk, 'st', 'RUNNING', 'a', a, 'lc', tok, 'tok', tok, 'ls', now, 'lb', worker, 'ua', now)
+      leases[#leases + 1] = deadline
+      leases[#leases + 1] = id
       if f[10] == 'wait' and f[9] then
         local ik = P .. ':idem:' .. q .. ':' .. f[9]
         if redis.call('GET', ik) == id then redis.call('DEL', ik) end
@@ -101,6 +103,7 @@ while leased < want and skipped < 1000 do
     end
   end
 end
+if #leases > 0 then call_many('ZADD', lease, leases) end
 
 -- Another idle worker may take what is left.
 local more_ready = redis.call('LLEN', ready) > 0
