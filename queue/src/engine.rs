@@ -486,7 +486,11 @@ impl Engine {
             pipe.hgetall(self.keys().job(id));
         }
         let hashes: Vec<HashMap<String, String>> = pipe.query_async(&mut self.conn()).await?;
-        Ok(hashes.into_iter().map(JobRecord::from_hash).collect())
+        Ok(ids
+            .iter()
+            .zip(hashes)
+            .map(|(id, h)| JobRecord::from_hash(id, h))
+            .collect())
     }
 
     /// Dead jobs of a queue, newest first, paged by offset.

@@ -49,6 +49,20 @@ pub struct JobEvent {
 }
 
 impl JobEvent {
+    /// The state each event moves a job into: the lifecycle table in `docs/design.md`.
+    pub fn state_entered(event: &str) -> Option<JobState> {
+        Some(match event {
+            "enqueued" | "promoted" | "requeued" | "released" => JobState::Queued,
+            "scheduled" | "snoozed" => JobState::Scheduled,
+            "started" => JobState::Running,
+            "retry_scheduled" | "lease_expired" => JobState::Retrying,
+            "succeeded" => JobState::Succeeded,
+            "died" | "discarded" => JobState::Dead,
+            "cancelled" => JobState::Cancelled,
+            _ => return None,
+        })
+    }
+
     pub fn from_entry(entry: &StreamEntry) -> Option<Self> {
         let f = &entry.fields;
         let get = |k: &str| f.get(k).cloned();
@@ -58,7 +72,7 @@ impl JobEvent {
             queue: get("q")?,
             kind: get("k")?,
             event: get("ev")?,
-            state: f.get("st")?.parse().ok()?,
+            state: JobEvent::state_entered(f.get("ev")?)?,
             attempt: f.get("a").and_then(|a| a.parse().ok()).unwrap_or(0),
             // The stream id's first part is the server's clock in ms when the event was appended.
             at_ms: entry.id.split('-').next().and_then(|t| t.parse().ok()).unwrap_or(0),

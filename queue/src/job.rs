@@ -267,8 +267,8 @@ pub struct JobRecord {
 }
 
 impl JobRecord {
-    pub(crate) fn from_hash(mut h: HashMap<String, String>) -> Option<Self> {
-        let state = h.get("st")?.parse().ok()?;
+    pub(crate) fn from_hash(id: &str, mut h: HashMap<String, String>) -> Option<Self> {
+        let state: JobState = h.get("st")?.parse().ok()?;
         let num = |h: &HashMap<String, String>, k: &str| h.get(k).and_then(|v| v.parse::<u64>().ok());
         let extra: Option<serde_json::Value> = h.get("x").and_then(|x| serde_json::from_str(x).ok());
         let extra_field = |name: &str| {
@@ -283,7 +283,7 @@ impl JobRecord {
             .and_then(|raw| serde_json::from_str(raw).ok())
             .unwrap_or_default();
         Some(Self {
-            id: h.remove("id")?,
+            id: id.to_owned(),
             queue: h.remove("q")?,
             kind: h.remove("k")?,
             state,
@@ -292,9 +292,11 @@ impl JobRecord {
             attempt: num(&h, "a").unwrap_or(0) as u32,
             max_attempts: num(&h, "ma").unwrap_or(1) as u32,
             created_at_ms: num(&h, "ca").unwrap_or(0),
-            updated_at_ms: num(&h, "ua").unwrap_or(0),
+            updated_at_ms: num(&h, "ua").or(num(&h, "ca")).unwrap_or(0),
             run_at_ms: num(&h, "ra"),
-            finished_at_ms: num(&h, "fa"),
+            finished_at_ms: matches!(state, JobState::Succeeded | JobState::Cancelled)
+                .then(|| num(&h, "ua"))
+                .flatten(),
             died_at_ms: num(&h, "da"),
             last_error: h.remove("err"),
             errors,

@@ -22,7 +22,7 @@ if st == 'QUEUED' or st == 'SCHEDULED' or st == 'RETRYING' then
     if redis.call('GET', ik) == id then redis.call('DEL', ik) end
   end
   local eid = emit(id, q, k, 'cancelled', 'CANCELLED', a, now)
-  redis.call('HSET', jk, 'st', 'CANCELLED', 'fa', now, 'ua', now, 'le', eid)
+  redis.call('HSET', jk, 'st', 'CANCELLED', 'ua', now, 'le', eid)
   redis.call('HDEL', jk, 'ra')
   redis.call('ZADD', qkey(q, 'done'), now, id)
   redis.call('HINCRBY', qkey(q, 'stats'), 'cancelled', 1)

@@ -14,12 +14,15 @@ local function job_key(id) return P .. ':job:' .. id end
 local function qkey(q, part) return P .. ':q:' .. q .. ':' .. part end
 
 -- Appends one job event; returns its stream id. The only writer of the job-event stream.
--- The event's time is its stream id.
+-- The event's time is its stream id; the state it enters follows from its name (`st` is
+-- passed for the reader of the script only).
 local function emit(id, q, k, ev, st, a, now, extra)
+  -- `a` is absent (false) on a job never started.
+  a = a or 0
   if not extra then
-    return redis.call('XADD', EVENTS, '*', 'id', id, 'q', q, 'k', k, 'ev', ev, 'st', st, 'a', a)
+    return redis.call('XADD', EVENTS, '*', 'id', id, 'q', q, 'k', k, 'ev', ev, 'a', a)
   end
-  local args = {'XADD', EVENTS, '*', 'id', id, 'q', q, 'k', k, 'ev', ev, 'st', st, 'a', a}
+  local args = {'XADD', EVENTS, '*', 'id', id, 'q', q, 'k', k, 'ev', ev, 'a', a}
   for i = 1, #extra do args[#args + 1] = extra[i] end
   return redis.call(unpack(args))
 end
@@ -92,7 +95,7 @@ local function die(id, jk, q, k, a, err, now)
   local fp = fingerprint(k, err)
   record_error(jk, a, err, now)
   redis.call('HSET', jk, 'st', 'DEAD', 'da', now, 'ua', now, 'fp', fp)
-  redis.call('HDEL', jk, 'tok', 'ra', 'cr')
+  redis.call('HDEL', jk, 'ra', 'cr')
   redis.call('ZADD', qkey(q, 'dead'), now, id)
   redis.call('ZADD', qkey(q, 'deadfp:' .. fp), now, id)
   redis.call('HINCRBY', qkey(q, 'deadfp'), fp, 1)

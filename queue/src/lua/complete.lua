@@ -39,9 +39,9 @@ for j = 0, n - 1 do
     if outcome == 'ok' then
       local eid = emit(id, q, k, 'succeeded', 'SUCCEEDED', a, now)
       if text ~= '' then
-        redis.call('HSET', jk, 'st', 'SUCCEEDED', 'fa', now, 'ua', now, 'le', eid, 'tok', '', 'res', text)
+        redis.call('HSET', jk, 'st', 'SUCCEEDED', 'ua', now, 'le', eid, 'res', text)
       else
-        redis.call('HSET', jk, 'st', 'SUCCEEDED', 'fa', now, 'ua', now, 'le', eid, 'tok', '')
+        redis.call('HSET', jk, 'st', 'SUCCEEDED', 'ua', now, 'le', eid)
       end
       local d = bucket(finished, q)
       d[#d + 1] = now
@@ -54,7 +54,7 @@ for j = 0, n - 1 do
       else
         local run_at = now + tonumber(ARGV[b + 5])
         record_error(jk, a, text, now)
-        redis.call('HSET', jk, 'st', 'RETRYING', 'ra', run_at, 'ua', now, 'tok', '')
+        redis.call('HSET', jk, 'st', 'RETRYING', 'ra', run_at, 'ua', now)
         redis.call('ZADD', qkey(q, 'sched'), run_at, id)
         count(q, 'retried')
         emit(id, q, k, 'retry_scheduled', 'RETRYING', a, now, {'err', text, 'next', tostring(run_at)})
@@ -64,19 +64,19 @@ for j = 0, n - 1 do
     elseif outcome == 'snooze' then
       local run_at = now + tonumber(ARGV[b + 5])
       a = a - 1
-      redis.call('HSET', jk, 'st', 'SCHEDULED', 'a', a, 'ra', run_at, 'ua', now, 'tok', '')
+      redis.call('HSET', jk, 'st', 'SCHEDULED', 'a', a, 'ra', run_at, 'ua', now)
       redis.call('ZADD', qkey(q, 'sched'), run_at, id)
       emit(id, q, k, 'snoozed', 'SCHEDULED', a, now, {'next', tostring(run_at)})
     elseif outcome == 'cancel' then
       local eid = emit(id, q, k, 'cancelled', 'CANCELLED', a, now)
-      redis.call('HSET', jk, 'st', 'CANCELLED', 'fa', now, 'ua', now, 'le', eid, 'tok', '')
+      redis.call('HSET', jk, 'st', 'CANCELLED', 'ua', now, 'le', eid)
       local d = bucket(finished, q)
       d[#d + 1] = now
       d[#d + 1] = id
       count(q, 'cancelled')
     elseif outcome == 'release' then
       a = a - 1
-      redis.call('HSET', jk, 'st', 'QUEUED', 'a', a, 'ua', now, 'tok', '')
+      redis.call('HSET', jk, 'st', 'QUEUED', 'a', a, 'ua', now)
       redis.call('LPUSH', qkey(q, 'ready'), id)
       released[q] = true
       emit(id, q, k, 'released', 'QUEUED', a, now)

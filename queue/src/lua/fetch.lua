@@ -25,8 +25,8 @@ for _, id in ipairs(expired) do
     if f[5] == '1' then
       record_error(jk, a, err, now)
       local eid = emit(id, q, k, 'cancelled', 'CANCELLED', a, now, {'err', err})
-      redis.call('HSET', jk, 'st', 'CANCELLED', 'fa', now, 'ua', now, 'le', eid)
-      redis.call('HDEL', jk, 'tok', 'cr')
+      redis.call('HSET', jk, 'st', 'CANCELLED', 'ua', now, 'le', eid)
+      redis.call('HDEL', jk, 'cr')
       redis.call('ZADD', qkey(q, 'done'), now, id)
       redis.call('HINCRBY', qkey(q, 'stats'), 'cancelled', 1)
     elseif a >= ma then
@@ -35,7 +35,6 @@ for _, id in ipairs(expired) do
       local run_at = now + backoff(tonumber(ARGV[8]), tonumber(ARGV[9]), a, rng)
       record_error(jk, a, err, now)
       redis.call('HSET', jk, 'st', 'RETRYING', 'ra', run_at, 'ua', now)
-      redis.call('HDEL', jk, 'tok', 'cr')
       redis.call('ZADD', sched, run_at, id)
       redis.call('HINCRBY', qkey(q, 'stats'), 'retried', 1)
       emit(id, q, k, 'lease_expired', 'RETRYING', a, now, {'err', err, 'next', tostring(run_at)})
@@ -71,11 +70,11 @@ while leased < want and skipped < 1000 do
   if not ids then break end
   for _, id in ipairs(ids) do
     local jk = job_key(id)
-    local f = redis.call('HMGET', jk, 'st', 'k', 'ma', 'p', 'v', 'wf', 'x', 'ca', 'ik', 'ikm', 'tb', 'a', 'lc')
+    local f = redis.call('HMGET', jk, 'st', 'k', 'ma', 'p', 'v', 'wf', 'x', 'ca', 'ik', 'ikm', 'tb', 'a', 'tok')
     if f[1] == 'QUEUED' then
       local a = (tonumber(f[12]) or 0) + 1
-      local tok = tostring((tonumber(f[13]) or 0) + 1)
-      redis.call('HSET', jk, 'st', 'RUNNING', 'a', a, 'lc', tok, 'tok', tok, 'ls', now, 'lb', worker, 'ua', now)
+      local tok = string.format('%d', (tonumber(f[13]) or 0) + 1)
+      redis.call('HSET', jk, 'st', 'RUNNING', 'a', a, 'tok', tok, 'lb', worker, 'ua', now)
       leases[#leases + 1] = deadline
       leases[#leases + 1] = id
       if f[10] == 'wait' and f[9] then

@@ -36,8 +36,15 @@ for j = 0, n - 1 do
     local delayed = run_at > now
     local st = 'QUEUED'
     if delayed then st = 'SCHEDULED' end
-    local fields = {'HSET', jk, 'id', id, 'q', q, 'k', k, 'p', ARGV[b + 5], 'v', ARGV[b + 6],
-      'a', 0, 'ma', ARGV[b + 7], 'ca', now, 'ua', now, 'st', st}
+    local fields = {'HSET', jk, 'q', q, 'k', k, 'p', ARGV[b + 5], 'ma', ARGV[b + 7], 'ca', now, 'st', st}
+    if ARGV[b + 6] ~= '1' then
+      fields[#fields + 1] = 'v'
+      fields[#fields + 1] = ARGV[b + 6]
+    end
+    if explicit == '1' then
+      fields[#fields + 1] = 'tok'
+      fields[#fields + 1] = now
+    end
     if delayed then
       fields[#fields + 1] = 'ra'
       fields[#fields + 1] = run_at

@@ -16,7 +16,7 @@ local function requeue(id)
   local q, k, fp = f[2], f[3], f[4]
   forget_dead(q, id, fp)
   redis.call('HSET', jk, 'st', 'QUEUED', 'a', 0, 'ua', now)
-  redis.call('HDEL', jk, 'da', 'fp', 'tok', 'cr')
+  redis.call('HDEL', jk, 'da', 'fp', 'cr')
   redis.call('HINCRBY', jk, 'rnd', 1)
   redis.call('RPUSH', qkey(q, 'ready'), id)
   redis.call('HINCRBY', qkey(q, 'stats'), 'requeued', 1)
