@@ -14,7 +14,9 @@ use std::{
 
 use apalis_core::{task::data::Data, worker::builder::WorkerBuilder};
 use hdrhistogram::Histogram;
-use queue::{Engine, EngineConfig, JobContext, JobError, NewJob, RedisBackend, RetryPolicy, WorkerOptions};
+use queue::{
+    Engine, EngineConfig, JobContext, JobError, NewJob, RedisBackend, RetryPolicy, WorkerOptions,
+};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
@@ -35,8 +37,20 @@ fn now_us() -> u64 {
         .unwrap_or(0)
 }
 
+/// `BENCH_ONLY=drain,latency` runs only the scenarios whose names contain one of the words.
+fn wanted(name: &str) -> bool {
+    match std::env::var("BENCH_ONLY") {
+        Ok(only) => only.split(',').any(|w| name.contains(w.trim())),
+        Err(_) => true,
+    }
+}
+
 fn scale(n: usize) -> usize {
-    if std::env::var("BENCH_QUICK").is_ok() { (n / 10).max(1) } else { n }
+    if std::env::var("BENCH_QUICK").is_ok() {
+        (n / 10).max(1)
+    } else {
+        n
+    }
 }
 
 struct Cpu {
@@ -56,8 +70,18 @@ async fn cpu(engine_url: &str) -> anyhow::Result<Cpu> {
     };
     let redis_s = field("used_cpu_sys:") + field("used_cpu_user:");
     let stat = std::fs::read_to_string("/proc/self/stat")?;
-    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
     // utime and stime are fields 14 and 15 of /proc/self/stat (11 and 12 after the name).
     let own_s = (ticks(11) + ticks(12)) / 100.0;
     Ok(Cpu { redis_s, own_s })
@@ -74,7 +98,10 @@ fn report_cpu(label: &str, before: &Cpu, after: &Cpu, wall: Duration) {
 }
 
 async fn fresh_engine(url: &str, tag: &str) -> anyhow::Result<Engine> {
-    let prefix = format!("bench-{tag}-{}", ulid::Ulid::new().to_string().to_lowercase());
+    let prefix = format!(
+        "bench-{tag}-{}",
+        ulid::Ulid::new().to_string().to_lowercase()
+    );
     let mut config = EngineConfig::with_prefix(prefix);
     config.push_chunk = 1000;
     Ok(Engine::connect(url, config).await?)
@@ -94,7 +121,12 @@ async fn push_noops(engine: &Engine, queue: &str, n: usize) -> anyhow::Result<()
 }
 
 /// Runs a worker until `target` handler calls have ended; returns the wall time.
-async fn drain(engine: &Engine, queue: &str, target: usize, concurrency: usize) -> anyhow::Result<Duration> {
+async fn drain(
+    engine: &Engine,
+    queue: &str,
+    target: usize,
+    concurrency: usize,
+) -> anyhow::Result<Duration> {
     #[derive(Clone)]
     struct Progress {
         done: Arc<AtomicUsize>,
@@ -143,49 +175,70 @@ fn rate(n: usize, d: Duration) -> String {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    println!("steadfast queue benchmark (redis {url}, {} cores)", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    println!(
+        "steadfast queue benchmark (redis {url}, {} cores)",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    );
 
     // 1. Push one at a time.
-    let engine = fresh_engine(&url, "push1").await?;
-    let n = scale(20_000);
-    let started = Instant::now();
-    for i in 0..n {
-        engine.push(NewJob::raw("q", "q", format!("{{\"n\":{i}}}"))).await?;
+    if wanted("push-one") {
+        let engine = fresh_engine(&url, "push1").await?;
+        let n = scale(20_000);
+        let started = Instant::now();
+        for i in 0..n {
+            engine
+                .push(NewJob::raw("q", "q", format!("{{\"n\":{i}}}")))
+                .await?;
+        }
+        let took = started.elapsed();
+        println!(
+            "push one at a time        {n:>8} jobs  {}  ({:.1} us/push)",
+            rate(n, took),
+            took.as_micros() as f64 / n as f64
+        );
+        engine.destroy_all_data().await?;
     }
-    let took = started.elapsed();
-    println!("push one at a time        {n:>8} jobs  {}  ({:.1} us/push)", rate(n, took), took.as_micros() as f64 / n as f64);
-    engine.destroy_all_data().await?;
 
     // 2. Push in batches of 1,000.
-    let engine = fresh_engine(&url, "pushb").await?;
-    let n = scale(200_000);
-    let before = cpu(&url).await?;
-    let started = Instant::now();
-    for chunk in 0..n / 1000 {
-        let jobs = (0..1000)
-            .map(|i| NewJob::raw("q", "q", format!("{{\"n\":{}}}", chunk * 1000 + i)))
-            .collect();
-        engine.push_many(jobs).await?;
+    if wanted("push-batch") {
+        let engine = fresh_engine(&url, "pushb").await?;
+        let n = scale(200_000);
+        let before = cpu(&url).await?;
+        let started = Instant::now();
+        for chunk in 0..n / 1000 {
+            let jobs = (0..1000)
+                .map(|i| NewJob::raw("q", "q", format!("{{\"n\":{}}}", chunk * 1000 + i)))
+                .collect();
+            engine.push_many(jobs).await?;
+        }
+        let took = started.elapsed();
+        println!("push batches of 1,000     {n:>8} jobs  {}", rate(n, took));
+        report_cpu("push batches", &before, &cpu(&url).await?, took);
+        engine.destroy_all_data().await?;
     }
-    let took = started.elapsed();
-    println!("push batches of 1,000     {n:>8} jobs  {}", rate(n, took));
-    report_cpu("push batches", &before, &cpu(&url).await?, took);
-    engine.destroy_all_data().await?;
 
     // 3. Drain 20,000 no-op jobs through an apalis worker at concurrency 1, 16, 64.
-    for concurrency in [1usize, 16, 64] {
+    for concurrency in [1usize, 16, 64].into_iter().filter(|_| wanted("drain")) {
         let engine = fresh_engine(&url, "drain").await?;
         let n = scale(20_000);
         push_noops(&engine, "q", n).await?;
         let before = cpu(&url).await?;
         let took = drain(&engine, "q", n, concurrency).await?;
-        println!("drain, concurrency {concurrency:<3}    {n:>8} jobs  {}", rate(n, took));
+        println!(
+            "drain, concurrency {concurrency:<3}    {n:>8} jobs  {}",
+            rate(n, took)
+        );
         report_cpu("drain", &before, &cpu(&url).await?, took);
         engine.destroy_all_data().await?;
     }
 
     // 4. Drain rate with 1,000 versus 1,000,000 queued.
-    for backlog in [1_000usize, scale(1_000_000)] {
+    for backlog in [1_000usize, scale(1_000_000)]
+        .into_iter()
+        .filter(|_| wanted("backlog"))
+    {
         let engine = fresh_engine(&url, "backlog").await?;
         push_noops(&engine, "q", backlog).await?;
         let measured = backlog.min(scale(100_000));
@@ -198,7 +251,7 @@ async fn main() -> anyhow::Result<()> {
     }
 
     // 5. Push -> handler-end latency at a steady 500 jobs/s.
-    {
+    if wanted("latency") {
         let engine = fresh_engine(&url, "latency").await?;
         let n = scale(5_000);
         let hist = Arc::new(std::sync::Mutex::new(Histogram::<u64>::new(3)?));
@@ -217,8 +270,14 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         let worker = WorkerBuilder::new("bench-latency")
-            .backend(RedisBackend::<Stamped>::new(engine.clone(), WorkerOptions::new("q").concurrency(16)))
-            .data(Rec { hist: hist.clone(), done: done.clone() })
+            .backend(RedisBackend::<Stamped>::new(
+                engine.clone(),
+                WorkerOptions::new("q").concurrency(16),
+            ))
+            .data(Rec {
+                hist: hist.clone(),
+                done: done.clone(),
+            })
             .build(handler);
         let producer_engine = engine.clone();
         let d = done.clone();
@@ -230,8 +289,17 @@ async fn main() -> anyhow::Result<()> {
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 for _ in 0..n {
                     tick.tick().await;
-                    let job = NewJob::new("q", &Stamped { pushed_at_us: now_us() }).map_err(std::io::Error::other)?;
-                    producer_engine.push(job).await.map_err(std::io::Error::other)?;
+                    let job = NewJob::new(
+                        "q",
+                        &Stamped {
+                            pushed_at_us: now_us(),
+                        },
+                    )
+                    .map_err(std::io::Error::other)?;
+                    producer_engine
+                        .push(job)
+                        .await
+                        .map_err(std::io::Error::other)?;
                 }
                 while d.load(Ordering::Relaxed) < n {
                     tokio::time::sleep(Duration::from_millis(5)).await;
@@ -251,7 +319,7 @@ async fn main() -> anyhow::Result<()> {
     }
 
     // 6. 2,000 jobs that fail twice then succeed, 10 ms backoff.
-    {
+    if wanted("retry") {
         let engine = fresh_engine(&url, "retry").await?;
         let n = scale(2_000);
         push_noops(&engine, "q", n).await?;
@@ -278,8 +346,15 @@ async fn main() -> anyhow::Result<()> {
             backoff_cap: Duration::from_millis(10),
         };
         let worker = WorkerBuilder::new("bench-retry")
-            .backend(RedisBackend::<Noop>::new(engine.clone(), WorkerOptions::new("q").concurrency(64).retry(retry)))
-            .data(Flaky { done: done.clone(), notify: notify.clone(), target: n })
+            .backend(RedisBackend::<Noop>::new(
+                engine.clone(),
+                WorkerOptions::new("q").concurrency(64).retry(retry),
+            ))
+            .data(Flaky {
+                done: done.clone(),
+                notify: notify.clone(),
+                target: n,
+            })
             .build(handler);
         let started = Instant::now();
         worker

@@ -155,7 +155,10 @@ impl Engine {
     }
 
     /// A connection of its own, for blocking waits that must not stall the shared one.
-    pub(crate) async fn dedicated_connection(&self, timeout: Duration) -> Result<ConnectionManager> {
+    pub(crate) async fn dedicated_connection(
+        &self,
+        timeout: Duration,
+    ) -> Result<ConnectionManager> {
         Ok(self
             .inner
             .client
@@ -344,7 +347,9 @@ impl Engine {
         for (id, token, outcome) in outcomes {
             let (name, text, delay) = match outcome {
                 Outcome::Succeeded { result } => ("ok", result.clone().unwrap_or_default(), 0),
-                Outcome::Retry { error, delay } => ("retry", error.clone(), delay.as_millis() as u64),
+                Outcome::Retry { error, delay } => {
+                    ("retry", error.clone(), delay.as_millis() as u64)
+                }
                 Outcome::Fail { error } => ("fail", error.clone(), 0),
                 Outcome::Snooze { delay } => ("snooze", String::new(), delay.as_millis() as u64),
                 Outcome::Cancelled => ("cancel", String::new(), 0),
@@ -543,7 +548,11 @@ impl Engine {
                 count,
             })
             .collect();
-        groups.sort_by(|a, b| b.count.cmp(&a.count).then(a.fingerprint.cmp(&b.fingerprint)));
+        groups.sort_by(|a, b| {
+            b.count
+                .cmp(&a.count)
+                .then(a.fingerprint.cmp(&b.fingerprint))
+        });
         Ok(groups)
     }
 
@@ -653,7 +662,10 @@ impl Engine {
     /// Deletes every key of this deployment's prefix. For tests and tear-down only.
     pub async fn destroy_all_data(&self) -> Result<u64> {
         let mut conn = self.conn();
-        let pattern = format!("{}:*", self.keys().prefix.replace('{', "\\{").replace('}', "\\}"));
+        let pattern = format!(
+            "{}:*",
+            self.keys().prefix.replace('{', "\\{").replace('}', "\\}")
+        );
         let mut cursor: u64 = 0;
         let mut removed = 0;
         loop {

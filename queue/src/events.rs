@@ -75,7 +75,12 @@ impl JobEvent {
             state: JobEvent::state_entered(f.get("ev")?)?,
             attempt: f.get("a").and_then(|a| a.parse().ok()).unwrap_or(0),
             // The stream id's first part is the server's clock in ms when the event was appended.
-            at_ms: entry.id.split('-').next().and_then(|t| t.parse().ok()).unwrap_or(0),
+            at_ms: entry
+                .id
+                .split('-')
+                .next()
+                .and_then(|t| t.parse().ok())
+                .unwrap_or(0),
             error: get("err"),
             fingerprint: get("fp"),
             next_run_at_ms: f.get("next").and_then(|t| t.parse().ok()),
@@ -121,7 +126,10 @@ impl Engine {
             .await;
         Ok(info
             .ok()
-            .and_then(|i| i.get("last-generated-id").and_then(crate::engine::value_string))
+            .and_then(|i| {
+                i.get("last-generated-id")
+                    .and_then(crate::engine::value_string)
+            })
             .unwrap_or_else(|| "0-0".into()))
     }
 
@@ -225,8 +233,9 @@ impl Follower {
         let opts = StreamReadOptions::default()
             .count(count)
             .block(block.as_millis().max(1) as usize);
-        let reply: Option<StreamReadReply> =
-            conn.xread_options(&[&self.key], &[&self.cursor], &opts).await?;
+        let reply: Option<StreamReadReply> = conn
+            .xread_options(&[&self.key], &[&self.cursor], &opts)
+            .await?;
         // Checked after the read: a trim between a check and the read would go unseen.
         self.engine.check_cursor(&self.key, &self.cursor).await?;
         let entries = flatten(reply);
@@ -243,7 +252,11 @@ async fn blocking_conn<'a>(
     block: Duration,
 ) -> Result<&'a mut redis::aio::ConnectionManager> {
     if slot.is_none() {
-        *slot = Some(engine.dedicated_connection(block + Duration::from_secs(2)).await?);
+        *slot = Some(
+            engine
+                .dedicated_connection(block + Duration::from_secs(2))
+                .await?,
+        );
     }
     slot.as_mut().ok_or(QueueError::Protocol {
         script: "connect",

@@ -22,8 +22,12 @@ impl RedisGuardReport {
     pub fn durability(&self) -> &'static str {
         match (self.appendonly, self.appendfsync.as_str()) {
             (true, "always") => "strict: every acknowledged write is fsynced (no loss on a crash)",
-            (true, "everysec") => "everysec: up to about 1 s of acknowledged writes lost on a crash",
-            (true, _) => "appendfsync no: the OS decides when to flush (up to ~30 s lost on a crash)",
+            (true, "everysec") => {
+                "everysec: up to about 1 s of acknowledged writes lost on a crash"
+            }
+            (true, _) => {
+                "appendfsync no: the OS decides when to flush (up to ~30 s lost on a crash)"
+            }
             (false, _) if self.snapshots => {
                 "snapshots only: everything since the last RDB snapshot lost on a crash"
             }
@@ -52,7 +56,10 @@ impl Engine {
         let appendonly = get("appendonly").await? == "yes";
         let appendfsync = get("appendfsync").await?;
         let save = get("save").await?;
-        let info: String = redis::cmd("INFO").arg("server").query_async(&mut conn).await?;
+        let info: String = redis::cmd("INFO")
+            .arg("server")
+            .query_async(&mut conn)
+            .await?;
         let version = info
             .lines()
             .find_map(|l| l.strip_prefix("redis_version:"))
@@ -86,7 +93,10 @@ impl Engine {
             return Err(QueueError::UnsafeRedis(report.problems.join("; ")));
         } else {
             for problem in &report.problems {
-                tracing::warn!(durability = report.durability(), "UNSAFE REDIS SETTING: {problem}");
+                tracing::warn!(
+                    durability = report.durability(),
+                    "UNSAFE REDIS SETTING: {problem}"
+                );
             }
         }
         Ok(report)

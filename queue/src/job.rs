@@ -269,8 +269,10 @@ pub struct JobRecord {
 impl JobRecord {
     pub(crate) fn from_hash(id: &str, mut h: HashMap<String, String>) -> Option<Self> {
         let state: JobState = h.get("st")?.parse().ok()?;
-        let num = |h: &HashMap<String, String>, k: &str| h.get(k).and_then(|v| v.parse::<u64>().ok());
-        let extra: Option<serde_json::Value> = h.get("x").and_then(|x| serde_json::from_str(x).ok());
+        let num =
+            |h: &HashMap<String, String>, k: &str| h.get(k).and_then(|v| v.parse::<u64>().ok());
+        let extra: Option<serde_json::Value> =
+            h.get("x").and_then(|x| serde_json::from_str(x).ok());
         let extra_field = |name: &str| {
             extra
                 .as_ref()
@@ -358,13 +360,22 @@ pub fn now_ms() -> u64 {
 /// How a handler's attempt ended, as the engine applies it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
-    Succeeded { result: Option<String> },
+    Succeeded {
+        result: Option<String>,
+    },
     /// Retryable: the next attempt runs after `delay` unless attempts are exhausted.
-    Retry { error: String, delay: Duration },
+    Retry {
+        error: String,
+        delay: Duration,
+    },
     /// Permanent: straight to dead.
-    Fail { error: String },
+    Fail {
+        error: String,
+    },
     /// Run again after `delay`; the attempt is given back.
-    Snooze { delay: Duration },
+    Snooze {
+        delay: Duration,
+    },
     Cancelled,
     /// Given back unstarted or unfinished at shutdown; the attempt is given back.
     Release,

@@ -1,8 +1,6 @@
 use std::time::Duration;
 
-use apalis_core::{
-    task::{Task, data::MissingDataError, from_request::FromRequest},
-};
+use apalis_core::task::{Task, data::MissingDataError, from_request::FromRequest};
 use tokio_util::sync::CancellationToken;
 
 /// What a handler knows about the job it runs. Extract it by adding a `JobContext`

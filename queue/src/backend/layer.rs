@@ -106,7 +106,11 @@ where
     }
 }
 
-fn classify(shared: &Shared, job: &JobContext, error: &(dyn std::error::Error + 'static)) -> Outcome {
+fn classify(
+    shared: &Shared,
+    job: &JobContext,
+    error: &(dyn std::error::Error + 'static),
+) -> Outcome {
     if job.is_cancel_requested() {
         return Outcome::Cancelled;
     }

@@ -41,6 +41,8 @@ pub struct WorkerOptions {
     pub concurrency: usize,
     /// Most jobs leased per fetch (never more than free slots).
     pub fetch_batch: usize,
+    /// While jobs are in flight, how long a fetch may wait for half the slots to be free.
+    pub fetch_linger: Duration,
     /// Visibility timeout: a job whose lease is not renewed within it runs again elsewhere.
     pub lease: Duration,
     /// Backoff of the kind (max attempts travel with each job).
@@ -63,6 +65,7 @@ impl WorkerOptions {
             queue: queue.into(),
             concurrency: 16,
             fetch_batch: 100,
+            fetch_linger: Duration::from_millis(1),
             lease: Duration::from_secs(30),
             retry: RetryPolicy::default(),
             max_idle_wait: Duration::from_secs(1),
@@ -179,7 +182,10 @@ impl<Args: DeserializeOwned + Send + 'static> RedisBackend<Args> {
             return;
         };
         tracing::info!(worker.id = %self.shared.worker_id, queue = %self.shared.opts.queue, concurrency = self.shared.opts.concurrency, "worker backend started");
-        self.fetcher = Some(tokio::spawn(runtime::fetcher(self.shared.clone(), tasks_tx)));
+        self.fetcher = Some(tokio::spawn(runtime::fetcher(
+            self.shared.clone(),
+            tasks_tx,
+        )));
         self.background.push(tokio::spawn(runtime::acknowledger(
             self.shared.clone(),
             outcomes_rx,
@@ -223,7 +229,11 @@ impl<Args: DeserializeOwned + Send + 'static> Backend for RedisBackend<Args> {
     type Task = Task<Args>;
     type Error = QueueError;
 
-    fn poll_ready(&mut self, _: &mut Context<'_>, _: &WorkerContext) -> Poll<Result<(), Self::Error>> {
+    fn poll_ready(
+        &mut self,
+        _: &mut Context<'_>,
+        _: &WorkerContext,
+    ) -> Poll<Result<(), Self::Error>> {
         // Concurrency is enforced where jobs are leased: only into free slots.
         Poll::Ready(Ok(()))
     }
@@ -240,7 +250,11 @@ impl<Args: DeserializeOwned + Send + 'static> Backend for RedisBackend<Args> {
         }
     }
 
-    fn poll_close(&mut self, cx: &mut Context<'_>, _: &WorkerContext) -> Poll<Result<(), Self::Error>> {
+    fn poll_close(
+        &mut self,
+        cx: &mut Context<'_>,
+        _: &WorkerContext,
+    ) -> Poll<Result<(), Self::Error>> {
         if self.closing.is_none() {
             self.closing = Some(self.close_future());
         }
@@ -287,12 +301,11 @@ impl<Args: Serialize> futures::Sink<Task<Args>> for RedisBackend<Args> {
         let ctx = task.ctx().clone();
         let queue = this.shared.opts.queue.clone();
         let payload = serde_json::to_string(&task.args).map_err(QueueError::Encode)?;
-        let mut job = NewJob::raw(queue.clone(), queue, payload)
-            .with_max_attempts(
-                ctx.max_attempts()
-                    .map(|n| n as u32)
-                    .unwrap_or(this.shared.opts.retry.max_attempts),
-            );
+        let mut job = NewJob::raw(queue.clone(), queue, payload).with_max_attempts(
+            ctx.max_attempts()
+                .map(|n| n as u32)
+                .unwrap_or(this.shared.opts.retry.max_attempts),
+        );
         if let Some(id) = ctx.task_id() {
             job = job.with_id(id.to_string());
         }

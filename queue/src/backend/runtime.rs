@@ -234,6 +234,17 @@ pub(crate) async fn fetcher<Args: DeserializeOwned + Send + 'static>(
         let Ok(first) = first else { break };
         first.forget();
         let mut want = 1;
+        // While jobs are in flight the worker is not idle: waiting a moment for more free
+        // slots turns many one-job fetches into a few large ones (Redis cost is per call).
+        let gather = (shared.opts.concurrency / 2).min(shared.opts.fetch_batch);
+        let busy = shared.slots.available_permits() + 1 < shared.opts.concurrency;
+        if busy && gather > 1 {
+            let more = shared.slots.acquire_many((gather - 1) as u32);
+            if let Ok(Ok(permits)) = tokio::time::timeout(shared.opts.fetch_linger, more).await {
+                permits.forget();
+                want = gather;
+            }
+        }
         while want < shared.opts.fetch_batch {
             match shared.slots.try_acquire() {
                 Ok(p) => {
@@ -263,9 +274,9 @@ pub(crate) async fn fetcher<Args: DeserializeOwned + Send + 'static>(
                     }
                 }
                 if got == 0 {
-                    let idle = fetched
-                        .next_due_in
-                        .map_or(shared.opts.max_idle_wait, |d| d.min(shared.opts.max_idle_wait));
+                    let idle = fetched.next_due_in.map_or(shared.opts.max_idle_wait, |d| {
+                        d.min(shared.opts.max_idle_wait)
+                    });
                     if idle >= Duration::from_millis(1) {
                         wait_for_wake(&shared, &mut wake_conn, &wake_key, idle).await;
                     }

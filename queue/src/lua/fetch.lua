@@ -108,8 +108,13 @@ if #leases > 0 then call_many('ZADD', lease, leases) end
 local more_ready = redis.call('LLEN', ready) > 0
 if more_ready then wake(q) end
 
--- How long an idle worker may block before something here falls due.
+-- How long an idle worker may block before something here falls due (only an idle worker,
+-- one that got nothing, needs to know).
 local hint = -1
+if leased > 0 then
+  out[1] = 0
+  return out
+end
 local first_sched = redis.call('ZRANGE', sched, 0, 0, 'WITHSCORES')
 if first_sched[2] then hint = math.max(0, tonumber(first_sched[2]) - now) end
 local first_lease = redis.call('ZRANGE', lease, 0, 0, 'WITHSCORES')

@@ -11,19 +11,47 @@ if cap > 0 and redis.call('XLEN', EVENTS) >= cap then
 end
 local default_ttl = tonumber(ARGV[3])
 local now = now_ms()
+local FIELDS = 13
+
+-- The job hash with every optional field; also takes the idempotency key.
+local function write_full(jk, b, st, ik)
+  local fields = {'HSET', jk, 'q', ARGV[b + 3], 'k', ARGV[b + 4], 'p', ARGV[b + 5],
+    'ma', ARGV[b + 7], 'ca', now, 'st', st}
+  local function add(name, value)
+    fields[#fields + 1] = name
+    fields[#fields + 1] = value
+  end
+  if ARGV[b + 6] ~= '1' then add('v', ARGV[b + 6]) end
+  -- A job pushed again under a known id (after Redis lost it) starts its lease tokens past
+  -- any an earlier incarnation handed out.
+  if ARGV[b + 2] == '1' then add('tok', now) end
+  if st == 'SCHEDULED' then add('ra', ARGV[b + 8]) end
+  if ARGV[b + 12] ~= '' then add('wf', ARGV[b + 12]) end
+  if ARGV[b + 13] ~= '' then add('x', ARGV[b + 13]) end
+  if ik then
+    add('ik', ARGV[b + 9])
+    add('ikm', ARGV[b + 10])
+    if ARGV[b + 10] == 'wait' then
+      redis.call('SET', ik, ARGV[b + 1])
+    else
+      local ttl = tonumber(ARGV[b + 11])
+      if ttl <= 0 then ttl = default_ttl end
+      redis.call('SET', ik, ARGV[b + 1], 'PX', ttl)
+    end
+  end
+  redis.call(unpack(fields))
+end
+
 local out = {}
 local ready_ids, pushed = {}, {}
-local FIELDS = 13
 local n = (#ARGV - 3) / FIELDS
 for j = 0, n - 1 do
   local b = 3 + j * FIELDS
   local id, explicit, q, k = ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4]
   local run_at = tonumber(ARGV[b + 8])
-  local ikey, imode = ARGV[b + 9], ARGV[b + 10]
-  local ik = nil
-  local existing = nil
-  if ikey ~= '' then
-    ik = P .. ':idem:' .. q .. ':' .. ikey
+  local ik, existing = nil, nil
+  if ARGV[b + 9] ~= '' then
+    ik = P .. ':idem:' .. q .. ':' .. ARGV[b + 9]
     existing = redis.call('GET', ik)
   end
   local jk = job_key(id)
@@ -34,44 +62,15 @@ for j = 0, n - 1 do
     out[#out + 1] = 1
   else
     local delayed = run_at > now
-    local st = 'QUEUED'
-    if delayed then st = 'SCHEDULED' end
-    local fields = {'HSET', jk, 'q', q, 'k', k, 'p', ARGV[b + 5], 'ma', ARGV[b + 7], 'ca', now, 'st', st}
-    if ARGV[b + 6] ~= '1' then
-      fields[#fields + 1] = 'v'
-      fields[#fields + 1] = ARGV[b + 6]
+    if not delayed and not ik and explicit ~= '1' and ARGV[b + 6] == '1'
+        and ARGV[b + 12] == '' and ARGV[b + 13] == '' then
+      -- The common shape, without building an argument table.
+      redis.call('HSET', jk, 'q', q, 'k', k, 'p', ARGV[b + 5], 'ma', ARGV[b + 7], 'ca', now, 'st', 'QUEUED')
+    elseif delayed then
+      write_full(jk, b, 'SCHEDULED', ik)
+    else
+      write_full(jk, b, 'QUEUED', ik)
     end
-    if explicit == '1' then
-      fields[#fields + 1] = 'tok'
-      fields[#fields + 1] = now
-    end
-    if delayed then
-      fields[#fields + 1] = 'ra'
-      fields[#fields + 1] = run_at
-    end
-    local wf, extra = ARGV[b + 12], ARGV[b + 13]
-    if wf ~= '' then
-      fields[#fields + 1] = 'wf'
-      fields[#fields + 1] = wf
-    end
-    if extra ~= '' then
-      fields[#fields + 1] = 'x'
-      fields[#fields + 1] = extra
-    end
-    if ik then
-      fields[#fields + 1] = 'ik'
-      fields[#fields + 1] = ikey
-      fields[#fields + 1] = 'ikm'
-      fields[#fields + 1] = imode
-      if imode == 'wait' then
-        redis.call('SET', ik, id)
-      else
-        local ttl = tonumber(ARGV[b + 11])
-        if ttl <= 0 then ttl = default_ttl end
-        redis.call('SET', ik, id, 'PX', ttl)
-      end
-    end
-    redis.call(unpack(fields))
     local qp = bucket(pushed, q)
     qp[1] = (qp[1] or 0) + 1
     if delayed then

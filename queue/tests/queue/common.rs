@@ -13,7 +13,10 @@ pub fn redis_url() -> String {
 }
 
 pub fn unique_prefix(tag: &str) -> String {
-    format!("test-{tag}-{}", ulid::Ulid::new().to_string().to_lowercase())
+    format!(
+        "test-{tag}-{}",
+        ulid::Ulid::new().to_string().to_lowercase()
+    )
 }
 
 /// An engine under a prefix of its own; every key of it is deleted when dropped.
@@ -59,9 +62,7 @@ impl TestQueue {
 
     pub async fn push_n(&self, queue: &str, n: usize) -> Vec<String> {
         let jobs = (0..n)
-            .map(|i| {
-                NewJob::raw(queue, queue, format!("{{\"n\":{i}}}")).with_max_attempts(3)
-            })
+            .map(|i| NewJob::raw(queue, queue, format!("{{\"n\":{i}}}")).with_max_attempts(3))
             .collect();
         self.engine
             .push_many(jobs)
@@ -112,7 +113,10 @@ impl TestQueue {
                     JobState::Dead => "dead",
                     JobState::Succeeded | JobState::Cancelled => "done",
                 };
-                assert_eq!(place, expected_place, "job {id} is {state} but sits in {place}");
+                assert_eq!(
+                    place, expected_place,
+                    "job {id} is {state} but sits in {place}"
+                );
                 assert!(seen.insert(id.clone()), "job {id} is in two places");
                 placement.insert(id.clone(), state);
             }

@@ -72,11 +72,15 @@ async fn probe_worker_process() {
     };
     let backend = RedisBackend::<Work>::new(engine, options);
     let counters = backend.counters();
-    let worker = WorkerBuilder::new("probe").backend(backend).data(probe).build(handler);
+    let worker = WorkerBuilder::new("probe")
+        .backend(backend)
+        .data(probe)
+        .build(handler);
     println!("probe ready");
     worker
         .run_until(async {
-            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
             term.recv().await;
             Ok::<(), std::io::Error>(())
         })
@@ -92,7 +96,12 @@ async fn probe_worker_process() {
 fn spawn_probe(prefix: &str, lease_ms: u64, sleep_ms: u64) -> Child {
     let exe = std::env::current_exe().expect("test binary path");
     Command::new(exe)
-        .args(["--exact", "queue::durability::probe_worker_process", "--ignored", "--nocapture"])
+        .args([
+            "--exact",
+            "queue::durability::probe_worker_process",
+            "--ignored",
+            "--nocapture",
+        ])
         .env("PROBE_PREFIX", prefix)
         .env("PROBE_LEASE_MS", lease_ms.to_string())
         .env("PROBE_SLEEP_MS", sleep_ms.to_string())
@@ -112,14 +121,26 @@ fn signal(child: &Child, sig: &str) {
 }
 
 fn runs(t: &TestQueue) -> Vec<String> {
-    t.sync_conn().lrange(t.key("probe:runs"), 0, -1).expect("lrange")
+    t.sync_conn()
+        .lrange(t.key("probe:runs"), 0, -1)
+        .expect("lrange")
 }
 
 async fn push_work(t: &TestQueue, n: u64) -> Vec<String> {
     let jobs = (0..n)
-        .map(|i| NewJob::new("probe", &Work { n: i }).expect("job").with_max_attempts(5))
+        .map(|i| {
+            NewJob::new("probe", &Work { n: i })
+                .expect("job")
+                .with_max_attempts(5)
+        })
         .collect();
-    t.engine.push_many(jobs).await.expect("push").into_iter().map(|o| o.id).collect()
+    t.engine
+        .push_many(jobs)
+        .await
+        .expect("push")
+        .into_iter()
+        .map(|o| o.id)
+        .collect()
 }
 
 #[tokio::test]
@@ -130,7 +151,11 @@ async fn a_worker_killed_mid_job_loses_nothing() {
     let engine = t.engine.clone();
     assert!(
         eventually(Duration::from_secs(30), || async {
-            engine.stats("probe").await.map(|s| s.succeeded_total >= 40).unwrap_or(false)
+            engine
+                .stats("probe")
+                .await
+                .map(|s| s.succeeded_total >= 40)
+                .unwrap_or(false)
         })
         .await,
         "the first worker made progress"
@@ -138,30 +163,51 @@ async fn a_worker_killed_mid_job_loses_nothing() {
     signal(&first, "-KILL");
     let _ = first.wait();
     let at_kill = t.engine.stats("probe").await.expect("stats");
-    assert!(at_kill.running > 0, "the killed worker held leases: {at_kill:?}");
+    assert!(
+        at_kill.running > 0,
+        "the killed worker held leases: {at_kill:?}"
+    );
     // A new process (a new worker id) reaps the expired leases and finishes everything.
     let mut second = spawn_probe(&t.prefix, 300, 1);
     let engine = t.engine.clone();
     let finished = eventually(Duration::from_secs(60), || async {
-        engine.stats("probe").await.map(|s| s.succeeded_total == 200).unwrap_or(false)
+        engine
+            .stats("probe")
+            .await
+            .map(|s| s.succeeded_total == 200)
+            .unwrap_or(false)
     })
     .await;
     signal(&second, "-TERM");
     let _ = second.wait();
     assert!(finished, "{:?}", t.engine.stats("probe").await);
     let records = t.engine.jobs(&ids).await.expect("jobs");
-    let reran: Vec<_> = records
-        .iter()
-        .flatten()
-        .filter(|r| r.attempt > 1)
-        .collect();
-    assert!(records.iter().flatten().all(|r| r.state == JobState::Succeeded));
-    assert!(!reran.is_empty(), "the jobs in flight at the kill ran again");
-    assert!(reran.iter().all(|r| r.errors.iter().any(|e| e.error.contains("lease expired"))));
+    let reran: Vec<_> = records.iter().flatten().filter(|r| r.attempt > 1).collect();
+    assert!(
+        records
+            .iter()
+            .flatten()
+            .all(|r| r.state == JobState::Succeeded)
+    );
+    assert!(
+        !reran.is_empty(),
+        "the jobs in flight at the kill ran again"
+    );
+    assert!(
+        reran
+            .iter()
+            .all(|r| r.errors.iter().any(|e| e.error.contains("lease expired")))
+    );
     let all_runs = runs(&t);
-    assert!(ids.iter().all(|id| all_runs.contains(id)), "every job ran at least once");
+    assert!(
+        ids.iter().all(|id| all_runs.contains(id)),
+        "every job ran at least once"
+    );
     let stats = t.engine.stats("probe").await.expect("stats");
-    assert_eq!((stats.ready, stats.running, stats.scheduled, stats.dead), (0, 0, 0, 0));
+    assert_eq!(
+        (stats.ready, stats.running, stats.scheduled, stats.dead),
+        (0, 0, 0, 0)
+    );
 }
 
 #[tokio::test]
@@ -173,7 +219,11 @@ async fn a_frozen_worker_past_its_lease_has_its_late_outcomes_refused() {
     let engine = t.engine.clone();
     assert!(
         eventually(Duration::from_secs(20), || async {
-            engine.stats("probe").await.map(|s| s.running == 8).unwrap_or(false)
+            engine
+                .stats("probe")
+                .await
+                .map(|s| s.running == 8)
+                .unwrap_or(false)
         })
         .await
     );
@@ -182,7 +232,11 @@ async fn a_frozen_worker_past_its_lease_has_its_late_outcomes_refused() {
     let engine = t.engine.clone();
     assert!(
         eventually(Duration::from_secs(30), || async {
-            engine.stats("probe").await.map(|s| s.succeeded_total == 8).unwrap_or(false)
+            engine
+                .stats("probe")
+                .await
+                .map(|s| s.succeeded_total == 8)
+                .unwrap_or(false)
         })
         .await,
         "the healthy worker took over the expired leases"
@@ -194,9 +248,18 @@ async fn a_frozen_worker_past_its_lease_has_its_late_outcomes_refused() {
     let output = frozen.wait_with_output().expect("frozen output");
     let _ = healthy.wait();
     let text = String::from_utf8_lossy(&output.stdout);
-    let line = text.lines().find(|l| l.starts_with("probe stopped")).unwrap_or("");
-    assert!(line.contains("succeeded=0"), "late outcomes must not apply: {text}");
-    assert!(!line.contains("stale=0"), "late outcomes must be reported stale: {text}");
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("probe stopped"))
+        .unwrap_or("");
+    assert!(
+        line.contains("succeeded=0"),
+        "late outcomes must not apply: {text}"
+    );
+    assert!(
+        !line.contains("stale=0"),
+        "late outcomes must be reported stale: {text}"
+    );
     let stats = t.engine.stats("probe").await.expect("stats");
     assert_eq!(stats.succeeded_total, 8, "nothing applied twice");
 }
@@ -217,7 +280,11 @@ struct OwnRedis {
 impl OwnRedis {
     fn start(dir: PathBuf, port: u16) -> Self {
         std::fs::create_dir_all(&dir).expect("redis dir");
-        let mut server = Self { port, dir, child: None };
+        let mut server = Self {
+            port,
+            dir,
+            child: None,
+        };
         server.spawn();
         server
     }
@@ -284,8 +351,15 @@ async fn a_redis_crash_with_appendfsync_always_loses_no_accepted_job() {
     let port = free_port();
     let dir = std::env::temp_dir().join(format!("steadfast-redis-{port}-{}", std::process::id()));
     let mut redis_server = OwnRedis::start(dir.clone(), port);
-    let t = TestQueue::at(&redis_server.url(), "restart", |c| c.response_timeout = Duration::from_millis(500)).await;
-    let report = t.engine.check_redis(true).await.expect("this redis is configured safely");
+    let t = TestQueue::at(&redis_server.url(), "restart", |c| {
+        c.response_timeout = Duration::from_millis(500)
+    })
+    .await;
+    let report = t
+        .engine
+        .check_redis(true)
+        .await
+        .expect("this redis is configured safely");
     assert!(report.durability().starts_with("strict"));
 
     let done = Arc::new(AtomicUsize::new(0));
@@ -294,7 +368,9 @@ async fn a_redis_crash_with_appendfsync_always_loses_no_accepted_job() {
         done.fetch_add(1, Ordering::SeqCst);
         Ok(())
     }
-    let options = WorkerOptions::new("probe").concurrency(16).lease(Duration::from_secs(2));
+    let options = WorkerOptions::new("probe")
+        .concurrency(16)
+        .lease(Duration::from_secs(2));
     let worker = WorkerBuilder::new("restart")
         .backend(RedisBackend::<Work>::new(t.engine.clone(), options))
         .data(done.clone())
@@ -308,7 +384,12 @@ async fn a_redis_crash_with_appendfsync_always_loses_no_accepted_job() {
 
     let mut accepted = push_work(&t, 2000).await;
     let d = done.clone();
-    assert!(eventually(Duration::from_secs(20), || async { d.load(Ordering::SeqCst) >= 300 }).await);
+    assert!(
+        eventually(Duration::from_secs(20), || async {
+            d.load(Ordering::SeqCst) >= 300
+        })
+        .await
+    );
     redis_server.kill();
     // While Redis is down, a push fails fast with a retryable error.
     let started = Instant::now();
@@ -317,12 +398,23 @@ async fn a_redis_crash_with_appendfsync_always_loses_no_accepted_job() {
         .await
         .expect_err("redis is down");
     assert!(err.is_retryable(), "{err}");
-    assert!(started.elapsed() < Duration::from_secs(5), "failed in {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "failed in {:?}",
+        started.elapsed()
+    );
 
     redis_server.spawn();
     // The same engine and worker carry on once Redis is back.
     let more = loop {
-        match engine.push_many((0..500).map(|i| NewJob::new("probe", &Work { n: i }).expect("job")).collect()).await {
+        match engine
+            .push_many(
+                (0..500)
+                    .map(|i| NewJob::new("probe", &Work { n: i }).expect("job"))
+                    .collect(),
+            )
+            .await
+        {
             Ok(outcomes) => break outcomes,
             Err(e) if e.is_retryable() => tokio::time::sleep(Duration::from_millis(50)).await,
             Err(e) => panic!("{e}"),
@@ -330,7 +422,11 @@ async fn a_redis_crash_with_appendfsync_always_loses_no_accepted_job() {
     };
     accepted.extend(more.into_iter().map(|o| o.id));
     let finished = eventually(Duration::from_secs(60), || async {
-        engine.stats("probe").await.map(|s| s.succeeded_total as usize >= accepted.len()).unwrap_or(false)
+        engine
+            .stats("probe")
+            .await
+            .map(|s| s.succeeded_total as usize >= accepted.len())
+            .unwrap_or(false)
     })
     .await;
     let _ = stop_tx.send(());
@@ -339,7 +435,12 @@ async fn a_redis_crash_with_appendfsync_always_loses_no_accepted_job() {
     let records = engine.jobs(&accepted).await.expect("jobs");
     let missing = records.iter().filter(|r| r.is_none()).count();
     assert_eq!(missing, 0, "every accepted job survived the crash");
-    assert!(records.iter().flatten().all(|r| r.state == JobState::Succeeded));
+    assert!(
+        records
+            .iter()
+            .flatten()
+            .all(|r| r.state == JobState::Succeeded)
+    );
 }
 
 #[tokio::test]
@@ -357,7 +458,9 @@ async fn a_burst_of_200k_jobs_drains_completely() {
         done.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
-    let options = WorkerOptions::new("burst").concurrency(256).fetch_batch(256);
+    let options = WorkerOptions::new("burst")
+        .concurrency(256)
+        .fetch_batch(256);
     let worker = WorkerBuilder::new("burst")
         .backend(RedisBackend::<Work>::new(t.engine.clone(), options))
         .data(done.clone())
@@ -367,7 +470,11 @@ async fn a_burst_of_200k_jobs_drains_completely() {
     worker
         .run_until(async move {
             eventually(Duration::from_secs(300), || async {
-                engine.stats("burst").await.map(|s| s.succeeded_total == 200_000).unwrap_or(false)
+                engine
+                    .stats("burst")
+                    .await
+                    .map(|s| s.succeeded_total == 200_000)
+                    .unwrap_or(false)
             })
             .await;
             Ok::<(), std::io::Error>(())
@@ -378,5 +485,13 @@ async fn a_burst_of_200k_jobs_drains_completely() {
     println!("burst: pushed 200000 in {pushed_in:?}, drained in {drained_in:?}");
     assert_eq!(done.load(Ordering::Relaxed), 200_000);
     let stats = t.engine.stats("burst").await.expect("stats");
-    assert_eq!((stats.succeeded_total, stats.ready, stats.running, stats.dead), (200_000, 0, 0, 0));
+    assert_eq!(
+        (
+            stats.succeeded_total,
+            stats.ready,
+            stats.running,
+            stats.dead
+        ),
+        (200_000, 0, 0, 0)
+    );
 }

@@ -22,17 +22,41 @@ const MAX_ATTEMPTS: u32 = 2;
 
 #[derive(Debug, Clone)]
 enum Op {
-    Push { count: u8, delayed: bool, key: Option<u8> },
-    Fetch { max: u8 },
-    Ack { pick: u8 },
-    Retry { pick: u8 },
-    Fail { pick: u8 },
-    Snooze { pick: u8 },
-    Expire { pick: u8 },
-    StaleAck { pick: u8 },
-    Cancel { pick: u8 },
-    Requeue { pick: u8 },
-    Discard { pick: u8 },
+    Push {
+        count: u8,
+        delayed: bool,
+        key: Option<u8>,
+    },
+    Fetch {
+        max: u8,
+    },
+    Ack {
+        pick: u8,
+    },
+    Retry {
+        pick: u8,
+    },
+    Fail {
+        pick: u8,
+    },
+    Snooze {
+        pick: u8,
+    },
+    Expire {
+        pick: u8,
+    },
+    StaleAck {
+        pick: u8,
+    },
+    Cancel {
+        pick: u8,
+    },
+    Requeue {
+        pick: u8,
+    },
+    Discard {
+        pick: u8,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -132,10 +156,15 @@ fn fetch_req(max: usize) -> FetchRequest<'static> {
 async fn step(t: &TestQueue, m: &mut Model, op: &Op) {
     let e = &t.engine;
     match *op {
-        Op::Push { count, delayed, key } => {
+        Op::Push {
+            count,
+            delayed,
+            key,
+        } => {
             let jobs: Vec<NewJob> = (0..count)
                 .map(|_| {
-                    let mut job = NewJob::raw(QUEUE, QUEUE, "{}".into()).with_max_attempts(MAX_ATTEMPTS);
+                    let mut job =
+                        NewJob::raw(QUEUE, QUEUE, "{}".into()).with_max_attempts(MAX_ATTEMPTS);
                     if delayed {
                         job = job.with_delay(Duration::from_secs(3600));
                     }
@@ -155,7 +184,11 @@ async fn step(t: &TestQueue, m: &mut Model, op: &Op) {
                     m.keys.insert(k, out.id.clone());
                 }
                 assert!(!out.duplicate);
-                let state = if delayed { JobState::Scheduled } else { JobState::Queued };
+                let state = if delayed {
+                    JobState::Scheduled
+                } else {
+                    JobState::Queued
+                };
                 m.jobs.insert(
                     out.id.clone(),
                     ModelJob {
@@ -192,7 +225,8 @@ async fn step(t: &TestQueue, m: &mut Model, op: &Op) {
                 .jobs
                 .iter()
                 .filter(|(_, j)| {
-                    j.state == JobState::Retrying || (j.state == JobState::Scheduled && !j.far_future)
+                    j.state == JobState::Retrying
+                        || (j.state == JobState::Scheduled && !j.far_future)
                 })
                 .map(|(id, _)| id.clone())
                 .collect();
@@ -229,24 +263,44 @@ async fn step(t: &TestQueue, m: &mut Model, op: &Op) {
                 .into_iter()
                 .filter(|id| m.jobs.get(id).is_some_and(|j| j.state == JobState::Queued))
                 .collect();
-            let mut expected: Vec<&String> = m.ready.iter().chain(promoted.iter().filter(|id| !taken.contains(id))).collect();
+            let mut expected: Vec<&String> = m
+                .ready
+                .iter()
+                .chain(promoted.iter().filter(|id| !taken.contains(id)))
+                .collect();
             expected.sort();
             let mut got: Vec<&String> = live.iter().collect();
             got.sort();
             assert_eq!(got, expected, "ready list contents");
-            assert_eq!(&live[..m.ready.len()], m.ready.make_contiguous(), "older ready jobs keep their order");
+            assert_eq!(
+                &live[..m.ready.len()],
+                m.ready.make_contiguous(),
+                "older ready jobs keep their order"
+            );
             m.ready = live.into();
         }
         Op::Ack { pick } | Op::Retry { pick } | Op::Fail { pick } | Op::Snooze { pick } => {
-            let Some(id) = m.pick(pick, JobState::Running) else { return };
+            let Some(id) = m.pick(pick, JobState::Running) else {
+                return;
+            };
             let token = m.jobs[&id].token.clone().expect("running job has a token");
             let outcome = match op {
                 Op::Ack { .. } => Outcome::Succeeded { result: None },
-                Op::Retry { .. } => Outcome::Retry { error: format!("flaky {id}"), delay: Duration::ZERO },
-                Op::Fail { .. } => Outcome::Fail { error: "permanent".into() },
-                _ => Outcome::Snooze { delay: Duration::ZERO },
+                Op::Retry { .. } => Outcome::Retry {
+                    error: format!("flaky {id}"),
+                    delay: Duration::ZERO,
+                },
+                Op::Fail { .. } => Outcome::Fail {
+                    error: "permanent".into(),
+                },
+                _ => Outcome::Snooze {
+                    delay: Duration::ZERO,
+                },
             };
-            let applied = e.complete(&[(id.clone(), token, outcome)]).await.expect("complete");
+            let applied = e
+                .complete(&[(id.clone(), token, outcome)])
+                .await
+                .expect("complete");
             match op {
                 Op::Ack { .. } => {
                     assert_eq!(applied, vec![Applied::Ok]);
@@ -255,7 +309,10 @@ async fn step(t: &TestQueue, m: &mut Model, op: &Op) {
                 }
                 Op::Retry { .. } => {
                     let dies = m.jobs[&id].attempt >= MAX_ATTEMPTS && !m.jobs[&id].cancel_requested;
-                    assert_eq!(applied, vec![if dies { Applied::Died } else { Applied::Ok }]);
+                    assert_eq!(
+                        applied,
+                        vec![if dies { Applied::Died } else { Applied::Ok }]
+                    );
                     m.fail_retryable(&id, "retry_scheduled");
                 }
                 Op::Fail { .. } => {
@@ -277,7 +334,9 @@ async fn step(t: &TestQueue, m: &mut Model, op: &Op) {
             }
         }
         Op::Expire { pick } => {
-            let Some(id) = m.pick(pick, JobState::Running) else { return };
+            let Some(id) = m.pick(pick, JobState::Running) else {
+                return;
+            };
             let _: () = t
                 .sync_conn()
                 .zadd(t.key(&format!("q:{QUEUE}:lease")), &id, 0)
@@ -285,9 +344,15 @@ async fn step(t: &TestQueue, m: &mut Model, op: &Op) {
             m.jobs.get_mut(&id).expect("job").lease_expired = true;
         }
         Op::StaleAck { pick } => {
-            let Some(id) = m.pick(pick, JobState::Running) else { return };
+            let Some(id) = m.pick(pick, JobState::Running) else {
+                return;
+            };
             let applied = e
-                .complete(&[(id, "not-the-token".into(), Outcome::Succeeded { result: None })])
+                .complete(&[(
+                    id,
+                    "not-the-token".into(),
+                    Outcome::Succeeded { result: None },
+                )])
                 .await
                 .expect("complete");
             assert_eq!(applied, vec![Applied::Stale]);
@@ -312,12 +377,20 @@ async fn step(t: &TestQueue, m: &mut Model, op: &Op) {
                     assert_eq!(outcome, CancelOutcome::Requested);
                     m.jobs.get_mut(&id).expect("job").cancel_requested = true;
                 }
-                other => assert_eq!(outcome, CancelOutcome::NotCancellable(other.as_str().into())),
+                other => assert_eq!(
+                    outcome,
+                    CancelOutcome::NotCancellable(other.as_str().into())
+                ),
             }
         }
         Op::Requeue { pick } => {
-            let Some(id) = m.pick(pick, JobState::Dead) else { return };
-            let out = e.requeue_dead(std::slice::from_ref(&id)).await.expect("requeue");
+            let Some(id) = m.pick(pick, JobState::Dead) else {
+                return;
+            };
+            let out = e
+                .requeue_dead(std::slice::from_ref(&id))
+                .await
+                .expect("requeue");
             assert_eq!(out, vec![DeadOpOutcome::Done]);
             m.jobs.get_mut(&id).expect("job").attempt = 0;
             m.set(&id, JobState::Queued);
@@ -325,8 +398,13 @@ async fn step(t: &TestQueue, m: &mut Model, op: &Op) {
             m.expect(&id, "requeued");
         }
         Op::Discard { pick } => {
-            let Some(id) = m.pick(pick, JobState::Dead) else { return };
-            assert_eq!(e.discard_dead(&id).await.expect("discard"), DeadOpOutcome::Done);
+            let Some(id) = m.pick(pick, JobState::Dead) else {
+                return;
+            };
+            assert_eq!(
+                e.discard_dead(&id).await.expect("discard"),
+                DeadOpOutcome::Done
+            );
             m.jobs.remove(&id);
             m.expect(&id, "discarded");
         }
@@ -335,13 +413,24 @@ async fn step(t: &TestQueue, m: &mut Model, op: &Op) {
 
 async fn check(t: &TestQueue, m: &mut Model, cursor: &mut String) {
     // Events: exactly the expected transitions, each carrying the state it entered.
-    let entries = t.engine.read_stream(EventStream::Jobs, cursor, 10_000).await.expect("events");
+    let entries = t
+        .engine
+        .read_stream(EventStream::Jobs, cursor, 10_000)
+        .await
+        .expect("events");
     if let Some(last) = entries.last() {
         *cursor = last.id.clone();
     }
     let events: Vec<JobEvent> = entries.iter().filter_map(JobEvent::from_entry).collect();
-    assert_eq!(events.len(), entries.len(), "every entry parses as a job event");
-    let mut got: Vec<(String, String)> = events.iter().map(|e| (e.job_id.clone(), e.event.clone())).collect();
+    assert_eq!(
+        events.len(),
+        entries.len(),
+        "every entry parses as a job event"
+    );
+    let mut got: Vec<(String, String)> = events
+        .iter()
+        .map(|e| (e.job_id.clone(), e.event.clone()))
+        .collect();
     let mut want = std::mem::take(&mut m.expected_events);
     got.sort();
     want.sort();
@@ -350,13 +439,18 @@ async fn check(t: &TestQueue, m: &mut Model, cursor: &mut String) {
         if let Some(job) = m.jobs.get(&ev.job_id) {
             let last_for_job = events.iter().rev().find(|e| e.job_id == ev.job_id);
             if last_for_job.map(|e| &e.cursor) == Some(&ev.cursor) {
-                assert_eq!(ev.state, job.state, "last event of {} names its state", ev.job_id);
+                assert_eq!(
+                    ev.state, job.state,
+                    "last event of {} names its state",
+                    ev.job_id
+                );
             }
         }
     }
     // Placement: one place per job, matching its state and the model.
     let placement = t.check_placement(QUEUE);
-    let model_states: HashMap<String, JobState> = m.jobs.iter().map(|(id, j)| (id.clone(), j.state)).collect();
+    let model_states: HashMap<String, JobState> =
+        m.jobs.iter().map(|(id, j)| (id.clone(), j.state)).collect();
     assert_eq!(placement, model_states, "placement matches the model");
     let ids: Vec<String> = m.jobs.keys().cloned().collect();
     for (id, record) in ids.iter().zip(t.engine.jobs(&ids).await.expect("jobs")) {
@@ -368,7 +462,10 @@ async fn check(t: &TestQueue, m: &mut Model, cursor: &mut String) {
     assert_eq!(stats.ready, count(JobState::Queued));
     assert_eq!(stats.running, count(JobState::Running));
     assert_eq!(stats.dead, count(JobState::Dead));
-    assert_eq!(stats.scheduled, count(JobState::Scheduled) + count(JobState::Retrying));
+    assert_eq!(
+        stats.scheduled,
+        count(JobState::Scheduled) + count(JobState::Retrying)
+    );
 }
 
 async fn run_case(ops: Vec<Op>) {

@@ -9,43 +9,89 @@ use super::common::TestQueue;
 #[tokio::test]
 async fn a_follower_resumes_from_its_cursor_without_gap_or_repeat() {
     let t = TestQueue::new("streams-follow").await;
-    let mut follower = t.engine.follow(EventStream::Jobs, "$").await.expect("follow");
+    let mut follower = t
+        .engine
+        .follow(EventStream::Jobs, "$")
+        .await
+        .expect("follow");
     let first = t.push_n("q", 3).await;
     let mut seen = Vec::new();
     while seen.len() < 3 {
-        seen.extend(follower.next_batch(10, Duration::from_millis(50)).await.expect("read"));
+        seen.extend(
+            follower
+                .next_batch(10, Duration::from_millis(50))
+                .await
+                .expect("read"),
+        );
     }
     let cursor = follower.cursor().to_owned();
     drop(follower);
     // Events appended while nobody listens.
     let second = t.push_n("q", 2).await;
-    let mut resumed = t.engine.follow(EventStream::Jobs, cursor).await.expect("follow");
+    let mut resumed = t
+        .engine
+        .follow(EventStream::Jobs, cursor)
+        .await
+        .expect("follow");
     let mut later = Vec::new();
     while later.len() < 2 {
-        later.extend(resumed.next_batch(10, Duration::from_millis(50)).await.expect("read"));
+        later.extend(
+            resumed
+                .next_batch(10, Duration::from_millis(50))
+                .await
+                .expect("read"),
+        );
     }
     let ids = |entries: &[queue::StreamEntry]| -> Vec<String> {
-        entries.iter().filter_map(JobEvent::from_entry).map(|e| e.job_id).collect()
+        entries
+            .iter()
+            .filter_map(JobEvent::from_entry)
+            .map(|e| e.job_id)
+            .collect()
     };
     assert_eq!(ids(&seen), first);
     assert_eq!(ids(&later), second);
-    assert!(resumed.next_batch(10, Duration::from_millis(5)).await.expect("read").is_empty());
+    assert!(
+        resumed
+            .next_batch(10, Duration::from_millis(5))
+            .await
+            .expect("read")
+            .is_empty()
+    );
 }
 
 #[tokio::test]
 async fn a_cursor_older_than_the_trimmed_part_is_expired() {
     let t = TestQueue::with_config("streams-expired", |c| c.resume_window = Duration::ZERO).await;
     t.push_n("q", 2).await;
-    let entries = t.engine.read_stream(EventStream::Jobs, "0-0", 10).await.expect("read");
+    let entries = t
+        .engine
+        .read_stream(EventStream::Jobs, "0-0", 10)
+        .await
+        .expect("read");
     let old_cursor = entries[0].id.clone();
     t.push_n("q", 2).await;
     tokio::time::sleep(Duration::from_millis(5)).await;
     assert!(t.engine.trim_job_events().await.expect("trim") > 0);
-    let err = t.engine.read_stream(EventStream::Jobs, &old_cursor, 10).await.expect_err("expired");
+    let err = t
+        .engine
+        .read_stream(EventStream::Jobs, &old_cursor, 10)
+        .await
+        .expect_err("expired");
     assert!(matches!(err, QueueError::CursorExpired(_)), "{err}");
     // The current position is always valid.
-    let now = t.engine.stream_position(EventStream::Jobs).await.expect("pos");
-    assert!(t.engine.read_stream(EventStream::Jobs, &now, 10).await.expect("read").is_empty());
+    let now = t
+        .engine
+        .stream_position(EventStream::Jobs)
+        .await
+        .expect("pos");
+    assert!(
+        t.engine
+            .read_stream(EventStream::Jobs, &now, 10)
+            .await
+            .expect("read")
+            .is_empty()
+    );
 }
 
 #[tokio::test]
@@ -65,15 +111,29 @@ async fn the_stream_refuses_pushes_at_its_cap_until_the_consumer_catches_up() {
         .expect_err("at the cap");
     assert!(matches!(err, QueueError::StreamFull { .. }), "{err}");
     assert!(err.is_retryable());
-    assert_eq!(t.engine.stats("q").await.expect("stats").pushed_total, 50, "the refused job was not half-created");
+    assert_eq!(
+        t.engine.stats("q").await.expect("stats").pushed_total,
+        50,
+        "the refused job was not half-created"
+    );
     // The consumer reads and commits part of the backlog: the trim may drop only that part.
-    let read = consumer.read(30, Duration::from_millis(10)).await.expect("read");
+    let read = consumer
+        .read(30, Duration::from_millis(10))
+        .await
+        .expect("read");
     let ids: Vec<String> = read.iter().map(|e| e.id.clone()).collect();
     consumer.ack(&ids).await.expect("ack");
-    let pushed = t.engine.push(NewJob::raw("q", "q", "{}".into())).await.expect("accepted again");
+    let pushed = t
+        .engine
+        .push(NewJob::raw("q", "q", "{}".into()))
+        .await
+        .expect("accepted again");
     assert!(!pushed.duplicate);
     // Nothing the consumer has not committed was dropped.
-    let rest = consumer.read(100, Duration::from_millis(10)).await.expect("read");
+    let rest = consumer
+        .read(100, Duration::from_millis(10))
+        .await
+        .expect("read");
     assert_eq!(rest.len(), 21, "20 unread + the new push");
     assert_eq!(rest[0].id > ids[29], true);
 }
@@ -85,13 +145,22 @@ async fn a_consumer_gets_back_what_it_never_acknowledged_after_a_restart() {
     consumer.ensure_group().await.expect("group");
     consumer.ensure_group().await.expect("idempotent");
     t.push_n("q", 4).await;
-    let got = consumer.read(10, Duration::from_millis(10)).await.expect("read");
+    let got = consumer
+        .read(10, Duration::from_millis(10))
+        .await
+        .expect("read");
     assert_eq!(got.len(), 4);
     consumer.ack(&[got[0].id.clone()]).await.expect("ack");
     drop(consumer);
     let mut restarted = t.engine.consumer(EventStream::Jobs, "recorder", "r1");
-    let again = restarted.read(10, Duration::from_millis(10)).await.expect("read");
-    assert_eq!(again.iter().map(|e| &e.id).collect::<Vec<_>>(), got[1..].iter().map(|e| &e.id).collect::<Vec<_>>());
+    let again = restarted
+        .read(10, Duration::from_millis(10))
+        .await
+        .expect("read");
+    assert_eq!(
+        again.iter().map(|e| &e.id).collect::<Vec<_>>(),
+        got[1..].iter().map(|e| &e.id).collect::<Vec<_>>()
+    );
 }
 
 #[tokio::test]
@@ -104,9 +173,15 @@ async fn application_events_use_the_same_reader_api() {
         .publish_app_event(&[("type", "alert_opened"), ("alert", "42")])
         .await
         .expect("publish");
-    let read = consumer.read(10, Duration::from_millis(10)).await.expect("read");
+    let read = consumer
+        .read(10, Duration::from_millis(10))
+        .await
+        .expect("read");
     assert_eq!(read.len(), 1);
     assert_eq!(read[0].id, id);
-    assert_eq!(read[0].fields.get("type").map(String::as_str), Some("alert_opened"));
+    assert_eq!(
+        read[0].fields.get("type").map(String::as_str),
+        Some("alert_opened")
+    );
     assert!(read[0].fields.contains_key("ts"));
 }

@@ -9,7 +9,9 @@ use std::{
 };
 
 use apalis_core::{task::data::Data, worker::builder::WorkerBuilder};
-use queue::{Engine, JobContext, JobError, JobState, NewJob, RedisBackend, RetryPolicy, WorkerOptions};
+use queue::{
+    Engine, JobContext, JobError, JobState, NewJob, RedisBackend, RetryPolicy, WorkerOptions,
+};
 use serde::{Deserialize, Serialize};
 
 use super::common::{TestQueue, eventually};
@@ -33,7 +35,12 @@ fn options(queue: &str) -> WorkerOptions {
 
 async fn wait_for_state(engine: &Engine, id: &str, state: JobState) -> bool {
     eventually(Duration::from_secs(5), || async {
-        engine.job(id).await.ok().flatten().is_some_and(|r| r.state == state)
+        engine
+            .job(id)
+            .await
+            .ok()
+            .flatten()
+            .is_some_and(|r| r.state == state)
     })
     .await
 }
@@ -43,19 +50,30 @@ async fn a_worker_runs_every_job_once_and_acknowledges_in_batches() {
     let t = TestQueue::new("worker-basic").await;
     let ids = t.push_n("ingest", 500).await;
     let seen = Arc::new(AtomicUsize::new(0));
-    async fn handler(r: Reading, ctx: JobContext, seen: Data<Arc<AtomicUsize>>) -> Result<u64, JobError> {
+    async fn handler(
+        r: Reading,
+        ctx: JobContext,
+        seen: Data<Arc<AtomicUsize>>,
+    ) -> Result<u64, JobError> {
         assert_eq!(ctx.attempt, 1);
         seen.fetch_add(1, Ordering::SeqCst);
         Ok(r.n)
     }
     let backend = RedisBackend::<Reading>::new(t.engine.clone(), options("ingest"));
     let counters = backend.counters();
-    let worker = WorkerBuilder::new("worker-basic").backend(backend).data(seen.clone()).build(handler);
+    let worker = WorkerBuilder::new("worker-basic")
+        .backend(backend)
+        .data(seen.clone())
+        .build(handler);
     let engine = t.engine.clone();
     worker
         .run_until(async move {
             eventually(Duration::from_secs(20), || async {
-                engine.stats("ingest").await.map(|s| s.succeeded_total == 500).unwrap_or(false)
+                engine
+                    .stats("ingest")
+                    .await
+                    .map(|s| s.succeeded_total == 500)
+                    .unwrap_or(false)
             })
             .await;
             Ok::<(), std::io::Error>(())
@@ -64,11 +82,17 @@ async fn a_worker_runs_every_job_once_and_acknowledges_in_batches() {
         .expect("worker");
     assert_eq!(seen.load(Ordering::SeqCst), 500);
     let stats = t.engine.stats("ingest").await.expect("stats");
-    assert_eq!((stats.succeeded_total, stats.ready, stats.running), (500, 0, 0));
+    assert_eq!(
+        (stats.succeeded_total, stats.ready, stats.running),
+        (500, 0, 0)
+    );
     assert_eq!(queue::WorkerCounters::get(&counters.succeeded), 500);
     assert_eq!(queue::WorkerCounters::get(&counters.stale), 0);
     for id in ids.iter().take(20) {
-        assert_eq!(t.engine.job(id).await.expect("job").expect("rec").state, JobState::Succeeded);
+        assert_eq!(
+            t.engine.job(id).await.expect("job").expect("rec").state,
+            JobState::Succeeded
+        );
     }
 }
 
@@ -99,20 +123,45 @@ async fn failures_retry_with_backoff_panics_included_then_succeed() {
     assert_eq!((rec.state, rec.attempt), (JobState::Succeeded, 3));
     assert_eq!(rec.errors.len(), 2);
     assert_eq!(rec.errors[0].error, "upstream 503");
-    assert!(rec.errors[1].error.contains("handler bug on attempt 2"), "{:?}", rec.errors);
+    assert!(
+        rec.errors[1].error.contains("handler bug on attempt 2"),
+        "{:?}",
+        rec.errors
+    );
 }
 
 #[tokio::test]
 async fn permanent_errors_and_undecodable_payloads_go_dead_and_snoozes_spend_nothing() {
     let t = TestQueue::new("worker-outcomes").await;
-    let permanent = t.engine.push(NewJob::raw("q", "q", r#"{"n":1}"#.into())).await.expect("push").id;
-    let snoozy = t.engine.push(NewJob::raw("q", "q", r#"{"n":2}"#.into())).await.expect("push").id;
-    let garbage = t.engine.push(NewJob::raw("q", "q", r#"{"n":"not a number"}"#.into())).await.expect("push").id;
+    let permanent = t
+        .engine
+        .push(NewJob::raw("q", "q", r#"{"n":1}"#.into()))
+        .await
+        .expect("push")
+        .id;
+    let snoozy = t
+        .engine
+        .push(NewJob::raw("q", "q", r#"{"n":2}"#.into()))
+        .await
+        .expect("push")
+        .id;
+    let garbage = t
+        .engine
+        .push(NewJob::raw("q", "q", r#"{"n":"not a number"}"#.into()))
+        .await
+        .expect("push")
+        .id;
     let snoozes = Arc::new(AtomicUsize::new(0));
-    async fn handler(r: Reading, ctx: JobContext, snoozes: Data<Arc<AtomicUsize>>) -> Result<(), JobError> {
+    async fn handler(
+        r: Reading,
+        ctx: JobContext,
+        snoozes: Data<Arc<AtomicUsize>>,
+    ) -> Result<(), JobError> {
         match r.n {
             1 => Err(JobError::permanent("unknown sensor 'x'")),
-            _ if snoozes.fetch_add(1, Ordering::SeqCst) < 2 => Err(JobError::Snooze(Duration::from_millis(10))),
+            _ if snoozes.fetch_add(1, Ordering::SeqCst) < 2 => {
+                Err(JobError::Snooze(Duration::from_millis(10)))
+            }
             _ => {
                 assert_eq!(ctx.attempt, 1, "snoozes gave their attempts back");
                 Ok(())
@@ -138,7 +187,14 @@ async fn permanent_errors_and_undecodable_payloads_go_dead_and_snoozes_spend_not
     assert_eq!((p.state, p.attempt), (JobState::Dead, 1));
     let g = t.engine.job(&garbage).await.expect("job").expect("rec");
     assert_eq!(g.state, JobState::Dead);
-    assert!(g.last_error.as_deref().unwrap_or("").contains("does not decode"), "{:?}", g.last_error);
+    assert!(
+        g.last_error
+            .as_deref()
+            .unwrap_or("")
+            .contains("does not decode"),
+        "{:?}",
+        g.last_error
+    );
     let s = t.engine.job(&snoozy).await.expect("job").expect("rec");
     assert_eq!((s.state, s.attempt), (JobState::Succeeded, 1));
     assert_eq!(snoozes.load(Ordering::SeqCst), 3);
@@ -155,27 +211,46 @@ async fn a_running_job_observes_a_cancel_request() {
         }
     }
     let worker = WorkerBuilder::new("worker-cancel")
-        .backend(RedisBackend::<Reading>::new(t.engine.clone(), options("q").lease(Duration::from_millis(60))))
+        .backend(RedisBackend::<Reading>::new(
+            t.engine.clone(),
+            options("q").lease(Duration::from_millis(60)),
+        ))
         .build(patient);
     let engine = t.engine.clone();
     let idc = id.clone();
     worker
         .run_until(async move {
             wait_for_state(&engine, &idc, JobState::Running).await;
-            assert_eq!(engine.cancel(&idc).await.expect("cancel"), queue::CancelOutcome::Requested);
+            assert_eq!(
+                engine.cancel(&idc).await.expect("cancel"),
+                queue::CancelOutcome::Requested
+            );
             wait_for_state(&engine, &idc, JobState::Cancelled).await;
             Ok::<(), std::io::Error>(())
         })
         .await
         .expect("worker");
-    assert_eq!(t.engine.job(&id).await.expect("job").expect("rec").state, JobState::Cancelled);
+    assert_eq!(
+        t.engine.job(&id).await.expect("job").expect("rec").state,
+        JobState::Cancelled
+    );
 }
 
 #[tokio::test]
 async fn graceful_shutdown_finishes_short_jobs_and_releases_long_ones_at_once() {
     let t = TestQueue::new("worker-shutdown").await;
-    let short = t.engine.push(NewJob::raw("q", "q", r#"{"n":10}"#.into())).await.expect("push").id;
-    let long = t.engine.push(NewJob::raw("q", "q", r#"{"n":60000}"#.into())).await.expect("push").id;
+    let short = t
+        .engine
+        .push(NewJob::raw("q", "q", r#"{"n":10}"#.into()))
+        .await
+        .expect("push")
+        .id;
+    let long = t
+        .engine
+        .push(NewJob::raw("q", "q", r#"{"n":60000}"#.into()))
+        .await
+        .expect("push")
+        .id;
     let started = Arc::new(AtomicUsize::new(0));
     async fn sleepy(r: Reading, started: Data<Arc<AtomicUsize>>) -> Result<(), JobError> {
         started.fetch_add(1, Ordering::SeqCst);
@@ -183,7 +258,10 @@ async fn graceful_shutdown_finishes_short_jobs_and_releases_long_ones_at_once() 
         Ok(())
     }
     let worker = WorkerBuilder::new("worker-shutdown")
-        .backend(RedisBackend::<Reading>::new(t.engine.clone(), options("q").shutdown_grace(Duration::from_millis(100))))
+        .backend(RedisBackend::<Reading>::new(
+            t.engine.clone(),
+            options("q").shutdown_grace(Duration::from_millis(100)),
+        ))
         .data(started.clone())
         .build(sleepy);
     let s = started.clone();
@@ -191,7 +269,10 @@ async fn graceful_shutdown_finishes_short_jobs_and_releases_long_ones_at_once() 
     let stop_at_w = stop_at.clone();
     worker
         .run_until(async move {
-            eventually(Duration::from_secs(5), || async { s.load(Ordering::SeqCst) == 2 }).await;
+            eventually(Duration::from_secs(5), || async {
+                s.load(Ordering::SeqCst) == 2
+            })
+            .await;
             *stop_at_w.lock().expect("lock") = Some(Instant::now());
             Ok::<(), std::io::Error>(())
         })
@@ -199,11 +280,25 @@ async fn graceful_shutdown_finishes_short_jobs_and_releases_long_ones_at_once() 
         .expect("worker");
     let took = stop_at.lock().expect("lock").expect("stopped").elapsed();
     assert!(took < Duration::from_secs(3), "shutdown took {took:?}");
-    assert_eq!(t.engine.job(&short).await.expect("job").expect("rec").state, JobState::Succeeded);
+    assert_eq!(
+        t.engine.job(&short).await.expect("job").expect("rec").state,
+        JobState::Succeeded
+    );
     let long = t.engine.job(&long).await.expect("job").expect("rec");
-    assert_eq!((long.state, long.attempt), (JobState::Queued, 0), "released with its attempt given back");
-    assert_eq!(t.engine.stats("q").await.expect("stats").running, 0, "no lease left to expire");
-    assert!(t.engine.workers().await.expect("workers").is_empty(), "heartbeat removed");
+    assert_eq!(
+        (long.state, long.attempt),
+        (JobState::Queued, 0),
+        "released with its attempt given back"
+    );
+    assert_eq!(
+        t.engine.stats("q").await.expect("stats").running,
+        0,
+        "no lease left to expire"
+    );
+    assert!(
+        t.engine.workers().await.expect("workers").is_empty(),
+        "heartbeat removed"
+    );
 }
 
 #[tokio::test]
@@ -222,7 +317,9 @@ async fn an_idle_worker_wakes_on_push_not_on_its_poll_timer() {
         picked
             .lock()
             .map_err(|_| JobError::permanent("poisoned"))?
-            .push(Duration::from_micros(now.saturating_sub(s.pushed_at_us) as u64));
+            .push(Duration::from_micros(
+                now.saturating_sub(s.pushed_at_us) as u64
+            ));
         Ok(())
     }
     let mut opts = options("q");
@@ -245,7 +342,10 @@ async fn an_idle_worker_wakes_on_push_not_on_its_poll_timer() {
                 let job = NewJob::new("q", &Stamp { pushed_at_us: now }).expect("job");
                 engine.push(job).await.expect("push");
             }
-            eventually(Duration::from_secs(5), || async { p.lock().map(|v| v.len() == 5).unwrap_or(false) }).await;
+            eventually(Duration::from_secs(5), || async {
+                p.lock().map(|v| v.len() == 5).unwrap_or(false)
+            })
+            .await;
             Ok::<(), std::io::Error>(())
         })
         .await
@@ -253,7 +353,10 @@ async fn an_idle_worker_wakes_on_push_not_on_its_poll_timer() {
     let latencies = picked.lock().expect("lock").clone();
     assert_eq!(latencies.len(), 5);
     // A worker that only polled each second would average ~500 ms here.
-    assert!(latencies.iter().all(|l| *l < Duration::from_millis(250)), "{latencies:?}");
+    assert!(
+        latencies.iter().all(|l| *l < Duration::from_millis(250)),
+        "{latencies:?}"
+    );
     let backend_workers = t.engine.workers().await.expect("workers");
     assert!(backend_workers.is_empty());
 }
