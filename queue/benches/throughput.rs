@@ -234,6 +234,40 @@ async fn main() -> anyhow::Result<()> {
         engine.destroy_all_data().await?;
     }
 
+    // 3b. The Redis side alone: fetch + complete in batches of 100 from one serial client,
+    // without apalis (what the worker runtime adds is the difference to scenario 3).
+    if wanted("engine-only") {
+        let engine = fresh_engine(&url, "engine").await?;
+        let n = scale(100_000);
+        push_noops(&engine, "q", n).await?;
+        let before = cpu(&url).await?;
+        let started = Instant::now();
+        let mut done = 0;
+        while done < n {
+            let fetched = engine
+                .fetch(&queue::FetchRequest {
+                    queue: "q",
+                    worker_id: "bench",
+                    max_jobs: 100,
+                    lease: Duration::from_secs(30),
+                    backoff_base: Duration::from_secs(1),
+                    backoff_cap: Duration::from_secs(60),
+                })
+                .await?;
+            let outcomes: Vec<_> = fetched
+                .jobs
+                .into_iter()
+                .map(|j| (j.id, j.token, queue::Outcome::Succeeded { result: None }))
+                .collect();
+            done += outcomes.len();
+            engine.complete(&outcomes).await?;
+        }
+        let took = started.elapsed();
+        println!("fetch+ack, engine only    {n:>8} jobs  {}  (batches of 100, one client)", rate(n, took));
+        report_cpu("engine only", &before, &cpu(&url).await?, took);
+        engine.destroy_all_data().await?;
+    }
+
     // 4. Drain rate with 1,000 versus 1,000,000 queued.
     for backlog in [1_000usize, scale(1_000_000)]
         .into_iter()

@@ -21,7 +21,7 @@ if st == 'QUEUED' or st == 'SCHEDULED' or st == 'RETRYING' then
     local ik = P .. ':idem:' .. q .. ':' .. f[5]
     if redis.call('GET', ik) == id then redis.call('DEL', ik) end
   end
-  local eid = emit(id, q, k, 'cancelled', 'CANCELLED', a, now)
+  local eid = emit(id, q, k, 'cancelled', a)
   redis.call('HSET', jk, 'st', 'CANCELLED', 'ua', now, 'le', eid)
   redis.call('HDEL', jk, 'ra')
   redis.call('ZADD', qkey(q, 'done'), now, id)

@@ -14,17 +14,11 @@ local function job_key(id) return P .. ':job:' .. id end
 local function qkey(q, part) return P .. ':q:' .. q .. ':' .. part end
 
 -- Appends one job event; returns its stream id. The only writer of the job-event stream.
--- The event's time is its stream id; the state it enters follows from its name (`st` is
--- passed for the reader of the script only).
-local function emit(id, q, k, ev, st, a, now, extra)
+-- The event's time is its stream id, and the state it enters follows from its name, so neither
+-- is stored. Extra field, value pairs (err, next, fp, w) follow `a`.
+local function emit(id, q, k, ev, a, ...)
   -- `a` is absent (false) on a job never started.
-  a = a or 0
-  if not extra then
-    return redis.call('XADD', EVENTS, '*', 'id', id, 'q', q, 'k', k, 'ev', ev, 'a', a)
-  end
-  local args = {'XADD', EVENTS, '*', 'id', id, 'q', q, 'k', k, 'ev', ev, 'a', a}
-  for i = 1, #extra do args[#args + 1] = extra[i] end
-  return redis.call(unpack(args))
+  return redis.call('XADD', EVENTS, '*', 'id', id, 'q', q, 'k', k, 'ev', ev, 'a', a or 0, ...)
 end
 
 -- Calls `cmd key` with many members in bounded slices (unpack has a stack limit).
@@ -103,7 +97,7 @@ local function die(id, jk, q, k, a, err, now)
   redis.call('HSET', qkey(q, 'deadfp:last'), fp, now)
   redis.call('HINCRBY', qkey(q, 'stats'), 'dead', 1)
   redis.call('HINCRBY', qkey(q, 'stats'), 'failed', 1)
-  emit(id, q, k, 'died', 'DEAD', a, now, {'err', err, 'fp', fp})
+  emit(id, q, k, 'died', a, 'err', err, 'fp', fp)
 end
 
 -- Takes a job out of the dead set and its fingerprint group.

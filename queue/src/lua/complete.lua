@@ -37,7 +37,7 @@ for j = 0, n - 1 do
     end
     local status = 'ok'
     if outcome == 'ok' then
-      local eid = emit(id, q, k, 'succeeded', 'SUCCEEDED', a, now)
+      local eid = emit(id, q, k, 'succeeded', a)
       if text ~= '' then
         redis.call('HSET', jk, 'st', 'SUCCEEDED', 'ua', now, 'le', eid, 'res', text)
       else
@@ -57,7 +57,7 @@ for j = 0, n - 1 do
         redis.call('HSET', jk, 'st', 'RETRYING', 'ra', run_at, 'ua', now)
         redis.call('ZADD', qkey(q, 'sched'), run_at, id)
         count(q, 'retried')
-        emit(id, q, k, 'retry_scheduled', 'RETRYING', a, now, {'err', text, 'next', tostring(run_at)})
+        emit(id, q, k, 'retry_scheduled', a, 'err', text, 'next', tostring(run_at))
       end
     elseif outcome == 'fail' then
       die(id, jk, q, k, a, text, now)
@@ -66,9 +66,9 @@ for j = 0, n - 1 do
       a = a - 1
       redis.call('HSET', jk, 'st', 'SCHEDULED', 'a', a, 'ra', run_at, 'ua', now)
       redis.call('ZADD', qkey(q, 'sched'), run_at, id)
-      emit(id, q, k, 'snoozed', 'SCHEDULED', a, now, {'next', tostring(run_at)})
+      emit(id, q, k, 'snoozed', a, 'next', tostring(run_at))
     elseif outcome == 'cancel' then
-      local eid = emit(id, q, k, 'cancelled', 'CANCELLED', a, now)
+      local eid = emit(id, q, k, 'cancelled', a)
       redis.call('HSET', jk, 'st', 'CANCELLED', 'ua', now, 'le', eid)
       local d = bucket(finished, q)
       d[#d + 1] = now
@@ -79,7 +79,7 @@ for j = 0, n - 1 do
       redis.call('HSET', jk, 'st', 'QUEUED', 'a', a, 'ua', now)
       redis.call('LPUSH', qkey(q, 'ready'), id)
       released[q] = true
-      emit(id, q, k, 'released', 'QUEUED', a, now)
+      emit(id, q, k, 'released', a)
     else
       return redis.error_reply('BAD_OUTCOME ' .. outcome)
     end

@@ -9,6 +9,6 @@ if f[1] ~= 'DEAD' then return f[1] end
 local q, k, fp = f[2], f[3], f[4]
 forget_dead(q, id, fp)
 redis.call('HINCRBY', qkey(q, 'stats'), 'discarded', 1)
-emit(id, q, k, 'discarded', 'DEAD', f[5], now_ms())
+emit(id, q, k, 'discarded', f[5])
 redis.call('DEL', jk)
 return 'discarded'

@@ -24,7 +24,7 @@ for _, id in ipairs(expired) do
     local err = 'lease expired (worker ' .. (redis.call('HGET', jk, 'lb') or '?') .. ' stopped renewing)'
     if f[5] == '1' then
       record_error(jk, a, err, now)
-      local eid = emit(id, q, k, 'cancelled', 'CANCELLED', a, now, {'err', err})
+      local eid = emit(id, q, k, 'cancelled', a, 'err', err)
       redis.call('HSET', jk, 'st', 'CANCELLED', 'ua', now, 'le', eid)
       redis.call('HDEL', jk, 'cr')
       redis.call('ZADD', qkey(q, 'done'), now, id)
@@ -37,7 +37,7 @@ for _, id in ipairs(expired) do
       redis.call('HSET', jk, 'st', 'RETRYING', 'ra', run_at, 'ua', now)
       redis.call('ZADD', sched, run_at, id)
       redis.call('HINCRBY', qkey(q, 'stats'), 'retried', 1)
-      emit(id, q, k, 'lease_expired', 'RETRYING', a, now, {'err', err, 'next', tostring(run_at)})
+      emit(id, q, k, 'lease_expired', a, 'err', err, 'next', tostring(run_at))
     end
   end
 end
@@ -53,7 +53,7 @@ if #due > 0 then
       redis.call('HSET', jk, 'st', 'QUEUED', 'ua', now)
       redis.call('HDEL', jk, 'ra')
       redis.call('RPUSH', ready, id)
-      emit(id, q, f[3], 'promoted', 'QUEUED', f[2], now)
+      emit(id, q, f[3], 'promoted', f[2])
     end
   end
 end
@@ -81,7 +81,7 @@ while leased < want and skipped < 1000 do
         local ik = P .. ':idem:' .. q .. ':' .. f[9]
         if redis.call('GET', ik) == id then redis.call('DEL', ik) end
       end
-      emit(id, q, f[2], 'started', 'RUNNING', a, now, {'w', worker})
+      emit(id, q, f[2], 'started', a, 'w', worker)
       leased = leased + 1
       out[#out + 1] = id
       out[#out + 1] = tok

@@ -75,11 +75,11 @@ for j = 0, n - 1 do
     qp[1] = (qp[1] or 0) + 1
     if delayed then
       redis.call('ZADD', qkey(q, 'sched'), run_at, id)
-      emit(id, q, k, 'scheduled', 'SCHEDULED', 0, now, {'next', tostring(run_at)})
+      emit(id, q, k, 'scheduled', 0, 'next', tostring(run_at))
     else
       local r = bucket(ready_ids, q)
       r[#r + 1] = id
-      emit(id, q, k, 'enqueued', 'QUEUED', 0, now)
+      emit(id, q, k, 'enqueued', 0)
     end
     out[#out + 1] = id
     out[#out + 1] = 0

@@ -20,7 +20,7 @@ local function requeue(id)
   redis.call('HINCRBY', jk, 'rnd', 1)
   redis.call('RPUSH', qkey(q, 'ready'), id)
   redis.call('HINCRBY', qkey(q, 'stats'), 'requeued', 1)
-  emit(id, q, k, 'requeued', 'QUEUED', 0, now)
+  emit(id, q, k, 'requeued', 0)
   wake(q)
   return 'requeued'
 end
