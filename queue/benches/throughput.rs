@@ -263,7 +263,10 @@ async fn main() -> anyhow::Result<()> {
             engine.complete(&outcomes).await?;
         }
         let took = started.elapsed();
-        println!("fetch+ack, engine only    {n:>8} jobs  {}  (batches of 100, one client)", rate(n, took));
+        println!(
+            "fetch+ack, engine only    {n:>8} jobs  {}  (batches of 100, one client)",
+            rate(n, took)
+        );
         report_cpu("engine only", &before, &cpu(&url).await?, took);
         engine.destroy_all_data().await?;
     }
@@ -341,13 +344,18 @@ async fn main() -> anyhow::Result<()> {
                 Ok::<(), std::io::Error>(())
             })
             .await?;
-        let h = hist.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+        let (p50, p95, p99, max) = {
+            let h = hist.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+            let ms = |v: u64| v as f64 / 1000.0;
+            (
+                ms(h.value_at_quantile(0.50)),
+                ms(h.value_at_quantile(0.95)),
+                ms(h.value_at_quantile(0.99)),
+                ms(h.max()),
+            )
+        };
         println!(
-            "latency push->handler end at 500 jobs/s ({n} jobs): p50 {:.2} ms  p95 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
-            h.value_at_quantile(0.50) as f64 / 1000.0,
-            h.value_at_quantile(0.95) as f64 / 1000.0,
-            h.value_at_quantile(0.99) as f64 / 1000.0,
-            h.max() as f64 / 1000.0,
+            "latency push->handler end at 500 jobs/s ({n} jobs): p50 {p50:.2} ms  p95 {p95:.2} ms  p99 {p99:.2} ms  max {max:.2} ms"
         );
         engine.destroy_all_data().await?;
     }
