@@ -578,7 +578,7 @@ impl Engine {
             .zcard(k("sched"))
             .zcard(k("lease"))
             .zcard(k("dead"))
-            .zcard(k("done"))
+            .llen(k("done"))
             .hgetall(k("stats"))
             .query_async(&mut self.conn())
             .await?;

@@ -24,7 +24,7 @@ if st == 'QUEUED' or st == 'SCHEDULED' or st == 'RETRYING' then
   local eid = emit(id, q, k, 'cancelled', a)
   redis.call('HSET', jk, 'st', 'CANCELLED', 'ua', now, 'le', eid)
   redis.call('HDEL', jk, 'ra')
-  redis.call('ZADD', qkey(q, 'done'), now, id)
+  redis.call('RPUSH', qkey(q, 'done'), id)
   redis.call('HINCRBY', qkey(q, 'stats'), 'cancelled', 1)
   return 'cancelled'
 elseif st == 'RUNNING' then

@@ -44,7 +44,6 @@ for j = 0, n - 1 do
         redis.call('HSET', jk, 'st', 'SUCCEEDED', 'ua', now, 'le', eid)
       end
       local d = bucket(finished, q)
-      d[#d + 1] = now
       d[#d + 1] = id
       count(q, 'succeeded')
     elseif outcome == 'retry' then
@@ -71,7 +70,6 @@ for j = 0, n - 1 do
       local eid = emit(id, q, k, 'cancelled', a)
       redis.call('HSET', jk, 'st', 'CANCELLED', 'ua', now, 'le', eid)
       local d = bucket(finished, q)
-      d[#d + 1] = now
       d[#d + 1] = id
       count(q, 'cancelled')
     elseif outcome == 'release' then
@@ -87,7 +85,7 @@ for j = 0, n - 1 do
   end
 end
 for q, ids in pairs(unleased) do call_many('ZREM', qkey(q, 'lease'), ids) end
-for q, members in pairs(finished) do call_many('ZADD', qkey(q, 'done'), members) end
+for q, ids in pairs(finished) do call_many('RPUSH', qkey(q, 'done'), ids) end
 for q, c in pairs(counts) do
   for name, value in pairs(c) do redis.call('HINCRBY', qkey(q, 'stats'), name, value) end
 end

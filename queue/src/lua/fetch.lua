@@ -27,7 +27,7 @@ for _, id in ipairs(expired) do
       local eid = emit(id, q, k, 'cancelled', a, 'err', err)
       redis.call('HSET', jk, 'st', 'CANCELLED', 'ua', now, 'le', eid)
       redis.call('HDEL', jk, 'cr')
-      redis.call('ZADD', qkey(q, 'done'), now, id)
+      redis.call('RPUSH', qkey(q, 'done'), id)
       redis.call('HINCRBY', qkey(q, 'stats'), 'cancelled', 1)
     elseif a >= ma then
       die(id, jk, q, k, a, err, now)

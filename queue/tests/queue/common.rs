@@ -82,7 +82,7 @@ impl TestQueue {
         let sched: Vec<String> = conn.zrange(q("sched"), 0, -1).expect("zrange");
         let lease: Vec<String> = conn.zrange(q("lease"), 0, -1).expect("zrange");
         let dead: Vec<String> = conn.zrange(q("dead"), 0, -1).expect("zrange");
-        let done: Vec<String> = conn.zrange(q("done"), 0, -1).expect("zrange");
+        let done: Vec<String> = conn.lrange(q("done"), 0, -1).expect("lrange");
         let mut placement: HashMap<String, JobState> = HashMap::new();
         let mut seen: HashSet<String> = HashSet::new();
         let mut tombstones = 0;

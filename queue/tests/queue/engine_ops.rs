@@ -872,3 +872,33 @@ async fn an_unreachable_redis_is_a_clear_retryable_error() {
         "fails within a bounded time"
     );
 }
+
+#[tokio::test]
+async fn finished_jobs_beyond_the_count_limit_are_cleaned_oldest_first() {
+    let t = TestQueue::with_config("ops-cleanup-count", |c| c.completed_max = 2).await;
+    let ids = t.push_n("q", 5).await;
+    let jobs = t
+        .engine
+        .fetch(&fetch_req("q", 5, 30_000))
+        .await
+        .expect("fetch")
+        .jobs;
+    for job in jobs {
+        t.engine
+            .complete(&[(job.id, job.token, Outcome::Succeeded { result: None })])
+            .await
+            .expect("ack");
+    }
+    assert_eq!(t.engine.cleanup_finished("q").await.expect("cleanup"), 3);
+    let left: Vec<bool> = t
+        .engine
+        .jobs(&ids)
+        .await
+        .expect("jobs")
+        .iter()
+        .map(Option::is_some)
+        .collect();
+    assert_eq!(left, [false, false, false, true, true]);
+    assert_eq!(t.engine.stats("q").await.expect("stats").finished_held, 2);
+    assert_eq!(t.engine.cleanup_finished("q").await.expect("cleanup"), 0);
+}
