@@ -308,7 +308,7 @@ impl JobRecord {
             workflow_id: h.remove("wf"),
             correlation_id: extra_field("cid"),
             trace_context: extra_field("tc"),
-            cancel_requested: h.get("cr").is_some_and(|v| v == "1"),
+            cancel_requested: state == JobState::Running && h.get("cr").is_some_and(|v| v == "1"),
             leased_by: h.remove("lb"),
             requeues: num(&h, "rnd").unwrap_or(0) as u32,
             final_event_id: h.remove("le"),

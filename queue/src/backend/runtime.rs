@@ -450,6 +450,16 @@ pub(crate) async fn maintenance(shared: Arc<Shared>, worker: WorkerContext) {
                 tracing::debug!(error = %e, "heartbeat failed");
             }
         }
+        if last_cleanup.elapsed() >= shared.opts.cleanup_interval {
+            last_cleanup = Instant::now();
+            let engine = &shared.engine;
+            let cleaned = engine.cleanup_finished(&shared.opts.queue).await;
+            let trimmed = engine.trim_job_events().await;
+            let trimmed_app = engine.trim_app_events().await;
+            if let Err(e) = cleaned.and(trimmed).and(trimmed_app) {
+                tracing::warn!(error = %e, "clean-up failed");
+            }
+        }
         if last_renew.elapsed() < renew_every {
             continue;
         }
@@ -461,16 +471,6 @@ pub(crate) async fn maintenance(shared: Arc<Shared>, worker: WorkerContext) {
             && let Err(e) = shared.engine.fetch(&shared.fetch_request(0)).await
         {
             tracing::warn!(error = %e, "reaping failed");
-        }
-        if last_cleanup.elapsed() >= shared.opts.cleanup_interval {
-            last_cleanup = Instant::now();
-            let engine = &shared.engine;
-            let cleaned = engine.cleanup_finished(&shared.opts.queue).await;
-            let trimmed = engine.trim_job_events().await;
-            let trimmed_app = engine.trim_app_events().await;
-            if let Err(e) = cleaned.and(trimmed).and(trimmed_app) {
-                tracing::warn!(error = %e, "clean-up failed");
-            }
         }
     }
     let _ = shared.engine.remove_worker(&shared.worker_id).await;

@@ -13,6 +13,13 @@ local unleased, finished, counts, released = {}, {}, {}, {}
 local FIELDS = 5
 local n = (#ARGV - 1) / FIELDS
 
+-- Refuse a malformed batch before anything is written.
+local KNOWN = {ok = true, retry = true, fail = true, snooze = true, cancel = true, release = true}
+for j = 0, n - 1 do
+  local outcome = ARGV[1 + j * FIELDS + 3]
+  if not KNOWN[outcome] then return redis.error_reply('BAD_OUTCOME ' .. tostring(outcome)) end
+end
+
 local function count(q, name)
   local c = bucket(counts, q)
   c[name] = (c[name] or 0) + 1
@@ -72,14 +79,12 @@ for j = 0, n - 1 do
       local d = bucket(finished, q)
       d[#d + 1] = id
       count(q, 'cancelled')
-    elseif outcome == 'release' then
+    else -- release
       a = a - 1
       redis.call('HSET', jk, 'st', 'QUEUED', 'a', a, 'ua', now)
       redis.call('LPUSH', qkey(q, 'ready'), id)
       released[q] = true
       emit(id, q, k, 'released', a)
-    else
-      return redis.error_reply('BAD_OUTCOME ' .. outcome)
     end
     out[#out + 1] = status
   end

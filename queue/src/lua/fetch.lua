@@ -10,6 +10,7 @@ local want = tonumber(ARGV[3])
 local lease_ms = tonumber(ARGV[4])
 local worker = ARGV[5]
 local rng = make_rng(ARGV[10])
+local token_salt = ARGV[10]
 local now = now_ms()
 local ready, sched, lease = qkey(q, 'ready'), qkey(q, 'sched'), qkey(q, 'lease')
 
@@ -73,7 +74,9 @@ while leased < want and skipped < 1000 do
     local f = redis.call('HMGET', jk, 'st', 'k', 'ma', 'p', 'v', 'wf', 'x', 'ca', 'ik', 'ikm', 'tb', 'a', 'tok')
     if f[1] == 'QUEUED' then
       local a = (tonumber(f[12]) or 0) + 1
-      local tok = string.format('%d', (tonumber(f[13]) or 0) + 1)
+      -- The counter keeps tokens of one job distinct; the fetch call's random part keeps them
+      -- distinct even if Redis was restored from an older snapshot and the counter went back.
+      local tok = string.format('%d', (tonumber(string.match(f[13] or '', '^%d+')) or 0) + 1) .. '.' .. token_salt
       redis.call('HSET', jk, 'st', 'RUNNING', 'a', a, 'tok', tok, 'lb', worker, 'ua', now)
       leases[#leases + 1] = deadline
       leases[#leases + 1] = id
