@@ -5,7 +5,7 @@ use std::{
     time::Duration,
 };
 
-use queue::{Engine, EngineConfig, JobState, NewJob};
+use queue::{Engine, EngineConfig, FetchRequest, JobState, LeasedJob, NewJob, QueueStats};
 use redis::Commands;
 
 pub fn redis_url() -> String {
@@ -71,6 +71,15 @@ impl TestQueue {
             .into_iter()
             .map(|o| o.id)
             .collect()
+    }
+
+    /// Leases up to `n` jobs of `queue` (zero backoff for reaped leases, so retries are due at once).
+    pub async fn lease(&self, queue: &str, n: usize, lease_ms: u64) -> Vec<LeasedJob> {
+        self.engine
+            .fetch(&fetch_req(queue, n, lease_ms))
+            .await
+            .expect("fetch")
+            .jobs
     }
 
     /// Where each job is, read from the engine's structures (not from its hash):
@@ -160,4 +169,33 @@ where
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+}
+
+/// A fetch of up to `n` jobs by worker "w1", with zero backoff for reaped leases.
+pub fn fetch_req(queue: &str, n: usize, lease_ms: u64) -> FetchRequest<'_> {
+    FetchRequest {
+        queue,
+        worker_id: "w1",
+        max_jobs: n,
+        lease: Duration::from_millis(lease_ms),
+        backoff_base: Duration::ZERO,
+        backoff_cap: Duration::ZERO,
+    }
+}
+
+/// Waits until the queue's counters satisfy `check`, for at most `within`.
+pub async fn wait_for_stats(
+    engine: &Engine,
+    queue: &str,
+    within: Duration,
+    check: impl Fn(&QueueStats) -> bool,
+) -> bool {
+    eventually(within, || async {
+        engine
+            .stats(queue)
+            .await
+            .map(|s| check(&s))
+            .unwrap_or(false)
+    })
+    .await
 }

@@ -17,7 +17,7 @@ use queue::{Engine, EngineConfig, JobError, JobState, NewJob, RedisBackend, Work
 use redis::Commands;
 use serde::{Deserialize, Serialize};
 
-use super::common::{TestQueue, eventually, redis_url};
+use super::common::{TestQueue, eventually, redis_url, wait_for_stats};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Work {
@@ -126,37 +126,16 @@ fn runs(t: &TestQueue) -> Vec<String> {
         .expect("lrange")
 }
 
-async fn push_work(t: &TestQueue, n: u64) -> Vec<String> {
-    let jobs = (0..n)
-        .map(|i| {
-            NewJob::new("probe", &Work { n: i })
-                .expect("job")
-                .with_max_attempts(5)
-        })
-        .collect();
-    t.engine
-        .push_many(jobs)
-        .await
-        .expect("push")
-        .into_iter()
-        .map(|o| o.id)
-        .collect()
-}
-
 #[tokio::test]
 async fn a_worker_killed_mid_job_loses_nothing() {
     let t = TestQueue::new("kill9").await;
-    let ids = push_work(&t, 200).await;
+    let ids = t.push_n("probe", 200).await;
     let mut first = spawn_probe(&t.prefix, 300, 20);
     let engine = t.engine.clone();
     assert!(
-        eventually(Duration::from_secs(30), || async {
-            engine
-                .stats("probe")
-                .await
-                .map(|s| s.succeeded_total >= 40)
-                .unwrap_or(false)
-        })
+        wait_for_stats(&engine, "probe", Duration::from_secs(30), |s| s
+            .succeeded_total
+            >= 40)
         .await,
         "the first worker made progress"
     );
@@ -170,12 +149,8 @@ async fn a_worker_killed_mid_job_loses_nothing() {
     // A new process (a new worker id) reaps the expired leases and finishes everything.
     let mut second = spawn_probe(&t.prefix, 300, 1);
     let engine = t.engine.clone();
-    let finished = eventually(Duration::from_secs(60), || async {
-        engine
-            .stats("probe")
-            .await
-            .map(|s| s.succeeded_total == 200)
-            .unwrap_or(false)
+    let finished = wait_for_stats(&engine, "probe", Duration::from_secs(60), |s| {
+        s.succeeded_total == 200
     })
     .await;
     signal(&second, "-TERM");
@@ -213,31 +188,22 @@ async fn a_worker_killed_mid_job_loses_nothing() {
 #[tokio::test]
 async fn a_frozen_worker_past_its_lease_has_its_late_outcomes_refused() {
     let t = TestQueue::new("sigstop").await;
-    push_work(&t, 8).await;
+    t.push_n("probe", 8).await;
     // Long jobs, so the frozen worker holds all eight when it is stopped.
     let frozen = spawn_probe(&t.prefix, 150, 400);
     let engine = t.engine.clone();
     assert!(
-        eventually(Duration::from_secs(20), || async {
-            engine
-                .stats("probe")
-                .await
-                .map(|s| s.running == 8)
-                .unwrap_or(false)
-        })
+        wait_for_stats(&engine, "probe", Duration::from_secs(20), |s| s.running
+            == 8)
         .await
     );
     signal(&frozen, "-STOP");
     let mut healthy = spawn_probe(&t.prefix, 5_000, 1);
     let engine = t.engine.clone();
     assert!(
-        eventually(Duration::from_secs(30), || async {
-            engine
-                .stats("probe")
-                .await
-                .map(|s| s.succeeded_total == 8)
-                .unwrap_or(false)
-        })
+        wait_for_stats(&engine, "probe", Duration::from_secs(30), |s| s
+            .succeeded_total
+            == 8)
         .await,
         "the healthy worker took over the expired leases"
     );
@@ -382,7 +348,7 @@ async fn a_redis_crash_with_appendfsync_always_loses_no_accepted_job() {
         Ok::<(), std::io::Error>(())
     }));
 
-    let mut accepted = push_work(&t, 2000).await;
+    let mut accepted = t.push_n("probe", 2000).await;
     let d = done.clone();
     assert!(
         eventually(Duration::from_secs(20), || async {
@@ -421,12 +387,8 @@ async fn a_redis_crash_with_appendfsync_always_loses_no_accepted_job() {
         }
     };
     accepted.extend(more.into_iter().map(|o| o.id));
-    let finished = eventually(Duration::from_secs(60), || async {
-        engine
-            .stats("probe")
-            .await
-            .map(|s| s.succeeded_total as usize >= accepted.len())
-            .unwrap_or(false)
+    let finished = wait_for_stats(&engine, "probe", Duration::from_secs(60), |s| {
+        s.succeeded_total as usize >= accepted.len()
     })
     .await;
     let _ = stop_tx.send(());
@@ -469,12 +431,8 @@ async fn a_burst_of_200k_jobs_drains_completely() {
     let drain_started = Instant::now();
     worker
         .run_until(async move {
-            eventually(Duration::from_secs(300), || async {
-                engine
-                    .stats("burst")
-                    .await
-                    .map(|s| s.succeeded_total == 200_000)
-                    .unwrap_or(false)
+            wait_for_stats(&engine, "burst", Duration::from_secs(300), |s| {
+                s.succeeded_total == 200_000
             })
             .await;
             Ok::<(), std::io::Error>(())

@@ -3,22 +3,11 @@
 use std::time::Duration;
 
 use queue::{
-    Applied, CancelOutcome, DeadFilter, DeadOpOutcome, EventStream, FetchRequest, JobEvent,
-    JobState, KeyScope, NewJob, Outcome, QueueError, RenewStatus,
+    Applied, CancelOutcome, DeadFilter, DeadOpOutcome, EventStream, JobEvent, JobState, KeyScope,
+    NewJob, Outcome, QueueError, RenewStatus,
 };
 
-use super::common::TestQueue;
-
-fn fetch_req<'a>(queue: &'a str, n: usize, lease_ms: u64) -> FetchRequest<'a> {
-    FetchRequest {
-        queue,
-        worker_id: "w1",
-        max_jobs: n,
-        lease: Duration::from_millis(lease_ms),
-        backoff_base: Duration::ZERO,
-        backoff_cap: Duration::ZERO,
-    }
-}
+use super::common::{TestQueue, fetch_req};
 
 async fn events_of(t: &TestQueue, id: &str) -> Vec<(String, JobState)> {
     t.engine
@@ -151,13 +140,7 @@ async fn retries_are_scheduled_in_redis_and_max_attempts_is_honoured() {
         .await
         .expect("push")
         .id;
-    let job = t
-        .engine
-        .fetch(&fetch_req("q", 1, 30_000))
-        .await
-        .expect("fetch")
-        .jobs
-        .remove(0);
+    let job = t.lease("q", 1, 30_000).await.remove(0);
     let applied = t
         .engine
         .complete(&[(
@@ -176,22 +159,9 @@ async fn retries_are_scheduled_in_redis_and_max_attempts_is_honoured() {
     assert!(rec.run_at_ms.is_some());
     t.check_placement("q");
     // Not due yet.
-    assert!(
-        t.engine
-            .fetch(&fetch_req("q", 1, 30_000))
-            .await
-            .expect("fetch")
-            .jobs
-            .is_empty()
-    );
+    assert!(t.lease("q", 1, 30_000).await.is_empty());
     tokio::time::sleep(Duration::from_millis(50)).await;
-    let again = t
-        .engine
-        .fetch(&fetch_req("q", 1, 30_000))
-        .await
-        .expect("fetch")
-        .jobs
-        .remove(0);
+    let again = t.lease("q", 1, 30_000).await.remove(0);
     assert_eq!(again.attempt, 2);
     // The last attempt's retryable error kills it, with both errors kept.
     let applied = t
@@ -220,12 +190,7 @@ async fn retries_are_scheduled_in_redis_and_max_attempts_is_honoured() {
 async fn permanent_errors_die_at_once_and_group_by_fingerprint() {
     let t = TestQueue::new("ops-dead").await;
     let ids = t.push_n("q", 3).await;
-    let jobs = t
-        .engine
-        .fetch(&fetch_req("q", 3, 30_000))
-        .await
-        .expect("fetch")
-        .jobs;
+    let jobs = t.lease("q", 3, 30_000).await;
     let errors = [
         "unknown sensor 'boiler-17' at row 3",
         "unknown sensor 'pump-2' at row 99",
@@ -289,13 +254,7 @@ async fn permanent_errors_die_at_once_and_group_by_fingerprint() {
 async fn snooze_gives_the_attempt_back() {
     let t = TestQueue::new("ops-snooze").await;
     let id = t.push_n("q", 1).await.remove(0);
-    let job = t
-        .engine
-        .fetch(&fetch_req("q", 1, 30_000))
-        .await
-        .expect("fetch")
-        .jobs
-        .remove(0);
+    let job = t.lease("q", 1, 30_000).await.remove(0);
     assert_eq!(job.attempt, 1);
     t.engine
         .complete(&[(
@@ -310,13 +269,7 @@ async fn snooze_gives_the_attempt_back() {
     let rec = t.engine.job(&id).await.expect("job").expect("rec");
     assert_eq!((rec.state, rec.attempt), (JobState::Scheduled, 0));
     tokio::time::sleep(Duration::from_millis(25)).await;
-    let again = t
-        .engine
-        .fetch(&fetch_req("q", 1, 30_000))
-        .await
-        .expect("fetch")
-        .jobs
-        .remove(0);
+    let again = t.lease("q", 1, 30_000).await.remove(0);
     assert_eq!(again.attempt, 1, "a snooze spends no attempt");
 }
 
@@ -324,22 +277,10 @@ async fn snooze_gives_the_attempt_back() {
 async fn expired_lease_is_reaped_and_the_stale_ack_refused() {
     let t = TestQueue::new("ops-reap").await;
     let id = t.push_n("q", 1).await.remove(0);
-    let first = t
-        .engine
-        .fetch(&fetch_req("q", 1, 5))
-        .await
-        .expect("fetch")
-        .jobs
-        .remove(0);
+    let first = t.lease("q", 1, 5).await.remove(0);
     tokio::time::sleep(Duration::from_millis(15)).await;
     // Reaped (attempt spent, retry due at once with a zero backoff), promoted, leased again.
-    let second = t
-        .engine
-        .fetch(&fetch_req("q", 1, 30_000))
-        .await
-        .expect("fetch")
-        .jobs
-        .remove(0);
+    let second = t.lease("q", 1, 30_000).await.remove(0);
     assert_eq!(second.id, id);
     assert_eq!(second.attempt, 2);
     assert_ne!(second.token, first.token);
@@ -390,14 +331,7 @@ async fn expired_lease_on_the_last_attempt_dies() {
         .id;
     t.engine.fetch(&fetch_req("q", 1, 1)).await.expect("fetch");
     tokio::time::sleep(Duration::from_millis(5)).await;
-    assert!(
-        t.engine
-            .fetch(&fetch_req("q", 1, 1))
-            .await
-            .expect("fetch")
-            .jobs
-            .is_empty()
-    );
+    assert!(t.lease("q", 1, 1).await.is_empty());
     let rec = t.engine.job(&id).await.expect("job").expect("rec");
     assert_eq!(rec.state, JobState::Dead);
     t.check_placement("q");
@@ -407,13 +341,7 @@ async fn expired_lease_on_the_last_attempt_dies() {
 async fn renew_keeps_the_lease_alive() {
     let t = TestQueue::new("ops-renew").await;
     let id = t.push_n("q", 1).await.remove(0);
-    let job = t
-        .engine
-        .fetch(&fetch_req("q", 1, 40))
-        .await
-        .expect("fetch")
-        .jobs
-        .remove(0);
+    let job = t.lease("q", 1, 40).await.remove(0);
     for _ in 0..4 {
         tokio::time::sleep(Duration::from_millis(20)).await;
         let status = t
@@ -472,12 +400,7 @@ async fn cancel_waiting_and_running_jobs() {
     );
     t.check_placement("q");
     // The tombstone is skipped: the next two jobs come out, not the cancelled one.
-    let jobs = t
-        .engine
-        .fetch(&fetch_req("q", 3, 30_000))
-        .await
-        .expect("fetch")
-        .jobs;
+    let jobs = t.lease("q", 3, 30_000).await;
     let got: Vec<&str> = jobs.iter().map(|j| j.id.as_str()).collect();
     assert_eq!(got, [ids[1].as_str(), ids[2].as_str()]);
     t.check_placement("q");
@@ -523,13 +446,7 @@ async fn cancel_waiting_and_running_jobs() {
 async fn requeue_keeps_id_and_history_and_starts_a_new_round() {
     let t = TestQueue::new("ops-requeue").await;
     let id = t.push_n("q", 1).await.remove(0);
-    let job = t
-        .engine
-        .fetch(&fetch_req("q", 1, 30_000))
-        .await
-        .expect("fetch")
-        .jobs
-        .remove(0);
+    let job = t.lease("q", 1, 30_000).await.remove(0);
     t.engine
         .complete(&[(
             id.clone(),
@@ -554,13 +471,7 @@ async fn requeue_keeps_id_and_history_and_starts_a_new_round() {
     );
     assert_eq!(rec.errors.len(), 1, "history kept");
     assert!(t.engine.dead_groups("q").await.expect("groups").is_empty());
-    let again = t
-        .engine
-        .fetch(&fetch_req("q", 1, 30_000))
-        .await
-        .expect("fetch")
-        .jobs
-        .remove(0);
+    let again = t.lease("q", 1, 30_000).await.remove(0);
     assert_eq!((again.id.as_str(), again.attempt), (id.as_str(), 1));
     assert_eq!(
         t.engine
@@ -583,12 +494,7 @@ async fn requeue_keeps_id_and_history_and_starts_a_new_round() {
 async fn requeue_by_filter_moves_everything_in_bounded_chunks() {
     let t = TestQueue::new("ops-requeue-filter").await;
     t.push_n("q", 25).await;
-    let jobs = t
-        .engine
-        .fetch(&fetch_req("q", 25, 30_000))
-        .await
-        .expect("fetch")
-        .jobs;
+    let jobs = t.lease("q", 25, 30_000).await;
     let outcomes: Vec<_> = jobs
         .iter()
         .enumerate()
@@ -630,13 +536,7 @@ async fn discard_deletes_a_dead_job() {
         t.engine.discard_dead(&id).await.expect("discard"),
         DeadOpOutcome::NotDead("QUEUED".into())
     );
-    let job = t
-        .engine
-        .fetch(&fetch_req("q", 1, 30_000))
-        .await
-        .expect("fetch")
-        .jobs
-        .remove(0);
+    let job = t.lease("q", 1, 30_000).await.remove(0);
     t.engine
         .complete(&[(id.clone(), job.token, Outcome::Fail { error: "x".into() })])
         .await
@@ -670,13 +570,7 @@ async fn idempotent_submission_with_both_key_scopes() {
         (a.id.as_str(), false, true)
     );
     // It still holds after the job ran.
-    let j = t
-        .engine
-        .fetch(&fetch_req("evaluate", 1, 30_000))
-        .await
-        .expect("fetch")
-        .jobs
-        .remove(0);
+    let j = t.lease("evaluate", 1, 30_000).await.remove(0);
     t.engine
         .complete(&[(j.id, j.token, Outcome::Succeeded { result: None })])
         .await
@@ -716,12 +610,7 @@ async fn idempotent_submission_with_both_key_scopes() {
         .expect("push");
     assert_eq!((w2.id.as_str(), w2.duplicate), (w1.id.as_str(), true));
     // Drain the queue up to and including w1: once started, a new request makes a new job.
-    let started = t
-        .engine
-        .fetch(&fetch_req("evaluate", 10, 30_000))
-        .await
-        .expect("fetch")
-        .jobs;
+    let started = t.lease("evaluate", 10, 30_000).await;
     assert!(started.iter().any(|j| j.id == w1.id));
     let w3 = t
         .engine
@@ -809,13 +698,7 @@ async fn finished_jobs_are_cleaned_only_after_every_group_read_them() {
     let mut consumer = t.engine.consumer(EventStream::Jobs, "recorder", "r1");
     consumer.ensure_group().await.expect("group");
     let id = t.push_n("q", 1).await.remove(0);
-    let j = t
-        .engine
-        .fetch(&fetch_req("q", 1, 30_000))
-        .await
-        .expect("fetch")
-        .jobs
-        .remove(0);
+    let j = t.lease("q", 1, 30_000).await.remove(0);
     t.engine
         .complete(&[(j.id, j.token, Outcome::Succeeded { result: None })])
         .await
@@ -877,12 +760,7 @@ async fn an_unreachable_redis_is_a_clear_retryable_error() {
 async fn finished_jobs_beyond_the_count_limit_are_cleaned_oldest_first() {
     let t = TestQueue::with_config("ops-cleanup-count", |c| c.completed_max = 2).await;
     let ids = t.push_n("q", 5).await;
-    let jobs = t
-        .engine
-        .fetch(&fetch_req("q", 5, 30_000))
-        .await
-        .expect("fetch")
-        .jobs;
+    let jobs = t.lease("q", 5, 30_000).await;
     for job in jobs {
         t.engine
             .complete(&[(job.id, job.token, Outcome::Succeeded { result: None })])

@@ -14,7 +14,7 @@ use queue::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::common::{TestQueue, eventually};
+use super::common::{TestQueue, eventually, wait_for_stats};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Reading {
@@ -68,12 +68,8 @@ async fn a_worker_runs_every_job_once_and_acknowledges_in_batches() {
     let engine = t.engine.clone();
     worker
         .run_until(async move {
-            eventually(Duration::from_secs(20), || async {
-                engine
-                    .stats("ingest")
-                    .await
-                    .map(|s| s.succeeded_total == 500)
-                    .unwrap_or(false)
+            wait_for_stats(&engine, "ingest", Duration::from_secs(20), |s| {
+                s.succeeded_total == 500
             })
             .await;
             Ok::<(), std::io::Error>(())
