@@ -195,6 +195,8 @@ impl Engine {
             consumer: consumer.into(),
             pending_done: false,
             conn: None,
+            claim_after: Duration::from_secs(60),
+            last_claim: None,
         }
     }
 }
@@ -210,6 +212,9 @@ pub struct Consumer {
     /// After a restart, a consumer first re-reads what it was given and never acknowledged.
     pending_done: bool,
     conn: Option<redis::aio::ConnectionManager>,
+    /// Entries another consumer left unacknowledged this long are taken over (it died).
+    claim_after: Duration,
+    last_claim: Option<std::time::Instant>,
 }
 
 /// Follows a stream from a cursor: what a subscription reads.
@@ -279,7 +284,15 @@ impl Consumer {
         }
     }
 
-    /// Up to `count` entries: first those delivered before and never acknowledged, then new ones
+    /// Entries other consumers of the group left unacknowledged for this long are taken over
+    /// by this one (default 60 s): a consumer that died must not pin the stream.
+    pub fn claim_after(mut self, idle: Duration) -> Self {
+        self.claim_after = idle;
+        self
+    }
+
+    /// Up to `count` entries: first those delivered to this consumer before and never
+    /// acknowledged, then entries other consumers left idle past `claim_after`, then new ones
     /// (waiting up to `block`).
     pub async fn read(&mut self, count: usize, block: Duration) -> Result<Vec<StreamEntry>> {
         if !self.pending_done {
@@ -297,6 +310,18 @@ impl Consumer {
             }
             self.pending_done = true;
         }
+        // Look for abandoned entries at most twice per claim period.
+        if self
+            .last_claim
+            .is_none_or(|t| t.elapsed() >= self.claim_after / 2)
+        {
+            self.last_claim = Some(std::time::Instant::now());
+            let claimed = self.claim_idle(count).await?;
+            if !claimed.is_empty() {
+                self.last_claim = None;
+                return Ok(claimed);
+            }
+        }
         let opts = StreamReadOptions::default()
             .group(&self.group, &self.consumer)
             .count(count)
@@ -305,6 +330,48 @@ impl Consumer {
         let reply: Option<StreamReadReply> =
             conn.xread_options(&[&self.key], &[">"], &opts).await?;
         Ok(flatten(reply))
+    }
+
+    async fn claim_idle(&self, count: usize) -> Result<Vec<StreamEntry>> {
+        let reply: Value = redis::cmd("XAUTOCLAIM")
+            .arg(&self.key)
+            .arg(&self.group)
+            .arg(&self.consumer)
+            .arg(self.claim_after.as_millis() as u64)
+            .arg("0-0")
+            .arg("COUNT")
+            .arg(count)
+            .query_async(&mut self.engine.conn())
+            .await?;
+        // Reply: [next cursor, [[id, [field, value, ...]], ...], [ids deleted meanwhile]].
+        let Value::Array(parts) = reply else {
+            return Ok(Vec::new());
+        };
+        let Some(Value::Array(entries)) = parts.get(1) else {
+            return Ok(Vec::new());
+        };
+        Ok(entries
+            .iter()
+            .filter_map(|entry| {
+                let Value::Array(pair) = entry else {
+                    return None;
+                };
+                let id = pair.first().and_then(crate::engine::value_string)?;
+                let Some(Value::Array(kv)) = pair.get(1) else {
+                    return None;
+                };
+                let fields = kv
+                    .chunks(2)
+                    .filter_map(|c| {
+                        Some((
+                            crate::engine::value_string(c.first()?)?,
+                            crate::engine::value_string(c.get(1)?)?,
+                        ))
+                    })
+                    .collect();
+                Some(StreamEntry { id, fields })
+            })
+            .collect())
     }
 
     /// Acknowledges committed entries, which lets the stream be trimmed past them.

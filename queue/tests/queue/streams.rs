@@ -192,3 +192,49 @@ async fn application_events_use_the_same_reader_api() {
     );
     assert!(read[0].fields.contains_key("ts"));
 }
+
+#[tokio::test]
+async fn entries_of_a_consumer_that_died_are_taken_over() {
+    let t = TestQueue::new("streams-claim").await;
+    let mut doomed = t.engine.consumer(EventStream::Jobs, "recorder", "r-dead");
+    doomed.ensure_group().await.expect("group");
+    t.push_n("q", 3).await;
+    let taken = doomed
+        .read(10, Duration::from_millis(10))
+        .await
+        .expect("read");
+    assert_eq!(taken.len(), 3);
+    drop(doomed); // dies without acknowledging
+    let mut survivor = t
+        .engine
+        .consumer(EventStream::Jobs, "recorder", "r-alive")
+        .claim_after(Duration::from_millis(30));
+    assert!(
+        survivor
+            .read(10, Duration::from_millis(5))
+            .await
+            .expect("read")
+            .is_empty(),
+        "not idle long enough yet"
+    );
+    tokio::time::sleep(Duration::from_millis(40)).await;
+    let claimed = survivor
+        .read(10, Duration::from_millis(5))
+        .await
+        .expect("read");
+    assert_eq!(
+        claimed.iter().map(|e| &e.id).collect::<Vec<_>>(),
+        taken.iter().map(|e| &e.id).collect::<Vec<_>>()
+    );
+    let ids: Vec<String> = claimed.iter().map(|e| e.id.clone()).collect();
+    survivor.ack(&ids).await.expect("ack");
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    // Nothing pins the stream any more: a trim may drop everything behind the group.
+    let mut conn = t.sync_conn();
+    let pending: Vec<redis::Value> = redis::cmd("XPENDING")
+        .arg(t.key("events"))
+        .arg("recorder")
+        .query(&mut conn)
+        .expect("xpending");
+    assert_eq!(pending.first(), Some(&redis::Value::Int(0)));
+}
