@@ -356,3 +356,36 @@ async fn an_idle_worker_wakes_on_push_not_on_its_poll_timer() {
     let backend_workers = t.engine.workers().await.expect("workers");
     assert!(backend_workers.is_empty());
 }
+
+#[tokio::test]
+async fn apalis_task_sink_pushes_through_the_engine() {
+    use apalis_core::backend::TaskSink;
+    use apalis_core::task::builder::TaskBuilder;
+    let t = TestQueue::new("worker-sink").await;
+    let mut producer = RedisBackend::<Reading>::new(t.engine.clone(), options("sink"));
+    producer.push(Reading { n: 1 }).await.expect("push");
+    producer
+        .push_bulk(vec![Reading { n: 2 }, Reading { n: 3 }])
+        .await
+        .expect("push_bulk");
+    let keyed = || {
+        TaskBuilder::new(Reading { n: 4 })
+            .idempotency_key("once")
+            .max_attempts(7)
+            .build()
+    };
+    producer.push_task(keyed()).await.expect("push_task");
+    producer
+        .push_task(keyed())
+        .await
+        .expect("duplicate is absorbed");
+    let stats = t.engine.stats("sink").await.expect("stats");
+    assert_eq!((stats.pushed_total, stats.ready), (4, 4));
+    let jobs = t.lease("sink", 10, 30_000).await;
+    let payloads: Vec<String> = jobs.iter().map(|j| j.payload.clone()).collect();
+    assert_eq!(
+        payloads,
+        [r#"{"n":1}"#, r#"{"n":2}"#, r#"{"n":3}"#, r#"{"n":4}"#]
+    );
+    assert_eq!(jobs[3].max_attempts, 7);
+}
