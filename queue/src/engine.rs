@@ -1,6 +1,13 @@
 //! The engine: every operation on a deployment's queues, each one atomic script or one read.
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
 
 use redis::{
     AsyncCommands, Client, Value,
@@ -27,6 +34,18 @@ struct Inner {
     keys: Keys,
     config: EngineConfig,
     scripts: Scripts,
+    metrics: EngineMetrics,
+}
+
+/// Counters of one engine handle (shared by its clones), for the process's metrics endpoint.
+#[derive(Debug, Default)]
+pub struct EngineMetrics {
+    /// Push calls refused because an event stream was at its cap (a consumer group is behind).
+    pub stream_full_refusals: AtomicU64,
+    /// Jobs pushed (not counting duplicates).
+    pub jobs_pushed: AtomicU64,
+    /// Pushes answered with an existing job (idempotency key or known id).
+    pub duplicate_pushes: AtomicU64,
 }
 
 impl std::fmt::Debug for Engine {
@@ -140,6 +159,7 @@ impl Engine {
                 keys: Keys::new(&config.prefix),
                 config,
                 scripts: Scripts::new(),
+                metrics: EngineMetrics::default(),
             }),
         };
         engine.load_scripts().await?;
@@ -178,6 +198,10 @@ impl Engine {
         &self.inner.config
     }
 
+    pub fn metrics(&self) -> &EngineMetrics {
+        &self.inner.metrics
+    }
+
     pub(crate) fn keys(&self) -> &Keys {
         &self.inner.keys
     }
@@ -197,20 +221,42 @@ impl Engine {
     }
 
     /// Pushes many jobs, one round trip per chunk. Results are in input order. Every job is
-    /// validated before anything is sent, so a bad one refuses the whole call.
+    /// validated before anything is sent, so a bad one refuses the whole call. Each chunk is
+    /// atomic, the call as a whole is not: if a later chunk fails (Redis down, stream full), the
+    /// earlier chunks stay pushed. Give jobs idempotency keys to make retrying the call safe.
     pub async fn push_many(&self, jobs: Vec<NewJob>) -> Result<Vec<PushOutcome>> {
         for job in &jobs {
             job.validate()?;
         }
         let mut out = Vec::with_capacity(jobs.len());
         for chunk in jobs.chunks(self.inner.config.push_chunk.max(1)) {
-            match self.push_chunk(chunk).await {
+            let pushed = match self.push_chunk(chunk).await {
                 Err(QueueError::StreamFull { .. }) => {
                     // A consumer may have caught up since the last trim: trim, then try once more.
                     self.trim_job_events().await?;
-                    out.extend(self.push_chunk(chunk).await?);
+                    self.push_chunk(chunk).await
                 }
-                other => out.extend(other?),
+                other => other,
+            };
+            let metrics = &self.inner.metrics;
+            match pushed {
+                Ok(outcomes) => {
+                    let duplicates = outcomes.iter().filter(|o| o.duplicate).count() as u64;
+                    metrics
+                        .duplicate_pushes
+                        .fetch_add(duplicates, Ordering::Relaxed);
+                    metrics
+                        .jobs_pushed
+                        .fetch_add(outcomes.len() as u64 - duplicates, Ordering::Relaxed);
+                    out.extend(outcomes);
+                }
+                Err(e) => {
+                    if matches!(e, QueueError::StreamFull { .. }) {
+                        metrics.stream_full_refusals.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(error = %e, "push refused: job-event stream at its cap");
+                    }
+                    return Err(e);
+                }
             }
         }
         Ok(out)

@@ -26,8 +26,8 @@ pub use backend::{
 };
 pub use config::EngineConfig;
 pub use engine::{
-    CancelOutcome, DeadFilter, DeadGroup, DeadOpOutcome, Engine, FetchRequest, Fetched, QueueStats,
-    RenewStatus,
+    CancelOutcome, DeadFilter, DeadGroup, DeadOpOutcome, Engine, EngineMetrics, FetchRequest,
+    Fetched, QueueStats, RenewStatus,
 };
 pub use error::{QueueError, Result};
 pub use events::{Consumer, EventStream, Follower, JobEvent, StreamEntry};

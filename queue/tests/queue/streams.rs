@@ -112,6 +112,14 @@ async fn the_stream_refuses_pushes_at_its_cap_until_the_consumer_catches_up() {
     assert!(matches!(err, QueueError::StreamFull { .. }), "{err}");
     assert!(err.is_retryable());
     assert_eq!(
+        t.engine
+            .metrics()
+            .stream_full_refusals
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1,
+        "the refusal is counted for the metrics endpoint"
+    );
+    assert_eq!(
         t.engine.stats("q").await.expect("stats").pushed_total,
         50,
         "the refused job was not half-created"
