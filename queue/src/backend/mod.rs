@@ -225,6 +225,16 @@ impl<Args: DeserializeOwned + Send + 'static> RedisBackend<Args> {
     }
 }
 
+/// Dropped without a graceful close (the worker future was dropped, aborted or restarted):
+/// the background tasks stop, so nobody renews the leases of jobs whose handlers are gone.
+/// Those leases expire and the jobs run again; outcomes already queued are still applied.
+impl<Args> Drop for RedisBackend<Args> {
+    fn drop(&mut self) {
+        self.shared.stop.cancel();
+        self.shared.closing.cancel();
+    }
+}
+
 impl<Args: DeserializeOwned + Send + 'static> Backend for RedisBackend<Args> {
     type Task = Task<Args>;
     type Error = QueueError;

@@ -389,3 +389,43 @@ async fn apalis_task_sink_pushes_through_the_engine() {
     );
     assert_eq!(jobs[3].max_attempts, 7);
 }
+
+#[tokio::test]
+async fn a_worker_dropped_without_closing_stops_renewing_its_leases() {
+    let t = TestQueue::new("worker-dropped").await;
+    let id = t.push_n("q", 1).await.remove(0);
+    async fn forever(_: Reading) -> Result<(), JobError> {
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        Ok(())
+    }
+    let worker = WorkerBuilder::new("worker-dropped")
+        .backend(RedisBackend::<Reading>::new(
+            t.engine.clone(),
+            options("q").lease(Duration::from_millis(60)),
+        ))
+        .build(forever);
+    let running = tokio::spawn(worker.run());
+    assert!(wait_for_state(&t.engine, &id, JobState::Running).await);
+    // Renewed while the worker lives...
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert!(
+        t.lease("q", 1, 30_000).await.is_empty(),
+        "the lease is renewed"
+    );
+    // ...and no longer once it is gone: the lease expires and the job runs again elsewhere.
+    running.abort();
+    let _ = running.await;
+    let engine = t.engine.clone();
+    let taken_over = eventually(Duration::from_secs(5), || async {
+        engine
+            .fetch(&super::common::fetch_req("q", 1, 30_000))
+            .await
+            .map(|f| f.jobs.iter().any(|j| j.id == id && j.attempt == 2))
+            .unwrap_or(false)
+    })
+    .await;
+    assert!(
+        taken_over,
+        "the dropped worker's lease expired and the job was leased again"
+    );
+}
