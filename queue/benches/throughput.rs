@@ -251,7 +251,9 @@ async fn main() -> anyhow::Result<()> {
         let before = cpu(&url).await?;
         let started = Instant::now();
         let mut done = 0;
+        let (mut fetch_time, mut ack_time) = (Duration::ZERO, Duration::ZERO);
         while done < n {
+            let t0 = Instant::now();
             let fetched = engine
                 .fetch(&queue::FetchRequest {
                     queue: "q",
@@ -268,12 +270,20 @@ async fn main() -> anyhow::Result<()> {
                 .map(|j| (j.id, j.token, queue::Outcome::Succeeded { result: None }))
                 .collect();
             done += outcomes.len();
+            fetch_time += t0.elapsed();
+            let t1 = Instant::now();
             engine.complete(&outcomes).await?;
+            ack_time += t1.elapsed();
         }
         let took = started.elapsed();
         println!(
             "fetch+ack, engine only    {n:>8} jobs  {}  (batches of 100, one client)",
             rate(n, took)
+        );
+        println!(
+            "    per job: fetch {:.1} us, ack {:.1} us (wall time of the calls, round trips included)",
+            fetch_time.as_micros() as f64 / n as f64,
+            ack_time.as_micros() as f64 / n as f64
         );
         report_cpu("engine only", &before, &cpu(&url).await?, took);
         engine.destroy_all_data().await?;

@@ -4,7 +4,7 @@
 -- Returns 'cancelled', 'requested', 'missing', or the state that cannot be cancelled.
 local id = ARGV[2]
 local jk = job_key(id)
-local f = redis.call('HMGET', jk, 'st', 'q', 'k', 'a', 'ik', 'ikm')
+local f = redis.call('HMGET', jk, 'st', 'q', 'k', 'a', 'ikw')
 local st = f[1]
 if not st then return 'missing' end
 local q, k, a = f[2], f[3], f[4]
@@ -17,10 +17,7 @@ if st == 'QUEUED' or st == 'SCHEDULED' or st == 'RETRYING' then
   else
     redis.call('ZREM', qkey(q, 'sched'), id)
   end
-  if f[6] == 'wait' and f[5] then
-    local ik = P .. ':idem:' .. q .. ':' .. f[5]
-    if redis.call('GET', ik) == id then redis.call('DEL', ik) end
-  end
+  if f[5] and redis.call('GET', f[5]) == id then redis.call('DEL', f[5]) end
   local eid = emit(id, q, k, 'cancelled', a)
   redis.call('HSET', jk, 'st', 'CANCELLED', 'ua', now, 'le', eid)
   redis.call('HDEL', jk, 'ra')

@@ -10,6 +10,10 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
+-- Integers go to redis.call as strings: a Lua number is formatted with "%.17g", which costs
+-- more than the command it is an argument of.
+local function int(n) return string.format('%d', n) end
+
 local function job_key(id) return P .. ':job:' .. id end
 local function qkey(q, part) return P .. ':q:' .. q .. ':' .. part end
 
@@ -18,7 +22,7 @@ local function qkey(q, part) return P .. ':q:' .. q .. ':' .. part end
 -- is stored. Extra field, value pairs (err, next, fp, w) follow `a`.
 local function emit(id, q, k, ev, a, ...)
   -- `a` is absent (false) on a job never started.
-  return redis.call('XADD', EVENTS, '*', 'id', id, 'q', q, 'k', k, 'ev', ev, 'a', a or 0, ...)
+  return redis.call('XADD', EVENTS, '*', 'id', id, 'q', q, 'k', k, 'ev', ev, 'a', a or '0', ...)
 end
 
 -- Calls `cmd key` with many members in bounded slices (unpack has a stack limit).

@@ -8,6 +8,7 @@
 -- Returns per outcome: 'ok', 'stale' (token mismatch or not running), 'dead' (retry refused:
 -- attempts exhausted, so the job died), 'missing'.
 local now = now_ms()
+local now_s = int(now)
 local out = {}
 local unleased, finished, counts, released = {}, {}, {}, {}
 local FIELDS = 5
@@ -35,7 +36,8 @@ for j = 0, n - 1 do
   elseif f[1] ~= 'RUNNING' or f[2] ~= tok then
     out[#out + 1] = 'stale'
   else
-    local q, k, a, ma = f[3], f[4], tonumber(f[5]), tonumber(f[6])
+    local q, k, a_s = f[3], f[4], f[5]
+    local a, ma = tonumber(a_s), tonumber(f[6])
     local lease_ids = bucket(unleased, q)
     lease_ids[#lease_ids + 1] = id
     -- An operator asked to cancel: the job must not come back to run again.
@@ -44,11 +46,11 @@ for j = 0, n - 1 do
     end
     local status = 'ok'
     if outcome == 'ok' then
-      local eid = emit(id, q, k, 'succeeded', a)
+      local eid = emit(id, q, k, 'succeeded', a_s)
       if text ~= '' then
-        redis.call('HSET', jk, 'st', 'SUCCEEDED', 'ua', now, 'le', eid, 'res', text)
+        redis.call('HSET', jk, 'st', 'SUCCEEDED', 'ua', now_s, 'le', eid, 'res', text)
       else
-        redis.call('HSET', jk, 'st', 'SUCCEEDED', 'ua', now, 'le', eid)
+        redis.call('HSET', jk, 'st', 'SUCCEEDED', 'ua', now_s, 'le', eid)
       end
       local d = bucket(finished, q)
       d[#d + 1] = id

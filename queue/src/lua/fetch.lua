@@ -12,6 +12,7 @@ local worker = ARGV[5]
 local rng = make_rng(ARGV[10])
 local token_salt = ARGV[10]
 local now = now_ms()
+local now_s = int(now)
 local ready, sched, lease = qkey(q, 'ready'), qkey(q, 'sched'), qkey(q, 'lease')
 
 -- 1. Leases that expired: the attempt is spent; retry with backoff or die.
@@ -65,31 +66,29 @@ local out = {-1}
 local leased = 0
 local skipped = 0
 local leases = {}
-local deadline = now + lease_ms
+local deadline_s = int(now + lease_ms)
 while leased < want and skipped < 1000 do
   local ids = redis.call('LPOP', ready, want - leased)
   if not ids then break end
   for _, id in ipairs(ids) do
     local jk = job_key(id)
-    local f = redis.call('HMGET', jk, 'st', 'k', 'ma', 'p', 'v', 'wf', 'x', 'ca', 'ik', 'ikm', 'tb', 'a', 'tok')
+    local f = redis.call('HMGET', jk, 'st', 'k', 'ma', 'p', 'v', 'wf', 'x', 'ca', 'ikw', 'a', 'tok')
     if f[1] == 'QUEUED' then
-      local a = (tonumber(f[12]) or 0) + 1
+      local a = int((tonumber(f[10]) or 0) + 1)
       -- The counter keeps tokens of one job distinct; the fetch call's random part keeps them
       -- distinct even if Redis was restored from an older snapshot and the counter went back.
-      local tok = string.format('%d', (tonumber(string.match(f[13] or '', '^%d+')) or 0) + 1) .. '.' .. token_salt
-      redis.call('HSET', jk, 'st', 'RUNNING', 'a', a, 'tok', tok, 'lb', worker, 'ua', now)
-      leases[#leases + 1] = deadline
+      local tok = int((tonumber(string.match(f[11] or '', '^%d+')) or 0) + 1) .. '.' .. token_salt
+      redis.call('HSET', jk, 'st', 'RUNNING', 'a', a, 'tok', tok, 'lb', worker, 'ua', now_s)
+      leases[#leases + 1] = deadline_s
       leases[#leases + 1] = id
-      if f[10] == 'wait' and f[9] then
-        local ik = P .. ':idem:' .. q .. ':' .. f[9]
-        if redis.call('GET', ik) == id then redis.call('DEL', ik) end
-      end
+      -- A key that holds only while the job waits is released when it starts.
+      if f[9] and redis.call('GET', f[9]) == id then redis.call('DEL', f[9]) end
       emit(id, q, f[2], 'started', a, 'w', worker)
       leased = leased + 1
       out[#out + 1] = id
       out[#out + 1] = tok
       out[#out + 1] = a
-      out[#out + 1] = tonumber(f[3])
+      out[#out + 1] = f[3]
       out[#out + 1] = f[2]
       out[#out + 1] = f[4]
       out[#out + 1] = f[5] or '1'
@@ -98,7 +97,7 @@ while leased < want and skipped < 1000 do
       out[#out + 1] = f[8] or '0'
     else
       skipped = skipped + 1
-      if f[11] == '1' then
+      if redis.call('HGET', jk, 'tb') == '1' then
         redis.call('HINCRBY', qkey(q, 'stats'), 'tomb', -1)
         redis.call('HDEL', jk, 'tb')
       end

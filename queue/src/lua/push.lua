@@ -11,6 +11,7 @@ if cap > 0 and redis.call('XLEN', EVENTS) >= cap then
 end
 local default_ttl = tonumber(ARGV[3])
 local now = now_ms()
+local now_s = int(now)
 local FIELDS = 13
 
 -- The job hash with every optional field; also takes the idempotency key.
@@ -32,6 +33,8 @@ local function write_full(jk, b, st, ik)
     add('ik', ARGV[b + 9])
     add('ikm', ARGV[b + 10])
     if ARGV[b + 10] == 'wait' then
+      -- The key's full name, so fetch and cancel can release it without rebuilding it.
+      add('ikw', ik)
       redis.call('SET', ik, ARGV[b + 1])
     else
       local ttl = tonumber(ARGV[b + 11])
@@ -65,7 +68,7 @@ for j = 0, n - 1 do
     if not delayed and not ik and explicit ~= '1' and ARGV[b + 6] == '1'
         and ARGV[b + 12] == '' and ARGV[b + 13] == '' then
       -- The common shape, without building an argument table.
-      redis.call('HSET', jk, 'q', q, 'k', k, 'p', ARGV[b + 5], 'ma', ARGV[b + 7], 'ca', now, 'st', 'QUEUED')
+      redis.call('HSET', jk, 'q', q, 'k', k, 'p', ARGV[b + 5], 'ma', ARGV[b + 7], 'ca', now_s, 'st', 'QUEUED')
     elseif delayed then
       write_full(jk, b, 'SCHEDULED', ik)
     else
@@ -79,7 +82,7 @@ for j = 0, n - 1 do
     else
       local r = bucket(ready_ids, q)
       r[#r + 1] = id
-      emit(id, q, k, 'enqueued', 0)
+      emit(id, q, k, 'enqueued', '0')
     end
     out[#out + 1] = id
     out[#out + 1] = 0
