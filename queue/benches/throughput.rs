@@ -219,9 +219,12 @@ async fn main() -> anyhow::Result<()> {
         engine.destroy_all_data().await?;
     }
 
-    // 3. Drain 20,000 no-op jobs through an apalis worker at concurrency 1, 16, 64
+    // 3. Drain 20,000 no-op jobs through an apalis worker at concurrency 1, 16, 64, 256
     //    (three runs each; the median and the range are printed).
-    for concurrency in [1usize, 16, 64].into_iter().filter(|_| wanted("drain")) {
+    for concurrency in [1usize, 16, 64, 256]
+        .into_iter()
+        .filter(|_| wanted("drain"))
+    {
         let n = scale(20_000);
         let mut runs = Vec::new();
         for _ in 0..3 {
