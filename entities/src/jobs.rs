@@ -1,0 +1,31 @@
+//! The job ledger: every job, as the recorder last saw it on the job-event stream.
+//! `last_event_id` makes recording idempotent (an event at or before it is already applied).
+use sea_orm::entity::prelude::*;
+
+#[sea_orm::model]
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+#[sea_orm(table_name = "jobs")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: String,
+    pub kind: String,
+    pub queue: String,
+    /// One of the lifecycle states (`QUEUED` ... `CANCELLED`).
+    pub state: String,
+    pub attempt: i32,
+    pub max_attempts: i32,
+    #[sea_orm(column_type = "JsonBinary")]
+    pub payload: Json,
+    #[sea_orm(column_type = "JsonBinary", nullable)]
+    pub result: Option<Json>,
+    pub last_error: Option<String>,
+    pub idempotency_key: Option<String>,
+    pub workflow_run_id: Option<String>,
+    pub run_at: Option<DateTimeUtc>,
+    pub last_event_id: String,
+    pub created_at: DateTimeUtc,
+    pub updated_at: DateTimeUtc,
+    pub finished_at: Option<DateTimeUtc>,
+}
+
+impl ActiveModelBehavior for ActiveModel {}

@@ -1,0 +1,24 @@
+//! Alert rules of a sensor: `ABOVE` / `BELOW` a threshold for N consecutive readings,
+//! `RATE_OF_CHANGE` per minute, or `SILENCE` (no reading for a duration). An alert clears at
+//! `clear_threshold` (hysteresis).
+use sea_orm::entity::prelude::*;
+
+#[sea_orm::model]
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+#[sea_orm(table_name = "rules")]
+pub struct Model {
+    #[sea_orm(primary_key)]
+    pub id: i64,
+    pub sensor_id: i64,
+    pub kind: String,
+    pub threshold: Option<f64>,
+    pub clear_threshold: Option<f64>,
+    pub for_readings: i32,
+    pub silence_seconds: Option<i32>,
+    /// At most one notification per alert per this many seconds after the first.
+    pub throttle_seconds: i32,
+    pub enabled: bool,
+    pub created_at: DateTimeUtc,
+}
+
+impl ActiveModelBehavior for ActiveModel {}

@@ -1,0 +1,18 @@
+//! People who sign in. The first registered user is an admin; later ones start as viewers.
+use sea_orm::entity::prelude::*;
+
+#[sea_orm::model]
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "users")]
+pub struct Model {
+    #[sea_orm(primary_key)]
+    pub id: i64,
+    #[sea_orm(unique)]
+    pub email: String,
+    pub password_hash: String,
+    /// `VIEWER`, `OPERATOR` or `ADMIN`.
+    pub role: String,
+    pub created_at: DateTimeUtc,
+}
+
+impl ActiveModelBehavior for ActiveModel {}

@@ -1,0 +1,393 @@
+//! Migrations and the schema's constraints on both databases: a temporary SQLite file and a
+//! fresh PostgreSQL database per test (`TEST_POSTGRES_URL`, default
+//! postgres://postgres@127.0.0.1:5432/test), dropped afterwards.
+
+use std::path::PathBuf;
+
+use chrono::Utc;
+use entities::{alerts, job_attempts, jobs, readings, rules, sensors};
+use migration::{Migrator, MigratorTrait};
+use sea_orm::{
+    ActiveModelTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, Set, Statement,
+};
+
+const TABLES: [&str; 16] = [
+    "users",
+    "devices",
+    "refresh_tokens",
+    "sensors",
+    "channels",
+    "rules",
+    "rule_channels",
+    "readings",
+    "alerts",
+    "deliveries",
+    "workflow_runs",
+    "workflow_steps",
+    "jobs",
+    "job_attempts",
+    "dead_jobs",
+    "audit_log",
+];
+
+/// A database of the test's own, removed when dropped (even when the test failed).
+struct TestDb {
+    db: Option<DatabaseConnection>,
+    cleanup: Cleanup,
+}
+
+enum Cleanup {
+    File(PathBuf),
+    Postgres { admin_url: String, name: String },
+}
+
+impl TestDb {
+    async fn sqlite() -> Self {
+        let path = std::env::temp_dir().join(format!(
+            "steadfast-migration-{}.db",
+            ulid::Ulid::new().to_string().to_lowercase()
+        ));
+        let db = entities::connect(&format!("sqlite://{}?mode=rwc", path.display()))
+            .await
+            .expect("sqlite");
+        Self {
+            db: Some(db),
+            cleanup: Cleanup::File(path),
+        }
+    }
+
+    async fn postgres() -> Self {
+        let admin_url = std::env::var("TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+        let name = format!(
+            "steadfast_test_{}",
+            ulid::Ulid::new().to_string().to_lowercase()
+        );
+        let admin = entities::connect(&admin_url)
+            .await
+            .expect("postgres must be reachable");
+        admin
+            .execute_unprepared(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("create database");
+        let (base, _) = admin_url.rsplit_once('/').expect("url with a database");
+        let db = entities::connect(&format!("{base}/{name}"))
+            .await
+            .expect("connect");
+        Self {
+            db: Some(db),
+            cleanup: Cleanup::Postgres { admin_url, name },
+        }
+    }
+
+    fn db(&self) -> &DatabaseConnection {
+        self.db.as_ref().expect("open")
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let db = self.db.take();
+        match &self.cleanup {
+            Cleanup::File(path) => {
+                drop(db);
+                for suffix in ["", "-wal", "-shm"] {
+                    let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+                }
+            }
+            Cleanup::Postgres { admin_url, name } => {
+                // The pool belongs to the test's runtime, which is blocked here: drop it without
+                // awaiting, and let `DROP DATABASE ... WITH (FORCE)` end its connections.
+                drop(db);
+                let (admin_url, name) = (admin_url.clone(), name.clone());
+                // Drop cannot await: a thread with a runtime of its own removes the database.
+                let _ = std::thread::spawn(move || {
+                    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                    else {
+                        return;
+                    };
+                    rt.block_on(async move {
+                        if let Ok(admin) = entities::connect(&admin_url).await {
+                            let _ = admin
+                                .execute_unprepared(&format!(
+                                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                                ))
+                                .await;
+                        }
+                    });
+                })
+                .join();
+            }
+        }
+    }
+}
+
+async fn table_names(db: &DatabaseConnection) -> Vec<String> {
+    let sql = match db.get_database_backend() {
+        DbBackend::Sqlite => "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name",
+        _ => {
+            "SELECT table_name AS name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY table_name"
+        }
+    };
+    db.query_all_raw(Statement::from_string(db.get_database_backend(), sql))
+        .await
+        .expect("tables")
+        .iter()
+        .filter_map(|row| row.try_get::<String>("", "name").ok())
+        .collect()
+}
+
+async fn migrations_apply_roll_back_and_apply_again(db: &DatabaseConnection) {
+    Migrator::up(db, None).await.expect("up");
+    let tables = table_names(db).await;
+    for table in TABLES {
+        assert!(
+            tables.iter().any(|t| t == table),
+            "{table} missing from {tables:?}"
+        );
+    }
+    assert!(
+        Migrator::get_pending_migrations(db)
+            .await
+            .expect("pending")
+            .is_empty()
+    );
+    Migrator::up(db, None).await.expect("up again is a no-op");
+    Migrator::down(db, None).await.expect("down");
+    let left = table_names(db).await;
+    for table in TABLES {
+        assert!(
+            !left.iter().any(|t| t == table),
+            "{table} left after down: {left:?}"
+        );
+    }
+    Migrator::up(db, None).await.expect("up after down");
+}
+
+fn now() -> chrono::DateTime<Utc> {
+    Utc::now()
+}
+
+async fn new_sensor(db: &DatabaseConnection, key: &str) -> sensors::Model {
+    sensors::ActiveModel {
+        key: Set(key.into()),
+        name: Set(format!("{key} sensor")),
+        unit: Set("°C".into()),
+        device_id: Set(None),
+        eval_cursor: Set(0),
+        last_reading_at: Set(None),
+        created_at: Set(now()),
+        ..Default::default()
+    }
+    .insert(db)
+    .await
+    .expect("sensor")
+}
+
+fn reading(sensor: i64, natural_key: &str) -> readings::ActiveModel {
+    readings::ActiveModel {
+        sensor_id: Set(sensor),
+        ts: Set(now()),
+        value: Set(21.5),
+        seq: Set(None),
+        natural_key: Set(natural_key.into()),
+        ingest_job_id: Set("01JOB".into()),
+        created_at: Set(now()),
+        ..Default::default()
+    }
+}
+
+fn alert(rule: i64, sensor: i64, open_key: Option<String>) -> alerts::ActiveModel {
+    alerts::ActiveModel {
+        rule_id: Set(rule),
+        sensor_id: Set(sensor),
+        state: Set(if open_key.is_some() {
+            "OPEN"
+        } else {
+            "RESOLVED"
+        }
+        .into()),
+        open_key: Set(open_key),
+        count: Set(1),
+        opened_reading_id: Set(1),
+        last_reading_id: Set(1),
+        workflow_run_id: Set(None),
+        opened_at: Set(now()),
+        updated_at: Set(now()),
+        resolved_at: Set(None),
+        acknowledged_by: Set(None),
+        acknowledged_at: Set(None),
+        last_notified_at: Set(None),
+        ..Default::default()
+    }
+}
+
+/// The natural keys the handlers rely on for exactly-once effects hold on this database.
+async fn natural_keys_are_enforced(db: &DatabaseConnection) {
+    Migrator::up(db, None).await.expect("up");
+    let sensor = new_sensor(db, "boiler-1").await;
+    reading(sensor.id, "seq:1")
+        .insert(db)
+        .await
+        .expect("first reading");
+    assert!(
+        reading(sensor.id, "seq:1").insert(db).await.is_err(),
+        "a reading is stored once per sensor and natural key"
+    );
+    let other = new_sensor(db, "boiler-2").await;
+    reading(other.id, "seq:1")
+        .insert(db)
+        .await
+        .expect("same seq, other sensor");
+
+    let rule = rules::ActiveModel {
+        sensor_id: Set(sensor.id),
+        kind: Set("ABOVE".into()),
+        threshold: Set(Some(80.0)),
+        clear_threshold: Set(Some(75.0)),
+        for_readings: Set(3),
+        silence_seconds: Set(None),
+        throttle_seconds: Set(300),
+        enabled: Set(true),
+        created_at: Set(now()),
+        ..Default::default()
+    }
+    .insert(db)
+    .await
+    .expect("rule");
+    let open_key = format!("{}:{}", rule.id, sensor.id);
+    alert(rule.id, sensor.id, Some(open_key.clone()))
+        .insert(db)
+        .await
+        .expect("open alert");
+    assert!(
+        alert(rule.id, sensor.id, Some(open_key))
+            .insert(db)
+            .await
+            .is_err(),
+        "one open alert per rule and sensor"
+    );
+    alert(rule.id, sensor.id, None)
+        .insert(db)
+        .await
+        .expect("resolved alerts do not collide");
+    alert(rule.id, sensor.id, None)
+        .insert(db)
+        .await
+        .expect("resolved alerts do not collide");
+
+    jobs::ActiveModel {
+        id: Set("01JOBA".into()),
+        kind: Set("ingest".into()),
+        queue: Set("ingest".into()),
+        state: Set("RUNNING".into()),
+        attempt: Set(1),
+        max_attempts: Set(5),
+        payload: Set(serde_json::json!({"readings": []})),
+        result: Set(None),
+        last_error: Set(None),
+        idempotency_key: Set(None),
+        workflow_run_id: Set(None),
+        run_at: Set(None),
+        last_event_id: Set("1-0".into()),
+        created_at: Set(now()),
+        updated_at: Set(now()),
+        finished_at: Set(None),
+    }
+    .insert(db)
+    .await
+    .expect("job");
+    let attempt = || job_attempts::ActiveModel {
+        job_id: Set("01JOBA".into()),
+        round: Set(0),
+        attempt: Set(1),
+        worker: Set(Some("w1".into())),
+        started_at: Set(now()),
+        ended_at: Set(None),
+        outcome: Set(None),
+        error: Set(None),
+        ..Default::default()
+    };
+    attempt().insert(db).await.expect("attempt");
+    assert!(
+        attempt().insert(db).await.is_err(),
+        "an attempt is recorded once"
+    );
+    let stored = jobs::Entity::find_by_id("01JOBA".to_string())
+        .one(db)
+        .await
+        .expect("find")
+        .expect("job row");
+    assert_eq!(
+        stored.payload,
+        serde_json::json!({"readings": []}),
+        "JSON round-trips"
+    );
+}
+
+#[tokio::test]
+async fn sqlite_migrations_apply_roll_back_and_apply_again() {
+    let t = TestDb::sqlite().await;
+    migrations_apply_roll_back_and_apply_again(t.db()).await;
+}
+
+#[tokio::test]
+async fn postgres_migrations_apply_roll_back_and_apply_again() {
+    let t = TestDb::postgres().await;
+    migrations_apply_roll_back_and_apply_again(t.db()).await;
+}
+
+#[tokio::test]
+async fn sqlite_enforces_the_natural_keys() {
+    let t = TestDb::sqlite().await;
+    natural_keys_are_enforced(t.db()).await;
+}
+
+#[tokio::test]
+async fn postgres_enforces_the_natural_keys() {
+    let t = TestDb::postgres().await;
+    natural_keys_are_enforced(t.db()).await;
+}
+
+#[tokio::test]
+async fn sqlite_runs_in_wal_mode_and_concurrent_writers_never_see_busy() {
+    let t = TestDb::sqlite().await;
+    let db = t.db();
+    Migrator::up(db, None).await.expect("up");
+    let mode = db
+        .query_one_raw(Statement::from_string(
+            DbBackend::Sqlite,
+            "PRAGMA journal_mode",
+        ))
+        .await
+        .expect("pragma")
+        .and_then(|row| row.try_get_by_index::<String>(0).ok());
+    assert_eq!(mode.as_deref(), Some("wal"));
+    let sensor = new_sensor(db, "busy").await;
+    let writers = (0..8).map(|w| {
+        let db = db.clone();
+        tokio::spawn(async move {
+            for i in 0..50 {
+                reading(sensor.id, &format!("seq:{w}-{i}"))
+                    .insert(&db)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            Ok::<(), String>(())
+        })
+    });
+    for writer in writers {
+        writer
+            .await
+            .expect("task")
+            .expect("no SQLITE_BUSY with one writer connection");
+    }
+    let count = readings::Entity::find()
+        .all(db)
+        .await
+        .expect("readings")
+        .len();
+    assert_eq!(count, 400);
+}
