@@ -8,6 +8,9 @@
 
 pub use sea_orm_migration::prelude::*;
 
+#[cfg(feature = "testing")]
+pub mod testing;
+
 mod m20261121_000001_create_users;
 mod m20261121_000002_create_devices;
 mod m20261121_000003_create_refresh_tokens;

@@ -2,11 +2,9 @@
 //! fresh PostgreSQL database per test (`TEST_POSTGRES_URL`, default
 //! postgres://postgres@127.0.0.1:5432/test), dropped afterwards.
 
-use std::path::PathBuf;
-
 use chrono::Utc;
 use entities::{alerts, job_attempts, jobs, readings, rules, sensors};
-use migration::{Migrator, MigratorTrait};
+use migration::{Migrator, MigratorTrait, testing::TestDb};
 use sea_orm::{
     ActiveModelTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, Set, Statement,
 };
@@ -29,100 +27,6 @@ const TABLES: [&str; 16] = [
     "dead_jobs",
     "audit_log",
 ];
-
-/// A database of the test's own, removed when dropped (even when the test failed).
-struct TestDb {
-    db: Option<DatabaseConnection>,
-    cleanup: Cleanup,
-}
-
-enum Cleanup {
-    File(PathBuf),
-    Postgres { admin_url: String, name: String },
-}
-
-impl TestDb {
-    async fn sqlite() -> Self {
-        let path = std::env::temp_dir().join(format!(
-            "steadfast-migration-{}.db",
-            ulid::Ulid::new().to_string().to_lowercase()
-        ));
-        let db = entities::connect(&format!("sqlite://{}?mode=rwc", path.display()))
-            .await
-            .expect("sqlite");
-        Self {
-            db: Some(db),
-            cleanup: Cleanup::File(path),
-        }
-    }
-
-    async fn postgres() -> Self {
-        let admin_url = std::env::var("TEST_POSTGRES_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-        let name = format!(
-            "steadfast_test_{}",
-            ulid::Ulid::new().to_string().to_lowercase()
-        );
-        let admin = entities::connect(&admin_url)
-            .await
-            .expect("postgres must be reachable");
-        admin
-            .execute_unprepared(&format!("CREATE DATABASE {name}"))
-            .await
-            .expect("create database");
-        let (base, _) = admin_url.rsplit_once('/').expect("url with a database");
-        let db = entities::connect(&format!("{base}/{name}"))
-            .await
-            .expect("connect");
-        Self {
-            db: Some(db),
-            cleanup: Cleanup::Postgres { admin_url, name },
-        }
-    }
-
-    fn db(&self) -> &DatabaseConnection {
-        self.db.as_ref().expect("open")
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let db = self.db.take();
-        match &self.cleanup {
-            Cleanup::File(path) => {
-                drop(db);
-                for suffix in ["", "-wal", "-shm"] {
-                    let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-                }
-            }
-            Cleanup::Postgres { admin_url, name } => {
-                // The pool belongs to the test's runtime, which is blocked here: drop it without
-                // awaiting, and let `DROP DATABASE ... WITH (FORCE)` end its connections.
-                drop(db);
-                let (admin_url, name) = (admin_url.clone(), name.clone());
-                // Drop cannot await: a thread with a runtime of its own removes the database.
-                let _ = std::thread::spawn(move || {
-                    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                    else {
-                        return;
-                    };
-                    rt.block_on(async move {
-                        if let Ok(admin) = entities::connect(&admin_url).await {
-                            let _ = admin
-                                .execute_unprepared(&format!(
-                                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                                ))
-                                .await;
-                        }
-                    });
-                })
-                .join();
-            }
-        }
-    }
-}
 
 async fn table_names(db: &DatabaseConnection) -> Vec<String> {
     let sql = match db.get_database_backend() {

@@ -1,0 +1,118 @@
+//! What every job kind declares, and how payloads are decoded and validated.
+
+use std::time::Duration;
+
+use queue::RetryPolicy;
+use serde::{Serialize, de::DeserializeOwned};
+
+/// A payload that does not fit its kind: `field` is the dotted path of the offending input
+/// (`readings.0.ts`), so an API can point at it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct ValidationError {
+    pub field: String,
+    pub message: String,
+}
+
+impl ValidationError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// How a kind runs: its retries and its lease (visibility timeout).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JobPolicy {
+    pub retry: RetryPolicy,
+    pub visibility_timeout: Duration,
+}
+
+/// One job kind: a serde payload with a kind name that never changes (renaming the type must
+/// not orphan queued jobs), its payload schema version, and its policy.
+pub trait Job: Serialize + DeserializeOwned + Send + Sync + 'static {
+    /// The queue and kind name. Never change it.
+    const KIND: &'static str;
+    /// The payload schema version written now. Handlers accept this one and the previous one,
+    /// so workers can be upgraded one by one with jobs in flight.
+    const PAYLOAD_VERSION: u32;
+
+    fn policy() -> JobPolicy;
+
+    /// Checks what serde cannot (ranges, formats, lengths).
+    fn validate(&self) -> Result<(), ValidationError>;
+
+    /// Reads a payload written at `version`. The default accepts only the current version;
+    /// a kind whose payload changed overrides it to also accept the previous one.
+    fn from_version(version: u32, payload: serde_json::Value) -> Result<Self, ValidationError> {
+        if version != Self::PAYLOAD_VERSION {
+            return Err(ValidationError::new(
+                "payloadVersion",
+                format!(
+                    "{} accepts payload version {}, not {version}",
+                    Self::KIND,
+                    Self::PAYLOAD_VERSION
+                ),
+            ));
+        }
+        decode_payload(payload)
+    }
+}
+
+/// Decodes a JSON payload and validates it; errors name the path of the offending field.
+pub fn decode_payload<J: Job>(payload: serde_json::Value) -> Result<J, ValidationError> {
+    let job: J = serde_path_to_error::deserialize(payload).map_err(|e| {
+        let field = dotted(&e.path().to_string());
+        ValidationError::new(field, e.inner().to_string())
+    })?;
+    job.validate()?;
+    Ok(job)
+}
+
+/// `readings[0].ts` → `readings.0.ts`; the root is `payload`.
+fn dotted(path: &str) -> String {
+    if path == "." || path.is_empty() {
+        return "payload".into();
+    }
+    path.replace('[', ".").replace(']', "")
+}
+
+/// What a handler's failure means to the queue.
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    /// Retrying cannot help (bad payload, unknown sensor): the job goes dead at once.
+    #[error("{0}")]
+    Permanent(String),
+    /// Try again after backoff (a database or Redis outage).
+    #[error("{0}")]
+    Retryable(String),
+}
+
+impl From<sea_orm::DbErr> for HandlerError {
+    fn from(e: sea_orm::DbErr) -> Self {
+        HandlerError::Retryable(format!("database: {e}"))
+    }
+}
+
+impl From<queue::QueueError> for HandlerError {
+    fn from(e: queue::QueueError) -> Self {
+        HandlerError::Retryable(format!("queue: {e}"))
+    }
+}
+
+impl From<ValidationError> for HandlerError {
+    fn from(e: ValidationError) -> Self {
+        HandlerError::Permanent(format!("invalid payload: {e}"))
+    }
+}
+
+impl From<HandlerError> for queue::JobError {
+    fn from(e: HandlerError) -> Self {
+        match e {
+            HandlerError::Permanent(msg) => queue::JobError::Permanent(msg),
+            HandlerError::Retryable(msg) => queue::JobError::Retryable(msg),
+        }
+    }
+}

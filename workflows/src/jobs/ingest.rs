@@ -1,0 +1,215 @@
+//! `ingest`: validates and stores a batch of readings, then asks for each touched sensor to be
+//! evaluated.
+//!
+//! Idempotent: a reading is stored once per sensor and natural key (`seq:<n>`, or the time in
+//! UTC when the device sends no seq). `evaluate` is enqueued for every sensor of the batch,
+//! stored or not, under a key that holds while one is waiting, so a retry after a crash between
+//! the commit and the enqueue still enqueues, and never two waiting evaluations of a sensor.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use entities::{readings, sensors};
+use queue::{Engine, KeyScope, NewJob, PushOutcome, RetryPolicy};
+use sea_orm::{
+    ColumnTrait, DatabaseConnection, EntityTrait, ExprTrait, QueryFilter, Set, TransactionTrait,
+    sea_query::{Expr, OnConflict},
+};
+use serde::{Deserialize, Serialize};
+
+use crate::{HandlerError, Job, JobPolicy, ValidationError, jobs::evaluate::Evaluate};
+
+/// Most readings in one ingest job.
+pub const MAX_READINGS: usize = 1000;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ingest {
+    pub readings: Vec<ReadingIn>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReadingIn {
+    /// The sensor's key.
+    pub sensor: String,
+    /// RFC 3339.
+    pub ts: String,
+    pub value: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<i64>,
+}
+
+impl Job for Ingest {
+    const KIND: &'static str = "ingest";
+    const PAYLOAD_VERSION: u32 = 1;
+
+    fn policy() -> JobPolicy {
+        JobPolicy {
+            retry: RetryPolicy {
+                max_attempts: 10,
+                backoff_base: Duration::from_secs(1),
+                backoff_cap: Duration::from_secs(300),
+            },
+            visibility_timeout: Duration::from_secs(60),
+        }
+    }
+
+    fn validate(&self) -> Result<(), ValidationError> {
+        if self.readings.is_empty() || self.readings.len() > MAX_READINGS {
+            return Err(ValidationError::new(
+                "readings",
+                format!(
+                    "must hold 1 to {MAX_READINGS} readings, not {}",
+                    self.readings.len()
+                ),
+            ));
+        }
+        for (i, r) in self.readings.iter().enumerate() {
+            let field = |name: &str| format!("readings.{i}.{name}");
+            if r.sensor.is_empty() || r.sensor.len() > 128 {
+                return Err(ValidationError::new(
+                    field("sensor"),
+                    "must be 1 to 128 characters",
+                ));
+            }
+            r.timestamp()
+                .map_err(|e| ValidationError::new(field("ts"), e))?;
+            if !r.value.is_finite() {
+                return Err(ValidationError::new(
+                    field("value"),
+                    "must be a finite number",
+                ));
+            }
+            if r.seq.is_some_and(|s| s < 0) {
+                return Err(ValidationError::new(field("seq"), "must not be negative"));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl ReadingIn {
+    fn timestamp(&self) -> Result<DateTime<Utc>, String> {
+        DateTime::parse_from_rfc3339(&self.ts)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|e| format!("is not an RFC 3339 time ({e})"))
+    }
+
+    /// What makes the reading unique for its sensor.
+    fn natural_key(&self, ts: DateTime<Utc>) -> String {
+        match self.seq {
+            Some(seq) => format!("seq:{seq}"),
+            None => format!("ts:{}", ts.to_rfc3339_opts(SecondsFormat::Micros, true)),
+        }
+    }
+}
+
+/// What one run of the handler did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ingested {
+    /// Readings stored by this run (the rest were stored before).
+    pub stored: u64,
+    pub duplicates: u64,
+    /// One per sensor of the batch: the `evaluate` job, or the one already waiting.
+    pub evaluations: Vec<PushOutcome>,
+}
+
+/// Stores the batch and enqueues the evaluations. `job_id` is this ingest job (its workflow run).
+pub async fn run(
+    db: &DatabaseConnection,
+    engine: &Engine,
+    job_id: &str,
+    payload: &Ingest,
+) -> Result<Ingested, HandlerError> {
+    payload.validate()?;
+    let keys: Vec<&str> = {
+        let mut keys: Vec<&str> = payload.readings.iter().map(|r| r.sensor.as_str()).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        keys
+    };
+    let known: BTreeMap<String, i64> = sensors::Entity::find()
+        .filter(sensors::Column::Key.is_in(keys.iter().copied()))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|s| (s.key, s.id))
+        .collect();
+    if let Some(unknown) = keys.iter().find(|k| !known.contains_key(**k)) {
+        return Err(HandlerError::Permanent(format!(
+            "unknown sensor '{unknown}'"
+        )));
+    }
+
+    let now = Utc::now();
+    let mut latest: BTreeMap<i64, DateTime<Utc>> = BTreeMap::new();
+    let mut rows = Vec::with_capacity(payload.readings.len());
+    for r in &payload.readings {
+        let ts = r
+            .timestamp()
+            .map_err(|e| HandlerError::Permanent(e.to_string()))?;
+        let sensor_id = known[&r.sensor];
+        latest
+            .entry(sensor_id)
+            .and_modify(|t| *t = Ord::max(*t, ts))
+            .or_insert(ts);
+        rows.push(readings::ActiveModel {
+            sensor_id: Set(sensor_id),
+            ts: Set(ts),
+            value: Set(r.value),
+            seq: Set(r.seq),
+            natural_key: Set(r.natural_key(ts)),
+            ingest_job_id: Set(job_id.to_owned()),
+            created_at: Set(now),
+            ..Default::default()
+        });
+    }
+
+    let txn = db.begin().await?;
+    let stored = readings::Entity::insert_many(rows)
+        .on_conflict(
+            OnConflict::columns([readings::Column::SensorId, readings::Column::NaturalKey])
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec_without_returning(&txn)
+        .await?;
+    for (sensor_id, ts) in &latest {
+        sensors::Entity::update_many()
+            .col_expr(sensors::Column::LastReadingAt, Expr::value(*ts))
+            .filter(sensors::Column::Id.eq(*sensor_id))
+            .filter(
+                sensors::Column::LastReadingAt
+                    .is_null()
+                    .or(sensors::Column::LastReadingAt.lt(*ts)),
+            )
+            .exec(&txn)
+            .await?;
+    }
+    txn.commit().await?;
+
+    let policy = Evaluate::policy();
+    let evaluations = keys
+        .iter()
+        .map(|key| {
+            let payload = Evaluate {
+                sensor: (*key).to_owned(),
+            };
+            NewJob::new(Evaluate::KIND, &payload).map(|job| {
+                job.with_payload_version(Evaluate::PAYLOAD_VERSION)
+                    .with_max_attempts(policy.retry.max_attempts)
+                    .with_workflow_id(job_id)
+                    .with_idempotency_key(format!("sensor:{key}"), KeyScope::WhileWaiting)
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let evaluations = engine.push_many(evaluations).await?;
+    let total = payload.readings.len() as u64;
+    tracing::info!(job.id = %job_id, stored, duplicates = total - stored, sensors = keys.len(), "readings ingested");
+    Ok(Ingested {
+        stored,
+        duplicates: total - stored,
+        evaluations,
+    })
+}

@@ -1,0 +1,4 @@
+//! One module per job kind.
+
+pub mod evaluate;
+pub mod ingest;

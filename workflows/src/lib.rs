@@ -1,0 +1,9 @@
+//! Steadfast's job kinds and their handlers: the sensor pipeline
+//! `ingest → evaluate → alert → notify`. One module per kind under [`jobs`]; each has a typed,
+//! validated payload, a kind name that never changes, its policy, and a handler whose core
+//! logic tests call directly.
+
+pub mod job;
+pub mod jobs;
+
+pub use job::{HandlerError, Job, JobPolicy, ValidationError, decode_payload};

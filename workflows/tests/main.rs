@@ -1,0 +1,7 @@
+//! The job handlers against the real Redis and both databases (a fresh SQLite file and a fresh
+//! PostgreSQL database per test).
+
+mod workflows {
+    pub mod env;
+    mod ingest;
+}
