@@ -3,5 +3,6 @@
 
 mod workflows {
     pub mod env;
+    mod evaluate;
     mod ingest;
 }

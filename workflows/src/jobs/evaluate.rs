@@ -1,12 +1,27 @@
-//! `evaluate`: applies a sensor's rules to every reading not yet evaluated. The payload and its
-//! policy are here; the handler arrives with the rest of the pipeline.
+//! `evaluate`: applies a sensor's rules to every reading not yet evaluated, in insertion order.
+//!
+//! The sensor's `eval_cursor` (the last evaluated reading) advances by compare-and-set
+//! (`UPDATE ... WHERE eval_cursor = <old>`), which behaves the same on SQLite and PostgreSQL:
+//! of two evaluations of one sensor only one applies; the other starts over and finds nothing
+//! new. Alert jobs are enqueued before the cursor moves, under keys derived from rule, reading
+//! and direction, so a lost race or a re-run after a crash enqueues nothing twice.
 
 use std::time::Duration;
 
-use queue::RetryPolicy;
+use entities::{alerts, readings, rules, sensors};
+use queue::{Engine, KeyScope, NewJob, PushOutcome, RetryPolicy};
+use sea_orm::{
+    ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    sea_query::Expr,
+};
 use serde::{Deserialize, Serialize};
 
-use crate::{Job, JobPolicy, ValidationError};
+use crate::{HandlerError, Job, JobPolicy, ValidationError, jobs::alert::Alert};
+
+/// Most readings one run evaluates; a longer backlog gets a follow-up evaluation.
+pub const MAX_READINGS_PER_RUN: u64 = 5000;
+/// Compare-and-set attempts before the run gives up and retries later.
+const CAS_TRIES: usize = 5;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -39,4 +54,260 @@ impl Job for Evaluate {
         }
         Ok(())
     }
+}
+
+/// What one run did.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Evaluated {
+    /// Readings this run evaluated and moved the cursor past (0 when another run had).
+    pub evaluated: u64,
+    pub breaches: u64,
+    pub clears: u64,
+    pub alerts: Vec<PushOutcome>,
+    /// Whether readings remain beyond this run's limit (a follow-up was enqueued).
+    pub more: bool,
+}
+
+/// One transition a rule saw, in reading order.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Signal {
+    rule: i64,
+    reading: i64,
+    breach: bool,
+}
+
+/// Per-rule state while walking the readings.
+struct RuleState<'a> {
+    rule: &'a rules::Model,
+    consecutive: i32,
+    open: bool,
+    previous: Option<(chrono::DateTime<chrono::Utc>, f64)>,
+}
+
+impl RuleState<'_> {
+    /// Feeds one reading; returns the transition it causes, if any.
+    fn feed(&mut self, reading: &readings::Model) -> Option<bool> {
+        let rule = self.rule;
+        let (breaching, clearing) = match rule.kind.as_str() {
+            "ABOVE" | "BELOW" => {
+                let above = rule.kind == "ABOVE";
+                let threshold = rule.threshold?;
+                let clear = rule.clear_threshold.unwrap_or(threshold);
+                let v = reading.value;
+                if above {
+                    (v > threshold, v <= clear)
+                } else {
+                    (v < threshold, v >= clear)
+                }
+            }
+            "RATE_OF_CHANGE" => {
+                let threshold = rule.threshold?;
+                let clear = rule.clear_threshold.unwrap_or(threshold);
+                let previous = self.previous.replace((reading.ts, reading.value));
+                let (ts, value) = previous?;
+                let minutes = (reading.ts - ts).num_milliseconds() as f64 / 60_000.0;
+                if minutes <= 0.0 {
+                    return None;
+                }
+                let rate = (reading.value - value).abs() / minutes;
+                (rate > threshold, rate <= clear)
+            }
+            // SILENCE is checked by the periodic job, not per reading.
+            _ => return None,
+        };
+        if rule.kind != "RATE_OF_CHANGE" {
+            self.previous = Some((reading.ts, reading.value));
+        }
+        self.consecutive = if breaching { self.consecutive + 1 } else { 0 };
+        if breaching && self.consecutive >= rule.for_readings.max(1) {
+            self.open = true;
+            return Some(true);
+        }
+        if clearing && self.open {
+            self.open = false;
+            return Some(false);
+        }
+        None
+    }
+}
+
+/// Evaluates the sensor's new readings and enqueues an `alert` per breach and per clear.
+pub async fn run(
+    db: &DatabaseConnection,
+    engine: &Engine,
+    payload: &Evaluate,
+) -> Result<Evaluated, HandlerError> {
+    payload.validate()?;
+    for _ in 0..CAS_TRIES {
+        if let Some(done) = try_once(db, engine, payload).await? {
+            return Ok(done);
+        }
+    }
+    Err(HandlerError::Retryable(format!(
+        "sensor '{}' kept being evaluated concurrently",
+        payload.sensor
+    )))
+}
+
+/// One evaluation from the cursor as read now; `None` when another run moved it first.
+async fn try_once(
+    db: &DatabaseConnection,
+    engine: &Engine,
+    payload: &Evaluate,
+) -> Result<Option<Evaluated>, HandlerError> {
+    let sensor = sensors::Entity::find()
+        .filter(sensors::Column::Key.eq(&payload.sensor))
+        .one(db)
+        .await?
+        .ok_or_else(|| HandlerError::Permanent(format!("unknown sensor '{}'", payload.sensor)))?;
+    let cursor = sensor.eval_cursor;
+    let fresh = readings::Entity::find()
+        .filter(readings::Column::SensorId.eq(sensor.id))
+        .filter(readings::Column::Id.gt(cursor))
+        .order_by_asc(readings::Column::Id)
+        .limit(MAX_READINGS_PER_RUN + 1)
+        .all(db)
+        .await?;
+    if fresh.is_empty() {
+        return Ok(Some(Evaluated::default()));
+    }
+    let more = fresh.len() as u64 > MAX_READINGS_PER_RUN;
+    let fresh = &fresh[..fresh.len().min(MAX_READINGS_PER_RUN as usize)];
+
+    let rules = rules::Entity::find()
+        .filter(rules::Column::SensorId.eq(sensor.id))
+        .filter(rules::Column::Enabled.eq(true))
+        .order_by_asc(rules::Column::Id)
+        .all(db)
+        .await?;
+    let signals = if rules.is_empty() {
+        Vec::new()
+    } else {
+        signals(db, &sensor, cursor, &rules, fresh).await?
+    };
+
+    // Enqueue first, move the cursor second: a crash in between re-runs with the same keys.
+    let alert_policy = Alert::policy();
+    let jobs = signals
+        .iter()
+        .map(|s| {
+            let run = fresh
+                .iter()
+                .find(|r| r.id == s.reading)
+                .map(|r| r.ingest_job_id.clone())
+                .unwrap_or_default();
+            let alert = Alert {
+                rule: s.rule,
+                sensor: sensor.key.clone(),
+                reading: s.reading,
+                breach: s.breach,
+            };
+            let direction = if s.breach { "breach" } else { "clear" };
+            NewJob::new(Alert::KIND, &alert).map(|job| {
+                job.with_payload_version(Alert::PAYLOAD_VERSION)
+                    .with_max_attempts(alert_policy.retry.max_attempts)
+                    .with_workflow_id(run)
+                    .with_idempotency_key(
+                        format!("alert:{}:{}:{direction}", s.rule, s.reading),
+                        KeyScope::For(None),
+                    )
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let alerts = if jobs.is_empty() {
+        Vec::new()
+    } else {
+        engine.push_many(jobs).await?
+    };
+
+    let last = fresh.last().map_or(cursor, |r| r.id);
+    let moved = sensors::Entity::update_many()
+        .col_expr(sensors::Column::EvalCursor, Expr::value(last))
+        .filter(sensors::Column::Id.eq(sensor.id))
+        .filter(sensors::Column::EvalCursor.eq(cursor))
+        .exec(db)
+        .await?;
+    if moved.rows_affected != 1 {
+        return Ok(None);
+    }
+    if more {
+        let follow_up = NewJob::new(Evaluate::KIND, payload)?
+            .with_payload_version(Evaluate::PAYLOAD_VERSION)
+            .with_idempotency_key(format!("sensor:{}", sensor.key), KeyScope::WhileWaiting);
+        engine.push(follow_up).await?;
+    }
+    let breaches = signals.iter().filter(|s| s.breach).count() as u64;
+    tracing::info!(sensor = %sensor.key, evaluated = fresh.len(), breaches, clears = signals.len() as u64 - breaches, "readings evaluated");
+    Ok(Some(Evaluated {
+        evaluated: fresh.len() as u64,
+        breaches,
+        clears: signals.len() as u64 - breaches,
+        alerts,
+        more,
+    }))
+}
+
+/// Walks the new readings through every rule, starting from the history before the cursor
+/// (for N consecutive readings and rates) and from which alerts are open now.
+async fn signals(
+    db: &DatabaseConnection,
+    sensor: &sensors::Model,
+    cursor: i64,
+    rules: &[rules::Model],
+    fresh: &[readings::Model],
+) -> Result<Vec<Signal>, HandlerError> {
+    let lookback = rules
+        .iter()
+        .map(|r| r.for_readings.max(1))
+        .max()
+        .unwrap_or(1) as u64;
+    let mut history = readings::Entity::find()
+        .filter(readings::Column::SensorId.eq(sensor.id))
+        .filter(readings::Column::Id.lte(cursor))
+        .order_by_desc(readings::Column::Id)
+        .limit(lookback)
+        .all(db)
+        .await?;
+    history.reverse();
+    let open_keys: Vec<String> = rules
+        .iter()
+        .map(|r| format!("{}:{}", r.id, sensor.id))
+        .collect();
+    let open: Vec<String> = alerts::Entity::find()
+        .filter(alerts::Column::OpenKey.is_in(open_keys))
+        .all(db)
+        .await?
+        .into_iter()
+        .filter_map(|a| a.open_key)
+        .collect();
+    let mut states: Vec<RuleState<'_>> = rules
+        .iter()
+        .map(|rule| {
+            let mut state = RuleState {
+                rule,
+                consecutive: 0,
+                open: false,
+                previous: None,
+            };
+            for past in &history {
+                state.feed(past);
+            }
+            // What is open is what the alerts table says, not what the replay concluded.
+            state.open = open.contains(&format!("{}:{}", rule.id, sensor.id));
+            state
+        })
+        .collect();
+    let mut signals = Vec::new();
+    for reading in fresh {
+        for state in &mut states {
+            if let Some(breach) = state.feed(reading) {
+                signals.push(Signal {
+                    rule: state.rule.id,
+                    reading: reading.id,
+                    breach,
+                });
+            }
+        }
+    }
+    Ok(signals)
 }

@@ -1,4 +1,5 @@
 //! One module per job kind.
 
+pub mod alert;
 pub mod evaluate;
 pub mod ingest;

@@ -1,0 +1,260 @@
+use chrono::{Duration as ChronoDuration, TimeZone, Utc};
+use entities::{rules, sensors};
+use sea_orm::{ActiveModelTrait, EntityTrait, Set};
+use serde_json::json;
+use workflows::{
+    HandlerError,
+    jobs::{
+        evaluate::{self, Evaluate},
+        ingest,
+    },
+};
+
+use super::env::{Sql, TestEnv};
+
+async fn sensor_with_rule(
+    env: &TestEnv,
+    key: &str,
+    kind: &str,
+    threshold: f64,
+    clear: f64,
+    n: i32,
+) -> i64 {
+    let sensor = sensors::ActiveModel {
+        key: Set(key.into()),
+        name: Set(key.into()),
+        unit: Set("°C".into()),
+        device_id: Set(None),
+        eval_cursor: Set(0),
+        last_reading_at: Set(None),
+        created_at: Set(Utc::now()),
+        ..Default::default()
+    }
+    .insert(env.db())
+    .await
+    .expect("sensor");
+    rules::ActiveModel {
+        sensor_id: Set(sensor.id),
+        kind: Set(kind.into()),
+        threshold: Set(Some(threshold)),
+        clear_threshold: Set(Some(clear)),
+        for_readings: Set(n),
+        silence_seconds: Set(None),
+        throttle_seconds: Set(300),
+        enabled: Set(true),
+        created_at: Set(Utc::now()),
+        ..Default::default()
+    }
+    .insert(env.db())
+    .await
+    .expect("rule")
+    .id
+}
+
+/// Ingests `values` one minute apart, starting at minute `start`, numbered from `start`.
+async fn ingest_values(env: &TestEnv, key: &str, start: i64, values: &[f64]) {
+    let t0 = Utc
+        .with_ymd_and_hms(2026, 11, 21, 8, 0, 0)
+        .single()
+        .expect("time");
+    let readings: Vec<_> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let minute = start + i as i64;
+            json!({"sensor": key, "ts": (t0 + ChronoDuration::minutes(minute)).to_rfc3339(), "value": v, "seq": minute})
+        })
+        .collect();
+    let batch: ingest::Ingest =
+        workflows::decode_payload(json!({ "readings": readings })).expect("payload");
+    ingest::run(env.db(), &env.engine, &format!("run-{key}-{start}"), &batch)
+        .await
+        .expect("ingest");
+}
+
+async fn alert_payloads(env: &TestEnv, outcomes: &[queue::PushOutcome]) -> Vec<(bool, f64)> {
+    let mut out = Vec::new();
+    for o in outcomes {
+        let job = env.engine.job(&o.id).await.expect("job").expect("live");
+        let p: serde_json::Value = serde_json::from_str(&job.payload).expect("json");
+        out.push((
+            p["breach"].as_bool().expect("breach"),
+            p["reading"].as_f64().expect("reading"),
+        ));
+    }
+    out
+}
+
+async fn thresholds_need_n_readings_and_clear_with_hysteresis(sql: Sql) {
+    let env = TestEnv::new(sql).await;
+    let rule = sensor_with_rule(&env, "boiler", "ABOVE", 80.0, 75.0, 3).await;
+    // Two above the threshold: not yet an alert (the rule wants three in a row).
+    ingest_values(&env, "boiler", 0, &[81.0, 82.0]).await;
+    let first = evaluate::run(
+        env.db(),
+        &env.engine,
+        &Evaluate {
+            sensor: "boiler".into(),
+        },
+    )
+    .await
+    .expect("evaluate");
+    assert_eq!((first.evaluated, first.breaches, first.clears), (2, 0, 0));
+    // The third in a row breaches, counting the two from the earlier run; the fourth raises the
+    // count; 78 is inside the hysteresis band (no clear); 74 clears; 70 changes nothing.
+    ingest_values(&env, "boiler", 2, &[83.0, 84.0, 78.0, 74.0, 70.0]).await;
+    let second = evaluate::run(
+        env.db(),
+        &env.engine,
+        &Evaluate {
+            sensor: "boiler".into(),
+        },
+    )
+    .await
+    .expect("evaluate");
+    assert_eq!(
+        (second.evaluated, second.breaches, second.clears),
+        (5, 2, 1)
+    );
+    let signals = alert_payloads(&env, &second.alerts).await;
+    assert_eq!(
+        signals,
+        vec![(true, 3.0), (true, 4.0), (false, 6.0)],
+        "reading ids in insertion order"
+    );
+    let alert = env
+        .engine
+        .job(&second.alerts[0].id)
+        .await
+        .expect("job")
+        .expect("live");
+    assert_eq!(
+        alert.workflow_id.as_deref(),
+        Some("run-boiler-2"),
+        "the alert belongs to its reading's run"
+    );
+    assert!(alert.payload.contains(&format!("\"rule\":{rule}")));
+    // Nothing new: nothing evaluated, nothing enqueued.
+    let third = evaluate::run(
+        env.db(),
+        &env.engine,
+        &Evaluate {
+            sensor: "boiler".into(),
+        },
+    )
+    .await
+    .expect("evaluate");
+    assert_eq!(third, evaluate::Evaluated::default());
+    let sensor = sensors::Entity::find_by_id(1i64)
+        .one(env.db())
+        .await
+        .expect("find")
+        .expect("sensor");
+    assert_eq!(sensor.eval_cursor, 7);
+    assert_eq!(
+        env.engine.stats("alert").await.expect("stats").pushed_total,
+        3
+    );
+}
+
+async fn rate_of_change_breaches_and_clears(sql: Sql) {
+    let env = TestEnv::new(sql).await;
+    sensor_with_rule(&env, "tank", "RATE_OF_CHANGE", 5.0, 2.0, 1).await;
+    ingest_values(&env, "tank", 0, &[10.0, 11.0, 30.0, 31.0]).await;
+    let done = evaluate::run(
+        env.db(),
+        &env.engine,
+        &Evaluate {
+            sensor: "tank".into(),
+        },
+    )
+    .await
+    .expect("evaluate");
+    assert_eq!((done.breaches, done.clears), (1, 1));
+    assert_eq!(
+        alert_payloads(&env, &done.alerts).await,
+        vec![(true, 3.0), (false, 4.0)]
+    );
+}
+
+async fn two_racing_evaluations_apply_once(sql: Sql) {
+    let env = TestEnv::new(sql).await;
+    sensor_with_rule(&env, "race", "ABOVE", 50.0, 40.0, 2).await;
+    let values: Vec<f64> = (0..200)
+        .map(|i| if (i / 5) % 2 == 0 { 60.0 } else { 30.0 })
+        .collect();
+    ingest_values(&env, "race", 0, &values).await;
+    let payload = Evaluate {
+        sensor: "race".into(),
+    };
+    let (a, b) = tokio::join!(
+        evaluate::run(env.db(), &env.engine, &payload),
+        evaluate::run(env.db(), &env.engine, &payload)
+    );
+    let (a, b) = (a.expect("first"), b.expect("second"));
+    assert_eq!(
+        a.evaluated + b.evaluated,
+        200,
+        "every reading evaluated exactly once"
+    );
+    let winner = if a.evaluated > 0 { &a } else { &b };
+    // 20 runs of five readings above 50: each breaches on its 2nd..5th reading, and clears at the
+    // first reading of the next low run (except after the last high run).
+    assert_eq!((winner.breaches, winner.clears), (80, 20));
+    let distinct = env.engine.stats("alert").await.expect("stats").pushed_total;
+    assert_eq!(distinct, 100, "a lost race enqueues nothing twice");
+    let sensor = sensors::Entity::find_by_id(1i64)
+        .one(env.db())
+        .await
+        .expect("find")
+        .expect("sensor");
+    assert_eq!(sensor.eval_cursor, 200);
+}
+
+#[tokio::test]
+async fn sqlite_thresholds_need_n_readings_and_clear_with_hysteresis() {
+    thresholds_need_n_readings_and_clear_with_hysteresis(Sql::Sqlite).await;
+}
+
+#[tokio::test]
+async fn postgres_thresholds_need_n_readings_and_clear_with_hysteresis() {
+    thresholds_need_n_readings_and_clear_with_hysteresis(Sql::Postgres).await;
+}
+
+#[tokio::test]
+async fn sqlite_rate_of_change_breaches_and_clears() {
+    rate_of_change_breaches_and_clears(Sql::Sqlite).await;
+}
+
+#[tokio::test]
+async fn postgres_rate_of_change_breaches_and_clears() {
+    rate_of_change_breaches_and_clears(Sql::Postgres).await;
+}
+
+#[tokio::test]
+async fn sqlite_two_racing_evaluations_apply_once() {
+    two_racing_evaluations_apply_once(Sql::Sqlite).await;
+}
+
+#[tokio::test]
+async fn postgres_two_racing_evaluations_apply_once() {
+    two_racing_evaluations_apply_once(Sql::Postgres).await;
+}
+
+#[tokio::test]
+async fn evaluating_an_unknown_sensor_is_permanent() {
+    let env = TestEnv::new(Sql::Sqlite).await;
+    let err = evaluate::run(
+        env.db(),
+        &env.engine,
+        &Evaluate {
+            sensor: "nope".into(),
+        },
+    )
+    .await
+    .expect_err("unknown");
+    assert!(
+        matches!(err, HandlerError::Permanent(ref m) if m.contains("nope")),
+        "{err:?}"
+    );
+}
