@@ -231,29 +231,32 @@ async fn natural_keys_are_enforced(db: &DatabaseConnection) {
     );
 }
 
-#[tokio::test]
-async fn sqlite_migrations_apply_roll_back_and_apply_again() {
-    let t = TestDb::sqlite().await;
-    migrations_apply_roll_back_and_apply_again(t.db()).await;
+/// Runs each scenario `async fn name(db: &DatabaseConnection)` on a fresh SQLite file and a
+/// fresh PostgreSQL database, as the tests `name::sqlite` and `name::postgres`.
+macro_rules! on_both_databases {
+    ($($scenario:ident),+ $(,)?) => {
+        $(
+            mod $scenario {
+                use migration::testing::TestDb;
+
+                #[tokio::test]
+                async fn sqlite() {
+                    super::$scenario(TestDb::sqlite().await.db()).await;
+                }
+
+                #[tokio::test]
+                async fn postgres() {
+                    super::$scenario(TestDb::postgres().await.db()).await;
+                }
+            }
+        )+
+    };
 }
 
-#[tokio::test]
-async fn postgres_migrations_apply_roll_back_and_apply_again() {
-    let t = TestDb::postgres().await;
-    migrations_apply_roll_back_and_apply_again(t.db()).await;
-}
-
-#[tokio::test]
-async fn sqlite_enforces_the_natural_keys() {
-    let t = TestDb::sqlite().await;
-    natural_keys_are_enforced(t.db()).await;
-}
-
-#[tokio::test]
-async fn postgres_enforces_the_natural_keys() {
-    let t = TestDb::postgres().await;
-    natural_keys_are_enforced(t.db()).await;
-}
+on_both_databases!(
+    migrations_apply_roll_back_and_apply_again,
+    natural_keys_are_enforced
+);
 
 #[tokio::test]
 async fn sqlite_runs_in_wal_mode_and_concurrent_writers_never_see_busy() {

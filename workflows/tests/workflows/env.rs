@@ -63,3 +63,23 @@ impl Drop for TestEnv {
         .join();
     }
 }
+
+/// Runs each scenario `async fn name(sql: Sql)` as two tests: `name::sqlite` and `name::postgres`.
+macro_rules! on_both_databases {
+    ($($scenario:ident),+ $(,)?) => {
+        $(
+            mod $scenario {
+                #[tokio::test]
+                async fn sqlite() {
+                    super::$scenario($crate::workflows::env::Sql::Sqlite).await;
+                }
+
+                #[tokio::test]
+                async fn postgres() {
+                    super::$scenario($crate::workflows::env::Sql::Postgres).await;
+                }
+            }
+        )+
+    };
+}
+pub(crate) use on_both_databases;

@@ -10,7 +10,7 @@ use workflows::{
     },
 };
 
-use super::env::{Sql, TestEnv};
+use super::env::{Sql, TestEnv, on_both_databases};
 
 async fn sensor_with_rule(
     env: &TestEnv,
@@ -212,36 +212,6 @@ async fn two_racing_evaluations_apply_once(sql: Sql) {
 }
 
 #[tokio::test]
-async fn sqlite_thresholds_need_n_readings_and_clear_with_hysteresis() {
-    thresholds_need_n_readings_and_clear_with_hysteresis(Sql::Sqlite).await;
-}
-
-#[tokio::test]
-async fn postgres_thresholds_need_n_readings_and_clear_with_hysteresis() {
-    thresholds_need_n_readings_and_clear_with_hysteresis(Sql::Postgres).await;
-}
-
-#[tokio::test]
-async fn sqlite_rate_of_change_breaches_and_clears() {
-    rate_of_change_breaches_and_clears(Sql::Sqlite).await;
-}
-
-#[tokio::test]
-async fn postgres_rate_of_change_breaches_and_clears() {
-    rate_of_change_breaches_and_clears(Sql::Postgres).await;
-}
-
-#[tokio::test]
-async fn sqlite_two_racing_evaluations_apply_once() {
-    two_racing_evaluations_apply_once(Sql::Sqlite).await;
-}
-
-#[tokio::test]
-async fn postgres_two_racing_evaluations_apply_once() {
-    two_racing_evaluations_apply_once(Sql::Postgres).await;
-}
-
-#[tokio::test]
 async fn evaluating_an_unknown_sensor_is_permanent() {
     let env = TestEnv::new(Sql::Sqlite).await;
     let err = evaluate::run(
@@ -258,3 +228,9 @@ async fn evaluating_an_unknown_sensor_is_permanent() {
         "{err:?}"
     );
 }
+
+on_both_databases!(
+    thresholds_need_n_readings_and_clear_with_hysteresis,
+    rate_of_change_breaches_and_clears,
+    two_racing_evaluations_apply_once,
+);

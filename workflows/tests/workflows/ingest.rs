@@ -7,7 +7,7 @@ use workflows::{
     jobs::ingest::{self, Ingest},
 };
 
-use super::env::{Sql, TestEnv};
+use super::env::{Sql, TestEnv, on_both_databases};
 
 async fn sensor(env: &TestEnv, key: &str) -> sensors::Model {
     sensors::ActiveModel {
@@ -127,26 +127,6 @@ async fn an_unknown_sensor_is_a_permanent_error_and_stores_nothing(sql: Sql) {
     );
 }
 
-#[tokio::test]
-async fn sqlite_ingest_stores_once_and_enqueues_evaluations() {
-    stores_readings_once_and_enqueues_one_evaluation_per_sensor(Sql::Sqlite).await;
-}
-
-#[tokio::test]
-async fn postgres_ingest_stores_once_and_enqueues_evaluations() {
-    stores_readings_once_and_enqueues_one_evaluation_per_sensor(Sql::Postgres).await;
-}
-
-#[tokio::test]
-async fn sqlite_ingest_refuses_unknown_sensors() {
-    an_unknown_sensor_is_a_permanent_error_and_stores_nothing(Sql::Sqlite).await;
-}
-
-#[tokio::test]
-async fn postgres_ingest_refuses_unknown_sensors() {
-    an_unknown_sensor_is_a_permanent_error_and_stores_nothing(Sql::Postgres).await;
-}
-
 #[test]
 fn bad_payloads_are_refused_with_the_path_of_the_field() {
     let field = |value: serde_json::Value| {
@@ -189,3 +169,8 @@ fn bad_payloads_are_refused_with_the_path_of_the_field() {
     );
     assert!(ok.is_ok());
 }
+
+on_both_databases!(
+    stores_readings_once_and_enqueues_one_evaluation_per_sensor,
+    an_unknown_sensor_is_a_permanent_error_and_stores_nothing,
+);
