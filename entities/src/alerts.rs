@@ -24,6 +24,9 @@ pub struct Model {
     pub acknowledged_by: Option<i64>,
     pub acknowledged_at: Option<DateTimeUtc>,
     pub last_notified_at: Option<DateTimeUtc>,
+    /// The reading whose alert job sent the last notification: a retry of that job re-sends
+    /// its notify jobs (same keys), so a crash between commit and enqueue loses nothing.
+    pub last_notified_reading_id: Option<i64>,
 }
 
 impl ActiveModelBehavior for ActiveModel {}

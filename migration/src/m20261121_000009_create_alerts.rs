@@ -27,6 +27,7 @@ pub enum Alerts {
     AcknowledgedBy,
     AcknowledgedAt,
     LastNotifiedAt,
+    LastNotifiedReadingId,
 }
 
 #[async_trait::async_trait]
@@ -51,6 +52,7 @@ impl MigrationTrait for Migration {
                     .col(big_integer_null(Alerts::AcknowledgedBy))
                     .col(timestamp_with_time_zone_null(Alerts::AcknowledgedAt))
                     .col(timestamp_with_time_zone_null(Alerts::LastNotifiedAt))
+                    .col(big_integer_null(Alerts::LastNotifiedReadingId))
                     .foreign_key(
                         ForeignKey::create()
                             .from(Alerts::Table, Alerts::RuleId)

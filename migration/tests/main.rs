@@ -124,6 +124,7 @@ fn alert(rule: i64, sensor: i64, open_key: Option<String>) -> alerts::ActiveMode
         acknowledged_by: Set(None),
         acknowledged_at: Set(None),
         last_notified_at: Set(None),
+        last_notified_reading_id: Set(None),
         ..Default::default()
     }
 }

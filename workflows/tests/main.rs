@@ -2,6 +2,7 @@
 //! PostgreSQL database per test).
 
 mod workflows {
+    mod alert;
     pub mod env;
     mod evaluate;
     mod ingest;

@@ -3,3 +3,4 @@
 pub mod alert;
 pub mod evaluate;
 pub mod ingest;
+pub mod notify;

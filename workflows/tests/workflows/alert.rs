@@ -1,0 +1,229 @@
+use chrono::Utc;
+use entities::{alerts, channels, rule_channels, rules, sensors};
+use queue::EventStream;
+use sea_orm::{ActiveModelTrait, EntityTrait, PaginatorTrait, Set};
+use serde_json::json;
+use workflows::{
+    HandlerError,
+    jobs::{
+        alert::{self, Alert, Change},
+        ingest,
+    },
+};
+
+use super::env::{Sql, TestEnv, on_both_databases};
+
+/// A sensor with one ABOVE rule (throttle `throttle` s) notifying two channels; readings 1..=n.
+async fn setup(env: &TestEnv, throttle: i32, n: usize) -> i64 {
+    let sensor = sensors::ActiveModel {
+        key: Set("boiler".into()),
+        name: Set("boiler".into()),
+        unit: Set("°C".into()),
+        device_id: Set(None),
+        eval_cursor: Set(0),
+        last_reading_at: Set(None),
+        created_at: Set(Utc::now()),
+        ..Default::default()
+    }
+    .insert(env.db())
+    .await
+    .expect("sensor");
+    let rule = rules::ActiveModel {
+        sensor_id: Set(sensor.id),
+        kind: Set("ABOVE".into()),
+        threshold: Set(Some(80.0)),
+        clear_threshold: Set(Some(75.0)),
+        for_readings: Set(1),
+        silence_seconds: Set(None),
+        throttle_seconds: Set(throttle),
+        enabled: Set(true),
+        created_at: Set(Utc::now()),
+        ..Default::default()
+    }
+    .insert(env.db())
+    .await
+    .expect("rule");
+    for name in ["ops-webhook", "in-app"] {
+        let channel = channels::ActiveModel {
+            name: Set(name.into()),
+            kind: Set(if name == "in-app" {
+                "IN_APP"
+            } else {
+                "WEBHOOK"
+            }
+            .into()),
+            url: Set(None),
+            secret: Set(None),
+            created_at: Set(Utc::now()),
+            ..Default::default()
+        }
+        .insert(env.db())
+        .await
+        .expect("channel");
+        rule_channels::ActiveModel {
+            rule_id: Set(rule.id),
+            channel_id: Set(channel.id),
+        }
+        .insert(env.db())
+        .await
+        .expect("rule channel");
+    }
+    let readings: Vec<_> = (1..=n)
+        .map(|i| json!({"sensor": "boiler", "ts": format!("2026-11-21T08:{i:02}:00Z"), "value": 90, "seq": i}))
+        .collect();
+    let batch: ingest::Ingest =
+        workflows::decode_payload(json!({ "readings": readings })).expect("payload");
+    ingest::run(env.db(), &env.engine, "01RUN", &batch)
+        .await
+        .expect("ingest");
+    rule.id
+}
+
+fn signal(rule: i64, reading: i64, breach: bool) -> Alert {
+    Alert {
+        rule,
+        sensor: "boiler".into(),
+        reading,
+        breach,
+    }
+}
+
+async fn one_open_alert_per_episode_notified_once_and_idempotent(sql: Sql) {
+    let env = TestEnv::new(sql).await;
+    let rule = setup(&env, 300, 5).await;
+    let opened = alert::run(env.db(), &env.engine, &signal(rule, 1, true))
+        .await
+        .expect("open");
+    assert_eq!(opened.change, Change::Opened);
+    assert_eq!(
+        opened.notifications.len(),
+        2,
+        "one notify per channel of the rule"
+    );
+    assert!(opened.notifications.iter().all(|n| !n.duplicate));
+    let notify = env
+        .engine
+        .job(&opened.notifications[0].id)
+        .await
+        .expect("job")
+        .expect("live");
+    assert_eq!(
+        notify.workflow_id.as_deref(),
+        Some("01RUN"),
+        "the run of the reading that raised it"
+    );
+
+    // The same job again (a retry after a crash): nothing changes, the same notify jobs answer.
+    let retried = alert::run(env.db(), &env.engine, &signal(rule, 1, true))
+        .await
+        .expect("retry");
+    assert_eq!(retried.change, Change::Unchanged);
+    assert!(retried.notifications.iter().all(|n| n.duplicate));
+    assert_eq!(
+        retried
+            .notifications
+            .iter()
+            .map(|n| &n.id)
+            .collect::<Vec<_>>(),
+        opened
+            .notifications
+            .iter()
+            .map(|n| &n.id)
+            .collect::<Vec<_>>()
+    );
+
+    // A further breach inside the throttle window raises the count and notifies nobody.
+    let raised = alert::run(env.db(), &env.engine, &signal(rule, 2, true))
+        .await
+        .expect("raise");
+    assert_eq!(
+        (raised.change, raised.notifications.len()),
+        (Change::Raised, 0)
+    );
+    // A clear resolves; a later breach opens a new alert of its own.
+    let resolved = alert::run(env.db(), &env.engine, &signal(rule, 3, false))
+        .await
+        .expect("clear");
+    assert_eq!(resolved.change, Change::Resolved);
+    let again = alert::run(env.db(), &env.engine, &signal(rule, 4, true))
+        .await
+        .expect("reopen");
+    assert_eq!(again.change, Change::Opened);
+    assert_ne!(again.alert_id, opened.alert_id);
+    assert_eq!(again.notifications.len(), 2);
+
+    let all = alerts::Entity::find().all(env.db()).await.expect("alerts");
+    assert_eq!(all.len(), 2);
+    let first = all
+        .iter()
+        .find(|a| Some(a.id) == opened.alert_id)
+        .expect("first alert");
+    assert_eq!(
+        (first.state.as_str(), first.count, first.open_key.as_deref()),
+        ("RESOLVED", 2, None)
+    );
+    assert_eq!(
+        env.engine
+            .stats("notify")
+            .await
+            .expect("stats")
+            .pushed_total,
+        4
+    );
+    let events: Vec<String> = env
+        .engine
+        .read_stream(EventStream::App, "0-0", 100)
+        .await
+        .expect("app events")
+        .into_iter()
+        .filter_map(|e| e.fields.get("type").cloned())
+        .collect();
+    assert_eq!(
+        events,
+        [
+            "alert_opened",
+            "alert_updated",
+            "alert_resolved",
+            "alert_opened"
+        ]
+    );
+}
+
+async fn with_no_throttle_every_breach_notifies(sql: Sql) {
+    let env = TestEnv::new(sql).await;
+    let rule = setup(&env, 0, 3).await;
+    let mut sent = 0;
+    for reading in 1..=3 {
+        sent += alert::run(env.db(), &env.engine, &signal(rule, reading, true))
+            .await
+            .expect("breach")
+            .notifications
+            .len();
+    }
+    assert_eq!(sent, 6);
+    assert_eq!(
+        alerts::Entity::find().count(env.db()).await.expect("count"),
+        1
+    );
+}
+
+on_both_databases!(
+    one_open_alert_per_episode_notified_once_and_idempotent,
+    with_no_throttle_every_breach_notifies,
+);
+
+#[tokio::test]
+async fn unknown_rules_and_foreign_readings_are_permanent() {
+    let env = TestEnv::new(Sql::Sqlite).await;
+    let rule = setup(&env, 300, 1).await;
+    let unknown_rule = alert::run(env.db(), &env.engine, &signal(rule + 100, 1, true)).await;
+    assert!(
+        matches!(unknown_rule, Err(HandlerError::Permanent(_))),
+        "{unknown_rule:?}"
+    );
+    let no_reading = alert::run(env.db(), &env.engine, &signal(rule, 999, true)).await;
+    assert!(
+        matches!(no_reading, Err(HandlerError::Permanent(_))),
+        "{no_reading:?}"
+    );
+}
