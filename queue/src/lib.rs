@@ -20,6 +20,8 @@ mod heartbeat;
 mod job;
 mod keys;
 mod scripts;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use backend::{
     JobContext, JobError, OutcomeLayer, OutcomeService, RedisBackend, WorkerCounters, WorkerOptions,

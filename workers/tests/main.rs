@@ -3,100 +3,22 @@
 
 use std::time::Duration;
 
-use chrono::Utc;
-use entities::{alerts, channels, rule_channels, rules, sensors};
+use entities::alerts;
 use migration::testing::TestDb;
-use queue::{Engine, EngineConfig, JobState, NewJob};
-use sea_orm::{ActiveModelTrait, EntityTrait, Set};
+use queue::{JobState, NewJob, testing::TestPrefix};
+use sea_orm::EntityTrait;
 use workers::{Context, PoolConfig};
-
-/// Deletes the test's Redis prefix when dropped, even when the test failed.
-struct PrefixGuard(String);
-
-impl Drop for PrefixGuard {
-    fn drop(&mut self) {
-        let prefix = self.0.clone();
-        let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(async move {
-                let url =
-                    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-                if let Ok(engine) = Engine::connect(&url, EngineConfig::with_prefix(&prefix)).await
-                {
-                    let _ = engine.destroy_all_data().await;
-                }
-            });
-        })
-        .join();
-    }
-}
+use workflows::testing;
 
 #[tokio::test]
 async fn an_ingest_job_flows_to_an_alert_and_its_notifications() {
     let db = TestDb::migrated_sqlite().await;
-    let prefix = format!(
-        "test-workers-{}",
-        ulid::Ulid::new().to_string().to_lowercase()
-    );
-    let _guard = PrefixGuard(prefix.clone());
-    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    let engine = Engine::connect(&url, EngineConfig::with_prefix(&prefix))
-        .await
-        .expect("redis");
-
-    let sensor = sensors::ActiveModel {
-        key: Set("boiler".into()),
-        name: Set("boiler".into()),
-        unit: Set("°C".into()),
-        device_id: Set(None),
-        eval_cursor: Set(0),
-        last_reading_at: Set(None),
-        created_at: Set(Utc::now()),
-        ..Default::default()
-    }
-    .insert(db.db())
-    .await
-    .expect("sensor");
-    let rule = rules::ActiveModel {
-        sensor_id: Set(sensor.id),
-        kind: Set("ABOVE".into()),
-        threshold: Set(Some(80.0)),
-        clear_threshold: Set(Some(75.0)),
-        for_readings: Set(2),
-        silence_seconds: Set(None),
-        throttle_seconds: Set(300),
-        enabled: Set(true),
-        created_at: Set(Utc::now()),
-        ..Default::default()
-    }
-    .insert(db.db())
-    .await
-    .expect("rule");
-    for name in ["ops", "app"] {
-        let channel = channels::ActiveModel {
-            name: Set(name.into()),
-            kind: Set("IN_APP".into()),
-            url: Set(None),
-            secret: Set(None),
-            created_at: Set(Utc::now()),
-            ..Default::default()
-        }
-        .insert(db.db())
-        .await
-        .expect("channel");
-        rule_channels::ActiveModel {
-            rule_id: Set(rule.id),
-            channel_id: Set(channel.id),
-        }
-        .insert(db.db())
-        .await
-        .expect("link");
-    }
+    let redis = TestPrefix::new("workers").await;
+    let engine = redis.engine.clone();
+    let sensor = testing::sensor(db.db(), "boiler").await;
+    let rule = testing::rule(db.db(), sensor.id, "ABOVE", 80.0, 75.0, 2, 300).await;
+    testing::channel_for(db.db(), rule.id, "ops", "IN_APP").await;
+    testing::channel_for(db.db(), rule.id, "app", "IN_APP").await;
 
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let pools = tokio::spawn(workers::run_pools(

@@ -5,5 +5,7 @@
 
 pub mod job;
 pub mod jobs;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use job::{HandlerError, Job, JobPolicy, ValidationError, decode_payload};

@@ -1,7 +1,6 @@
-use chrono::Utc;
-use entities::{alerts, channels, rule_channels, rules, sensors};
+use entities::alerts;
 use queue::EventStream;
-use sea_orm::{ActiveModelTrait, EntityTrait, PaginatorTrait, Set};
+use sea_orm::{EntityTrait, PaginatorTrait};
 use serde_json::json;
 use workflows::{
     HandlerError,
@@ -9,65 +8,17 @@ use workflows::{
         alert::{self, Alert, Change},
         ingest,
     },
+    testing,
 };
 
 use super::env::{Sql, TestEnv, on_both_databases};
 
 /// A sensor with one ABOVE rule (throttle `throttle` s) notifying two channels; readings 1..=n.
 async fn setup(env: &TestEnv, throttle: i32, n: usize) -> i64 {
-    let sensor = sensors::ActiveModel {
-        key: Set("boiler".into()),
-        name: Set("boiler".into()),
-        unit: Set("°C".into()),
-        device_id: Set(None),
-        eval_cursor: Set(0),
-        last_reading_at: Set(None),
-        created_at: Set(Utc::now()),
-        ..Default::default()
-    }
-    .insert(env.db())
-    .await
-    .expect("sensor");
-    let rule = rules::ActiveModel {
-        sensor_id: Set(sensor.id),
-        kind: Set("ABOVE".into()),
-        threshold: Set(Some(80.0)),
-        clear_threshold: Set(Some(75.0)),
-        for_readings: Set(1),
-        silence_seconds: Set(None),
-        throttle_seconds: Set(throttle),
-        enabled: Set(true),
-        created_at: Set(Utc::now()),
-        ..Default::default()
-    }
-    .insert(env.db())
-    .await
-    .expect("rule");
-    for name in ["ops-webhook", "in-app"] {
-        let channel = channels::ActiveModel {
-            name: Set(name.into()),
-            kind: Set(if name == "in-app" {
-                "IN_APP"
-            } else {
-                "WEBHOOK"
-            }
-            .into()),
-            url: Set(None),
-            secret: Set(None),
-            created_at: Set(Utc::now()),
-            ..Default::default()
-        }
-        .insert(env.db())
-        .await
-        .expect("channel");
-        rule_channels::ActiveModel {
-            rule_id: Set(rule.id),
-            channel_id: Set(channel.id),
-        }
-        .insert(env.db())
-        .await
-        .expect("rule channel");
-    }
+    let sensor = testing::sensor(env.db(), "boiler").await;
+    let rule = testing::rule(env.db(), sensor.id, "ABOVE", 80.0, 75.0, 1, throttle).await;
+    testing::channel_for(env.db(), rule.id, "ops-webhook", "WEBHOOK").await;
+    testing::channel_for(env.db(), rule.id, "in-app", "IN_APP").await;
     let readings: Vec<_> = (1..=n)
         .map(|i| json!({"sensor": "boiler", "ts": format!("2026-11-21T08:{i:02}:00Z"), "value": 90, "seq": i}))
         .collect();

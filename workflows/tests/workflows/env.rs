@@ -1,5 +1,5 @@
 use migration::testing::TestDb;
-use queue::{Engine, EngineConfig};
+use queue::{Engine, testing::TestPrefix};
 use sea_orm::DatabaseConnection;
 
 /// What a handler test needs: a migrated database and an engine under a Redis prefix of its
@@ -7,8 +7,7 @@ use sea_orm::DatabaseConnection;
 pub struct TestEnv {
     pub db: TestDb,
     pub engine: Engine,
-    redis_url: String,
-    prefix: String,
+    _redis: TestPrefix,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -23,44 +22,16 @@ impl TestEnv {
             Sql::Sqlite => TestDb::migrated_sqlite().await,
             Sql::Postgres => TestDb::migrated_postgres().await,
         };
-        let redis_url =
-            std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-        let prefix = format!("test-wf-{}", ulid::Ulid::new().to_string().to_lowercase());
-        let engine = Engine::connect(&redis_url, EngineConfig::with_prefix(&prefix))
-            .await
-            .expect("redis must be reachable");
+        let redis = TestPrefix::new("wf").await;
         Self {
             db,
-            engine,
-            redis_url,
-            prefix,
+            engine: redis.engine.clone(),
+            _redis: redis,
         }
     }
 
     pub fn db(&self) -> &DatabaseConnection {
         self.db.db()
-    }
-}
-
-impl Drop for TestEnv {
-    fn drop(&mut self) {
-        let (url, prefix) = (self.redis_url.clone(), self.prefix.clone());
-        // Drop cannot await: a thread with a runtime of its own deletes the prefix's keys.
-        let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(async move {
-                if let Ok(engine) = Engine::connect(&url, EngineConfig::with_prefix(&prefix)).await
-                {
-                    let _ = engine.destroy_all_data().await;
-                }
-            });
-        })
-        .join();
     }
 }
 

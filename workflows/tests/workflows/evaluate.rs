@@ -1,7 +1,8 @@
 use chrono::{Duration as ChronoDuration, TimeZone, Utc};
-use entities::{rules, sensors};
-use sea_orm::{ActiveModelTrait, EntityTrait, Set};
+use entities::sensors;
+use sea_orm::EntityTrait;
 use serde_json::json;
+use workflows::testing;
 use workflows::{
     HandlerError,
     jobs::{
@@ -20,35 +21,16 @@ async fn sensor_with_rule(
     clear: f64,
     n: i32,
 ) -> i64 {
-    let sensor = sensors::ActiveModel {
-        key: Set(key.into()),
-        name: Set(key.into()),
-        unit: Set("°C".into()),
-        device_id: Set(None),
-        eval_cursor: Set(0),
-        last_reading_at: Set(None),
-        created_at: Set(Utc::now()),
-        ..Default::default()
-    }
-    .insert(env.db())
-    .await
-    .expect("sensor");
-    rules::ActiveModel {
-        sensor_id: Set(sensor.id),
-        kind: Set(kind.into()),
-        threshold: Set(Some(threshold)),
-        clear_threshold: Set(Some(clear)),
-        for_readings: Set(n),
-        silence_seconds: Set(None),
-        throttle_seconds: Set(300),
-        enabled: Set(true),
-        created_at: Set(Utc::now()),
-        ..Default::default()
-    }
-    .insert(env.db())
-    .await
-    .expect("rule")
-    .id
+    let sensor = testing::sensor(env.db(), key).await;
+    testing::rule(env.db(), sensor.id, kind, threshold, clear, n, 300)
+        .await
+        .id
+}
+
+async fn evaluate_sensor(env: &TestEnv, key: &str) -> evaluate::Evaluated {
+    evaluate::run(env.db(), &env.engine, &Evaluate { sensor: key.into() })
+        .await
+        .expect("evaluate")
 }
 
 /// Ingests `values` one minute apart, starting at minute `start`, numbered from `start`.
@@ -90,28 +72,12 @@ async fn thresholds_need_n_readings_and_clear_with_hysteresis(sql: Sql) {
     let rule = sensor_with_rule(&env, "boiler", "ABOVE", 80.0, 75.0, 3).await;
     // Two above the threshold: not yet an alert (the rule wants three in a row).
     ingest_values(&env, "boiler", 0, &[81.0, 82.0]).await;
-    let first = evaluate::run(
-        env.db(),
-        &env.engine,
-        &Evaluate {
-            sensor: "boiler".into(),
-        },
-    )
-    .await
-    .expect("evaluate");
+    let first = evaluate_sensor(&env, "boiler").await;
     assert_eq!((first.evaluated, first.breaches, first.clears), (2, 0, 0));
     // The third in a row breaches, counting the two from the earlier run; the fourth raises the
     // count; 78 is inside the hysteresis band (no clear); 74 clears; 70 changes nothing.
     ingest_values(&env, "boiler", 2, &[83.0, 84.0, 78.0, 74.0, 70.0]).await;
-    let second = evaluate::run(
-        env.db(),
-        &env.engine,
-        &Evaluate {
-            sensor: "boiler".into(),
-        },
-    )
-    .await
-    .expect("evaluate");
+    let second = evaluate_sensor(&env, "boiler").await;
     assert_eq!(
         (second.evaluated, second.breaches, second.clears),
         (5, 2, 1)
@@ -135,15 +101,7 @@ async fn thresholds_need_n_readings_and_clear_with_hysteresis(sql: Sql) {
     );
     assert!(alert.payload.contains(&format!("\"rule\":{rule}")));
     // Nothing new: nothing evaluated, nothing enqueued.
-    let third = evaluate::run(
-        env.db(),
-        &env.engine,
-        &Evaluate {
-            sensor: "boiler".into(),
-        },
-    )
-    .await
-    .expect("evaluate");
+    let third = evaluate_sensor(&env, "boiler").await;
     assert_eq!(third, evaluate::Evaluated::default());
     let sensor = sensors::Entity::find_by_id(1i64)
         .one(env.db())
@@ -161,15 +119,7 @@ async fn rate_of_change_breaches_and_clears(sql: Sql) {
     let env = TestEnv::new(sql).await;
     sensor_with_rule(&env, "tank", "RATE_OF_CHANGE", 5.0, 2.0, 1).await;
     ingest_values(&env, "tank", 0, &[10.0, 11.0, 30.0, 31.0]).await;
-    let done = evaluate::run(
-        env.db(),
-        &env.engine,
-        &Evaluate {
-            sensor: "tank".into(),
-        },
-    )
-    .await
-    .expect("evaluate");
+    let done = evaluate_sensor(&env, "tank").await;
     assert_eq!((done.breaches, done.clears), (1, 1));
     assert_eq!(
         alert_payloads(&env, &done.alerts).await,

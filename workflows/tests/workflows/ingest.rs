@@ -1,29 +1,13 @@
-use chrono::Utc;
 use entities::{readings, sensors};
-use sea_orm::{ActiveModelTrait, EntityTrait, PaginatorTrait, Set};
+use sea_orm::{EntityTrait, PaginatorTrait};
 use serde_json::json;
 use workflows::{
     HandlerError, Job,
     jobs::ingest::{self, Ingest},
+    testing,
 };
 
 use super::env::{Sql, TestEnv, on_both_databases};
-
-async fn sensor(env: &TestEnv, key: &str) -> sensors::Model {
-    sensors::ActiveModel {
-        key: Set(key.into()),
-        name: Set(key.into()),
-        unit: Set("°C".into()),
-        device_id: Set(None),
-        eval_cursor: Set(0),
-        last_reading_at: Set(None),
-        created_at: Set(Utc::now()),
-        ..Default::default()
-    }
-    .insert(env.db())
-    .await
-    .expect("sensor")
-}
 
 fn payload(value: serde_json::Value) -> Ingest {
     workflows::decode_payload(value).expect("valid payload")
@@ -31,8 +15,8 @@ fn payload(value: serde_json::Value) -> Ingest {
 
 async fn stores_readings_once_and_enqueues_one_evaluation_per_sensor(sql: Sql) {
     let env = TestEnv::new(sql).await;
-    sensor(&env, "boiler").await;
-    sensor(&env, "pump").await;
+    testing::sensor(env.db(), "boiler").await;
+    testing::sensor(env.db(), "pump").await;
     let batch = payload(json!({"readings": [
         {"sensor": "boiler", "ts": "2026-11-21T10:00:00Z", "value": 71.5, "seq": 1},
         {"sensor": "boiler", "ts": "2026-11-21T10:00:05Z", "value": 72.0, "seq": 2},
@@ -98,7 +82,7 @@ async fn stores_readings_once_and_enqueues_one_evaluation_per_sensor(sql: Sql) {
 
 async fn an_unknown_sensor_is_a_permanent_error_and_stores_nothing(sql: Sql) {
     let env = TestEnv::new(sql).await;
-    sensor(&env, "boiler").await;
+    testing::sensor(env.db(), "boiler").await;
     let batch = payload(json!({"readings": [
         {"sensor": "boiler", "ts": "2026-11-21T10:00:00Z", "value": 1.0},
         {"sensor": "ghost-7", "ts": "2026-11-21T10:00:00Z", "value": 1.0}
