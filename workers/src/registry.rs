@@ -41,21 +41,30 @@ fn options<J: Job>(config: &PoolConfig) -> WorkerOptions {
         .worker_id(format!("{}-{}", config.worker_id, J::KIND))
 }
 
+/// A payload written at a version this build cannot read is a permanent error, not a misread.
+fn readable<J: Job>(job: &JobContext) -> Result<(), JobError> {
+    J::check_version(job.payload_version)
+        .map_err(|e| JobError::Permanent(format!("invalid payload: {e}")))
+}
+
 async fn ingest(payload: Ingest, job: JobContext, ctx: Data<Context>) -> Result<(), JobError> {
+    readable::<Ingest>(&job)?;
     workflows::jobs::ingest::run(&ctx.db, &ctx.engine, &job.id, &payload)
         .await
         .map(drop)
         .map_err(Into::into)
 }
 
-async fn evaluate(payload: Evaluate, ctx: Data<Context>) -> Result<(), JobError> {
+async fn evaluate(payload: Evaluate, job: JobContext, ctx: Data<Context>) -> Result<(), JobError> {
+    readable::<Evaluate>(&job)?;
     workflows::jobs::evaluate::run(&ctx.db, &ctx.engine, &payload)
         .await
         .map(drop)
         .map_err(Into::into)
 }
 
-async fn alert(payload: Alert, ctx: Data<Context>) -> Result<(), JobError> {
+async fn alert(payload: Alert, job: JobContext, ctx: Data<Context>) -> Result<(), JobError> {
+    readable::<Alert>(&job)?;
     workflows::jobs::alert::run(&ctx.db, &ctx.engine, &payload)
         .await
         .map(drop)

@@ -89,3 +89,56 @@ async fn an_ingest_job_flows_to_an_alert_and_its_notifications() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_payload_version_this_build_cannot_read_goes_dead_with_a_clear_error() {
+    let db = TestDb::migrated_sqlite().await;
+    let redis = TestPrefix::new("workers-version").await;
+    let engine = redis.engine.clone();
+    testing::sensor(db.db(), "boiler").await;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let pools = tokio::spawn(workers::run_pools(
+        Context {
+            db: db.db().clone(),
+            engine: engine.clone(),
+        },
+        PoolConfig {
+            queues: vec!["evaluate".into()],
+            concurrency: 2,
+            shutdown_grace: Duration::from_millis(500),
+            worker_id: "test-version".into(),
+        },
+        async move {
+            let _ = stopped.await;
+            Ok(())
+        },
+    ));
+    let future = NewJob::new("evaluate", &serde_json::json!({"sensor": "boiler"}))
+        .expect("job")
+        .with_payload_version(7);
+    let id = engine.push(future).await.expect("push").id;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let record = loop {
+        let record = engine.job(&id).await.expect("job").expect("live");
+        if record.state == JobState::Dead {
+            break record;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still {:?}",
+            record.state
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let _ = stop.send(());
+    pools.await.expect("join").expect("pools stop cleanly");
+    assert_eq!(
+        record.attempt, 1,
+        "not retried: retrying cannot make it readable"
+    );
+    let error = record.last_error.unwrap_or_default();
+    assert!(
+        error.contains("payloadVersion") && error.contains('7'),
+        "{error}"
+    );
+}

@@ -44,19 +44,31 @@ pub trait Job: Serialize + DeserializeOwned + Send + Sync + 'static {
     /// Checks what serde cannot (ranges, formats, lengths).
     fn validate(&self) -> Result<(), ValidationError>;
 
+    /// Refuses a job whose payload was written at a version this build cannot read (the current
+    /// one and, for kinds that changed, the previous one).
+    fn check_version(version: u32) -> Result<(), ValidationError> {
+        let previous = Self::PAYLOAD_VERSION.saturating_sub(1).max(1);
+        if version == Self::PAYLOAD_VERSION || (Self::ACCEPTS_PREVIOUS && version == previous) {
+            return Ok(());
+        }
+        Err(ValidationError::new(
+            "payloadVersion",
+            format!(
+                "{} reads payload version {} here, not {version}",
+                Self::KIND,
+                Self::PAYLOAD_VERSION
+            ),
+        ))
+    }
+
+    /// Whether the previous payload version still decodes into this type (set it when a change
+    /// keeps old payloads readable, e.g. a new optional field).
+    const ACCEPTS_PREVIOUS: bool = false;
+
     /// Reads a payload written at `version`. The default accepts only the current version;
     /// a kind whose payload changed overrides it to also accept the previous one.
     fn from_version(version: u32, payload: serde_json::Value) -> Result<Self, ValidationError> {
-        if version != Self::PAYLOAD_VERSION {
-            return Err(ValidationError::new(
-                "payloadVersion",
-                format!(
-                    "{} accepts payload version {}, not {version}",
-                    Self::KIND,
-                    Self::PAYLOAD_VERSION
-                ),
-            ));
-        }
+        Self::check_version(version)?;
         decode_payload(payload)
     }
 }
