@@ -16,7 +16,7 @@ use redis::{
 
 use crate::{
     EngineConfig, QueueError, Result,
-    job::{Applied, JobRecord, LeasedJob, NewJob, Outcome, PushOutcome, valid_name},
+    job::{Applied, JobExtra, JobRecord, LeasedJob, NewJob, Outcome, PushOutcome, valid_name},
     keys::Keys,
     scripts::Scripts,
 };
@@ -356,14 +356,7 @@ impl Engine {
                 if f.len() != 10 {
                     return Err(protocol("fetch", "short job record"));
                 }
-                let extra: Option<serde_json::Value> = serde_json::from_str(&s(8)).ok();
-                let extra_field = |name: &str| {
-                    extra
-                        .as_ref()
-                        .and_then(|x| x.get(name))
-                        .and_then(|v| v.as_str())
-                        .map(str::to_owned)
-                };
+                let extra = JobExtra::decode(Some(&s(8)));
                 Ok(LeasedJob {
                     id: s(0),
                     token: s(1),
@@ -373,8 +366,8 @@ impl Engine {
                     payload: s(5),
                     payload_version: s(6).parse().unwrap_or(1),
                     workflow_id: Some(s(7)).filter(|w| !w.is_empty()),
-                    correlation_id: extra_field("cid"),
-                    trace_context: extra_field("tc"),
+                    correlation_id: extra.cid,
+                    trace_context: extra.tc,
                     created_at_ms: s(9).parse().unwrap_or(0),
                 })
             })

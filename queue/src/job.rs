@@ -200,12 +200,36 @@ impl NewJob {
         Ok(())
     }
 
-    /// Correlation id and trace context travel together as one small JSON object.
+    /// Correlation id and trace context travel together as one small JSON field (`x`).
     pub(crate) fn extra_json(&self) -> String {
-        if self.correlation_id.is_none() && self.trace_context.is_none() {
+        JobExtra {
+            cid: self.correlation_id.clone(),
+            tc: self.trace_context.clone(),
+        }
+        .encode()
+    }
+}
+
+/// The job hash's `x` field: what a job carries beside its payload, rarely set.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub(crate) struct JobExtra {
+    pub cid: Option<String>,
+    pub tc: Option<String>,
+}
+
+impl JobExtra {
+    /// Empty when there is nothing to carry, so the common job stores no `x` at all.
+    pub fn encode(&self) -> String {
+        if self.cid.is_none() && self.tc.is_none() {
             return String::new();
         }
-        serde_json::json!({"cid": self.correlation_id, "tc": self.trace_context}).to_string()
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    pub fn decode(raw: Option<&str>) -> Self {
+        raw.filter(|r| !r.is_empty())
+            .and_then(|r| serde_json::from_str(r).ok())
+            .unwrap_or_default()
     }
 }
 
@@ -271,15 +295,7 @@ impl JobRecord {
         let state: JobState = h.get("st")?.parse().ok()?;
         let num =
             |h: &HashMap<String, String>, k: &str| h.get(k).and_then(|v| v.parse::<u64>().ok());
-        let extra: Option<serde_json::Value> =
-            h.get("x").and_then(|x| serde_json::from_str(x).ok());
-        let extra_field = |name: &str| {
-            extra
-                .as_ref()
-                .and_then(|x| x.get(name))
-                .and_then(|v| v.as_str())
-                .map(str::to_owned)
-        };
+        let extra = JobExtra::decode(h.get("x").map(String::as_str));
         let errors = h
             .get("errs")
             .and_then(|raw| serde_json::from_str(raw).ok())
@@ -306,8 +322,8 @@ impl JobRecord {
             result: h.remove("res"),
             idempotency_key: h.remove("ik"),
             workflow_id: h.remove("wf"),
-            correlation_id: extra_field("cid"),
-            trace_context: extra_field("tc"),
+            correlation_id: extra.cid,
+            trace_context: extra.tc,
             cancel_requested: state == JobState::Running && h.get("cr").is_some_and(|v| v == "1"),
             leased_by: h.remove("lb"),
             requeues: num(&h, "rnd").unwrap_or(0) as u32,

@@ -6,7 +6,7 @@
 //! new. Alert jobs are enqueued before the cursor moves, under keys derived from rule, reading
 //! and direction, so a lost race or a re-run after a crash enqueues nothing twice.
 
-use std::time::Duration;
+use std::{collections::HashMap, time::Duration};
 
 use entities::{alerts, readings, rules, sensors};
 use queue::{Engine, KeyScope, NewJob, PushOutcome, RetryPolicy};
@@ -188,14 +188,14 @@ async fn try_once(
 
     // Enqueue first, move the cursor second: a crash in between re-runs with the same keys.
     let alert_policy = Alert::policy();
+    let run_of: HashMap<i64, &str> = fresh
+        .iter()
+        .map(|r| (r.id, r.ingest_job_id.as_str()))
+        .collect();
     let jobs = signals
         .iter()
         .map(|s| {
-            let run = fresh
-                .iter()
-                .find(|r| r.id == s.reading)
-                .map(|r| r.ingest_job_id.clone())
-                .unwrap_or_default();
+            let run = run_of.get(&s.reading).copied().unwrap_or_default();
             let alert = Alert {
                 rule: s.rule,
                 sensor: sensor.key.clone(),
