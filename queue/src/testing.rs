@@ -7,24 +7,36 @@ use crate::{Engine, EngineConfig};
 pub struct TestPrefix {
     pub engine: Engine,
     pub prefix: String,
-    url: String,
+    pub url: String,
+}
+
+/// `REDIS_URL`, or the local Redis.
+pub fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
 impl TestPrefix {
     /// Connects to `REDIS_URL` (default local) under `test-<tag>-<ulid>`.
     pub async fn new(tag: &str) -> Self {
-        let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+        Self::at(&redis_url(), tag, |_| {}).await
+    }
+
+    /// Connects to `url` under `test-<tag>-<ulid>`, with `tweak` applied to the configuration.
+    pub async fn at(url: &str, tag: &str, tweak: impl FnOnce(&mut EngineConfig)) -> Self {
         let prefix = format!(
             "test-{tag}-{}",
             ulid::Ulid::new().to_string().to_lowercase()
         );
-        let engine = Engine::connect(&url, EngineConfig::with_prefix(&prefix))
+        let mut config = EngineConfig::with_prefix(&prefix);
+        config.response_timeout = std::time::Duration::from_secs(3);
+        tweak(&mut config);
+        let engine = Engine::connect(url, config)
             .await
             .expect("redis must be reachable for tests");
         Self {
             engine,
             prefix,
-            url,
+            url: url.to_owned(),
         }
     }
 }

@@ -5,25 +5,21 @@ use std::{
     time::Duration,
 };
 
-use queue::{Engine, EngineConfig, FetchRequest, JobState, LeasedJob, NewJob, QueueStats};
+use queue::{
+    Engine, EngineConfig, FetchRequest, JobState, LeasedJob, NewJob, QueueStats,
+    testing::TestPrefix,
+};
 use redis::Commands;
 
-pub fn redis_url() -> String {
-    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
+pub use queue::testing::redis_url;
 
-pub fn unique_prefix(tag: &str) -> String {
-    format!(
-        "test-{tag}-{}",
-        ulid::Ulid::new().to_string().to_lowercase()
-    )
-}
-
-/// An engine under a prefix of its own; every key of it is deleted when dropped.
+/// An engine under a prefix of its own (deleted when dropped, by `TestPrefix`), with the
+/// queue suite's helpers.
 pub struct TestQueue {
     pub engine: Engine,
     pub prefix: String,
     pub url: String,
+    _redis: TestPrefix,
 }
 
 impl TestQueue {
@@ -36,17 +32,12 @@ impl TestQueue {
     }
 
     pub async fn at(url: &str, tag: &str, tweak: impl FnOnce(&mut EngineConfig)) -> Self {
-        let prefix = unique_prefix(tag);
-        let mut config = EngineConfig::with_prefix(&prefix);
-        config.response_timeout = Duration::from_secs(3);
-        tweak(&mut config);
-        let engine = Engine::connect(url, config)
-            .await
-            .expect("redis must be reachable for the queue tests");
+        let redis = TestPrefix::at(url, tag, tweak).await;
         Self {
-            engine,
-            prefix,
-            url: url.to_owned(),
+            engine: redis.engine.clone(),
+            prefix: redis.prefix.clone(),
+            url: redis.url.clone(),
+            _redis: redis,
         }
     }
 
@@ -133,23 +124,6 @@ impl TestQueue {
         let tomb: Option<i64> = conn.hget(q("stats"), "tomb").expect("hget");
         assert_eq!(tomb.unwrap_or(0), tombstones, "tombstone counter drifted");
         placement
-    }
-}
-
-impl Drop for TestQueue {
-    fn drop(&mut self) {
-        let Ok(mut conn) = redis::Client::open(self.url.as_str()).and_then(|c| c.get_connection())
-        else {
-            return;
-        };
-        let pattern = format!("\\{{{}\\}}:*", self.prefix);
-        let keys: Vec<String> = conn
-            .scan_match::<_, String>(&pattern)
-            .map(|it| it.filter_map(Result::ok).collect())
-            .unwrap_or_default();
-        for chunk in keys.chunks(500) {
-            let _: redis::RedisResult<()> = conn.del(chunk);
-        }
     }
 }
 
