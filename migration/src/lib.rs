@@ -28,6 +28,26 @@ mod m20261121_000014_create_job_attempts;
 mod m20261121_000015_create_dead_jobs;
 mod m20261121_000016_create_audit_log;
 
+/// Creates an index (unique or not) on `table`: one statement, the same on SQLite and
+/// PostgreSQL. Shared by the table migrations, and never changed once they shipped.
+pub(crate) async fn create_index<T: IntoIden + 'static>(
+    manager: &SchemaManager<'_>,
+    name: &str,
+    table: T,
+    columns: impl IntoIterator<Item = T>,
+    unique: bool,
+) -> Result<(), DbErr> {
+    let mut index = Index::create();
+    index.name(name).table(table);
+    for column in columns {
+        index.col(column);
+    }
+    if unique {
+        index.unique();
+    }
+    manager.create_index(index.to_owned()).await
+}
+
 #[derive(Debug)]
 pub struct Migrator;
 

@@ -2,6 +2,8 @@
 
 use sea_orm_migration::{prelude::*, schema::*};
 
+use crate::create_index;
+
 use super::m20261121_000001_create_users::Users;
 
 #[derive(DeriveMigrationName)]
@@ -44,15 +46,14 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        manager
-            .create_index(
-                Index::create()
-                    .name("idx_refresh_tokens_family")
-                    .table(RefreshTokens::Table)
-                    .col(RefreshTokens::Family)
-                    .to_owned(),
-            )
-            .await?;
+        create_index(
+            manager,
+            "idx_refresh_tokens_family",
+            RefreshTokens::Table,
+            [RefreshTokens::Family],
+            false,
+        )
+        .await?;
         Ok(())
     }
 

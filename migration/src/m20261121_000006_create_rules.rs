@@ -2,6 +2,8 @@
 
 use sea_orm_migration::{prelude::*, schema::*};
 
+use crate::create_index;
+
 use super::m20261121_000004_create_sensors::Sensors;
 
 #[derive(DeriveMigrationName)]
@@ -48,15 +50,14 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        manager
-            .create_index(
-                Index::create()
-                    .name("idx_rules_sensor")
-                    .table(Rules::Table)
-                    .col(Rules::SensorId)
-                    .to_owned(),
-            )
-            .await?;
+        create_index(
+            manager,
+            "idx_rules_sensor",
+            Rules::Table,
+            [Rules::SensorId],
+            false,
+        )
+        .await?;
         Ok(())
     }
 

@@ -2,6 +2,8 @@
 
 use sea_orm_migration::{prelude::*, schema::*};
 
+use crate::create_index;
+
 use super::m20261121_000004_create_sensors::Sensors;
 
 #[derive(DeriveMigrationName)]
@@ -44,36 +46,30 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        manager
-            .create_index(
-                Index::create()
-                    .name("uq_readings_sensor_natural_key")
-                    .table(Readings::Table)
-                    .col(Readings::SensorId)
-                    .col(Readings::NaturalKey)
-                    .unique()
-                    .to_owned(),
-            )
-            .await?;
-        manager
-            .create_index(
-                Index::create()
-                    .name("idx_readings_sensor_ts")
-                    .table(Readings::Table)
-                    .col(Readings::SensorId)
-                    .col(Readings::Ts)
-                    .to_owned(),
-            )
-            .await?;
-        manager
-            .create_index(
-                Index::create()
-                    .name("idx_readings_created_at")
-                    .table(Readings::Table)
-                    .col(Readings::CreatedAt)
-                    .to_owned(),
-            )
-            .await?;
+        create_index(
+            manager,
+            "uq_readings_sensor_natural_key",
+            Readings::Table,
+            [Readings::SensorId, Readings::NaturalKey],
+            true,
+        )
+        .await?;
+        create_index(
+            manager,
+            "idx_readings_sensor_ts",
+            Readings::Table,
+            [Readings::SensorId, Readings::Ts],
+            false,
+        )
+        .await?;
+        create_index(
+            manager,
+            "idx_readings_created_at",
+            Readings::Table,
+            [Readings::CreatedAt],
+            false,
+        )
+        .await?;
         Ok(())
     }
 

@@ -2,6 +2,8 @@
 
 use sea_orm_migration::{prelude::*, schema::*};
 
+use crate::create_index;
+
 use super::m20261121_000001_create_users::Users;
 use super::m20261121_000004_create_sensors::Sensors;
 use super::m20261121_000006_create_rules::Rules;
@@ -74,26 +76,22 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        manager
-            .create_index(
-                Index::create()
-                    .name("idx_alerts_state_opened")
-                    .table(Alerts::Table)
-                    .col(Alerts::State)
-                    .col(Alerts::OpenedAt)
-                    .to_owned(),
-            )
-            .await?;
-        manager
-            .create_index(
-                Index::create()
-                    .name("idx_alerts_sensor")
-                    .table(Alerts::Table)
-                    .col(Alerts::SensorId)
-                    .col(Alerts::OpenedAt)
-                    .to_owned(),
-            )
-            .await?;
+        create_index(
+            manager,
+            "idx_alerts_state_opened",
+            Alerts::Table,
+            [Alerts::State, Alerts::OpenedAt],
+            false,
+        )
+        .await?;
+        create_index(
+            manager,
+            "idx_alerts_sensor",
+            Alerts::Table,
+            [Alerts::SensorId, Alerts::OpenedAt],
+            false,
+        )
+        .await?;
         Ok(())
     }
 

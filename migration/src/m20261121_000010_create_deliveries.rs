@@ -2,6 +2,8 @@
 
 use sea_orm_migration::{prelude::*, schema::*};
 
+use crate::create_index;
+
 use super::m20261121_000005_create_channels::Channels;
 use super::m20261121_000009_create_alerts::Alerts;
 
@@ -57,15 +59,14 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        manager
-            .create_index(
-                Index::create()
-                    .name("idx_deliveries_alert")
-                    .table(Deliveries::Table)
-                    .col(Deliveries::AlertId)
-                    .to_owned(),
-            )
-            .await?;
+        create_index(
+            manager,
+            "idx_deliveries_alert",
+            Deliveries::Table,
+            [Deliveries::AlertId],
+            false,
+        )
+        .await?;
         Ok(())
     }
 

@@ -2,6 +2,8 @@
 
 use sea_orm_migration::{prelude::*, schema::*};
 
+use crate::create_index;
+
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
@@ -36,15 +38,14 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        manager
-            .create_index(
-                Index::create()
-                    .name("idx_workflow_runs_created")
-                    .table(WorkflowRuns::Table)
-                    .col(WorkflowRuns::CreatedAt)
-                    .to_owned(),
-            )
-            .await?;
+        create_index(
+            manager,
+            "idx_workflow_runs_created",
+            WorkflowRuns::Table,
+            [WorkflowRuns::CreatedAt],
+            false,
+        )
+        .await?;
         Ok(())
     }
 

@@ -2,6 +2,8 @@
 
 use sea_orm_migration::{prelude::*, schema::*};
 
+use crate::create_index;
+
 use super::m20261121_000011_create_workflow_runs::WorkflowRuns;
 
 #[derive(DeriveMigrationName)]
@@ -42,15 +44,14 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        manager
-            .create_index(
-                Index::create()
-                    .name("idx_workflow_steps_run")
-                    .table(WorkflowSteps::Table)
-                    .col(WorkflowSteps::RunId)
-                    .to_owned(),
-            )
-            .await?;
+        create_index(
+            manager,
+            "idx_workflow_steps_run",
+            WorkflowSteps::Table,
+            [WorkflowSteps::RunId],
+            false,
+        )
+        .await?;
         Ok(())
     }
 

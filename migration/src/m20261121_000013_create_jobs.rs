@@ -2,6 +2,8 @@
 
 use sea_orm_migration::{prelude::*, schema::*};
 
+use crate::create_index;
+
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
@@ -52,44 +54,38 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        manager
-            .create_index(
-                Index::create()
-                    .name("idx_jobs_state_updated")
-                    .table(Jobs::Table)
-                    .col(Jobs::State)
-                    .col(Jobs::UpdatedAt)
-                    .to_owned(),
-            )
-            .await?;
-        manager
-            .create_index(
-                Index::create()
-                    .name("idx_jobs_kind_created")
-                    .table(Jobs::Table)
-                    .col(Jobs::Kind)
-                    .col(Jobs::CreatedAt)
-                    .to_owned(),
-            )
-            .await?;
-        manager
-            .create_index(
-                Index::create()
-                    .name("idx_jobs_workflow_run")
-                    .table(Jobs::Table)
-                    .col(Jobs::WorkflowRunId)
-                    .to_owned(),
-            )
-            .await?;
-        manager
-            .create_index(
-                Index::create()
-                    .name("idx_jobs_updated")
-                    .table(Jobs::Table)
-                    .col(Jobs::UpdatedAt)
-                    .to_owned(),
-            )
-            .await?;
+        create_index(
+            manager,
+            "idx_jobs_state_updated",
+            Jobs::Table,
+            [Jobs::State, Jobs::UpdatedAt],
+            false,
+        )
+        .await?;
+        create_index(
+            manager,
+            "idx_jobs_kind_created",
+            Jobs::Table,
+            [Jobs::Kind, Jobs::CreatedAt],
+            false,
+        )
+        .await?;
+        create_index(
+            manager,
+            "idx_jobs_workflow_run",
+            Jobs::Table,
+            [Jobs::WorkflowRunId],
+            false,
+        )
+        .await?;
+        create_index(
+            manager,
+            "idx_jobs_updated",
+            Jobs::Table,
+            [Jobs::UpdatedAt],
+            false,
+        )
+        .await?;
         Ok(())
     }
 

@@ -2,6 +2,8 @@
 
 use sea_orm_migration::{prelude::*, schema::*};
 
+use crate::create_index;
+
 use super::m20261121_000013_create_jobs::Jobs;
 
 #[derive(DeriveMigrationName)]
@@ -46,27 +48,22 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        manager
-            .create_index(
-                Index::create()
-                    .name("uq_job_attempts_job_round_attempt")
-                    .table(JobAttempts::Table)
-                    .col(JobAttempts::JobId)
-                    .col(JobAttempts::Round)
-                    .col(JobAttempts::Attempt)
-                    .unique()
-                    .to_owned(),
-            )
-            .await?;
-        manager
-            .create_index(
-                Index::create()
-                    .name("idx_job_attempts_started")
-                    .table(JobAttempts::Table)
-                    .col(JobAttempts::StartedAt)
-                    .to_owned(),
-            )
-            .await?;
+        create_index(
+            manager,
+            "uq_job_attempts_job_round_attempt",
+            JobAttempts::Table,
+            [JobAttempts::JobId, JobAttempts::Round, JobAttempts::Attempt],
+            true,
+        )
+        .await?;
+        create_index(
+            manager,
+            "idx_job_attempts_started",
+            JobAttempts::Table,
+            [JobAttempts::StartedAt],
+            false,
+        )
+        .await?;
         Ok(())
     }
 

@@ -2,6 +2,8 @@
 
 use sea_orm_migration::{prelude::*, schema::*};
 
+use crate::create_index;
+
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
@@ -46,25 +48,22 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        manager
-            .create_index(
-                Index::create()
-                    .name("idx_dead_jobs_kind_fingerprint")
-                    .table(DeadJobs::Table)
-                    .col(DeadJobs::Kind)
-                    .col(DeadJobs::Fingerprint)
-                    .to_owned(),
-            )
-            .await?;
-        manager
-            .create_index(
-                Index::create()
-                    .name("idx_dead_jobs_died")
-                    .table(DeadJobs::Table)
-                    .col(DeadJobs::DiedAt)
-                    .to_owned(),
-            )
-            .await?;
+        create_index(
+            manager,
+            "idx_dead_jobs_kind_fingerprint",
+            DeadJobs::Table,
+            [DeadJobs::Kind, DeadJobs::Fingerprint],
+            false,
+        )
+        .await?;
+        create_index(
+            manager,
+            "idx_dead_jobs_died",
+            DeadJobs::Table,
+            [DeadJobs::DiedAt],
+            false,
+        )
+        .await?;
         Ok(())
     }
 

@@ -2,6 +2,8 @@
 
 use sea_orm_migration::{prelude::*, schema::*};
 
+use crate::create_index;
+
 use super::m20261121_000001_create_users::Users;
 
 #[derive(DeriveMigrationName)]
@@ -40,15 +42,14 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        manager
-            .create_index(
-                Index::create()
-                    .name("idx_audit_log_at")
-                    .table(AuditLog::Table)
-                    .col(AuditLog::At)
-                    .to_owned(),
-            )
-            .await?;
+        create_index(
+            manager,
+            "idx_audit_log_at",
+            AuditLog::Table,
+            [AuditLog::At],
+            false,
+        )
+        .await?;
         Ok(())
     }
 

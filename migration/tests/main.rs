@@ -28,6 +28,41 @@ const TABLES: [&str; 16] = [
     "audit_log",
 ];
 
+const INDEXES: [&str; 19] = [
+    "idx_alerts_sensor",
+    "idx_alerts_state_opened",
+    "idx_audit_log_at",
+    "idx_dead_jobs_died",
+    "idx_dead_jobs_kind_fingerprint",
+    "idx_deliveries_alert",
+    "idx_job_attempts_started",
+    "idx_jobs_kind_created",
+    "idx_jobs_state_updated",
+    "idx_jobs_updated",
+    "idx_jobs_workflow_run",
+    "idx_readings_created_at",
+    "idx_readings_sensor_ts",
+    "idx_refresh_tokens_family",
+    "idx_rules_sensor",
+    "idx_workflow_runs_created",
+    "idx_workflow_steps_run",
+    "uq_job_attempts_job_round_attempt",
+    "uq_readings_sensor_natural_key",
+];
+
+async fn index_names(db: &DatabaseConnection) -> Vec<String> {
+    let sql = match db.get_database_backend() {
+        DbBackend::Sqlite => "SELECT name FROM sqlite_master WHERE type = 'index'",
+        _ => "SELECT indexname AS name FROM pg_indexes WHERE schemaname = 'public'",
+    };
+    db.query_all_raw(Statement::from_string(db.get_database_backend(), sql))
+        .await
+        .expect("indexes")
+        .iter()
+        .filter_map(|row| row.try_get::<String>("", "name").ok())
+        .collect()
+}
+
 async fn table_names(db: &DatabaseConnection) -> Vec<String> {
     let sql = match db.get_database_backend() {
         DbBackend::Sqlite => "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name",
@@ -50,6 +85,13 @@ async fn migrations_apply_roll_back_and_apply_again(db: &DatabaseConnection) {
         assert!(
             tables.iter().any(|t| t == table),
             "{table} missing from {tables:?}"
+        );
+    }
+    let indexes = index_names(db).await;
+    for index in INDEXES {
+        assert!(
+            indexes.iter().any(|i| i == index),
+            "{index} missing from {indexes:?}"
         );
     }
     assert!(
