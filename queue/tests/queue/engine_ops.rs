@@ -780,3 +780,22 @@ async fn finished_jobs_beyond_the_count_limit_are_cleaned_oldest_first() {
     assert_eq!(t.engine.stats("q").await.expect("stats").finished_held, 2);
     assert_eq!(t.engine.cleanup_finished("q").await.expect("cleanup"), 0);
 }
+
+#[tokio::test]
+async fn reaping_is_bounded_per_call() {
+    let t = TestQueue::with_config("ops-reap-bound", |c| c.reap_chunk = 100).await;
+    t.push_n("q", 150).await;
+    assert_eq!(t.lease("q", 150, 1).await.len(), 150);
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    // One call reaps at most 100 expired leases (zero backoff: they are promoted at once).
+    t.lease("q", 0, 1).await;
+    let stats = t.engine.stats("q").await.expect("stats");
+    assert_eq!((stats.running, stats.ready), (50, 100));
+    t.lease("q", 0, 1).await;
+    let stats = t.engine.stats("q").await.expect("stats");
+    assert_eq!(
+        (stats.running, stats.ready, stats.retried_total),
+        (0, 150, 150)
+    );
+    t.check_placement("q");
+}
