@@ -64,6 +64,15 @@ impl TestQueue {
             .collect()
     }
 
+    /// Pushes one job of kind `queue` with the JSON `payload`; returns its id.
+    pub async fn push_payload(&self, queue: &str, payload: &str) -> String {
+        self.engine
+            .push(NewJob::raw(queue, queue, payload.into()))
+            .await
+            .expect("push")
+            .id
+    }
+
     /// Leases up to `n` jobs of `queue` (zero backoff for reaped leases, so retries are due at once).
     pub async fn lease(&self, queue: &str, n: usize, lease_ms: u64) -> Vec<LeasedJob> {
         self.engine

@@ -129,24 +129,9 @@ async fn failures_retry_with_backoff_panics_included_then_succeed() {
 #[tokio::test]
 async fn permanent_errors_and_undecodable_payloads_go_dead_and_snoozes_spend_nothing() {
     let t = TestQueue::new("worker-outcomes").await;
-    let permanent = t
-        .engine
-        .push(NewJob::raw("q", "q", r#"{"n":1}"#.into()))
-        .await
-        .expect("push")
-        .id;
-    let snoozy = t
-        .engine
-        .push(NewJob::raw("q", "q", r#"{"n":2}"#.into()))
-        .await
-        .expect("push")
-        .id;
-    let garbage = t
-        .engine
-        .push(NewJob::raw("q", "q", r#"{"n":"not a number"}"#.into()))
-        .await
-        .expect("push")
-        .id;
+    let permanent = t.push_payload("q", r#"{"n":1}"#).await;
+    let snoozy = t.push_payload("q", r#"{"n":2}"#).await;
+    let garbage = t.push_payload("q", r#"{"n":"not a number"}"#).await;
     let snoozes = Arc::new(AtomicUsize::new(0));
     async fn handler(
         r: Reading,
@@ -235,18 +220,8 @@ async fn a_running_job_observes_a_cancel_request() {
 #[tokio::test]
 async fn graceful_shutdown_finishes_short_jobs_and_releases_long_ones_at_once() {
     let t = TestQueue::new("worker-shutdown").await;
-    let short = t
-        .engine
-        .push(NewJob::raw("q", "q", r#"{"n":10}"#.into()))
-        .await
-        .expect("push")
-        .id;
-    let long = t
-        .engine
-        .push(NewJob::raw("q", "q", r#"{"n":60000}"#.into()))
-        .await
-        .expect("push")
-        .id;
+    let short = t.push_payload("q", r#"{"n":10}"#).await;
+    let long = t.push_payload("q", r#"{"n":60000}"#).await;
     let started = Arc::new(AtomicUsize::new(0));
     async fn sleepy(r: Reading, started: Data<Arc<AtomicUsize>>) -> Result<(), JobError> {
         started.fetch_add(1, Ordering::SeqCst);
