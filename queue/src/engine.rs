@@ -206,6 +206,10 @@ impl Engine {
         &self.inner.keys
     }
 
+    pub(crate) fn scripts(&self) -> &Scripts {
+        &self.inner.scripts
+    }
+
     pub(crate) fn conn(&self) -> ConnectionManager {
         self.inner.conn.clone()
     }

@@ -34,4 +34,10 @@ impl Keys {
     pub fn worker(&self, id: &str) -> String {
         format!("{}:worker:{id}", self.prefix)
     }
+    pub fn breaker(&self, name: &str) -> String {
+        format!("{}:breaker:{name}", self.prefix)
+    }
+    pub fn breakers(&self) -> String {
+        format!("{}:breakers", self.prefix)
+    }
 }

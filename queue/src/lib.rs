@@ -3,7 +3,7 @@
 //! * [`Engine`] is the whole engine: push (one or many, idempotent), fetch with leases,
 //!   outcomes (ack, retry with backoff, dead, snooze, cancel), lease renewal and reaping,
 //!   dead-job listing, grouping, requeue and discard, stats, clean-up, the two event streams,
-//!   worker heartbeats, and the Redis settings guard. Every state change is one Lua script
+//!   worker heartbeats, circuit breakers shared by every process, and the Redis settings guard. Every state change is one Lua script
 //!   that also appends the job event, so there is no state change without its event.
 //! * [`RedisBackend`] plugs the engine into apalis: `WorkerBuilder::new("w").backend(..)`.
 //!
@@ -11,6 +11,7 @@
 //! `docs/design.md` and mirrored by [`JobState`].
 
 mod backend;
+mod breaker;
 mod config;
 mod engine;
 mod error;
@@ -26,6 +27,7 @@ pub mod testing;
 pub use backend::{
     JobContext, JobError, OutcomeLayer, OutcomeService, RedisBackend, WorkerCounters, WorkerOptions,
 };
+pub use breaker::{BreakerGate, BreakerPolicy, BreakerStatus};
 pub use config::EngineConfig;
 pub use engine::{
     CancelOutcome, DeadFilter, DeadGroup, DeadOpOutcome, Engine, EngineMetrics, FetchRequest,

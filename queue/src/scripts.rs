@@ -26,6 +26,8 @@ pub(crate) struct Scripts {
     pub cleanup: Script,
     pub trim: Script,
     pub publish: Script,
+    /// Stand-alone: it touches no job and appends no event.
+    pub breaker: Script,
 }
 
 impl Scripts {
@@ -41,10 +43,11 @@ impl Scripts {
             cleanup: engine_script!("cleanup.lua"),
             trim: engine_script!("trim.lua"),
             publish: engine_script!("publish.lua"),
+            breaker: Script::new(include_str!("lua/breaker.lua")),
         }
     }
 
-    pub fn all(&self) -> [&Script; 10] {
+    pub fn all(&self) -> [&Script; 11] {
         [
             &self.push,
             &self.fetch,
@@ -56,6 +59,7 @@ impl Scripts {
             &self.cleanup,
             &self.trim,
             &self.publish,
+            &self.breaker,
         ]
     }
 }

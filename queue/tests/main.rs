@@ -3,6 +3,7 @@
 
 mod queue {
     pub mod common;
+    mod breaker;
     mod durability;
     mod engine_ops;
     mod lifecycle_property;

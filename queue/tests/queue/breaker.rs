@@ -1,0 +1,84 @@
+//! The shared circuit breaker: opens after N consecutive failures, half-opens after the
+//! cool-down with one probe at a time, closes on success, and is seen alike by every engine.
+
+use std::time::Duration;
+
+use queue::{BreakerGate, BreakerPolicy, Engine, EngineConfig};
+
+use super::common::TestQueue;
+
+fn policy() -> BreakerPolicy {
+    BreakerPolicy {
+        failure_threshold: 3,
+        cool_down: Duration::from_millis(150),
+        probe_timeout: Duration::from_millis(100),
+    }
+}
+
+#[tokio::test]
+async fn opens_after_consecutive_failures_and_a_success_resets_the_count() {
+    let q = TestQueue::new("breaker-open").await;
+    let (e, p) = (&q.engine, policy());
+    assert_eq!(e.breaker_acquire("h:1", &p).await.unwrap(), BreakerGate::Closed);
+    e.breaker_record("h:1", false, &p).await.unwrap();
+    e.breaker_record("h:1", false, &p).await.unwrap();
+    // A success between failures: the count starts again.
+    e.breaker_record("h:1", true, &p).await.unwrap();
+    e.breaker_record("h:1", false, &p).await.unwrap();
+    e.breaker_record("h:1", false, &p).await.unwrap();
+    assert_eq!(e.breaker_acquire("h:1", &p).await.unwrap(), BreakerGate::Closed);
+    let third = e.breaker_record("h:1", false, &p).await.unwrap();
+    assert!(matches!(third, BreakerGate::Open { .. }), "{third:?}");
+    match e.breaker_acquire("h:1", &p).await.unwrap() {
+        BreakerGate::Open { retry_in } => assert!(retry_in <= p.cool_down, "{retry_in:?}"),
+        other => panic!("expected open, got {other:?}"),
+    }
+    let listed = e.breakers().await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!((listed[0].name.as_str(), listed[0].failures), ("h:1", 3));
+    assert_eq!(listed[0].state, "open");
+    // Other destinations are unaffected.
+    assert_eq!(e.breaker_acquire("h:2", &p).await.unwrap(), BreakerGate::Closed);
+}
+
+#[tokio::test]
+async fn half_open_lets_one_probe_through_and_its_outcome_decides() {
+    let q = TestQueue::new("breaker-probe").await;
+    let (e, p) = (&q.engine, policy());
+    // A second engine on the same prefix stands for another worker process.
+    let other = Engine::connect(&q.url, EngineConfig::with_prefix(q.prefix.clone()))
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        e.breaker_record("h", false, &p).await.unwrap();
+    }
+    assert!(!other.breaker_acquire("h", &p).await.unwrap().allows());
+    tokio::time::sleep(p.cool_down + Duration::from_millis(20)).await;
+    assert_eq!(other.breaker_acquire("h", &p).await.unwrap(), BreakerGate::Probe);
+    // While the probe is out, everybody else waits.
+    assert!(!e.breaker_acquire("h", &p).await.unwrap().allows());
+    assert_eq!(e.breakers().await.unwrap()[0].state, "half_open");
+    // The probe failed: open again for a full cool-down.
+    let reopened = other.breaker_record("h", false, &p).await.unwrap();
+    assert!(matches!(reopened, BreakerGate::Open { .. }));
+    assert!(!e.breaker_acquire("h", &p).await.unwrap().allows());
+    tokio::time::sleep(p.cool_down + Duration::from_millis(20)).await;
+    assert_eq!(e.breaker_acquire("h", &p).await.unwrap(), BreakerGate::Probe);
+    assert_eq!(e.breaker_record("h", true, &p).await.unwrap(), BreakerGate::Closed);
+    assert_eq!(other.breaker_acquire("h", &p).await.unwrap(), BreakerGate::Closed);
+    assert!(e.breakers().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_probe_that_never_reports_frees_the_breaker_after_its_timeout() {
+    let q = TestQueue::new("breaker-lost-probe").await;
+    let (e, p) = (&q.engine, policy());
+    for _ in 0..3 {
+        e.breaker_record("h", false, &p).await.unwrap();
+    }
+    tokio::time::sleep(p.cool_down + Duration::from_millis(20)).await;
+    assert_eq!(e.breaker_acquire("h", &p).await.unwrap(), BreakerGate::Probe);
+    // The prober crashed before reporting.
+    tokio::time::sleep(p.probe_timeout + Duration::from_millis(20)).await;
+    assert_eq!(e.breaker_acquire("h", &p).await.unwrap(), BreakerGate::Probe);
+}
