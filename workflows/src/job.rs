@@ -100,6 +100,10 @@ pub enum HandlerError {
     /// Try again after backoff (a database or Redis outage).
     #[error("{0}")]
     Retryable(String),
+    /// Run again after `after` without spending an attempt (an open circuit breaker, a
+    /// receiver's `Retry-After`).
+    #[error("snoozed for {after:?}: {reason}")]
+    Snooze { after: Duration, reason: String },
 }
 
 impl From<sea_orm::DbErr> for HandlerError {
@@ -125,6 +129,10 @@ impl From<HandlerError> for queue::JobError {
         match e {
             HandlerError::Permanent(msg) => queue::JobError::Permanent(msg),
             HandlerError::Retryable(msg) => queue::JobError::Retryable(msg),
+            HandlerError::Snooze { after, reason } => {
+                tracing::info!(?after, %reason, "job snoozed");
+                queue::JobError::Snooze(after)
+            }
         }
     }
 }

@@ -6,4 +6,5 @@ mod workflows {
     pub mod env;
     mod evaluate;
     mod ingest;
+    mod notify;
 }
