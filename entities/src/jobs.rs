@@ -1,5 +1,6 @@
 //! The job ledger: every job, as the recorder last saw it on the job-event stream.
-//! `last_event_id` makes recording idempotent (an event at or before it is already applied).
+//! `last_event_id` (the stream id, zero-padded so it sorts as text) makes recording idempotent:
+//! an event at or before it is already applied.
 use sea_orm::entity::prelude::*;
 
 #[sea_orm::model]
@@ -13,6 +14,8 @@ pub struct Model {
     /// One of the lifecycle states (`QUEUED` ... `CANCELLED`).
     pub state: String,
     pub attempt: i32,
+    /// Requeues from dead so far; attempts restart at 1 in each round.
+    pub round: i32,
     pub max_attempts: i32,
     #[sea_orm(column_type = "JsonBinary")]
     pub payload: Json,

@@ -15,6 +15,7 @@ pub enum Jobs {
     Queue,
     State,
     Attempt,
+    Round,
     MaxAttempts,
     Payload,
     Result,
@@ -40,6 +41,7 @@ impl MigrationTrait for Migration {
                     .col(string(Jobs::Queue))
                     .col(string(Jobs::State))
                     .col(integer(Jobs::Attempt))
+                    .col(integer(Jobs::Round).default(0))
                     .col(integer(Jobs::MaxAttempts))
                     .col(json_binary(Jobs::Payload))
                     .col(json_binary_null(Jobs::Result))

@@ -117,7 +117,12 @@ impl Engine {
             };
             out.push(BreakerStatus {
                 failures: h.get("failures").copied().unwrap_or(0) as u32,
-                state: if now < open_until_ms { "open" } else { "half_open" }.into(),
+                state: if now < open_until_ms {
+                    "open"
+                } else {
+                    "half_open"
+                }
+                .into(),
                 opened_at_ms: h.get("opened_at").copied().unwrap_or(0),
                 open_until_ms,
                 name,

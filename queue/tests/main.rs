@@ -2,8 +2,8 @@
 //! redis://127.0.0.1:6379). Each test works under its own key prefix and deletes it after.
 
 mod queue {
-    pub mod common;
     mod breaker;
+    pub mod common;
     mod durability;
     mod engine_ops;
     mod lifecycle_property;

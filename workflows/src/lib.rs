@@ -5,6 +5,7 @@
 
 pub mod job;
 pub mod jobs;
+pub mod ledger;
 #[cfg(feature = "testing")]
 pub mod testing;
 

@@ -47,6 +47,25 @@ pub async fn rule(
     .expect("rule")
 }
 
+/// A `SILENCE` rule: a breach once `sensor` has received nothing for `seconds`.
+pub async fn silence_rule(db: &DatabaseConnection, sensor: i64, seconds: i32) -> rules::Model {
+    rules::ActiveModel {
+        sensor_id: Set(sensor),
+        kind: Set("SILENCE".into()),
+        threshold: Set(None),
+        clear_threshold: Set(None),
+        for_readings: Set(1),
+        silence_seconds: Set(Some(seconds)),
+        throttle_seconds: Set(300),
+        enabled: Set(true),
+        created_at: Set(Utc::now()),
+        ..Default::default()
+    }
+    .insert(db)
+    .await
+    .expect("silence rule")
+}
+
 /// A channel (`WEBHOOK` or `IN_APP`) that `rule` notifies.
 pub async fn channel_for(
     db: &DatabaseConnection,

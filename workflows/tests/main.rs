@@ -6,5 +6,7 @@ mod workflows {
     pub mod env;
     mod evaluate;
     mod ingest;
+    mod ledger;
     mod notify;
+    mod silence;
 }

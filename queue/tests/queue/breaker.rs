@@ -19,14 +19,20 @@ fn policy() -> BreakerPolicy {
 async fn opens_after_consecutive_failures_and_a_success_resets_the_count() {
     let q = TestQueue::new("breaker-open").await;
     let (e, p) = (&q.engine, policy());
-    assert_eq!(e.breaker_acquire("h:1", &p).await.unwrap(), BreakerGate::Closed);
+    assert_eq!(
+        e.breaker_acquire("h:1", &p).await.unwrap(),
+        BreakerGate::Closed
+    );
     e.breaker_record("h:1", false, &p).await.unwrap();
     e.breaker_record("h:1", false, &p).await.unwrap();
     // A success between failures: the count starts again.
     e.breaker_record("h:1", true, &p).await.unwrap();
     e.breaker_record("h:1", false, &p).await.unwrap();
     e.breaker_record("h:1", false, &p).await.unwrap();
-    assert_eq!(e.breaker_acquire("h:1", &p).await.unwrap(), BreakerGate::Closed);
+    assert_eq!(
+        e.breaker_acquire("h:1", &p).await.unwrap(),
+        BreakerGate::Closed
+    );
     let third = e.breaker_record("h:1", false, &p).await.unwrap();
     assert!(matches!(third, BreakerGate::Open { .. }), "{third:?}");
     match e.breaker_acquire("h:1", &p).await.unwrap() {
@@ -38,7 +44,10 @@ async fn opens_after_consecutive_failures_and_a_success_resets_the_count() {
     assert_eq!((listed[0].name.as_str(), listed[0].failures), ("h:1", 3));
     assert_eq!(listed[0].state, "open");
     // Other destinations are unaffected.
-    assert_eq!(e.breaker_acquire("h:2", &p).await.unwrap(), BreakerGate::Closed);
+    assert_eq!(
+        e.breaker_acquire("h:2", &p).await.unwrap(),
+        BreakerGate::Closed
+    );
 }
 
 #[tokio::test]
@@ -54,7 +63,10 @@ async fn half_open_lets_one_probe_through_and_its_outcome_decides() {
     }
     assert!(!other.breaker_acquire("h", &p).await.unwrap().allows());
     tokio::time::sleep(p.cool_down + Duration::from_millis(20)).await;
-    assert_eq!(other.breaker_acquire("h", &p).await.unwrap(), BreakerGate::Probe);
+    assert_eq!(
+        other.breaker_acquire("h", &p).await.unwrap(),
+        BreakerGate::Probe
+    );
     // While the probe is out, everybody else waits.
     assert!(!e.breaker_acquire("h", &p).await.unwrap().allows());
     assert_eq!(e.breakers().await.unwrap()[0].state, "half_open");
@@ -63,9 +75,18 @@ async fn half_open_lets_one_probe_through_and_its_outcome_decides() {
     assert!(matches!(reopened, BreakerGate::Open { .. }));
     assert!(!e.breaker_acquire("h", &p).await.unwrap().allows());
     tokio::time::sleep(p.cool_down + Duration::from_millis(20)).await;
-    assert_eq!(e.breaker_acquire("h", &p).await.unwrap(), BreakerGate::Probe);
-    assert_eq!(e.breaker_record("h", true, &p).await.unwrap(), BreakerGate::Closed);
-    assert_eq!(other.breaker_acquire("h", &p).await.unwrap(), BreakerGate::Closed);
+    assert_eq!(
+        e.breaker_acquire("h", &p).await.unwrap(),
+        BreakerGate::Probe
+    );
+    assert_eq!(
+        e.breaker_record("h", true, &p).await.unwrap(),
+        BreakerGate::Closed
+    );
+    assert_eq!(
+        other.breaker_acquire("h", &p).await.unwrap(),
+        BreakerGate::Closed
+    );
     assert!(e.breakers().await.unwrap().is_empty());
 }
 
@@ -77,8 +98,14 @@ async fn a_probe_that_never_reports_frees_the_breaker_after_its_timeout() {
         e.breaker_record("h", false, &p).await.unwrap();
     }
     tokio::time::sleep(p.cool_down + Duration::from_millis(20)).await;
-    assert_eq!(e.breaker_acquire("h", &p).await.unwrap(), BreakerGate::Probe);
+    assert_eq!(
+        e.breaker_acquire("h", &p).await.unwrap(),
+        BreakerGate::Probe
+    );
     // The prober crashed before reporting.
     tokio::time::sleep(p.probe_timeout + Duration::from_millis(20)).await;
-    assert_eq!(e.breaker_acquire("h", &p).await.unwrap(), BreakerGate::Probe);
+    assert_eq!(
+        e.breaker_acquire("h", &p).await.unwrap(),
+        BreakerGate::Probe
+    );
 }

@@ -112,7 +112,7 @@ impl RuleState<'_> {
                 let rate = (reading.value - value).abs() / minutes;
                 (rate > threshold, rate <= clear)
             }
-            // SILENCE is checked by the periodic job, not per reading.
+            // SILENCE breaches come from the periodic `silence_check`; `signals` clears them.
             _ => return None,
         };
         if rule.kind != "RATE_OF_CHANGE" {
@@ -307,6 +307,17 @@ async fn signals(
                     breach,
                 });
             }
+        }
+    }
+    // A silence ends with the sensor's newest reading: older ones in this batch may predate
+    // the breach (when evaluation lagged behind the silence check).
+    if let Some(newest) = fresh.last() {
+        for state in states.iter().filter(|s| s.open && s.rule.kind == "SILENCE") {
+            signals.push(Signal {
+                rule: state.rule.id,
+                reading: newest.id,
+                breach: false,
+            });
         }
     }
     Ok(signals)

@@ -4,3 +4,4 @@ pub mod alert;
 pub mod evaluate;
 pub mod ingest;
 pub mod notify;
+pub mod silence_check;

@@ -444,7 +444,11 @@ async fn record(
 
 /// `Retry-After` as seconds or an HTTP date, capped.
 fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    let raw = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    let raw = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
     let after = match raw.parse::<u64>() {
         Ok(secs) => Duration::from_secs(secs),
         Err(_) => {

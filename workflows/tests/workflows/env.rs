@@ -7,7 +7,7 @@ use sea_orm::DatabaseConnection;
 pub struct TestEnv {
     pub db: TestDb,
     pub engine: Engine,
-    _redis: TestPrefix,
+    pub redis: TestPrefix,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -26,7 +26,7 @@ impl TestEnv {
         Self {
             db,
             engine: redis.engine.clone(),
-            _redis: redis,
+            redis,
         }
     }
 

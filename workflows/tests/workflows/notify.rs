@@ -96,7 +96,10 @@ async fn a_signed_webhook_is_delivered_once(sql: Sql) {
         notify::signature(testing::WEBHOOK_SECRET, &post.body),
         "the signature is the HMAC-SHA256 of the exact body"
     );
-    assert_ne!(post.signature, notify::signature("another secret", &post.body));
+    assert_ne!(
+        post.signature,
+        notify::signature("another secret", &post.body)
+    );
     let body = post.json();
     assert_eq!(body["type"], "alert");
     assert_eq!(body["alert"]["id"], alert);
@@ -133,7 +136,10 @@ async fn each_answer_is_classified(sql: Sql) {
         other => panic!("429 with Retry-After must snooze, got {other:?}"),
     }
     assert!(matches!(run().await, Err(HandlerError::Retryable(m)) if m.contains("timed out")));
-    assert_eq!(run().await.expect("delivered"), Sent::Delivered { status: 200 });
+    assert_eq!(
+        run().await.expect("delivered"),
+        Sent::Delivered { status: 200 }
+    );
     let keys: Vec<_> = receiver
         .received()
         .into_iter()
@@ -152,7 +158,10 @@ async fn each_answer_is_classified(sql: Sql) {
     let refused = notify::run(env.db(), &env.engine, &notifier, "J3", &payload).await;
     assert!(matches!(refused, Err(HandlerError::Permanent(m)) if m.contains("422")));
     let row = delivery(&env, "J3").await;
-    assert_eq!((row.status.as_str(), row.last_status_code), ("FAILED", Some(422)));
+    assert_eq!(
+        (row.status.as_str(), row.last_status_code),
+        ("FAILED", Some(422))
+    );
 }
 
 async fn a_down_receiver_opens_the_breaker_and_jobs_snooze_until_it_returns(sql: Sql) {
@@ -166,7 +175,9 @@ async fn a_down_receiver_opens_the_breaker_and_jobs_snooze_until_it_returns(sql:
     let payload = about(alert, channel);
     let run = |job: &'static str| notify::run(env.db(), &env.engine, &notifier, job, &payload);
     for job in ["J1", "J2"] {
-        assert!(matches!(run(job).await, Err(HandlerError::Retryable(m)) if m.contains("unreachable")));
+        assert!(
+            matches!(run(job).await, Err(HandlerError::Retryable(m)) if m.contains("unreachable"))
+        );
     }
     // Two failures in a row: open. The next job is snoozed without a connection attempt.
     match run("J3").await {
@@ -185,8 +196,14 @@ async fn a_down_receiver_opens_the_breaker_and_jobs_snooze_until_it_returns(sql:
     let back = Receiver::start_at(addr).await;
     tokio::time::sleep(Duration::from_millis(170)).await;
     // Half-open: the first job through is the probe; it succeeds and closes the breaker.
-    assert_eq!(run("J3").await.expect("probe"), Sent::Delivered { status: 200 });
-    assert_eq!(run("J1").await.expect("closed"), Sent::Delivered { status: 200 });
+    assert_eq!(
+        run("J3").await.expect("probe"),
+        Sent::Delivered { status: 200 }
+    );
+    assert_eq!(
+        run("J1").await.expect("closed"),
+        Sent::Delivered { status: 200 }
+    );
     assert!(env.engine.breakers().await.expect("breakers").is_empty());
     assert_eq!(back.received().len(), 2);
 }
@@ -236,7 +253,14 @@ async fn bad_channels_are_permanent_errors(sql: Sql) {
     let err = notify::run(env.db(), &env.engine, &notifier, "J1", &unknown).await;
     assert!(matches!(err, Err(HandlerError::Permanent(m)) if m.contains("unknown channel 999")));
     let (alert, channel) = open_alert(&env, "ftp://example.invalid/hook").await;
-    let err = notify::run(env.db(), &env.engine, &notifier, "J2", &about(alert, channel)).await;
+    let err = notify::run(
+        env.db(),
+        &env.engine,
+        &notifier,
+        "J2",
+        &about(alert, channel),
+    )
+    .await;
     assert!(matches!(err, Err(HandlerError::Permanent(m)) if m.contains("http(s)")));
     let missing = Notify {
         channel,

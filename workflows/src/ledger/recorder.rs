@@ -1,0 +1,598 @@
+//! Reads job events in batches and writes the ledger.
+
+use std::{
+    collections::{BTreeSet, HashMap},
+    time::Duration,
+};
+
+use chrono::{DateTime, TimeZone, Utc};
+use entities::{dead_jobs, job_attempts, jobs, workflow_runs, workflow_steps};
+use queue::{Consumer, Engine, EventStream, JobEvent, JobRecord, JobState};
+use sea_orm::{
+    ColumnTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, QueryFilter, Set,
+    TransactionTrait,
+    sea_query::{Expr, OnConflict},
+};
+
+use super::SENSOR_PIPELINE;
+use crate::{Job, jobs::ingest::Ingest};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error("ledger database: {0}")]
+    Db(#[from] sea_orm::DbErr),
+    #[error("ledger queue: {0}")]
+    Queue(#[from] queue::QueueError),
+}
+
+#[derive(Debug, Clone)]
+pub struct RecorderConfig {
+    /// The consumer group: every recorder of a deployment shares it.
+    pub group: String,
+    /// This process's name in the group.
+    pub consumer: String,
+    /// Events per batch (one transaction).
+    pub batch: usize,
+    /// How long a read waits for events.
+    pub block: Duration,
+    /// Entries a dead recorder left unacknowledged this long are taken over.
+    pub claim_after: Duration,
+}
+
+impl RecorderConfig {
+    pub fn new(consumer: impl Into<String>) -> Self {
+        Self {
+            group: "ledger".into(),
+            consumer: consumer.into(),
+            batch: 500,
+            block: Duration::from_secs(1),
+            claim_after: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Writes the ledger from the job-event stream.
+#[derive(Debug)]
+pub struct Recorder {
+    db: DatabaseConnection,
+    engine: Engine,
+    consumer: Consumer,
+    config: RecorderConfig,
+}
+
+/// `1700000000000-7` → `001700000000000-00000000000000000007`: sorts as text the way the
+/// stream orders its ids, on every database.
+pub fn sortable_event_id(stream_id: &str) -> String {
+    let mut parts = stream_id.splitn(2, '-');
+    let ms: u64 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    let seq: u64 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    format!("{ms:015}-{seq:020}")
+}
+
+fn at(ms: u64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms as i64)
+        .single()
+        .unwrap_or_else(Utc::now)
+}
+
+fn json_or_string(raw: &str) -> serde_json::Value {
+    serde_json::from_str(raw).unwrap_or_else(|_| serde_json::Value::String(raw.to_owned()))
+}
+
+/// What one batch saw of one attempt.
+#[derive(Debug, Clone)]
+struct AttemptSeen {
+    job_id: String,
+    round: i32,
+    attempt: i32,
+    /// Set when the batch saw the attempt start (then every column is known).
+    started: Option<(DateTime<Utc>, Option<String>)>,
+    ended: Option<(DateTime<Utc>, String, Option<String>)>,
+}
+
+const ENDING_EVENTS: [&str; 7] = [
+    "succeeded",
+    "retry_scheduled",
+    "died",
+    "snoozed",
+    "released",
+    "lease_expired",
+    "cancelled",
+];
+
+impl Recorder {
+    pub async fn new(
+        db: DatabaseConnection,
+        engine: Engine,
+        config: RecorderConfig,
+    ) -> Result<Self, LedgerError> {
+        let consumer = engine
+            .consumer(EventStream::Jobs, &config.group, &config.consumer)
+            .claim_after(config.claim_after);
+        consumer.ensure_group().await?;
+        Ok(Self {
+            db,
+            engine,
+            consumer,
+            config,
+        })
+    }
+
+    /// Records until `shutdown` resolves. Errors are logged and retried with a pause: the
+    /// entries stay unacknowledged and come back.
+    pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let mut pause = Duration::from_millis(100);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => return,
+                step = self.step() => match step {
+                    Ok(_) => pause = Duration::from_millis(100),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "ledger batch failed; retrying");
+                        tokio::select! {
+                            () = &mut shutdown => return,
+                            () = tokio::time::sleep(pause) => {}
+                        }
+                        pause = (pause * 2).min(Duration::from_secs(5));
+                    }
+                },
+            }
+        }
+    }
+
+    /// Reads one batch, commits it and acknowledges it; returns how many entries it took.
+    pub async fn step(&mut self) -> Result<usize, LedgerError> {
+        let entries = self
+            .consumer
+            .read(self.config.batch, self.config.block)
+            .await?;
+        if entries.is_empty() {
+            return Ok(0);
+        }
+        let events: Vec<JobEvent> = entries.iter().filter_map(JobEvent::from_entry).collect();
+        if !events.is_empty() {
+            self.record(&events).await?;
+        }
+        let ids: Vec<String> = entries.into_iter().map(|e| e.id).collect();
+        self.consumer.ack(&ids).await?;
+        Ok(ids.len())
+    }
+
+    async fn record(&self, events: &[JobEvent]) -> Result<(), LedgerError> {
+        let ids: Vec<String> = events
+            .iter()
+            .map(|e| e.job_id.clone())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        // Redis still holds every job whose final event some group has not read yet.
+        let records: HashMap<String, JobRecord> = self
+            .engine
+            .jobs(&ids)
+            .await?
+            .into_iter()
+            .flatten()
+            .map(|r| (r.id.clone(), r))
+            .collect();
+        let txn = self.db.begin().await?;
+        let existing: HashMap<String, jobs::Model> = jobs::Entity::find()
+            .filter(jobs::Column::Id.is_in(ids.clone()))
+            .all(&txn)
+            .await?
+            .into_iter()
+            .map(|j| (j.id.clone(), j))
+            .collect();
+
+        let mut rows: HashMap<String, jobs::Model> = HashMap::new();
+        let mut attempts: HashMap<(String, i32, i32), AttemptSeen> = HashMap::new();
+        let mut died: Vec<(String, JobEvent)> = Vec::new();
+        let mut requeued: Vec<(String, DateTime<Utc>)> = Vec::new();
+        let mut discarded: Vec<String> = Vec::new();
+        for event in events {
+            let cursor = sortable_event_id(&event.cursor);
+            let row = rows.entry(event.job_id.clone()).or_insert_with(|| {
+                existing
+                    .get(&event.job_id)
+                    .cloned()
+                    .unwrap_or_else(|| new_row(event, records.get(&event.job_id)))
+            });
+            if cursor <= row.last_event_id {
+                continue; // Applied by an earlier batch.
+            }
+            let when = at(event.at_ms);
+            row.last_event_id = cursor;
+            row.state = event.state.as_str().to_owned();
+            row.updated_at = when;
+            if event.attempt > 0 || event.event == "requeued" {
+                row.attempt = event.attempt as i32;
+            }
+            if let Some(error) = &event.error {
+                row.last_error = Some(error.clone());
+            }
+            row.run_at = event.next_run_at_ms.map(at);
+            row.finished_at = event.state.is_terminal().then_some(when);
+            match event.event.as_str() {
+                "requeued" => {
+                    row.round += 1;
+                    requeued.push((event.job_id.clone(), when));
+                }
+                "died" => died.push((event.job_id.clone(), event.clone())),
+                "discarded" => discarded.push(event.job_id.clone()),
+                _ => {}
+            }
+            if event.attempt == 0 {
+                continue;
+            }
+            let key = (event.job_id.clone(), row.round, event.attempt as i32);
+            let seen = attempts.entry(key).or_insert_with(|| AttemptSeen {
+                job_id: event.job_id.clone(),
+                round: row.round,
+                attempt: event.attempt as i32,
+                started: None,
+                ended: None,
+            });
+            if event.event == "started" {
+                // A snoozed or released attempt starts again under the same number.
+                seen.started = Some((when, event.worker.clone()));
+                seen.ended = None;
+            } else if ENDING_EVENTS.contains(&event.event.as_str()) {
+                seen.ended = Some((when, event.event.clone(), event.error.clone()));
+            }
+        }
+        for (id, row) in &mut rows {
+            if let Some(record) = records.get(id) {
+                refresh_from_record(row, record);
+            }
+        }
+
+        write_jobs(&txn, rows.values()).await?;
+        write_attempts(&txn, attempts.into_values()).await?;
+        write_dead(&txn, &died, &records, &rows, &requeued, &discarded).await?;
+        write_runs(&txn, rows.values()).await?;
+        txn.commit().await?;
+        Ok(())
+    }
+}
+
+/// A job the ledger has not seen: from Redis's record when it still exists, else from the
+/// event alone.
+fn new_row(event: &JobEvent, record: Option<&JobRecord>) -> jobs::Model {
+    let created = record.map_or(event.at_ms, |r| r.created_at_ms);
+    jobs::Model {
+        id: event.job_id.clone(),
+        kind: event.kind.clone(),
+        queue: event.queue.clone(),
+        state: JobState::Queued.as_str().to_owned(),
+        attempt: 0,
+        round: 0,
+        max_attempts: record.map_or(1, |r| r.max_attempts as i32),
+        payload: record.map_or(serde_json::Value::Null, |r| json_or_string(&r.payload)),
+        result: None,
+        last_error: None,
+        idempotency_key: record.and_then(|r| r.idempotency_key.clone()),
+        workflow_run_id: record.and_then(|r| run_of(&event.kind, &event.job_id, r)),
+        run_at: None,
+        last_event_id: String::new(),
+        created_at: at(created),
+        updated_at: at(created),
+        finished_at: None,
+    }
+}
+
+/// The run a job belongs to: the one it was pushed into, or its own for an ingest job (each
+/// ingest starts a run).
+fn run_of(kind: &str, id: &str, record: &JobRecord) -> Option<String> {
+    record
+        .workflow_id
+        .clone()
+        .filter(|w| !w.is_empty())
+        .or_else(|| (kind == Ingest::KIND).then(|| id.to_owned()))
+}
+
+fn refresh_from_record(row: &mut jobs::Model, record: &JobRecord) {
+    row.max_attempts = record.max_attempts as i32;
+    if row.payload.is_null() {
+        row.payload = json_or_string(&record.payload);
+    }
+    if let Some(result) = &record.result {
+        row.result = Some(json_or_string(result));
+    }
+    if row.workflow_run_id.is_none() {
+        row.workflow_run_id = run_of(&row.kind, &row.id, record);
+    }
+}
+
+async fn write_jobs<'a>(
+    txn: &DatabaseTransaction,
+    rows: impl Iterator<Item = &'a jobs::Model>,
+) -> Result<(), LedgerError> {
+    let models: Vec<jobs::ActiveModel> = rows.cloned().map(Into::into).collect();
+    for chunk in models.chunks(200) {
+        // Another recorder may hold newer events of the same job: the newer event wins.
+        let newer = Expr::cust("excluded.last_event_id > jobs.last_event_id");
+        jobs::Entity::insert_many(chunk.to_vec())
+            .on_conflict(
+                OnConflict::column(jobs::Column::Id)
+                    .update_columns([
+                        jobs::Column::State,
+                        jobs::Column::Attempt,
+                        jobs::Column::Round,
+                        jobs::Column::MaxAttempts,
+                        jobs::Column::Payload,
+                        jobs::Column::Result,
+                        jobs::Column::LastError,
+                        jobs::Column::WorkflowRunId,
+                        jobs::Column::RunAt,
+                        jobs::Column::LastEventId,
+                        jobs::Column::UpdatedAt,
+                        jobs::Column::FinishedAt,
+                    ])
+                    .action_and_where(newer)
+                    .to_owned(),
+            )
+            .exec_without_returning(txn)
+            .await?;
+    }
+    Ok(())
+}
+
+async fn write_attempts(
+    txn: &DatabaseTransaction,
+    seen: impl Iterator<Item = AttemptSeen>,
+) -> Result<(), LedgerError> {
+    let (started, ended_only): (Vec<_>, Vec<_>) = seen.partition(|a| a.started.is_some());
+    let model = |a: &AttemptSeen| {
+        let (started_at, worker) = a.started.clone().unwrap_or_else(|| {
+            // Its start was recorded by an earlier batch; this value is not written.
+            (a.ended.as_ref().map_or_else(Utc::now, |e| e.0), None)
+        });
+        let (ended_at, outcome, error) = match a.ended.clone() {
+            Some((t, o, e)) => (Some(t), Some(o), e),
+            None => (None, None, None),
+        };
+        job_attempts::ActiveModel {
+            job_id: Set(a.job_id.clone()),
+            round: Set(a.round),
+            attempt: Set(a.attempt),
+            worker: Set(worker),
+            started_at: Set(started_at),
+            ended_at: Set(ended_at),
+            outcome: Set(outcome),
+            error: Set(error),
+            ..Default::default()
+        }
+    };
+    let key = [
+        job_attempts::Column::JobId,
+        job_attempts::Column::Round,
+        job_attempts::Column::Attempt,
+    ];
+    for (batch, columns) in [
+        (
+            started,
+            vec![
+                job_attempts::Column::Worker,
+                job_attempts::Column::StartedAt,
+                job_attempts::Column::EndedAt,
+                job_attempts::Column::Outcome,
+                job_attempts::Column::Error,
+            ],
+        ),
+        (
+            ended_only,
+            vec![
+                job_attempts::Column::EndedAt,
+                job_attempts::Column::Outcome,
+                job_attempts::Column::Error,
+            ],
+        ),
+    ] {
+        let models: Vec<_> = batch.iter().map(model).collect();
+        for chunk in models.chunks(200) {
+            job_attempts::Entity::insert_many(chunk.to_vec())
+                .on_conflict(
+                    OnConflict::columns(key)
+                        .update_columns(columns.clone())
+                        .to_owned(),
+                )
+                .exec_without_returning(txn)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+async fn write_dead(
+    txn: &DatabaseTransaction,
+    died: &[(String, JobEvent)],
+    records: &HashMap<String, JobRecord>,
+    rows: &HashMap<String, jobs::Model>,
+    requeued: &[(String, DateTime<Utc>)],
+    discarded: &[String],
+) -> Result<(), LedgerError> {
+    for (id, event) in died {
+        let (Some(row), record) = (rows.get(id), records.get(id)) else {
+            continue;
+        };
+        let errors = record.map_or(serde_json::json!([]), |r| {
+            serde_json::to_value(&r.errors).unwrap_or_default()
+        });
+        let dead = dead_jobs::ActiveModel {
+            job_id: Set(id.clone()),
+            kind: Set(row.kind.clone()),
+            queue: Set(row.queue.clone()),
+            payload: Set(row.payload.clone()),
+            payload_version: Set(record.map_or(1, |r| r.payload_version as i32)),
+            max_attempts: Set(row.max_attempts),
+            attempts: Set(event.attempt as i32),
+            error: Set(event.error.clone().unwrap_or_default()),
+            fingerprint: Set(event.fingerprint.clone().unwrap_or_default()),
+            errors: Set(errors),
+            workflow_run_id: Set(row.workflow_run_id.clone()),
+            died_at: Set(at(event.at_ms)),
+            requeued_at: Set(None),
+        };
+        dead_jobs::Entity::insert(dead)
+            .on_conflict(
+                OnConflict::column(dead_jobs::Column::JobId)
+                    .update_columns([
+                        dead_jobs::Column::Payload,
+                        dead_jobs::Column::Attempts,
+                        dead_jobs::Column::Error,
+                        dead_jobs::Column::Fingerprint,
+                        dead_jobs::Column::Errors,
+                        dead_jobs::Column::DiedAt,
+                        dead_jobs::Column::RequeuedAt,
+                    ])
+                    .to_owned(),
+            )
+            .exec_without_returning(txn)
+            .await?;
+    }
+    for (id, when) in requeued {
+        dead_jobs::Entity::update_many()
+            .col_expr(dead_jobs::Column::RequeuedAt, Expr::value(*when))
+            .filter(dead_jobs::Column::JobId.eq(id))
+            .filter(dead_jobs::Column::DiedAt.lte(*when))
+            .exec(txn)
+            .await?;
+    }
+    if !discarded.is_empty() {
+        dead_jobs::Entity::delete_many()
+            .filter(dead_jobs::Column::JobId.is_in(discarded.to_vec()))
+            .exec(txn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Records each job as a step of its run and recomputes the runs' progress from their steps.
+async fn write_runs<'a>(
+    txn: &DatabaseTransaction,
+    rows: impl Iterator<Item = &'a jobs::Model>,
+) -> Result<(), LedgerError> {
+    let steps: Vec<&jobs::Model> = rows.filter(|r| r.workflow_run_id.is_some()).collect();
+    if steps.is_empty() {
+        return Ok(());
+    }
+    let now = Utc::now();
+    let run_ids: Vec<String> = steps
+        .iter()
+        .filter_map(|r| r.workflow_run_id.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let fresh_runs: Vec<workflow_runs::ActiveModel> = run_ids
+        .iter()
+        .map(|id| workflow_runs::ActiveModel {
+            id: Set(id.clone()),
+            workflow: Set(SENSOR_PIPELINE.into()),
+            state: Set("RUNNING".into()),
+            steps_total: Set(0),
+            steps_finished: Set(0),
+            created_at: Set(now),
+            updated_at: Set(now),
+            finished_at: Set(None),
+        })
+        .collect();
+    for chunk in fresh_runs.chunks(200) {
+        workflow_runs::Entity::insert_many(chunk.to_vec())
+            .on_conflict(
+                OnConflict::column(workflow_runs::Column::Id)
+                    .do_nothing()
+                    .to_owned(),
+            )
+            .exec_without_returning(txn)
+            .await?;
+    }
+    let step_models: Vec<workflow_steps::ActiveModel> = steps
+        .iter()
+        .map(|r| workflow_steps::ActiveModel {
+            run_id: Set(r.workflow_run_id.clone().unwrap_or_default()),
+            job_id: Set(r.id.clone()),
+            kind: Set(r.kind.clone()),
+            state: Set(r.state.clone()),
+            created_at: Set(r.created_at),
+            updated_at: Set(r.updated_at),
+            ..Default::default()
+        })
+        .collect();
+    for chunk in step_models.chunks(200) {
+        workflow_steps::Entity::insert_many(chunk.to_vec())
+            .on_conflict(
+                OnConflict::column(workflow_steps::Column::JobId)
+                    .update_columns([
+                        workflow_steps::Column::State,
+                        workflow_steps::Column::UpdatedAt,
+                    ])
+                    .action_and_where(Expr::cust(
+                        "excluded.updated_at >= workflow_steps.updated_at",
+                    ))
+                    .to_owned(),
+            )
+            .exec_without_returning(txn)
+            .await?;
+    }
+    // Progress follows from the steps, so recomputing it is idempotent.
+    let all_steps = workflow_steps::Entity::find()
+        .filter(workflow_steps::Column::RunId.is_in(run_ids.clone()))
+        .all(txn)
+        .await?;
+    let mut by_run: HashMap<&str, Vec<&workflow_steps::Model>> = HashMap::new();
+    for step in &all_steps {
+        by_run.entry(step.run_id.as_str()).or_default().push(step);
+    }
+    let runs = workflow_runs::Entity::find()
+        .filter(workflow_runs::Column::Id.is_in(run_ids))
+        .all(txn)
+        .await?;
+    for run in runs {
+        let steps = by_run.get(run.id.as_str()).cloned().unwrap_or_default();
+        let progress = RunProgress::of(&steps);
+        if (progress.state, progress.total, progress.finished)
+            == (run.state.as_str(), run.steps_total, run.steps_finished)
+        {
+            continue;
+        }
+        let last_step = steps.iter().map(|s| s.updated_at).max().unwrap_or(now);
+        let mut active: workflow_runs::ActiveModel = run.into();
+        active.state = Set(progress.state.into());
+        active.steps_total = Set(progress.total);
+        active.steps_finished = Set(progress.finished);
+        active.updated_at = Set(now);
+        active.finished_at = Set((progress.state != "RUNNING").then_some(last_step));
+        workflow_runs::Entity::update(active).exec(txn).await?;
+    }
+    Ok(())
+}
+
+/// A run is terminal when every step it has is: `FAILED` if a step is dead, `CANCELLED` if a
+/// step was cancelled, else `SUCCEEDED`. A requeued dead step makes it `RUNNING` again.
+struct RunProgress {
+    state: &'static str,
+    total: i32,
+    finished: i32,
+}
+
+impl RunProgress {
+    fn of(steps: &[&workflow_steps::Model]) -> Self {
+        let terminal = |s: &str| matches!(s, "SUCCEEDED" | "DEAD" | "CANCELLED");
+        let finished = steps.iter().filter(|s| terminal(&s.state)).count() as i32;
+        let total = steps.len() as i32;
+        let state = if finished < total {
+            "RUNNING"
+        } else if steps.iter().any(|s| s.state == "DEAD") {
+            "FAILED"
+        } else if steps.iter().any(|s| s.state == "CANCELLED") {
+            "CANCELLED"
+        } else {
+            "SUCCEEDED"
+        };
+        Self {
+            state,
+            total,
+            finished,
+        }
+    }
+}

@@ -1,0 +1,334 @@
+use std::time::Duration;
+
+use entities::{dead_jobs, job_attempts, jobs, workflow_runs, workflow_steps};
+use queue::{Engine, FetchRequest, JobState, NewJob, Outcome};
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder};
+use workflows::ledger::{self, Recorder, RecorderConfig, RequeueFromLedger};
+
+use super::env::{Sql, TestEnv, on_both_databases};
+
+async fn lease_one(engine: &Engine, queue: &str) -> queue::LeasedJob {
+    for _ in 0..200 {
+        let fetched = engine
+            .fetch(&FetchRequest {
+                queue,
+                worker_id: "w-test",
+                max_jobs: 1,
+                lease: Duration::from_secs(30),
+                backoff_base: Duration::ZERO,
+                backoff_cap: Duration::ZERO,
+            })
+            .await
+            .expect("fetch");
+        if let Some(job) = fetched.jobs.into_iter().next() {
+            return job;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("nothing to lease on {queue}");
+}
+
+async fn finish(engine: &Engine, job: &queue::LeasedJob, outcome: Outcome) {
+    engine
+        .complete(&[(job.id.clone(), job.token.clone(), outcome)])
+        .await
+        .expect("complete");
+}
+
+/// Steps the recorder until the stream has nothing more for it.
+async fn catch_up(recorder: &mut Recorder) {
+    while recorder.step().await.expect("ledger step") > 0 {}
+}
+
+fn recorder_config(group: &str) -> RecorderConfig {
+    RecorderConfig {
+        group: group.into(),
+        block: Duration::from_millis(5),
+        ..RecorderConfig::new("test-recorder")
+    }
+}
+
+/// A run (an ingest and the evaluate it caused, both succeed) and a notify job that fails
+/// twice and dies.
+async fn play(engine: &Engine) -> (String, String, String) {
+    let ingest = engine
+        .push(NewJob::raw("ingest", "ingest", r#"{"readings":[]}"#.into()))
+        .await
+        .expect("push")
+        .id;
+    let evaluate = engine
+        .push(
+            NewJob::raw("evaluate", "evaluate", r#"{"sensor":"s1"}"#.into())
+                .with_workflow_id(&ingest),
+        )
+        .await
+        .expect("push")
+        .id;
+    let notify = engine
+        .push(
+            NewJob::raw("notify", "notify", r#"{"channel":1,"message":"hi"}"#.into())
+                .with_max_attempts(2)
+                .with_workflow_id(&ingest),
+        )
+        .await
+        .expect("push")
+        .id;
+    let job = lease_one(engine, "ingest").await;
+    finish(
+        engine,
+        &job,
+        Outcome::Succeeded {
+            result: Some(r#"{"stored":0}"#.into()),
+        },
+    )
+    .await;
+    let job = lease_one(engine, "evaluate").await;
+    finish(engine, &job, Outcome::Succeeded { result: None }).await;
+    for n in 1..=2 {
+        let job = lease_one(engine, "notify").await;
+        let error = format!("receiver answered 503 (try {n})");
+        finish(
+            engine,
+            &job,
+            Outcome::Retry {
+                error,
+                delay: Duration::from_millis(1),
+            },
+        )
+        .await;
+    }
+    (ingest, evaluate, notify)
+}
+
+async fn the_ledger_records_jobs_attempts_dead_jobs_and_runs(sql: Sql) {
+    let env = TestEnv::new(sql).await;
+    let (ingest, evaluate, notify) = play(&env.engine).await;
+    let mut recorder = Recorder::new(
+        env.db().clone(),
+        env.engine.clone(),
+        recorder_config("ledger"),
+    )
+    .await
+    .expect("recorder");
+    catch_up(&mut recorder).await;
+
+    let row = |id: &str| {
+        let id = id.to_owned();
+        let db = env.db().clone();
+        async move {
+            jobs::Entity::find_by_id(id)
+                .one(&db)
+                .await
+                .unwrap()
+                .expect("ledger row")
+        }
+    };
+    let ingest_row = row(&ingest).await;
+    assert_eq!(
+        (ingest_row.state.as_str(), ingest_row.attempt),
+        ("SUCCEEDED", 1)
+    );
+    assert_eq!(ingest_row.workflow_run_id.as_deref(), Some(ingest.as_str()));
+    assert_eq!(ingest_row.result, Some(serde_json::json!({"stored": 0})));
+    assert!(ingest_row.finished_at.is_some());
+    let eval_row = row(&evaluate).await;
+    assert_eq!(eval_row.payload, serde_json::json!({"sensor": "s1"}));
+    assert_eq!(eval_row.workflow_run_id.as_deref(), Some(ingest.as_str()));
+    let dead_row = row(&notify).await;
+    assert_eq!(
+        (
+            dead_row.state.as_str(),
+            dead_row.attempt,
+            dead_row.max_attempts
+        ),
+        ("DEAD", 2, 2)
+    );
+    assert!(
+        dead_row
+            .last_error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("try 2")
+    );
+
+    let attempts = job_attempts::Entity::find()
+        .filter(job_attempts::Column::JobId.eq(&notify))
+        .order_by_asc(job_attempts::Column::Attempt)
+        .all(env.db())
+        .await
+        .unwrap();
+    let outcomes: Vec<_> = attempts
+        .iter()
+        .map(|a| (a.attempt, a.outcome.clone()))
+        .collect();
+    assert_eq!(
+        outcomes,
+        vec![
+            (1, Some("retry_scheduled".into())),
+            (2, Some("died".into()))
+        ]
+    );
+    assert!(
+        attempts
+            .iter()
+            .all(|a| a.worker.as_deref() == Some("w-test") && a.ended_at.is_some())
+    );
+
+    let dead = dead_jobs::Entity::find_by_id(notify.clone())
+        .one(env.db())
+        .await
+        .unwrap()
+        .expect("dead row");
+    assert_eq!((dead.kind.as_str(), dead.attempts), ("notify", 2));
+    assert!(!dead.fingerprint.is_empty());
+    assert_eq!(
+        dead.errors.as_array().map(Vec::len),
+        Some(2),
+        "{:?}",
+        dead.errors
+    );
+    assert_eq!(
+        dead.payload,
+        serde_json::json!({"channel": 1, "message": "hi"})
+    );
+
+    let run = workflow_runs::Entity::find_by_id(ingest.clone())
+        .one(env.db())
+        .await
+        .unwrap()
+        .expect("run");
+    assert_eq!(
+        (run.state.as_str(), run.steps_total, run.steps_finished),
+        ("FAILED", 3, 3)
+    );
+    assert!(run.finished_at.is_some());
+
+    // A second recorder group reading the whole stream again changes nothing.
+    let counts = |db: sea_orm::DatabaseConnection| async move {
+        (
+            jobs::Entity::find().count(&db).await.unwrap(),
+            job_attempts::Entity::find().count(&db).await.unwrap(),
+            dead_jobs::Entity::find().count(&db).await.unwrap(),
+            workflow_steps::Entity::find().count(&db).await.unwrap(),
+        )
+    };
+    let before = counts(env.db().clone()).await;
+    let mut replay = Recorder::new(
+        env.db().clone(),
+        env.engine.clone(),
+        recorder_config("replay"),
+    )
+    .await
+    .expect("replay");
+    catch_up(&mut replay).await;
+    assert_eq!(counts(env.db().clone()).await, before);
+    assert_eq!(
+        row(&notify).await,
+        dead_row,
+        "an old event never overwrites a newer one"
+    );
+
+    // Requeue from the ledger while Redis still has the job: the run resumes.
+    assert_eq!(
+        ledger::requeue_dead(env.db(), &env.engine, &notify)
+            .await
+            .unwrap(),
+        RequeueFromLedger::Requeued
+    );
+    catch_up(&mut recorder).await;
+    let requeued = row(&notify).await;
+    assert_eq!((requeued.state.as_str(), requeued.round), ("QUEUED", 1));
+    let run = workflow_runs::Entity::find_by_id(ingest.clone())
+        .one(env.db())
+        .await
+        .unwrap()
+        .expect("run");
+    assert_eq!(run.state, "RUNNING", "a requeued dead step resumes its run");
+    let job = lease_one(&env.engine, "notify").await;
+    finish(&env.engine, &job, Outcome::Succeeded { result: None }).await;
+    catch_up(&mut recorder).await;
+    let run = workflow_runs::Entity::find_by_id(ingest)
+        .one(env.db())
+        .await
+        .unwrap()
+        .expect("run");
+    assert_eq!((run.state.as_str(), run.steps_finished), ("SUCCEEDED", 3));
+    let rounds: Vec<_> = job_attempts::Entity::find()
+        .filter(job_attempts::Column::JobId.eq(&notify))
+        .order_by_asc(job_attempts::Column::Id)
+        .all(env.db())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| (a.round, a.attempt, a.outcome))
+        .collect();
+    assert_eq!(rounds.last(), Some(&(1, 1, Some("succeeded".into()))));
+    assert!(
+        dead_jobs::Entity::find_by_id(notify)
+            .one(env.db())
+            .await
+            .unwrap()
+            .unwrap()
+            .requeued_at
+            .is_some()
+    );
+}
+
+async fn a_dead_job_redis_lost_is_requeued_from_its_sql_record(sql: Sql) {
+    let env = TestEnv::new(sql).await;
+    let (_, _, notify) = play(&env.engine).await;
+    let mut recorder = Recorder::new(
+        env.db().clone(),
+        env.engine.clone(),
+        recorder_config("ledger"),
+    )
+    .await
+    .expect("recorder");
+    catch_up(&mut recorder).await;
+    // Redis loses the job (a failover without persistence, say).
+    let prefix = &env.redis.prefix;
+    let mut conn = redis::Client::open(env.redis.url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let _: () = redis::pipe()
+        .del(format!("{{{prefix}}}:job:{notify}"))
+        .zrem(format!("{{{prefix}}}:q:notify:dead"), &notify)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(env.engine.job(&notify).await.unwrap().is_none());
+
+    assert_eq!(
+        ledger::requeue_dead(env.db(), &env.engine, &notify)
+            .await
+            .unwrap(),
+        RequeueFromLedger::Restored
+    );
+    let restored = env
+        .engine
+        .job(&notify)
+        .await
+        .unwrap()
+        .expect("back in Redis");
+    assert_eq!(restored.state, JobState::Queued);
+    assert_eq!(restored.payload, r#"{"channel":1,"message":"hi"}"#);
+    assert_eq!(restored.max_attempts, 2);
+    let job = lease_one(&env.engine, "notify").await;
+    assert_eq!(
+        job.id, notify,
+        "the same id, so its ledger history continues"
+    );
+    assert_eq!(
+        ledger::requeue_dead(env.db(), &env.engine, "no-such-job")
+            .await
+            .unwrap(),
+        RequeueFromLedger::Unknown
+    );
+}
+
+on_both_databases!(
+    the_ledger_records_jobs_attempts_dead_jobs_and_runs,
+    a_dead_job_redis_lost_is_requeued_from_its_sql_record,
+);
