@@ -4,6 +4,7 @@
 
 pub mod db;
 
+pub mod alert_signals;
 pub mod alerts;
 pub mod audit_log;
 pub mod channels;

@@ -18,6 +18,13 @@ pub struct Model {
     /// At most one notification per alert per this many seconds after the first.
     pub throttle_seconds: i32,
     pub enabled: bool,
+    /// Whether the readings evaluated so far leave this rule inside a breach episode. Moved by
+    /// `evaluate` in the same transaction as the sensor's cursor, so episodes never depend on
+    /// how far the alert jobs have got.
+    pub in_breach: bool,
+    /// The sensor's cursor when `in_breach` was written: an evaluation that read an older
+    /// cursor than this read the two apart, and starts over.
+    pub evaluated_to: i64,
     pub created_at: DateTimeUtc,
 }
 

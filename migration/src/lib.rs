@@ -27,6 +27,7 @@ mod m20261121_000013_create_jobs;
 mod m20261121_000014_create_job_attempts;
 mod m20261121_000015_create_dead_jobs;
 mod m20261121_000016_create_audit_log;
+mod m20261121_000017_create_alert_signals;
 
 /// Creates an index (unique or not) on `table`: one statement, the same on SQLite and
 /// PostgreSQL. Shared by the table migrations, and never changed once they shipped.
@@ -71,6 +72,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261121_000014_create_job_attempts::Migration),
             Box::new(m20261121_000015_create_dead_jobs::Migration),
             Box::new(m20261121_000016_create_audit_log::Migration),
+            Box::new(m20261121_000017_create_alert_signals::Migration),
         ]
     }
 }

@@ -21,6 +21,8 @@ pub enum Rules {
     SilenceSeconds,
     ThrottleSeconds,
     Enabled,
+    InBreach,
+    EvaluatedTo,
     CreatedAt,
 }
 
@@ -40,6 +42,8 @@ impl MigrationTrait for Migration {
                     .col(integer_null(Rules::SilenceSeconds))
                     .col(integer(Rules::ThrottleSeconds))
                     .col(boolean(Rules::Enabled))
+                    .col(boolean(Rules::InBreach).default(false))
+                    .col(big_integer(Rules::EvaluatedTo).default(0))
                     .col(timestamp_with_time_zone(Rules::CreatedAt))
                     .foreign_key(
                         ForeignKey::create()

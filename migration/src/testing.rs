@@ -12,6 +12,7 @@ use crate::Migrator;
 #[derive(Debug)]
 pub struct TestDb {
     db: Option<DatabaseConnection>,
+    url: String,
     cleanup: Cleanup,
 }
 
@@ -28,11 +29,11 @@ impl TestDb {
             "steadfast-migration-{}.db",
             ulid::Ulid::new().to_string().to_lowercase()
         ));
-        let db = entities::connect(&format!("sqlite://{}?mode=rwc", path.display()))
-            .await
-            .expect("sqlite");
+        let url = format!("sqlite://{}?mode=rwc", path.display());
+        let db = entities::connect(&url).await.expect("sqlite");
         Self {
             db: Some(db),
+            url,
             cleanup: Cleanup::File(path),
         }
     }
@@ -53,17 +54,22 @@ impl TestDb {
             .await
             .expect("create database");
         let (base, _) = admin_url.rsplit_once('/').expect("url with a database");
-        let db = entities::connect(&format!("{base}/{name}"))
-            .await
-            .expect("connect");
+        let url = format!("{base}/{name}");
+        let db = entities::connect(&url).await.expect("connect");
         Self {
             db: Some(db),
+            url,
             cleanup: Cleanup::Postgres { admin_url, name },
         }
     }
 
     pub fn db(&self) -> &DatabaseConnection {
         self.db.as_ref().expect("open")
+    }
+
+    /// Where another process (a spawned binary) connects to the same database.
+    pub fn url(&self) -> &str {
+        &self.url
     }
 }
 

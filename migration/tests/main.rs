@@ -9,7 +9,7 @@ use sea_orm::{
     ActiveModelTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, Set, Statement,
 };
 
-const TABLES: [&str; 16] = [
+const TABLES: [&str; 17] = [
     "users",
     "devices",
     "refresh_tokens",
@@ -26,10 +26,12 @@ const TABLES: [&str; 16] = [
     "job_attempts",
     "dead_jobs",
     "audit_log",
+    "alert_signals",
 ];
 
-const INDEXES: [&str; 19] = [
+const INDEXES: [&str; 20] = [
     "idx_alerts_sensor",
+    "uq_alert_signals_rule_reading_breach",
     "idx_alerts_state_opened",
     "idx_audit_log_at",
     "idx_dead_jobs_died",
@@ -198,6 +200,8 @@ async fn natural_keys_are_enforced(db: &DatabaseConnection) {
         silence_seconds: Set(None),
         throttle_seconds: Set(300),
         enabled: Set(true),
+        in_breach: Set(false),
+        evaluated_to: Set(0),
         created_at: Set(now()),
         ..Default::default()
     }
@@ -231,6 +235,7 @@ async fn natural_keys_are_enforced(db: &DatabaseConnection) {
         queue: Set("ingest".into()),
         state: Set("RUNNING".into()),
         attempt: Set(1),
+        round: Set(0),
         max_attempts: Set(5),
         payload: Set(serde_json::json!({"readings": []})),
         result: Set(None),

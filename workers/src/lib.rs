@@ -1,6 +1,7 @@
 //! Steadfast's worker pools. [`registry`] is the one place that lists the job kinds and wires
 //! each to its queue and handler; a process only chooses which queues it runs and how wide.
 
+pub mod metrics;
 pub mod registry;
 
-pub use registry::{Context, PoolConfig, QUEUES, run_pools};
+pub use registry::{Context, PoolConfig, PoolError, QUEUES, run_pools};

@@ -1,74 +1,144 @@
 //! Every job kind, its queue and its handler, and the pools that run them.
 
-use std::time::Duration;
+use std::{collections::HashMap, future::Future, time::Duration, time::Instant};
 
 use apalis_core::{monitor::Monitor, task::data::Data, worker::builder::WorkerBuilder};
 use queue::{Engine, JobContext, JobError, RedisBackend, WorkerOptions};
 use sea_orm::DatabaseConnection;
+use tokio_util::sync::CancellationToken;
 use workflows::{
-    Job,
-    jobs::{alert::Alert, evaluate::Evaluate, ingest::Ingest},
+    HandlerError, Job,
+    jobs::{
+        alert::Alert,
+        evaluate::Evaluate,
+        ingest::Ingest,
+        notify::{Notifier, Notify},
+        silence_check::{self, SilenceCheck},
+    },
+    ledger::{Recorder, RecorderConfig},
 };
 
-/// The queues this build runs (one per job kind with a handler).
-pub const QUEUES: [&str; 3] = [Ingest::KIND, Evaluate::KIND, Alert::KIND];
+use crate::metrics;
+
+/// The queues this build runs (one per job kind).
+pub const QUEUES: [&str; 5] = [
+    Ingest::KIND,
+    Evaluate::KIND,
+    Alert::KIND,
+    Notify::KIND,
+    SilenceCheck::KIND,
+];
 
 /// What every handler gets.
 #[derive(Debug, Clone)]
 pub struct Context {
     pub db: DatabaseConnection,
     pub engine: Engine,
+    pub notifier: Notifier,
 }
 
 /// Which queues a process runs, and how.
 #[derive(Debug, Clone)]
 pub struct PoolConfig {
     pub queues: Vec<String>,
+    /// Jobs at once per queue, unless `queue_concurrency` names the queue.
     pub concurrency: usize,
+    pub queue_concurrency: HashMap<String, usize>,
+    /// Overrides every kind's own lease (visibility timeout) when set.
+    pub lease: Option<Duration>,
+    /// Overrides every kind's backoff `(base, cap)` when set; attempts stay the kind's.
+    pub backoff: Option<(Duration, Duration)>,
     /// In-flight jobs get this long after SIGTERM; the rest are released at once.
     pub shutdown_grace: Duration,
     /// A unique id per process; the backends add the queue.
     pub worker_id: String,
+    /// How often silence rules are checked (by processes that run `silence_check`).
+    pub silence_every: Duration,
+    /// Whether this process also writes the job ledger.
+    pub record_ledger: bool,
+    /// How often queue depths are sampled into metrics (`None`: not at all).
+    pub sample_depth_every: Option<Duration>,
+}
+
+impl PoolConfig {
+    /// Every queue, with defaults fit for a small deployment.
+    pub fn all_queues(worker_id: impl Into<String>) -> Self {
+        Self {
+            queues: QUEUES.iter().map(|q| (*q).to_owned()).collect(),
+            concurrency: 16,
+            queue_concurrency: HashMap::new(),
+            lease: None,
+            backoff: None,
+            shutdown_grace: Duration::from_secs(10),
+            worker_id: worker_id.into(),
+            silence_every: Duration::from_secs(30),
+            record_ledger: true,
+            sample_depth_every: None,
+        }
+    }
 }
 
 fn options<J: Job>(config: &PoolConfig) -> WorkerOptions {
-    let policy = J::policy();
+    let mut policy = J::policy();
+    if let Some((base, cap)) = config.backoff {
+        policy.retry.backoff_base = base;
+        policy.retry.backoff_cap = cap;
+    }
+    let concurrency = config
+        .queue_concurrency
+        .get(J::KIND)
+        .copied()
+        .unwrap_or(config.concurrency);
     WorkerOptions::new(J::KIND)
-        .concurrency(config.concurrency)
-        .lease(policy.visibility_timeout)
+        .concurrency(concurrency)
+        .lease(config.lease.unwrap_or(policy.visibility_timeout))
         .retry(policy.retry)
         .shutdown_grace(config.shutdown_grace)
         .worker_id(format!("{}-{}", config.worker_id, J::KIND))
 }
 
-/// A payload written at a version this build cannot read is a permanent error, not a misread.
-fn readable<J: Job>(job: &JobContext) -> Result<(), JobError> {
-    J::check_version(job.payload_version)
-        .map_err(|e| JobError::Permanent(format!("invalid payload: {e}")))
+/// Runs one job: refuses a payload version this build cannot read (a permanent error, not a
+/// misread), then the handler, and counts the outcome.
+async fn handle<J: Job>(
+    job: &JobContext,
+    work: impl Future<Output = Result<(), HandlerError>>,
+) -> Result<(), JobError> {
+    let started = Instant::now();
+    let result = match J::check_version(job.payload_version) {
+        Err(e) => Err(JobError::Permanent(format!("invalid payload: {e}"))),
+        Ok(()) => work.await.map_err(Into::into),
+    };
+    metrics::observe(J::KIND, job, started, &result);
+    result
 }
 
 async fn ingest(payload: Ingest, job: JobContext, ctx: Data<Context>) -> Result<(), JobError> {
-    readable::<Ingest>(&job)?;
-    workflows::jobs::ingest::run(&ctx.db, &ctx.engine, &job.id, &payload)
-        .await
-        .map(drop)
-        .map_err(Into::into)
+    let work = workflows::jobs::ingest::run(&ctx.db, &ctx.engine, &job.id, &payload);
+    handle::<Ingest>(&job, async { work.await.map(drop) }).await
 }
 
 async fn evaluate(payload: Evaluate, job: JobContext, ctx: Data<Context>) -> Result<(), JobError> {
-    readable::<Evaluate>(&job)?;
-    workflows::jobs::evaluate::run(&ctx.db, &ctx.engine, &payload)
-        .await
-        .map(drop)
-        .map_err(Into::into)
+    let work = workflows::jobs::evaluate::run(&ctx.db, &ctx.engine, &payload);
+    handle::<Evaluate>(&job, async { work.await.map(drop) }).await
 }
 
 async fn alert(payload: Alert, job: JobContext, ctx: Data<Context>) -> Result<(), JobError> {
-    readable::<Alert>(&job)?;
-    workflows::jobs::alert::run(&ctx.db, &ctx.engine, &payload)
-        .await
-        .map(drop)
-        .map_err(Into::into)
+    let work = workflows::jobs::alert::run(&ctx.db, &ctx.engine, &payload);
+    handle::<Alert>(&job, async { work.await.map(drop) }).await
+}
+
+async fn notify(payload: Notify, job: JobContext, ctx: Data<Context>) -> Result<(), JobError> {
+    let work = workflows::jobs::notify::run(&ctx.db, &ctx.engine, &ctx.notifier, &job.id, &payload);
+    handle::<Notify>(&job, async { work.await.map(drop) }).await
+}
+
+async fn silence(
+    payload: SilenceCheck,
+    job: JobContext,
+    ctx: Data<Context>,
+) -> Result<(), JobError> {
+    let work = silence_check::run(&ctx.db, &ctx.engine, &payload);
+    handle::<SilenceCheck>(&job, async { work.await.map(drop) }).await
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -77,51 +147,93 @@ pub enum PoolError {
     UnknownQueue(String),
     #[error("worker pools: {0}")]
     Monitor(String),
+    #[error(transparent)]
+    Ledger(#[from] workflows::ledger::LedgerError),
 }
 
-/// Runs a worker per configured queue until `shutdown` resolves, then stops them gracefully.
+/// A worker for kind `$job` on its queue, handled by `$handler`.
+macro_rules! register {
+    ($monitor:expr, $ctx:expr, $cfg:expr, $job:ty, $handler:ident) => {{
+        let (ctx, cfg) = ($ctx.clone(), $cfg.clone());
+        $monitor.register(move |_| {
+            WorkerBuilder::new(format!("{}-{}", cfg.worker_id, <$job>::KIND))
+                .backend(RedisBackend::<$job>::new(
+                    ctx.engine.clone(),
+                    options::<$job>(&cfg),
+                ))
+                .data(ctx.clone())
+                .build($handler)
+        })
+    }};
+}
+
+/// Runs a worker per configured queue, plus the process's background duties (the ledger
+/// recorder, the silence tick, queue-depth sampling), until `shutdown` resolves; then stops
+/// them gracefully.
 pub async fn run_pools(
     ctx: Context,
     config: PoolConfig,
-    shutdown: impl std::future::Future<Output = std::io::Result<()>> + Send + 'static,
+    shutdown: impl Future<Output = std::io::Result<()>> + Send + 'static,
 ) -> Result<(), PoolError> {
     let mut monitor = Monitor::new();
     for queue in &config.queues {
-        let (c, cfg) = (ctx.clone(), config.clone());
         monitor = match queue.as_str() {
-            q if q == Ingest::KIND => monitor.register(move |_| {
-                WorkerBuilder::new(format!("{}-{}", cfg.worker_id, Ingest::KIND))
-                    .backend(RedisBackend::<Ingest>::new(
-                        c.engine.clone(),
-                        options::<Ingest>(&cfg),
-                    ))
-                    .data(c.clone())
-                    .build(ingest)
-            }),
-            q if q == Evaluate::KIND => monitor.register(move |_| {
-                WorkerBuilder::new(format!("{}-{}", cfg.worker_id, Evaluate::KIND))
-                    .backend(RedisBackend::<Evaluate>::new(
-                        c.engine.clone(),
-                        options::<Evaluate>(&cfg),
-                    ))
-                    .data(c.clone())
-                    .build(evaluate)
-            }),
-            q if q == Alert::KIND => monitor.register(move |_| {
-                WorkerBuilder::new(format!("{}-{}", cfg.worker_id, Alert::KIND))
-                    .backend(RedisBackend::<Alert>::new(
-                        c.engine.clone(),
-                        options::<Alert>(&cfg),
-                    ))
-                    .data(c.clone())
-                    .build(alert)
-            }),
+            Ingest::KIND => register!(monitor, ctx, config, Ingest, ingest),
+            Evaluate::KIND => register!(monitor, ctx, config, Evaluate, evaluate),
+            Alert::KIND => register!(monitor, ctx, config, Alert, alert),
+            Notify::KIND => register!(monitor, ctx, config, Notify, notify),
+            SilenceCheck::KIND => register!(monitor, ctx, config, SilenceCheck, silence),
             other => return Err(PoolError::UnknownQueue(other.to_owned())),
         };
     }
-    tracing::info!(queues = ?config.queues, concurrency = config.concurrency, "worker pools starting");
-    monitor
+    let stop = CancellationToken::new();
+    let mut duties = tokio::task::JoinSet::new();
+    if config.record_ledger {
+        let recorder = Recorder::new(
+            ctx.db.clone(),
+            ctx.engine.clone(),
+            RecorderConfig::new(config.worker_id.clone()),
+        )
+        .await?;
+        duties.spawn(recorder.run(stop.clone().cancelled_owned()));
+    }
+    if config.queues.iter().any(|q| q == SilenceCheck::KIND) {
+        duties.spawn(schedule_silence_ticks(
+            ctx.engine.clone(),
+            config.silence_every,
+            stop.clone(),
+        ));
+    }
+    if let Some(every) = config.sample_depth_every {
+        let sampler = metrics::sample_depth(ctx.engine.clone(), config.queues.clone(), every);
+        let stop = stop.clone();
+        duties.spawn(async move {
+            tokio::select! {
+                () = stop.cancelled() => {}
+                () = sampler => {}
+            }
+        });
+    }
+    tracing::info!(queues = ?config.queues, concurrency = config.concurrency, ledger = config.record_ledger, "worker pools starting");
+    let result = monitor
         .run_with_signal(shutdown)
         .await
-        .map_err(|e| PoolError::Monitor(e.to_string()))
+        .map_err(|e| PoolError::Monitor(e.to_string()));
+    stop.cancel();
+    while duties.join_next().await.is_some() {}
+    result
+}
+
+async fn schedule_silence_ticks(engine: Engine, every: Duration, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if let Err(e) = silence_check::schedule_tick(&engine, every).await {
+            tracing::warn!(error = %e, "silence tick not scheduled");
+        }
+    }
 }

@@ -39,6 +39,8 @@ pub async fn rule(
         silence_seconds: Set(None),
         throttle_seconds: Set(throttle_seconds),
         enabled: Set(true),
+        in_breach: Set(false),
+        evaluated_to: Set(0),
         created_at: Set(Utc::now()),
         ..Default::default()
     }
@@ -58,6 +60,8 @@ pub async fn silence_rule(db: &DatabaseConnection, sensor: i64, seconds: i32) ->
         silence_seconds: Set(Some(seconds)),
         throttle_seconds: Set(300),
         enabled: Set(true),
+        in_breach: Set(false),
+        evaluated_to: Set(0),
         created_at: Set(Utc::now()),
         ..Default::default()
     }

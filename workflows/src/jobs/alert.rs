@@ -1,20 +1,26 @@
 //! `alert`: opens the alert of a rule and sensor, raises its count, or resolves it.
 //!
+//! `evaluate` records each breach and clear as a pending signal (`alert_signals`) and pushes an
+//! alert job for it. The jobs of one rule may run at once and in any order, so a job applies
+//! every pending signal of its rule up to its own, in reading order, under the rule's row lock:
+//! episodes and counts come out as the readings say, whichever job runs first. A job whose
+//! signal an earlier job already applied changes nothing.
+//!
 //! There is one open alert per rule and sensor: `open_key` is unique while the alert is open.
-//! The handler is idempotent per reading: an alert remembers the last reading applied to it, and
-//! an older or equal one changes nothing. When an alert opens, and after that at most once per
-//! throttle window, each channel of the rule gets a `notify` job. Its key is made of alert,
-//! channel and reading. A retry of the job that notified, after a crash between commit and
-//! enqueue, sends the same jobs again under the same keys.
+//! When an alert opens, and after that at most once per throttle window, each channel of the
+//! rule gets a `notify` job keyed by alert, channel and reading. A retry of the job that
+//! notified, after a crash between commit and enqueue, sends the same jobs again under the
+//! same keys.
 
 use std::time::Duration;
 
 use chrono::Utc;
-use entities::{alerts, readings, rule_channels, rules, sensors};
+use entities::{alert_signals, alerts, readings, rule_channels, rules, sensors};
 use queue::{Engine, KeyScope, NewJob, PushOutcome, RetryPolicy};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, IntoActiveModel, QueryFilter,
-    Set, TransactionTrait, sea_query::OnConflict,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
+    EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, Set, TransactionTrait,
+    sea_query::{Expr, OnConflict},
 };
 use serde::{Deserialize, Serialize};
 
@@ -81,7 +87,53 @@ pub enum Change {
     Unchanged,
 }
 
-/// Applies one breach or clear of a rule on a sensor.
+/// Records signals found by an evaluation (or the silence check), pending until an alert job
+/// applies them. Recording the same signal again changes nothing.
+pub async fn record_signals(
+    db: &impl ConnectionTrait,
+    signals: &[(i64, i64, bool)],
+) -> Result<(), HandlerError> {
+    let now = Utc::now();
+    let rows: Vec<alert_signals::ActiveModel> = signals
+        .iter()
+        .map(|&(rule, reading, breach)| alert_signals::ActiveModel {
+            rule_id: Set(rule),
+            reading_id: Set(reading),
+            breach: Set(breach),
+            created_at: Set(now),
+            applied_at: Set(None),
+            ..Default::default()
+        })
+        .collect();
+    for chunk in rows.chunks(500) {
+        alert_signals::Entity::insert_many(chunk.to_vec())
+            .on_conflict(
+                OnConflict::columns([
+                    alert_signals::Column::RuleId,
+                    alert_signals::Column::ReadingId,
+                    alert_signals::Column::Breach,
+                ])
+                .do_nothing()
+                .to_owned(),
+            )
+            .exec_without_returning(db)
+            .await?;
+    }
+    Ok(())
+}
+
+/// What applying the pending signals did, as they are applied in order.
+struct Walk {
+    open: Option<alerts::Model>,
+    /// Alerts that want their rule's channels notified, with the reading that caused it.
+    notify: Vec<(i64, i64, Option<String>)>,
+    /// Application events, in order.
+    events: Vec<(&'static str, alerts::Model)>,
+    /// The change the job's own signal made.
+    change: Change,
+}
+
+/// Applies the job's signal, and every pending signal of its rule before it, in reading order.
 pub async fn run(
     db: &DatabaseConnection,
     engine: &Engine,
@@ -108,127 +160,72 @@ pub async fn run(
             ))
         })?;
     let open_key = format!("{}:{}", rule.id, sensor.id);
-    let now = Utc::now();
     let txn = db.begin().await?;
+    // One rule's alert jobs run at once and in any order. A no-op update takes the rule's row
+    // lock, so they apply one at a time (SQLite's single writer serialises them anyway).
+    rules::Entity::update_many()
+        .col_expr(rules::Column::Id, Expr::col(rules::Column::Id).into())
+        .filter(rules::Column::Id.eq(rule.id))
+        .exec(&txn)
+        .await?;
+    let own = alert_signals::Entity::find()
+        .filter(alert_signals::Column::RuleId.eq(rule.id))
+        .filter(alert_signals::Column::ReadingId.eq(reading.id))
+        .filter(alert_signals::Column::Breach.eq(payload.breach))
+        .one(&txn)
+        .await?;
+    let Some(own) = own else {
+        // Its evaluation pushes the job before it commits the signal.
+        txn.rollback().await?;
+        return Err(HandlerError::Retryable(format!(
+            "the signal of reading {} is not recorded yet",
+            reading.id
+        )));
+    };
     let open = alerts::Entity::find()
         .filter(alerts::Column::OpenKey.eq(&open_key))
         .one(&txn)
         .await?;
-    let (alert, change, notify) = match (open, payload.breach) {
-        (None, false) => (None, Change::Unchanged, false),
-        (Some(alert), _) if reading.id <= alert.last_reading_id => {
-            // Already applied: only a retry of the job that notified sends again.
-            let again = alert.last_notified_reading_id == Some(reading.id);
-            (Some(alert), Change::Unchanged, again)
-        }
-        (None, true) => {
-            let fresh = alerts::ActiveModel {
-                rule_id: Set(rule.id),
-                sensor_id: Set(sensor.id),
-                state: Set("OPEN".into()),
-                open_key: Set(Some(open_key.clone())),
-                count: Set(1),
-                opened_reading_id: Set(reading.id),
-                last_reading_id: Set(reading.id),
-                workflow_run_id: Set(Some(reading.ingest_job_id.clone())),
-                opened_at: Set(now),
-                updated_at: Set(now),
-                resolved_at: Set(None),
-                acknowledged_by: Set(None),
-                acknowledged_at: Set(None),
-                last_notified_at: Set(Some(now)),
-                last_notified_reading_id: Set(Some(reading.id)),
-                ..Default::default()
-            };
-            alerts::Entity::insert(fresh)
-                .on_conflict(
-                    OnConflict::column(alerts::Column::OpenKey)
-                        .do_nothing()
-                        .to_owned(),
-                )
-                .exec_without_returning(&txn)
-                .await?;
-            let alert = alerts::Entity::find()
-                .filter(alerts::Column::OpenKey.eq(&open_key))
-                .one(&txn)
-                .await?
-                .ok_or_else(|| {
-                    HandlerError::Retryable("the alert vanished while opening".into())
-                })?;
-            // Another job may have opened it first: then this reading raised it, later.
-            if alert.opened_reading_id == reading.id {
-                (Some(alert), Change::Opened, true)
-            } else {
-                txn.rollback().await?;
-                return Err(HandlerError::Retryable(
-                    "the alert was opened concurrently; applying this reading again".into(),
-                ));
-            }
-        }
-        (Some(alert), true) => {
-            let throttle = chrono::Duration::seconds(i64::from(rule.throttle_seconds.max(0)));
-            let due = alert.last_notified_at.is_none_or(|t| now - t >= throttle);
-            let mut active = alert.clone().into_active_model();
-            active.count = Set(alert.count + 1);
-            active.last_reading_id = Set(reading.id);
-            active.updated_at = Set(now);
-            if due {
-                active.last_notified_at = Set(Some(now));
-                active.last_notified_reading_id = Set(Some(reading.id));
-            }
-            (Some(active.update(&txn).await?), Change::Raised, due)
-        }
-        (Some(alert), false) => {
-            let mut active = alert.into_active_model();
-            active.state = Set("RESOLVED".into());
-            active.open_key = Set(None);
-            active.last_reading_id = Set(reading.id);
-            active.resolved_at = Set(Some(now));
-            active.updated_at = Set(now);
-            (Some(active.update(&txn).await?), Change::Resolved, false)
-        }
+    let mut walk = Walk {
+        open,
+        notify: Vec::new(),
+        events: Vec::new(),
+        change: Change::Unchanged,
     };
+    if own.applied_at.is_none() {
+        let pending = alert_signals::Entity::find()
+            .filter(alert_signals::Column::RuleId.eq(rule.id))
+            .filter(alert_signals::Column::AppliedAt.is_null())
+            .filter(alert_signals::Column::ReadingId.lte(reading.id))
+            .order_by_asc(alert_signals::Column::ReadingId)
+            .all(&txn)
+            .await?;
+        for signal in &pending {
+            let change = apply(&txn, &rule, &sensor, &open_key, signal, &mut walk).await?;
+            if signal.id == own.id {
+                walk.change = change;
+            }
+        }
+        alert_signals::Entity::update_many()
+            .col_expr(alert_signals::Column::AppliedAt, Expr::value(Utc::now()))
+            .filter(alert_signals::Column::Id.is_in(pending.iter().map(|p| p.id)))
+            .exec(&txn)
+            .await?;
+    } else if let Some(alert) = alerts::Entity::find()
+        .filter(alerts::Column::RuleId.eq(rule.id))
+        .filter(alerts::Column::LastNotifiedReadingId.eq(reading.id))
+        .one(&txn)
+        .await?
+    {
+        // Applied already; if this reading notified, a crash may have come between the commit
+        // and the enqueue: enqueue again, under the same keys.
+        walk.notify
+            .push((alert.id, reading.id, alert.workflow_run_id.clone()));
+    }
     txn.commit().await?;
 
-    let mut notifications = Vec::new();
-    if let (Some(alert), true) = (&alert, notify) {
-        let channels: Vec<i64> = rule_channels::Entity::find()
-            .filter(rule_channels::Column::RuleId.eq(rule.id))
-            .all(db)
-            .await?
-            .into_iter()
-            .map(|rc| rc.channel_id)
-            .collect();
-        let policy = Notify::policy();
-        let jobs = channels
-            .iter()
-            .map(|channel| {
-                let payload = Notify {
-                    channel: *channel,
-                    alert: Some(alert.id),
-                    message: None,
-                };
-                NewJob::new(Notify::KIND, &payload).map(|job| {
-                    job.with_payload_version(Notify::PAYLOAD_VERSION)
-                        .with_max_attempts(policy.retry.max_attempts)
-                        .with_workflow_id(alert.workflow_run_id.clone().unwrap_or_default())
-                        .with_idempotency_key(
-                            format!("notify:{}:{channel}:{}", alert.id, reading.id),
-                            KeyScope::For(None),
-                        )
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        if !jobs.is_empty() {
-            notifications = engine.push_many(jobs).await?;
-        }
-    }
-    if let (Some(alert), true) = (&alert, change != Change::Unchanged) {
-        let event = match change {
-            Change::Opened => "alert_opened",
-            Change::Raised => "alert_updated",
-            _ => "alert_resolved",
-        };
+    let notifications = notify_channels(db, engine, rule.id, &walk.notify).await?;
+    for (event, alert) in &walk.events {
         let (id, count) = (alert.id.to_string(), alert.count.to_string());
         engine
             .publish_app_event(&[
@@ -241,10 +238,134 @@ pub async fn run(
             ])
             .await?;
     }
-    tracing::info!(rule = rule.id, sensor = %sensor.key, reading = reading.id, change = ?change, notifications = notifications.len(), "alert applied");
+    let alert_id = walk
+        .events
+        .last()
+        .map(|(_, a)| a.id)
+        .or(walk.open.as_ref().map(|a| a.id))
+        .or(walk.notify.last().map(|n| n.0));
+    tracing::info!(rule = rule.id, sensor = %sensor.key, reading = reading.id, change = ?walk.change, notifications = notifications.len(), "alert applied");
     Ok(Applied {
-        alert_id: alert.map(|a| a.id),
-        change,
+        alert_id,
+        change: walk.change,
         notifications,
     })
+}
+
+/// Applies one signal to the rule's open alert.
+async fn apply(
+    txn: &DatabaseTransaction,
+    rule: &rules::Model,
+    sensor: &sensors::Model,
+    open_key: &str,
+    signal: &alert_signals::Model,
+    walk: &mut Walk,
+) -> Result<Change, HandlerError> {
+    let now = Utc::now();
+    let reading = readings::Entity::find_by_id(signal.reading_id)
+        .one(txn)
+        .await?;
+    let run = reading.map(|r| r.ingest_job_id);
+    match (walk.open.take(), signal.breach) {
+        (None, false) => Ok(Change::Unchanged),
+        (None, true) => {
+            let fresh = alerts::ActiveModel {
+                rule_id: Set(rule.id),
+                sensor_id: Set(sensor.id),
+                state: Set("OPEN".into()),
+                open_key: Set(Some(open_key.to_owned())),
+                count: Set(1),
+                opened_reading_id: Set(signal.reading_id),
+                last_reading_id: Set(signal.reading_id),
+                workflow_run_id: Set(run.clone()),
+                opened_at: Set(now),
+                updated_at: Set(now),
+                resolved_at: Set(None),
+                acknowledged_by: Set(None),
+                acknowledged_at: Set(None),
+                last_notified_at: Set(Some(now)),
+                last_notified_reading_id: Set(Some(signal.reading_id)),
+                ..Default::default()
+            };
+            let alert = fresh.insert(txn).await?;
+            walk.notify.push((alert.id, signal.reading_id, run));
+            walk.events.push(("alert_opened", alert.clone()));
+            walk.open = Some(alert);
+            Ok(Change::Opened)
+        }
+        (Some(alert), true) => {
+            let throttle = chrono::Duration::seconds(i64::from(rule.throttle_seconds.max(0)));
+            let due = alert.last_notified_at.is_none_or(|t| now - t >= throttle);
+            let mut active = alert.clone().into_active_model();
+            active.count = Set(alert.count + 1);
+            active.last_reading_id = Set(signal.reading_id);
+            active.updated_at = Set(now);
+            if due {
+                active.last_notified_at = Set(Some(now));
+                active.last_notified_reading_id = Set(Some(signal.reading_id));
+            }
+            let alert = active.update(txn).await?;
+            if due {
+                walk.notify
+                    .push((alert.id, signal.reading_id, alert.workflow_run_id.clone()));
+            }
+            walk.events.push(("alert_updated", alert.clone()));
+            walk.open = Some(alert);
+            Ok(Change::Raised)
+        }
+        (Some(alert), false) => {
+            let mut active = alert.into_active_model();
+            active.state = Set("RESOLVED".into());
+            active.open_key = Set(None);
+            active.last_reading_id = Set(signal.reading_id);
+            active.resolved_at = Set(Some(now));
+            active.updated_at = Set(now);
+            let alert = active.update(txn).await?;
+            walk.events.push(("alert_resolved", alert));
+            Ok(Change::Resolved)
+        }
+    }
+}
+
+/// One `notify` job per channel of the rule for each (alert, reading), keyed by both.
+async fn notify_channels(
+    db: &DatabaseConnection,
+    engine: &Engine,
+    rule: i64,
+    wanted: &[(i64, i64, Option<String>)],
+) -> Result<Vec<PushOutcome>, HandlerError> {
+    if wanted.is_empty() {
+        return Ok(Vec::new());
+    }
+    let channels: Vec<i64> = rule_channels::Entity::find()
+        .filter(rule_channels::Column::RuleId.eq(rule))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|rc| rc.channel_id)
+        .collect();
+    let policy = Notify::policy();
+    let mut jobs = Vec::new();
+    for (alert, reading, run) in wanted {
+        for channel in &channels {
+            let payload = Notify {
+                channel: *channel,
+                alert: Some(*alert),
+                message: None,
+            };
+            let job = NewJob::new(Notify::KIND, &payload)?
+                .with_payload_version(Notify::PAYLOAD_VERSION)
+                .with_max_attempts(policy.retry.max_attempts)
+                .with_workflow_id(run.clone().unwrap_or_default())
+                .with_idempotency_key(
+                    format!("notify:{alert}:{channel}:{reading}"),
+                    KeyScope::For(None),
+                );
+            jobs.push(job);
+        }
+    }
+    if jobs.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(engine.push_many(jobs).await?)
 }

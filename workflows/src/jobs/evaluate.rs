@@ -12,7 +12,7 @@ use entities::{alerts, readings, rules, sensors};
 use queue::{Engine, KeyScope, NewJob, PushOutcome, RetryPolicy};
 use sea_orm::{
     ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    sea_query::Expr,
+    TransactionTrait, sea_query::Expr,
 };
 use serde::{Deserialize, Serialize};
 
@@ -174,14 +174,19 @@ async fn try_once(
     let more = fresh.len() as u64 > MAX_READINGS_PER_RUN;
     let fresh = &fresh[..fresh.len().min(MAX_READINGS_PER_RUN as usize)];
 
+    // Read after the cursor: a rule evaluated past the cursor read above means another
+    // evaluation committed in between, and the two reads do not belong together.
     let rules = rules::Entity::find()
         .filter(rules::Column::SensorId.eq(sensor.id))
         .filter(rules::Column::Enabled.eq(true))
         .order_by_asc(rules::Column::Id)
         .all(db)
         .await?;
-    let signals = if rules.is_empty() {
-        Vec::new()
+    if rules.iter().any(|r| r.evaluated_to > cursor) {
+        return Ok(None);
+    }
+    let (signals, in_breach) = if rules.is_empty() {
+        (Vec::new(), Vec::new())
     } else {
         signals(db, &sensor, cursor, &rules, fresh).await?
     };
@@ -221,15 +226,33 @@ async fn try_once(
     };
 
     let last = fresh.last().map_or(cursor, |r| r.id);
+    let txn = db.begin().await?;
     let moved = sensors::Entity::update_many()
         .col_expr(sensors::Column::EvalCursor, Expr::value(last))
         .filter(sensors::Column::Id.eq(sensor.id))
         .filter(sensors::Column::EvalCursor.eq(cursor))
-        .exec(db)
+        .exec(&txn)
         .await?;
     if moved.rows_affected != 1 {
+        txn.rollback().await?;
         return Ok(None);
     }
+    // Only the winner of the cursor records the signals and moves the rules' episode state,
+    // in the same commit.
+    let recorded: Vec<(i64, i64, bool)> = signals
+        .iter()
+        .map(|s| (s.rule, s.reading, s.breach))
+        .collect();
+    crate::jobs::alert::record_signals(&txn, &recorded).await?;
+    for (rule, now_in_breach) in rules.iter().zip(&in_breach) {
+        rules::Entity::update_many()
+            .col_expr(rules::Column::InBreach, Expr::value(*now_in_breach))
+            .col_expr(rules::Column::EvaluatedTo, Expr::value(last))
+            .filter(rules::Column::Id.eq(rule.id))
+            .exec(&txn)
+            .await?;
+    }
+    txn.commit().await?;
     if more {
         let follow_up = NewJob::new(Evaluate::KIND, payload)?
             .with_payload_version(Evaluate::PAYLOAD_VERSION)
@@ -248,14 +271,15 @@ async fn try_once(
 }
 
 /// Walks the new readings through every rule, starting from the history before the cursor
-/// (for N consecutive readings and rates) and from which alerts are open now.
+/// (for N consecutive readings and rates) and from each rule's episode state. Returns the
+/// signals in reading order and, per rule, whether it ends inside a breach episode.
 async fn signals(
     db: &DatabaseConnection,
     sensor: &sensors::Model,
     cursor: i64,
     rules: &[rules::Model],
     fresh: &[readings::Model],
-) -> Result<Vec<Signal>, HandlerError> {
+) -> Result<(Vec<Signal>, Vec<bool>), HandlerError> {
     let lookback = rules
         .iter()
         .map(|r| r.for_readings.max(1))
@@ -271,15 +295,20 @@ async fn signals(
     history.reverse();
     let open_keys: Vec<String> = rules
         .iter()
+        .filter(|r| r.kind == "SILENCE")
         .map(|r| format!("{}:{}", r.id, sensor.id))
         .collect();
-    let open: Vec<String> = alerts::Entity::find()
-        .filter(alerts::Column::OpenKey.is_in(open_keys))
-        .all(db)
-        .await?
-        .into_iter()
-        .filter_map(|a| a.open_key)
-        .collect();
+    let open: Vec<String> = if open_keys.is_empty() {
+        Vec::new()
+    } else {
+        alerts::Entity::find()
+            .filter(alerts::Column::OpenKey.is_in(open_keys))
+            .all(db)
+            .await?
+            .into_iter()
+            .filter_map(|a| a.open_key)
+            .collect()
+    };
     let mut states: Vec<RuleState<'_>> = rules
         .iter()
         .map(|rule| {
@@ -292,8 +321,14 @@ async fn signals(
             for past in &history {
                 state.feed(past);
             }
-            // What is open is what the alerts table says, not what the replay concluded.
-            state.open = open.contains(&format!("{}:{}", rule.id, sensor.id));
+            // The episode state was committed with the cursor; the short replay above only
+            // restores the consecutive count and the previous reading. A silence episode is
+            // opened by the periodic check, so for SILENCE the alerts table says.
+            state.open = if rule.kind == "SILENCE" {
+                open.contains(&format!("{}:{}", rule.id, sensor.id))
+            } else {
+                rule.in_breach
+            };
             state
         })
         .collect();
@@ -312,7 +347,11 @@ async fn signals(
     // A silence ends with the sensor's newest reading: older ones in this batch may predate
     // the breach (when evaluation lagged behind the silence check).
     if let Some(newest) = fresh.last() {
-        for state in states.iter().filter(|s| s.open && s.rule.kind == "SILENCE") {
+        for state in states
+            .iter_mut()
+            .filter(|s| s.open && s.rule.kind == "SILENCE")
+        {
+            state.open = false;
             signals.push(Signal {
                 rule: state.rule.id,
                 reading: newest.id,
@@ -320,5 +359,6 @@ async fn signals(
             });
         }
     }
-    Ok(signals)
+    let in_breach = states.iter().map(|s| s.open).collect();
+    Ok((signals, in_breach))
 }

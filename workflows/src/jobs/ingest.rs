@@ -167,6 +167,25 @@ pub async fn run(
     }
 
     let txn = db.begin().await?;
+    // Each sensor's row is updated (and so locked) before its readings get ids: concurrent
+    // ingests of one sensor then take ids in the order they commit, so `evaluate`, which reads
+    // past its cursor by id, never passes a reading that commits later under a smaller id.
+    // Locked in id order, so two batches of the same sensors cannot deadlock.
+    for (sensor_id, ts) in &latest {
+        let newer = Expr::col(sensors::Column::LastReadingAt)
+            .is_null()
+            .or(Expr::col(sensors::Column::LastReadingAt).lt(*ts));
+        sensors::Entity::update_many()
+            .col_expr(
+                sensors::Column::LastReadingAt,
+                Expr::case(newer, *ts)
+                    .finally(Expr::col(sensors::Column::LastReadingAt))
+                    .into(),
+            )
+            .filter(sensors::Column::Id.eq(*sensor_id))
+            .exec(&txn)
+            .await?;
+    }
     let stored = readings::Entity::insert_many(rows)
         .on_conflict(
             OnConflict::columns([readings::Column::SensorId, readings::Column::NaturalKey])
@@ -175,18 +194,6 @@ pub async fn run(
         )
         .exec_without_returning(&txn)
         .await?;
-    for (sensor_id, ts) in &latest {
-        sensors::Entity::update_many()
-            .col_expr(sensors::Column::LastReadingAt, Expr::value(*ts))
-            .filter(sensors::Column::Id.eq(*sensor_id))
-            .filter(
-                sensors::Column::LastReadingAt
-                    .is_null()
-                    .or(sensors::Column::LastReadingAt.lt(*ts)),
-            )
-            .exec(&txn)
-            .await?;
-    }
     txn.commit().await?;
 
     let policy = Evaluate::policy();

@@ -72,6 +72,7 @@ pub async fn run(
     let now = Utc::now();
     let policy = Alert::policy();
     let mut jobs = Vec::new();
+    let mut signals = Vec::new();
     for rule in rules {
         let Some(seconds) = rule.silence_seconds.filter(|s| *s > 0) else {
             continue;
@@ -92,6 +93,7 @@ pub async fn run(
         let Some(sensor) = sensors::Entity::find_by_id(rule.sensor_id).one(db).await? else {
             continue;
         };
+        signals.push((rule.id, last.id, true));
         let alert = Alert {
             rule: rule.id,
             sensor: sensor.key,
@@ -112,6 +114,7 @@ pub async fn run(
     if jobs.is_empty() {
         return Ok(Vec::new());
     }
+    crate::jobs::alert::record_signals(db, &signals).await?;
     let pushed = engine.push_many(jobs).await?;
     tracing::info!(
         silent = pushed.iter().filter(|p| !p.duplicate).count(),

@@ -30,6 +30,19 @@ async fn setup(env: &TestEnv, throttle: i32, n: usize) -> i64 {
     rule.id
 }
 
+/// Records the signal, as its evaluation does, and runs its alert job.
+async fn apply(
+    env: &TestEnv,
+    rule: i64,
+    reading: i64,
+    breach: bool,
+) -> Result<alert::Applied, HandlerError> {
+    alert::record_signals(env.db(), &[(rule, reading, breach)])
+        .await
+        .expect("record");
+    alert::run(env.db(), &env.engine, &signal(rule, reading, breach)).await
+}
+
 fn signal(rule: i64, reading: i64, breach: bool) -> Alert {
     Alert {
         rule,
@@ -42,9 +55,7 @@ fn signal(rule: i64, reading: i64, breach: bool) -> Alert {
 async fn one_open_alert_per_episode_notified_once_and_idempotent(sql: Sql) {
     let env = TestEnv::new(sql).await;
     let rule = setup(&env, 300, 5).await;
-    let opened = alert::run(env.db(), &env.engine, &signal(rule, 1, true))
-        .await
-        .expect("open");
+    let opened = apply(&env, rule, 1, true).await.expect("open");
     assert_eq!(opened.change, Change::Opened);
     assert_eq!(
         opened.notifications.len(),
@@ -65,9 +76,7 @@ async fn one_open_alert_per_episode_notified_once_and_idempotent(sql: Sql) {
     );
 
     // The same job again (a retry after a crash): nothing changes, the same notify jobs answer.
-    let retried = alert::run(env.db(), &env.engine, &signal(rule, 1, true))
-        .await
-        .expect("retry");
+    let retried = apply(&env, rule, 1, true).await.expect("retry");
     assert_eq!(retried.change, Change::Unchanged);
     assert!(retried.notifications.iter().all(|n| n.duplicate));
     assert_eq!(
@@ -84,21 +93,15 @@ async fn one_open_alert_per_episode_notified_once_and_idempotent(sql: Sql) {
     );
 
     // A further breach inside the throttle window raises the count and notifies nobody.
-    let raised = alert::run(env.db(), &env.engine, &signal(rule, 2, true))
-        .await
-        .expect("raise");
+    let raised = apply(&env, rule, 2, true).await.expect("raise");
     assert_eq!(
         (raised.change, raised.notifications.len()),
         (Change::Raised, 0)
     );
     // A clear resolves; a later breach opens a new alert of its own.
-    let resolved = alert::run(env.db(), &env.engine, &signal(rule, 3, false))
-        .await
-        .expect("clear");
+    let resolved = apply(&env, rule, 3, false).await.expect("clear");
     assert_eq!(resolved.change, Change::Resolved);
-    let again = alert::run(env.db(), &env.engine, &signal(rule, 4, true))
-        .await
-        .expect("reopen");
+    let again = apply(&env, rule, 4, true).await.expect("reopen");
     assert_eq!(again.change, Change::Opened);
     assert_ne!(again.alert_id, opened.alert_id);
     assert_eq!(again.notifications.len(), 2);
@@ -145,7 +148,7 @@ async fn with_no_throttle_every_breach_notifies(sql: Sql) {
     let rule = setup(&env, 0, 3).await;
     let mut sent = 0;
     for reading in 1..=3 {
-        sent += alert::run(env.db(), &env.engine, &signal(rule, reading, true))
+        sent += apply(&env, rule, reading, true)
             .await
             .expect("breach")
             .notifications
@@ -158,9 +161,80 @@ async fn with_no_throttle_every_breach_notifies(sql: Sql) {
     );
 }
 
+/// One evaluation's signals run as separate jobs, in any order: whichever runs first applies
+/// every pending signal of the rule up to its own, in reading order.
+async fn signals_applied_out_of_order_keep_episodes_and_counts(sql: Sql) {
+    let env = TestEnv::new(sql).await;
+    let rule = setup(&env, 300, 4).await;
+    let missing = alert::run(env.db(), &env.engine, &signal(rule, 1, true)).await;
+    assert!(
+        matches!(&missing, Err(HandlerError::Retryable(m)) if m.contains("not recorded yet")),
+        "{missing:?}"
+    );
+    let evaluation = [
+        (rule, 1, true),
+        (rule, 2, true),
+        (rule, 3, false),
+        (rule, 4, true),
+    ];
+    alert::record_signals(env.db(), &evaluation)
+        .await
+        .expect("record");
+    let clear_first = alert::run(env.db(), &env.engine, &signal(rule, 3, false))
+        .await
+        .expect("clear");
+    assert_eq!(clear_first.change, Change::Resolved);
+    assert_eq!(
+        clear_first.notifications.len(),
+        2,
+        "the opening breach notified"
+    );
+    for (reading, breach) in [(1, true), (2, true)] {
+        let late = alert::run(env.db(), &env.engine, &signal(rule, reading, breach))
+            .await
+            .expect("late");
+        assert_eq!(late.change, Change::Unchanged);
+        assert!(late.notifications.iter().all(|n| n.duplicate));
+    }
+    let next = alert::run(env.db(), &env.engine, &signal(rule, 4, true))
+        .await
+        .expect("next");
+    assert_eq!(next.change, Change::Opened);
+    let all = alerts::Entity::find().all(env.db()).await.expect("alerts");
+    let counts: Vec<_> = all.iter().map(|a| (a.state.as_str(), a.count)).collect();
+    assert_eq!(counts, [("RESOLVED", 2), ("OPEN", 1)]);
+}
+
+/// All of one rule's breach jobs at once (as concurrent alert workers run them): one alert,
+/// counting every breach.
+async fn concurrent_breaches_of_one_rule_open_one_alert_and_count_all(sql: Sql) {
+    let env = TestEnv::new(sql).await;
+    let rule = setup(&env, 300, 12).await;
+    let evaluation: Vec<_> = (1..=12).map(|r| (rule, r, true)).collect();
+    alert::record_signals(env.db(), &evaluation)
+        .await
+        .expect("record");
+    let runs = (1..=12).map(|r| {
+        let env = &env;
+        async move {
+            alert::run(env.db(), &env.engine, &signal(rule, r, true))
+                .await
+                .expect("applied")
+                .change
+        }
+    });
+    let changes = futures::future::join_all(runs).await;
+    let all = alerts::Entity::find().all(env.db()).await.expect("alerts");
+    assert_eq!(all.len(), 1, "{changes:?}");
+    assert_eq!(all[0].count, 12);
+    assert_eq!(all[0].opened_reading_id, 1);
+}
+
 on_both_databases!(
     one_open_alert_per_episode_notified_once_and_idempotent,
     with_no_throttle_every_breach_notifies,
+    signals_applied_out_of_order_keep_episodes_and_counts,
+    concurrent_breaches_of_one_rule_open_one_alert_and_count_all,
 );
 
 #[tokio::test]

@@ -161,6 +161,47 @@ async fn two_racing_evaluations_apply_once(sql: Sql) {
     assert_eq!(sensor.eval_cursor, 200);
 }
 
+/// Ingests of one sensor racing with its evaluations: no reading may commit behind the cursor
+/// (under a smaller id than one already evaluated), or it would never be evaluated.
+async fn ingests_racing_evaluations_never_leave_a_reading_behind(sql: Sql) {
+    let env = TestEnv::new(sql).await;
+    // Every reading breaches: each one evaluated yields exactly one distinct alert job.
+    sensor_with_rule(&env, "busy", "ABOVE", 0.0, -1.0, 1).await;
+    const WRITERS: i64 = 8;
+    const BATCHES: i64 = 10;
+    const PER_BATCH: i64 = 20;
+    let payload = Evaluate {
+        sensor: "busy".into(),
+    };
+    let writers = (0..WRITERS).map(|w| {
+        let env = &env;
+        async move {
+            for b in 0..BATCHES {
+                let start = (w * BATCHES + b) * PER_BATCH;
+                ingest_values(env, "busy", start, &vec![1.0; PER_BATCH as usize]).await;
+            }
+        }
+    });
+    let evaluator = async {
+        for _ in 0..40 {
+            evaluate::run(env.db(), &env.engine, &payload)
+                .await
+                .expect("evaluate");
+            tokio::task::yield_now().await;
+        }
+    };
+    tokio::join!(futures::future::join_all(writers), evaluator);
+    evaluate::run(env.db(), &env.engine, &payload)
+        .await
+        .expect("final evaluate");
+    let alerts = env.engine.stats("alert").await.expect("stats").pushed_total;
+    assert_eq!(
+        alerts,
+        (WRITERS * BATCHES * PER_BATCH) as u64,
+        "every reading evaluated exactly once"
+    );
+}
+
 #[tokio::test]
 async fn evaluating_an_unknown_sensor_is_permanent() {
     let env = TestEnv::new(Sql::Sqlite).await;
@@ -183,4 +224,5 @@ on_both_databases!(
     thresholds_need_n_readings_and_clear_with_hysteresis,
     rate_of_change_breaches_and_clears,
     two_racing_evaluations_apply_once,
+    ingests_racing_evaluations_never_leave_a_reading_behind,
 );

@@ -47,6 +47,9 @@ async fn open_alert(env: &TestEnv, url: &str) -> (i64, i64) {
         reading: 1,
         breach: true,
     };
+    alert::record_signals(env.db(), &[(rule.id, 1, true)])
+        .await
+        .expect("record");
     let applied = alert::run(env.db(), &env.engine, &signal)
         .await
         .expect("alert");

@@ -1,0 +1,106 @@
+//! Prometheus metrics of a worker process: jobs processed, failed, retried, snoozed and dead
+//! by kind; handler duration histograms; queue depth by queue and state.
+
+use std::{net::SocketAddr, time::Duration, time::Instant};
+
+use metrics_exporter_prometheus::{BuildError, PrometheusBuilder};
+use queue::{Engine, JobContext, JobError};
+
+/// Handler durations, in seconds: from a fast SQL write to a slow webhook.
+const DURATION_BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
+
+/// Serves `/metrics` on `addr` (any path answers) for the rest of the process.
+pub fn serve(addr: SocketAddr) -> Result<(), BuildError> {
+    PrometheusBuilder::new()
+        .with_http_listener(addr)
+        .set_buckets(&DURATION_BUCKETS)?
+        .install()?;
+    describe();
+    Ok(())
+}
+
+fn describe() {
+    metrics::describe_counter!(
+        "steadfast_jobs_processed_total",
+        "Attempts finished, any outcome"
+    );
+    metrics::describe_counter!("steadfast_jobs_succeeded_total", "Attempts that succeeded");
+    metrics::describe_counter!("steadfast_jobs_failed_total", "Attempts that failed");
+    metrics::describe_counter!(
+        "steadfast_jobs_retried_total",
+        "Failed attempts that will be retried"
+    );
+    metrics::describe_counter!("steadfast_jobs_dead_total", "Jobs that went dead");
+    metrics::describe_counter!(
+        "steadfast_jobs_snoozed_total",
+        "Attempts snoozed (breaker open, Retry-After)"
+    );
+    metrics::describe_histogram!(
+        "steadfast_job_duration_seconds",
+        metrics::Unit::Seconds,
+        "Handler run time"
+    );
+    metrics::describe_gauge!("steadfast_queue_depth", "Jobs per queue and state");
+}
+
+/// Counts one finished attempt of `kind`.
+pub fn observe(
+    kind: &'static str,
+    job: &JobContext,
+    started: Instant,
+    result: &Result<(), JobError>,
+) {
+    let outcome = match result {
+        Ok(()) => "succeeded",
+        Err(JobError::Snooze(_)) => "snoozed",
+        Err(JobError::Cancelled) => "cancelled",
+        Err(JobError::Permanent(_)) => "dead",
+        Err(JobError::Retryable(_)) if job.is_last_attempt() => "dead",
+        Err(JobError::Retryable(_)) => "retried",
+    };
+    metrics::counter!("steadfast_jobs_processed_total", "kind" => kind).increment(1);
+    match outcome {
+        "succeeded" => {
+            metrics::counter!("steadfast_jobs_succeeded_total", "kind" => kind).increment(1)
+        }
+        "snoozed" => metrics::counter!("steadfast_jobs_snoozed_total", "kind" => kind).increment(1),
+        "retried" | "dead" => {
+            metrics::counter!("steadfast_jobs_failed_total", "kind" => kind).increment(1);
+            let name = if outcome == "dead" {
+                "steadfast_jobs_dead_total"
+            } else {
+                "steadfast_jobs_retried_total"
+            };
+            metrics::counter!(name, "kind" => kind).increment(1);
+        }
+        _ => {}
+    }
+    metrics::histogram!("steadfast_job_duration_seconds", "kind" => kind, "outcome" => outcome)
+        .record(started.elapsed().as_secs_f64());
+}
+
+/// Samples every queue's depth into gauges until cancelled.
+pub async fn sample_depth(engine: Engine, queues: Vec<String>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        for queue in &queues {
+            match engine.stats(queue).await {
+                Ok(stats) => {
+                    for (state, n) in [
+                        ("ready", stats.ready),
+                        ("scheduled", stats.scheduled),
+                        ("running", stats.running),
+                        ("dead", stats.dead),
+                    ] {
+                        metrics::gauge!("steadfast_queue_depth", "queue" => queue.clone(), "state" => state)
+                            .set(n as f64);
+                    }
+                }
+                Err(e) => tracing::debug!(error = %e, queue, "queue depth not sampled"),
+            }
+        }
+    }
+}

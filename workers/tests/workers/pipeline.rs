@@ -1,0 +1,170 @@
+use std::time::Duration;
+
+use entities::{alerts, deliveries, jobs, workflow_runs, workflow_steps};
+use queue::{JobState, NewJob};
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+use workflows::{jobs::notify, testing};
+
+use super::common::{Sql, TestApp, eventually, readings};
+
+/// Ingest → evaluate → alert → notify (a signed webhook to a real receiver, and in-app), with
+/// the ledger recording it all, on one database.
+async fn an_ingest_flows_to_a_signed_webhook_and_the_ledger_matches(sql: Sql) {
+    let app = TestApp::new(sql, "pipeline").await;
+    let sensor = testing::sensor(app.db(), "boiler").await;
+    let rule = testing::rule(app.db(), sensor.id, "ABOVE", 80.0, 75.0, 2, 300).await;
+    testing::webhook_for(app.db(), rule.id, &app.receiver.url()).await;
+    testing::channel_for(app.db(), rule.id, "in-app", "IN_APP").await;
+    let pools = app.start_pools(|_| {});
+
+    let values = [81.0, 85.0, 90.0];
+    let batch = readings("boiler", 1..4, |seq| values[seq as usize - 1]);
+    let ingest = app
+        .engine
+        .push(NewJob::new("ingest", &batch).expect("job"))
+        .await
+        .expect("push")
+        .id;
+
+    let db = app.db().clone();
+    eventually(Duration::from_secs(20), "both deliveries", || {
+        let db = db.clone();
+        async move {
+            let delivered = deliveries::Entity::find()
+                .filter(deliveries::Column::Status.eq("DELIVERED"))
+                .count(&db)
+                .await
+                .map_err(|e| e.to_string())?;
+            (delivered == 2)
+                .then_some(())
+                .ok_or(format!("{delivered} delivered"))
+        }
+    })
+    .await;
+    let posts = app.receiver.received();
+    assert_eq!(posts.len(), 1, "one POST for one alert on one webhook");
+    let post = &posts[0];
+    assert_eq!(
+        post.signature,
+        notify::signature(testing::WEBHOOK_SECRET, &post.body)
+    );
+    assert!(post.idempotency_key.starts_with("delivery-"));
+    let body = post.json();
+    assert_eq!(
+        (body["type"].as_str(), body["alert"]["state"].as_str()),
+        (Some("alert"), Some("OPEN"))
+    );
+
+    // Heartbeats: the process lists itself per queue while it runs.
+    let listed = app.engine.workers().await.expect("workers");
+    for queue in workers::QUEUES {
+        assert!(
+            listed.iter().any(|w| w.queues.iter().any(|q| q == queue)),
+            "no heartbeat for {queue}: {listed:?}"
+        );
+    }
+
+    // The ledger catches up with everything that happened: the run is one ingest, its
+    // evaluate, two alert jobs (the second breach raises the open alert) and two notifies.
+    let run = eventually(
+        Duration::from_secs(20),
+        "the run to finish in the ledger",
+        || {
+            let (db, ingest) = (db.clone(), ingest.clone());
+            async move {
+                let run = workflow_runs::Entity::find_by_id(ingest)
+                    .one(&db)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                match run {
+                    Some(run) if run.state == "SUCCEEDED" => Ok(run),
+                    other => Err(format!("{other:?}")),
+                }
+            }
+        },
+    )
+    .await;
+    let steps = workflow_steps::Entity::find()
+        .filter(workflow_steps::Column::RunId.eq(&ingest))
+        .all(app.db())
+        .await
+        .expect("steps");
+    let mut kinds: Vec<_> = steps.iter().map(|s| s.kind.as_str()).collect();
+    kinds.sort_unstable();
+    assert_eq!(
+        kinds,
+        ["alert", "alert", "evaluate", "ingest", "notify", "notify"],
+        "{steps:?}"
+    );
+    assert_eq!((run.steps_total, run.steps_finished), (6, 6));
+    let alert = alerts::Entity::find()
+        .one(app.db())
+        .await
+        .expect("alerts")
+        .expect("alert");
+    assert_eq!((alert.state.as_str(), alert.count), ("OPEN", 2));
+
+    pools.stop().await;
+    // Every job the ledger holds is in the state Redis says it is in.
+    let ledger: Vec<_> = jobs::Entity::find()
+        .all(app.db())
+        .await
+        .expect("ledger")
+        .into_iter()
+        // The silence tick this process scheduled is not part of the run.
+        .filter(|j| j.kind != "silence_check")
+        .collect();
+    assert_eq!(ledger.len(), 6);
+    for row in &ledger {
+        let live = app.engine.job(&row.id).await.expect("job").expect("live");
+        assert_eq!(row.state, live.state.as_str(), "{}", row.id);
+        assert_eq!(live.state, JobState::Succeeded);
+    }
+}
+
+mod pipeline_to_webhook {
+    use super::*;
+
+    #[tokio::test]
+    async fn sqlite() {
+        an_ingest_flows_to_a_signed_webhook_and_the_ledger_matches(Sql::Sqlite).await;
+    }
+
+    #[tokio::test]
+    async fn postgres() {
+        an_ingest_flows_to_a_signed_webhook_and_the_ledger_matches(Sql::Postgres).await;
+    }
+}
+
+#[tokio::test]
+async fn a_payload_version_this_build_cannot_read_goes_dead_with_a_clear_error() {
+    let app = TestApp::new(Sql::Postgres, "workers-version").await;
+    testing::sensor(app.db(), "boiler").await;
+    let pools = app.start_pools(|c| c.queues = vec!["evaluate".into()]);
+    let future = NewJob::new("evaluate", &serde_json::json!({"sensor": "boiler"}))
+        .expect("job")
+        .with_payload_version(7);
+    let id = app.engine.push(future).await.expect("push").id;
+    let engine = app.engine.clone();
+    let record = eventually(Duration::from_secs(10), "the job to die", || {
+        let (engine, id) = (engine.clone(), id.clone());
+        async move {
+            let record = engine.job(&id).await.map_err(|e| e.to_string())?;
+            match record {
+                Some(r) if r.state == JobState::Dead => Ok(r),
+                other => Err(format!("{other:?}")),
+            }
+        }
+    })
+    .await;
+    pools.stop().await;
+    assert_eq!(
+        record.attempt, 1,
+        "not retried: retrying cannot make it readable"
+    );
+    let error = record.last_error.unwrap_or_default();
+    assert!(
+        error.contains("payloadVersion") && error.contains('7'),
+        "{error}"
+    );
+}
