@@ -54,6 +54,12 @@ struct Config {
     /// Seconds between checks of silence rules.
     #[arg(long, env = "SILENCE_CHECK_SECS", default_value_t = 30)]
     silence_check_secs: u64,
+    /// Days finished jobs, their attempts and finished runs are kept in SQL (0: forever).
+    #[arg(long, env = "RETAIN_LEDGER_DAYS", default_value_t = 30)]
+    retain_ledger_days: u64,
+    /// Days readings are kept (0: forever); readings not yet evaluated are always kept.
+    #[arg(long, env = "RETAIN_READINGS_DAYS", default_value_t = 90)]
+    retain_readings_days: u64,
     /// Do not write the job ledger from this process (another process does).
     #[arg(long, env = "NO_LEDGER")]
     no_ledger: bool,
@@ -157,6 +163,15 @@ async fn main() -> anyhow::Result<()> {
     pools.shutdown_grace = Duration::from_secs(config.shutdown_grace_secs);
     pools.silence_every = Duration::from_secs(config.silence_check_secs.max(1));
     pools.record_ledger = !config.no_ledger;
+    let days = |d: u64| (d > 0).then(|| Duration::from_secs(d * 86_400));
+    pools.retention = (!config.no_ledger).then(|| {
+        let retain = workflows::retention::RetentionConfig {
+            ledger: days(config.retain_ledger_days),
+            readings: days(config.retain_readings_days),
+            ..Default::default()
+        };
+        (retain, Duration::from_secs(600))
+    });
     pools.sample_depth_every = (!config.no_metrics).then_some(Duration::from_secs(5));
     let ctx = Context {
         db,

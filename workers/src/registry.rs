@@ -16,6 +16,7 @@ use workflows::{
         silence_check::{self, SilenceCheck},
     },
     ledger::{Recorder, RecorderConfig},
+    retention::{self, RetentionConfig},
 };
 
 use crate::metrics;
@@ -58,6 +59,8 @@ pub struct PoolConfig {
     pub record_ledger: bool,
     /// How often queue depths are sampled into metrics (`None`: not at all).
     pub sample_depth_every: Option<Duration>,
+    /// Old ledger rows and readings deleted every so often (`None`: by another process).
+    pub retention: Option<(RetentionConfig, Duration)>,
 }
 
 impl PoolConfig {
@@ -74,6 +77,7 @@ impl PoolConfig {
             silence_every: Duration::from_secs(30),
             record_ledger: true,
             sample_depth_every: None,
+            retention: None,
         }
     }
 }
@@ -214,6 +218,9 @@ pub async fn run_pools(
             }
         });
     }
+    if let Some((retain, every)) = config.retention.clone() {
+        duties.spawn(sweep_now_and_then(ctx.db.clone(), retain, every, stop.clone()));
+    }
     tracing::info!(queues = ?config.queues, concurrency = config.concurrency, ledger = config.record_ledger, "worker pools starting");
     let result = monitor
         .run_with_signal(shutdown)
@@ -234,6 +241,26 @@ async fn schedule_silence_ticks(engine: Engine, every: Duration, stop: Cancellat
         }
         if let Err(e) = silence_check::schedule_tick(&engine, every).await {
             tracing::warn!(error = %e, "silence tick not scheduled");
+        }
+    }
+}
+
+async fn sweep_now_and_then(
+    db: DatabaseConnection,
+    config: RetentionConfig,
+    every: Duration,
+    stop: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        match retention::sweep(&db, &config).await {
+            Ok(swept) => tracing::info!(?swept, "retention sweep"),
+            Err(e) => tracing::warn!(error = %e, "retention sweep failed"),
         }
     }
 }

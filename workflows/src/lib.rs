@@ -6,6 +6,7 @@
 pub mod job;
 pub mod jobs;
 pub mod ledger;
+pub mod retention;
 #[cfg(feature = "testing")]
 pub mod testing;
 

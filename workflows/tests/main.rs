@@ -8,5 +8,6 @@ mod workflows {
     mod ingest;
     mod ledger;
     mod notify;
+    mod retention;
     mod silence;
 }
