@@ -133,6 +133,8 @@ mod receiver {
     /// One request as it arrived.
     #[derive(Debug, Clone)]
     pub struct Received {
+        /// When it arrived.
+        pub at: std::time::Instant,
         pub idempotency_key: String,
         pub signature: String,
         pub body: Bytes,
@@ -237,6 +239,7 @@ mod receiver {
         let reply = {
             let mut shared = shared.lock().unwrap_or_else(|e| e.into_inner());
             shared.received.push(Received {
+                at: std::time::Instant::now(),
                 idempotency_key: header("idempotency-key"),
                 signature: header("x-steadfast-signature"),
                 body,
