@@ -9,6 +9,8 @@
 //! latency is from an ingest job's push to the webhook its breach caused.
 //!
 //! `cargo bench -p steadfast-workers --bench pipeline` (needs Redis and `TEST_POSTGRES_URL`).
+//! Sizes: `BENCH_JOBS` (3000), `BENCH_RATE` (10000), `BENCH_SECS` (10), `BENCH_CONCURRENCY`
+//! (16), `BENCH_LEDGER` (1; 0 leaves the ledger recorder out).
 
 use std::{
     collections::HashMap,
@@ -85,7 +87,7 @@ fn cpu_snapshot() -> [f64; 3] {
 
 #[tokio::main]
 async fn main() {
-    let jobs = env_or("BENCH_JOBS", 2000) as usize;
+    let jobs = env_or("BENCH_JOBS", 3000) as usize;
     let rate = env_or("BENCH_RATE", 10_000);
     let secs = env_or("BENCH_SECS", 10);
     let db = TestDb::migrated_postgres().await;
@@ -104,6 +106,13 @@ async fn main() {
     .expect("notifier");
     let mut config = PoolConfig::all_queues("bench");
     config.concurrency = env_or("BENCH_CONCURRENCY", 16) as usize;
+    // BENCH_LEDGER=0 leaves the ledger out, to see what recording it costs.
+    config.record_ledger = env_or("BENCH_LEDGER", 1) == 1;
+    println!(
+        "pipeline bench: {SENSORS} sensors, {READINGS_PER_JOB} readings per ingest job, 1% breaching, concurrency {} per queue, ledger {}",
+        config.concurrency,
+        if config.record_ledger { "on" } else { "off" }
+    );
     let ctx = Context {
         db: db.db().clone(),
         engine: engine.clone(),

@@ -20,32 +20,32 @@ async fn opens_after_consecutive_failures_and_a_success_resets_the_count() {
     let q = TestQueue::new("breaker-open").await;
     let (e, p) = (&q.engine, policy());
     assert_eq!(
-        e.breaker_acquire("h:1", &p).await.unwrap(),
+        e.breaker_acquire("h:1", &p).await.expect("redis"),
         BreakerGate::Closed
     );
-    e.breaker_record("h:1", false, &p).await.unwrap();
-    e.breaker_record("h:1", false, &p).await.unwrap();
+    e.breaker_record("h:1", false, &p).await.expect("redis");
+    e.breaker_record("h:1", false, &p).await.expect("redis");
     // A success between failures: the count starts again.
-    e.breaker_record("h:1", true, &p).await.unwrap();
-    e.breaker_record("h:1", false, &p).await.unwrap();
-    e.breaker_record("h:1", false, &p).await.unwrap();
+    e.breaker_record("h:1", true, &p).await.expect("redis");
+    e.breaker_record("h:1", false, &p).await.expect("redis");
+    e.breaker_record("h:1", false, &p).await.expect("redis");
     assert_eq!(
-        e.breaker_acquire("h:1", &p).await.unwrap(),
+        e.breaker_acquire("h:1", &p).await.expect("redis"),
         BreakerGate::Closed
     );
-    let third = e.breaker_record("h:1", false, &p).await.unwrap();
+    let third = e.breaker_record("h:1", false, &p).await.expect("redis");
     assert!(matches!(third, BreakerGate::Open { .. }), "{third:?}");
-    match e.breaker_acquire("h:1", &p).await.unwrap() {
+    match e.breaker_acquire("h:1", &p).await.expect("redis") {
         BreakerGate::Open { retry_in } => assert!(retry_in <= p.cool_down, "{retry_in:?}"),
         other => panic!("expected open, got {other:?}"),
     }
-    let listed = e.breakers().await.unwrap();
+    let listed = e.breakers().await.expect("redis");
     assert_eq!(listed.len(), 1);
     assert_eq!((listed[0].name.as_str(), listed[0].failures), ("h:1", 3));
     assert_eq!(listed[0].state, "open");
     // Other destinations are unaffected.
     assert_eq!(
-        e.breaker_acquire("h:2", &p).await.unwrap(),
+        e.breaker_acquire("h:2", &p).await.expect("redis"),
         BreakerGate::Closed
     );
 }
@@ -57,37 +57,37 @@ async fn half_open_lets_one_probe_through_and_its_outcome_decides() {
     // A second engine on the same prefix stands for another worker process.
     let other = Engine::connect(&q.url, EngineConfig::with_prefix(q.prefix.clone()))
         .await
-        .unwrap();
+        .expect("redis");
     for _ in 0..3 {
-        e.breaker_record("h", false, &p).await.unwrap();
+        e.breaker_record("h", false, &p).await.expect("redis");
     }
-    assert!(!other.breaker_acquire("h", &p).await.unwrap().allows());
+    assert!(!other.breaker_acquire("h", &p).await.expect("redis").allows());
     tokio::time::sleep(p.cool_down + Duration::from_millis(20)).await;
     assert_eq!(
-        other.breaker_acquire("h", &p).await.unwrap(),
+        other.breaker_acquire("h", &p).await.expect("redis"),
         BreakerGate::Probe
     );
     // While the probe is out, everybody else waits.
-    assert!(!e.breaker_acquire("h", &p).await.unwrap().allows());
-    assert_eq!(e.breakers().await.unwrap()[0].state, "half_open");
+    assert!(!e.breaker_acquire("h", &p).await.expect("redis").allows());
+    assert_eq!(e.breakers().await.expect("redis")[0].state, "half_open");
     // The probe failed: open again for a full cool-down.
-    let reopened = other.breaker_record("h", false, &p).await.unwrap();
+    let reopened = other.breaker_record("h", false, &p).await.expect("redis");
     assert!(matches!(reopened, BreakerGate::Open { .. }));
-    assert!(!e.breaker_acquire("h", &p).await.unwrap().allows());
+    assert!(!e.breaker_acquire("h", &p).await.expect("redis").allows());
     tokio::time::sleep(p.cool_down + Duration::from_millis(20)).await;
     assert_eq!(
-        e.breaker_acquire("h", &p).await.unwrap(),
+        e.breaker_acquire("h", &p).await.expect("redis"),
         BreakerGate::Probe
     );
     assert_eq!(
-        e.breaker_record("h", true, &p).await.unwrap(),
+        e.breaker_record("h", true, &p).await.expect("redis"),
         BreakerGate::Closed
     );
     assert_eq!(
-        other.breaker_acquire("h", &p).await.unwrap(),
+        other.breaker_acquire("h", &p).await.expect("redis"),
         BreakerGate::Closed
     );
-    assert!(e.breakers().await.unwrap().is_empty());
+    assert!(e.breakers().await.expect("redis").is_empty());
 }
 
 #[tokio::test]
@@ -95,17 +95,17 @@ async fn a_probe_that_never_reports_frees_the_breaker_after_its_timeout() {
     let q = TestQueue::new("breaker-lost-probe").await;
     let (e, p) = (&q.engine, policy());
     for _ in 0..3 {
-        e.breaker_record("h", false, &p).await.unwrap();
+        e.breaker_record("h", false, &p).await.expect("redis");
     }
     tokio::time::sleep(p.cool_down + Duration::from_millis(20)).await;
     assert_eq!(
-        e.breaker_acquire("h", &p).await.unwrap(),
+        e.breaker_acquire("h", &p).await.expect("redis"),
         BreakerGate::Probe
     );
     // The prober crashed before reporting.
     tokio::time::sleep(p.probe_timeout + Duration::from_millis(20)).await;
     assert_eq!(
-        e.breaker_acquire("h", &p).await.unwrap(),
+        e.breaker_acquire("h", &p).await.expect("redis"),
         BreakerGate::Probe
     );
 }

@@ -196,7 +196,7 @@ async fn a_worker_killed_mid_pipeline_loses_nothing_and_applies_nothing_twice() 
         "one alert per episode"
     );
     assert_eq!(
-        rules::Entity::find().count(app.db()).await.unwrap(),
+        rules::Entity::find().count(app.db()).await.expect("query"),
         SENSORS as u64
     );
     // One distinct delivery key per alert and channel; the receiver saw each key.

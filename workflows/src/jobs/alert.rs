@@ -164,7 +164,7 @@ pub async fn run(
     // One rule's alert jobs run at once and in any order. A no-op update takes the rule's row
     // lock, so they apply one at a time (SQLite's single writer serialises them anyway).
     rules::Entity::update_many()
-        .col_expr(rules::Column::Id, Expr::col(rules::Column::Id).into())
+        .col_expr(rules::Column::Id, Expr::col(rules::Column::Id))
         .filter(rules::Column::Id.eq(rule.id))
         .exec(&txn)
         .await?;

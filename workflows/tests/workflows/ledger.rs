@@ -119,7 +119,7 @@ async fn the_ledger_records_jobs_attempts_dead_jobs_and_runs(sql: Sql) {
             jobs::Entity::find_by_id(id)
                 .one(&db)
                 .await
-                .unwrap()
+                .expect("ledger query")
                 .expect("ledger row")
         }
     };
@@ -156,7 +156,7 @@ async fn the_ledger_records_jobs_attempts_dead_jobs_and_runs(sql: Sql) {
         .order_by_asc(job_attempts::Column::Attempt)
         .all(env.db())
         .await
-        .unwrap();
+        .expect("ledger query");
     let outcomes: Vec<_> = attempts
         .iter()
         .map(|a| (a.attempt, a.outcome.clone()))
@@ -177,7 +177,7 @@ async fn the_ledger_records_jobs_attempts_dead_jobs_and_runs(sql: Sql) {
     let dead = dead_jobs::Entity::find_by_id(notify.clone())
         .one(env.db())
         .await
-        .unwrap()
+        .expect("ledger query")
         .expect("dead row");
     assert_eq!((dead.kind.as_str(), dead.attempts), ("notify", 2));
     assert!(!dead.fingerprint.is_empty());
@@ -195,7 +195,7 @@ async fn the_ledger_records_jobs_attempts_dead_jobs_and_runs(sql: Sql) {
     let run = workflow_runs::Entity::find_by_id(ingest.clone())
         .one(env.db())
         .await
-        .unwrap()
+        .expect("ledger query")
         .expect("run");
     assert_eq!(
         (run.state.as_str(), run.steps_total, run.steps_finished),
@@ -206,10 +206,10 @@ async fn the_ledger_records_jobs_attempts_dead_jobs_and_runs(sql: Sql) {
     // A second recorder group reading the whole stream again changes nothing.
     let counts = |db: sea_orm::DatabaseConnection| async move {
         (
-            jobs::Entity::find().count(&db).await.unwrap(),
-            job_attempts::Entity::find().count(&db).await.unwrap(),
-            dead_jobs::Entity::find().count(&db).await.unwrap(),
-            workflow_steps::Entity::find().count(&db).await.unwrap(),
+            jobs::Entity::find().count(&db).await.expect("ledger query"),
+            job_attempts::Entity::find().count(&db).await.expect("ledger query"),
+            dead_jobs::Entity::find().count(&db).await.expect("ledger query"),
+            workflow_steps::Entity::find().count(&db).await.expect("ledger query"),
         )
     };
     let before = counts(env.db().clone()).await;
@@ -232,7 +232,7 @@ async fn the_ledger_records_jobs_attempts_dead_jobs_and_runs(sql: Sql) {
     assert_eq!(
         ledger::requeue_dead(env.db(), &env.engine, &notify)
             .await
-            .unwrap(),
+            .expect("ledger query"),
         RequeueFromLedger::Requeued
     );
     catch_up(&mut recorder).await;
@@ -241,7 +241,7 @@ async fn the_ledger_records_jobs_attempts_dead_jobs_and_runs(sql: Sql) {
     let run = workflow_runs::Entity::find_by_id(ingest.clone())
         .one(env.db())
         .await
-        .unwrap()
+        .expect("ledger query")
         .expect("run");
     assert_eq!(run.state, "RUNNING", "a requeued dead step resumes its run");
     let job = lease_one(&env.engine, "notify").await;
@@ -250,7 +250,7 @@ async fn the_ledger_records_jobs_attempts_dead_jobs_and_runs(sql: Sql) {
     let run = workflow_runs::Entity::find_by_id(ingest)
         .one(env.db())
         .await
-        .unwrap()
+        .expect("ledger query")
         .expect("run");
     assert_eq!((run.state.as_str(), run.steps_finished), ("SUCCEEDED", 3));
     let rounds: Vec<_> = job_attempts::Entity::find()
@@ -258,7 +258,7 @@ async fn the_ledger_records_jobs_attempts_dead_jobs_and_runs(sql: Sql) {
         .order_by_asc(job_attempts::Column::Id)
         .all(env.db())
         .await
-        .unwrap()
+        .expect("ledger query")
         .into_iter()
         .map(|a| (a.round, a.attempt, a.outcome))
         .collect();
@@ -267,8 +267,8 @@ async fn the_ledger_records_jobs_attempts_dead_jobs_and_runs(sql: Sql) {
         dead_jobs::Entity::find_by_id(notify)
             .one(env.db())
             .await
-            .unwrap()
-            .unwrap()
+            .expect("ledger query")
+            .expect("ledger query")
             .requeued_at
             .is_some()
     );
@@ -288,29 +288,29 @@ async fn a_dead_job_redis_lost_is_requeued_from_its_sql_record(sql: Sql) {
     // Redis loses the job (a failover without persistence, say).
     let prefix = &env.redis.prefix;
     let mut conn = redis::Client::open(env.redis.url.as_str())
-        .unwrap()
+        .expect("ledger query")
         .get_multiplexed_async_connection()
         .await
-        .unwrap();
+        .expect("ledger query");
     let _: () = redis::pipe()
         .del(format!("{{{prefix}}}:job:{notify}"))
         .zrem(format!("{{{prefix}}}:q:notify:dead"), &notify)
         .query_async(&mut conn)
         .await
-        .unwrap();
-    assert!(env.engine.job(&notify).await.unwrap().is_none());
+        .expect("ledger query");
+    assert!(env.engine.job(&notify).await.expect("ledger query").is_none());
 
     assert_eq!(
         ledger::requeue_dead(env.db(), &env.engine, &notify)
             .await
-            .unwrap(),
+            .expect("ledger query"),
         RequeueFromLedger::Restored
     );
     let restored = env
         .engine
         .job(&notify)
         .await
-        .unwrap()
+        .expect("ledger query")
         .expect("back in Redis");
     assert_eq!(restored.state, JobState::Queued);
     assert_eq!(restored.payload, r#"{"channel":1,"message":"hi"}"#);
@@ -323,7 +323,7 @@ async fn a_dead_job_redis_lost_is_requeued_from_its_sql_record(sql: Sql) {
     assert_eq!(
         ledger::requeue_dead(env.db(), &env.engine, "no-such-job")
             .await
-            .unwrap(),
+            .expect("ledger query"),
         RequeueFromLedger::Unknown
     );
 }

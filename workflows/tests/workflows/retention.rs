@@ -111,18 +111,18 @@ async fn old_rows_go_in_bounded_batches_and_unevaluated_readings_stay(sql: Sql) 
     let left: Vec<_> = jobs::Entity::find()
         .all(env.db())
         .await
-        .unwrap()
+        .expect("query")
         .into_iter()
         .map(|j| j.id)
         .collect();
     assert_eq!(left.len(), 2, "{left:?}");
     assert_eq!(
-        job_attempts::Entity::find().count(env.db()).await.unwrap(),
+        job_attempts::Entity::find().count(env.db()).await.expect("query"),
         2,
         "attempts went with their jobs"
     );
     assert_eq!(
-        readings::Entity::find().count(env.db()).await.unwrap(),
+        readings::Entity::find().count(env.db()).await.expect("query"),
         10,
         "readings not yet evaluated are kept, however old"
     );

@@ -56,7 +56,7 @@ async fn a_silent_sensor_raises_one_alert_and_its_next_reading_clears_it(sql: Sq
     assert!(!raised[0].duplicate);
     let again = check(&env).await;
     assert!(again[0].duplicate, "the same silence is one alert job");
-    let job = env.engine.job(&raised[0].id).await.unwrap().unwrap();
+    let job = env.engine.job(&raised[0].id).await.expect("query").expect("query");
     let signal: Alert = serde_json::from_str(&job.payload).expect("alert payload");
     assert_eq!((signal.rule, signal.breach), (rule.id, true));
     let opened = alert::run(env.db(), &env.engine, &signal)
@@ -80,8 +80,8 @@ async fn a_silent_sensor_raises_one_alert_and_its_next_reading_clears_it(sql: Sq
         .engine
         .job(&evaluated.alerts[0].id)
         .await
-        .unwrap()
-        .unwrap();
+        .expect("query")
+        .expect("query");
     let clear: Alert = serde_json::from_str(&job.payload).expect("alert payload");
     let resolved = alert::run(env.db(), &env.engine, &clear)
         .await
@@ -91,8 +91,8 @@ async fn a_silent_sensor_raises_one_alert_and_its_next_reading_clears_it(sql: Sq
         .filter(alerts::Column::RuleId.eq(rule.id))
         .one(env.db())
         .await
-        .unwrap()
-        .unwrap();
+        .expect("query")
+        .expect("query");
     assert_eq!(alert.state, "RESOLVED");
     assert!(check(&env).await.is_empty(), "not silent any more");
 }
@@ -102,10 +102,10 @@ async fn every_process_scheduling_a_tick_makes_one_job(_sql: Sql) {
     let every = Duration::from_secs(3600);
     let first = silence_check::schedule_tick(&env.engine, every)
         .await
-        .unwrap();
+        .expect("query");
     let second = silence_check::schedule_tick(&env.engine, every)
         .await
-        .unwrap();
+        .expect("query");
     assert!(!first.duplicate);
     assert_eq!(
         (second.id.as_str(), second.duplicate),
@@ -115,7 +115,7 @@ async fn every_process_scheduling_a_tick_makes_one_job(_sql: Sql) {
         .engine
         .stats(<SilenceCheck as workflows::Job>::KIND)
         .await
-        .unwrap();
+        .expect("query");
     assert_eq!(stats.ready, 1);
 }
 
