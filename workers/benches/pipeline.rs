@@ -82,7 +82,11 @@ fn cpu_seconds(comm: &str) -> f64 {
 }
 
 fn cpu_snapshot() -> [f64; 3] {
-    [cpu_seconds("self"), cpu_seconds("postgres"), cpu_seconds("redis-server")]
+    [
+        cpu_seconds("self"),
+        cpu_seconds("postgres"),
+        cpu_seconds("redis-server"),
+    ]
 }
 
 #[tokio::main]
@@ -127,7 +131,9 @@ async fn main() {
     // Phase 1: a backlog drains.
     let cpu0 = cpu_snapshot();
     let started = Instant::now();
-    let backlog: Vec<NewJob> = (0..jobs).map(|j| ingest_job(j % SENSORS, j / SENSORS)).collect();
+    let backlog: Vec<NewJob> = (0..jobs)
+        .map(|j| ingest_job(j % SENSORS, j / SENSORS))
+        .collect();
     for chunk in backlog.chunks(500) {
         engine.push_many(chunk.to_vec()).await.expect("push");
     }
@@ -147,7 +153,10 @@ async fn main() {
     let spent: Vec<f64> = cpu1.iter().zip(cpu0).map(|(b, a)| b - a).collect();
     println!(
         "cpu seconds while draining: steadfast {:.1}, postgres {:.1}, redis {:.1} (wall {:.1}, 2 cores)",
-        spent[0], spent[1], spent[2], drained_in.as_secs_f64()
+        spent[0],
+        spent[1],
+        spent[2],
+        drained_in.as_secs_f64()
     );
 
     // Let the ledger catch up before measuring latency.

@@ -219,7 +219,12 @@ pub async fn run_pools(
         });
     }
     if let Some((retain, every)) = config.retention.clone() {
-        duties.spawn(sweep_now_and_then(ctx.db.clone(), retain, every, stop.clone()));
+        duties.spawn(sweep_now_and_then(
+            ctx.db.clone(),
+            retain,
+            every,
+            stop.clone(),
+        ));
     }
     tracing::info!(queues = ?config.queues, concurrency = config.concurrency, ledger = config.record_ledger, "worker pools starting");
     let result = monitor

@@ -61,7 +61,13 @@ async fn half_open_lets_one_probe_through_and_its_outcome_decides() {
     for _ in 0..3 {
         e.breaker_record("h", false, &p).await.expect("redis");
     }
-    assert!(!other.breaker_acquire("h", &p).await.expect("redis").allows());
+    assert!(
+        !other
+            .breaker_acquire("h", &p)
+            .await
+            .expect("redis")
+            .allows()
+    );
     tokio::time::sleep(p.cool_down + Duration::from_millis(20)).await;
     assert_eq!(
         other.breaker_acquire("h", &p).await.expect("redis"),

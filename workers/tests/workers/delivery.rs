@@ -61,7 +61,12 @@ async fn a_receiver_failing_twice_gets_the_same_delivery_three_times_and_it_is_r
             .iter()
             .all(|p| p.idempotency_key == posts[0].idempotency_key)
     );
-    let job = app.engine.job(&ids[0]).await.expect("query").expect("query");
+    let job = app
+        .engine
+        .job(&ids[0])
+        .await
+        .expect("query")
+        .expect("exists");
     assert_eq!((job.state, job.attempt), (JobState::Succeeded, 3));
     assert_eq!(job.errors.len(), 2, "two failed attempts in the history");
 }
@@ -92,7 +97,7 @@ async fn a_down_receiver_opens_the_breaker_jobs_snooze_then_deliver_when_it_retu
     tokio::time::sleep(Duration::from_millis(400)).await;
     let mut snoozed_attempts = Vec::new();
     for id in &ids {
-        let job = app.engine.job(id).await.expect("query").expect("query");
+        let job = app.engine.job(id).await.expect("query").expect("exists");
         assert_ne!(
             job.state,
             JobState::Dead,

@@ -207,9 +207,18 @@ async fn the_ledger_records_jobs_attempts_dead_jobs_and_runs(sql: Sql) {
     let counts = |db: sea_orm::DatabaseConnection| async move {
         (
             jobs::Entity::find().count(&db).await.expect("ledger query"),
-            job_attempts::Entity::find().count(&db).await.expect("ledger query"),
-            dead_jobs::Entity::find().count(&db).await.expect("ledger query"),
-            workflow_steps::Entity::find().count(&db).await.expect("ledger query"),
+            job_attempts::Entity::find()
+                .count(&db)
+                .await
+                .expect("ledger query"),
+            dead_jobs::Entity::find()
+                .count(&db)
+                .await
+                .expect("ledger query"),
+            workflow_steps::Entity::find()
+                .count(&db)
+                .await
+                .expect("ledger query"),
         )
     };
     let before = counts(env.db().clone()).await;
@@ -298,7 +307,13 @@ async fn a_dead_job_redis_lost_is_requeued_from_its_sql_record(sql: Sql) {
         .query_async(&mut conn)
         .await
         .expect("ledger query");
-    assert!(env.engine.job(&notify).await.expect("ledger query").is_none());
+    assert!(
+        env.engine
+            .job(&notify)
+            .await
+            .expect("ledger query")
+            .is_none()
+    );
 
     assert_eq!(
         ledger::requeue_dead(env.db(), &env.engine, &notify)

@@ -115,7 +115,13 @@ async fn a_signed_webhook_is_delivered_once(sql: Sql) {
         ("DELIVERED", 1, Some(200))
     );
     assert!(row.delivered_at.is_some());
-    assert_eq!(deliveries::Entity::find().count(env.db()).await.expect("query"), 1);
+    assert_eq!(
+        deliveries::Entity::find()
+            .count(env.db())
+            .await
+            .expect("query"),
+        1
+    );
 }
 
 async fn each_answer_is_classified(sql: Sql) {

@@ -117,12 +117,18 @@ async fn old_rows_go_in_bounded_batches_and_unevaluated_readings_stay(sql: Sql) 
         .collect();
     assert_eq!(left.len(), 2, "{left:?}");
     assert_eq!(
-        job_attempts::Entity::find().count(env.db()).await.expect("query"),
+        job_attempts::Entity::find()
+            .count(env.db())
+            .await
+            .expect("query"),
         2,
         "attempts went with their jobs"
     );
     assert_eq!(
-        readings::Entity::find().count(env.db()).await.expect("query"),
+        readings::Entity::find()
+            .count(env.db())
+            .await
+            .expect("query"),
         10,
         "readings not yet evaluated are kept, however old"
     );

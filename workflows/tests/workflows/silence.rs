@@ -56,7 +56,12 @@ async fn a_silent_sensor_raises_one_alert_and_its_next_reading_clears_it(sql: Sq
     assert!(!raised[0].duplicate);
     let again = check(&env).await;
     assert!(again[0].duplicate, "the same silence is one alert job");
-    let job = env.engine.job(&raised[0].id).await.expect("query").expect("query");
+    let job = env
+        .engine
+        .job(&raised[0].id)
+        .await
+        .expect("query")
+        .expect("exists");
     let signal: Alert = serde_json::from_str(&job.payload).expect("alert payload");
     assert_eq!((signal.rule, signal.breach), (rule.id, true));
     let opened = alert::run(env.db(), &env.engine, &signal)
