@@ -202,11 +202,15 @@ pub async fn run_pools(
         duties.spawn(recorder.run(stop.clone().cancelled_owned()));
     }
     if config.queues.iter().any(|q| q == SilenceCheck::KIND) {
-        duties.spawn(schedule_silence_ticks(
-            ctx.engine.clone(),
-            config.silence_every,
-            stop.clone(),
-        ));
+        let (engine, period) = (ctx.engine.clone(), config.silence_every);
+        duties.spawn(every(period, stop.clone(), move || {
+            let engine = engine.clone();
+            async move {
+                if let Err(e) = silence_check::schedule_tick(&engine, period).await {
+                    tracing::warn!(error = %e, "silence tick not scheduled");
+                }
+            }
+        }));
     }
     if let Some(every) = config.sample_depth_every {
         let sampler = metrics::sample_depth(ctx.engine.clone(), config.queues.clone(), every);
@@ -218,13 +222,17 @@ pub async fn run_pools(
             }
         });
     }
-    if let Some((retain, every)) = config.retention.clone() {
-        duties.spawn(sweep_now_and_then(
-            ctx.db.clone(),
-            retain,
-            every,
-            stop.clone(),
-        ));
+    if let Some((retain, period)) = config.retention.clone() {
+        let db = ctx.db.clone();
+        duties.spawn(every(period, stop.clone(), move || {
+            let (db, retain) = (db.clone(), retain.clone());
+            async move {
+                match retention::sweep(&db, &retain).await {
+                    Ok(swept) => tracing::info!(?swept, "retention sweep"),
+                    Err(e) => tracing::warn!(error = %e, "retention sweep failed"),
+                }
+            }
+        }));
     }
     tracing::info!(queues = ?config.queues, concurrency = config.concurrency, ledger = config.record_ledger, "worker pools starting");
     let result = monitor
@@ -236,36 +244,18 @@ pub async fn run_pools(
     result
 }
 
-async fn schedule_silence_ticks(engine: Engine, every: Duration, stop: CancellationToken) {
-    let mut tick = tokio::time::interval(every);
+/// Runs `duty` every `period` (the first time at once) until `stop`.
+async fn every<F, Fut>(period: Duration, stop: CancellationToken, mut duty: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        if let Err(e) = silence_check::schedule_tick(&engine, every).await {
-            tracing::warn!(error = %e, "silence tick not scheduled");
-        }
-    }
-}
-
-async fn sweep_now_and_then(
-    db: DatabaseConnection,
-    config: RetentionConfig,
-    every: Duration,
-    stop: CancellationToken,
-) {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            () = stop.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        match retention::sweep(&db, &config).await {
-            Ok(swept) => tracing::info!(?swept, "retention sweep"),
-            Err(e) => tracing::warn!(error = %e, "retention sweep failed"),
+            _ = tick.tick() => duty().await,
         }
     }
 }

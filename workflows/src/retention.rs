@@ -1,7 +1,7 @@
 //! Retention: deletes old ledger rows, attempts, applied alert signals and readings in bounded
 //! batches, so a sweep never holds long locks or builds one huge transaction.
 
-use std::time::Duration;
+use std::{future::Future, time::Duration};
 
 use chrono::Utc;
 use entities::{alert_signals, jobs, readings, workflow_runs};
@@ -51,108 +51,123 @@ pub async fn sweep(db: &DatabaseConnection, config: &RetentionConfig) -> Result<
     let batch = config.batch.max(1);
     if let Some(age) = config.ledger {
         let before = cutoff(age);
-        loop {
-            // Attempts go with their job (ON DELETE CASCADE).
-            let ids: Vec<String> = jobs::Entity::find()
-                .select_only()
-                .column(jobs::Column::Id)
-                .filter(jobs::Column::FinishedAt.lt(before))
-                .limit(batch)
-                .into_tuple()
-                .all(db)
-                .await?;
-            if ids.is_empty() {
-                break;
-            }
-            let n = ids.len() as u64;
-            swept.jobs += jobs::Entity::delete_many()
-                .filter(jobs::Column::Id.is_in(ids))
-                .exec(db)
-                .await?
-                .rows_affected;
-            swept.batches += 1;
-            if n < batch {
-                break;
-            }
-        }
-        loop {
-            // Steps go with their run (ON DELETE CASCADE).
-            let ids: Vec<String> = workflow_runs::Entity::find()
-                .select_only()
-                .column(workflow_runs::Column::Id)
-                .filter(workflow_runs::Column::FinishedAt.lt(before))
-                .limit(batch)
-                .into_tuple()
-                .all(db)
-                .await?;
-            if ids.is_empty() {
-                break;
-            }
-            let n = ids.len() as u64;
-            swept.runs += workflow_runs::Entity::delete_many()
-                .filter(workflow_runs::Column::Id.is_in(ids))
-                .exec(db)
-                .await?
-                .rows_affected;
-            swept.batches += 1;
-            if n < batch {
-                break;
-            }
-        }
-        loop {
-            let ids: Vec<i64> = alert_signals::Entity::find()
-                .select_only()
-                .column(alert_signals::Column::Id)
-                .filter(alert_signals::Column::AppliedAt.lt(before))
-                .limit(batch)
-                .into_tuple()
-                .all(db)
-                .await?;
-            if ids.is_empty() {
-                break;
-            }
-            let n = ids.len() as u64;
-            swept.signals += alert_signals::Entity::delete_many()
-                .filter(alert_signals::Column::Id.is_in(ids))
-                .exec(db)
-                .await?
-                .rows_affected;
-            swept.batches += 1;
-            if n < batch {
-                break;
-            }
-        }
+        // Attempts go with their job, steps with their run (ON DELETE CASCADE).
+        swept.jobs = in_batches(
+            batch,
+            &mut swept.batches,
+            |limit| {
+                jobs::Entity::find()
+                    .select_only()
+                    .column(jobs::Column::Id)
+                    .filter(jobs::Column::FinishedAt.lt(before))
+                    .limit(limit)
+                    .into_tuple::<String>()
+                    .all(db)
+            },
+            |ids| async move {
+                let deleted = jobs::Entity::delete_many()
+                    .filter(jobs::Column::Id.is_in(ids))
+                    .exec(db)
+                    .await?;
+                Ok(deleted.rows_affected)
+            },
+        )
+        .await?;
+        swept.runs = in_batches(
+            batch,
+            &mut swept.batches,
+            |limit| {
+                workflow_runs::Entity::find()
+                    .select_only()
+                    .column(workflow_runs::Column::Id)
+                    .filter(workflow_runs::Column::FinishedAt.lt(before))
+                    .limit(limit)
+                    .into_tuple::<String>()
+                    .all(db)
+            },
+            |ids| async move {
+                let deleted = workflow_runs::Entity::delete_many()
+                    .filter(workflow_runs::Column::Id.is_in(ids))
+                    .exec(db)
+                    .await?;
+                Ok(deleted.rows_affected)
+            },
+        )
+        .await?;
+        swept.signals = in_batches(
+            batch,
+            &mut swept.batches,
+            |limit| {
+                alert_signals::Entity::find()
+                    .select_only()
+                    .column(alert_signals::Column::Id)
+                    .filter(alert_signals::Column::AppliedAt.lt(before))
+                    .limit(limit)
+                    .into_tuple::<i64>()
+                    .all(db)
+            },
+            |ids| async move {
+                let deleted = alert_signals::Entity::delete_many()
+                    .filter(alert_signals::Column::Id.is_in(ids))
+                    .exec(db)
+                    .await?;
+                Ok(deleted.rows_affected)
+            },
+        )
+        .await?;
     }
     if let Some(age) = config.readings {
         let before = cutoff(age);
-        loop {
+        swept.readings = in_batches(batch, &mut swept.batches, |limit| {
             // Only readings at or behind their sensor's cursor: evaluated already.
             let evaluated = Expr::cust(
                 "readings.id <= (SELECT eval_cursor FROM sensors WHERE sensors.id = readings.sensor_id)",
             );
-            let ids: Vec<i64> = readings::Entity::find()
+            readings::Entity::find()
                 .select_only()
                 .column(readings::Column::Id)
                 .filter(readings::Column::CreatedAt.lt(before))
                 .filter(evaluated)
-                .limit(batch)
-                .into_tuple()
+                .limit(limit)
+                .into_tuple::<i64>()
                 .all(db)
-                .await?;
-            if ids.is_empty() {
-                break;
-            }
-            let n = ids.len() as u64;
-            swept.readings += readings::Entity::delete_many()
+        }, |ids| async move {
+            let deleted = readings::Entity::delete_many()
                 .filter(readings::Column::Id.is_in(ids))
                 .exec(db)
-                .await?
-                .rows_affected;
-            swept.batches += 1;
-            if n < batch {
-                break;
-            }
-        }
+                .await?;
+            Ok(deleted.rows_affected)
+        })
+        .await?;
     }
     Ok(swept)
+}
+
+/// Selects up to `batch` ids and deletes them, until a selection comes back short; returns
+/// the rows deleted and counts the delete statements in `statements`.
+async fn in_batches<Id, Select, Selected, Delete, Deleted>(
+    batch: u64,
+    statements: &mut u64,
+    mut select: Select,
+    mut delete: Delete,
+) -> Result<u64, DbErr>
+where
+    Select: FnMut(u64) -> Selected,
+    Selected: Future<Output = Result<Vec<Id>, DbErr>>,
+    Delete: FnMut(Vec<Id>) -> Deleted,
+    Deleted: Future<Output = Result<u64, DbErr>>,
+{
+    let mut deleted = 0;
+    loop {
+        let ids = select(batch).await?;
+        if ids.is_empty() {
+            return Ok(deleted);
+        }
+        let full = ids.len() as u64 >= batch;
+        deleted += delete(ids).await?;
+        *statements += 1;
+        if !full {
+            return Ok(deleted);
+        }
+    }
 }
