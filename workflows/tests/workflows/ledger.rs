@@ -40,12 +40,16 @@ async fn catch_up(recorder: &mut Recorder) {
     while recorder.step().await.expect("ledger step") > 0 {}
 }
 
-fn recorder_config(group: &str) -> RecorderConfig {
-    RecorderConfig {
+/// A recorder in consumer group `group`, waiting only milliseconds for events.
+async fn start_recorder(env: &TestEnv, group: &str) -> Recorder {
+    let config = RecorderConfig {
         group: group.into(),
         block: Duration::from_millis(5),
         ..RecorderConfig::new("test-recorder")
-    }
+    };
+    Recorder::new(env.db().clone(), env.engine.clone(), config)
+        .await
+        .expect("recorder")
 }
 
 /// A run (an ingest and the evaluate it caused, both succeed) and a notify job that fails
@@ -103,13 +107,7 @@ async fn play(engine: &Engine) -> (String, String, String) {
 async fn the_ledger_records_jobs_attempts_dead_jobs_and_runs(sql: Sql) {
     let env = TestEnv::new(sql).await;
     let (ingest, evaluate, notify) = play(&env.engine).await;
-    let mut recorder = Recorder::new(
-        env.db().clone(),
-        env.engine.clone(),
-        recorder_config("ledger"),
-    )
-    .await
-    .expect("recorder");
+    let mut recorder = start_recorder(&env, "ledger").await;
     catch_up(&mut recorder).await;
 
     let row = |id: &str| {
@@ -222,13 +220,7 @@ async fn the_ledger_records_jobs_attempts_dead_jobs_and_runs(sql: Sql) {
         )
     };
     let before = counts(env.db().clone()).await;
-    let mut replay = Recorder::new(
-        env.db().clone(),
-        env.engine.clone(),
-        recorder_config("replay"),
-    )
-    .await
-    .expect("replay");
+    let mut replay = start_recorder(&env, "replay").await;
     catch_up(&mut replay).await;
     assert_eq!(counts(env.db().clone()).await, before);
     assert_eq!(
@@ -286,13 +278,7 @@ async fn the_ledger_records_jobs_attempts_dead_jobs_and_runs(sql: Sql) {
 async fn a_dead_job_redis_lost_is_requeued_from_its_sql_record(sql: Sql) {
     let env = TestEnv::new(sql).await;
     let (_, _, notify) = play(&env.engine).await;
-    let mut recorder = Recorder::new(
-        env.db().clone(),
-        env.engine.clone(),
-        recorder_config("ledger"),
-    )
-    .await
-    .expect("recorder");
+    let mut recorder = start_recorder(&env, "ledger").await;
     catch_up(&mut recorder).await;
     // Redis loses the job (a failover without persistence, say).
     let prefix = &env.redis.prefix;
