@@ -12,7 +12,7 @@
 //! notified, after a crash between commit and enqueue, sends the same jobs again under the
 //! same keys.
 
-use std::time::Duration;
+use std::{collections::HashMap, time::Duration};
 
 use chrono::Utc;
 use entities::{alert_signals, alerts, readings, rule_channels, rules, sensors};
@@ -125,6 +125,11 @@ pub async fn record_signals(
 /// What applying the pending signals did, as they are applied in order.
 struct Walk {
     open: Option<alerts::Model>,
+    /// The open alert changed in memory (raised) and is not written yet: a run of raises is
+    /// one UPDATE, not one per signal.
+    dirty: bool,
+    /// The workflow run of each pending signal's reading.
+    runs: HashMap<i64, String>,
     /// Alerts that want their rule's channels notified, with the reading that caused it.
     notify: Vec<(i64, i64, Option<String>)>,
     /// Application events, in order.
@@ -188,6 +193,8 @@ pub async fn run(
         .await?;
     let mut walk = Walk {
         open,
+        dirty: false,
+        runs: HashMap::new(),
         notify: Vec::new(),
         events: Vec::new(),
         change: Change::Unchanged,
@@ -200,11 +207,26 @@ pub async fn run(
             .order_by_asc(alert_signals::Column::ReadingId)
             .all(&txn)
             .await?;
+        walk.runs = readings::Entity::find()
+            .filter(readings::Column::Id.is_in(pending.iter().map(|p| p.reading_id)))
+            .all(&txn)
+            .await?
+            .into_iter()
+            .map(|r| (r.id, r.ingest_job_id))
+            .collect();
         for signal in &pending {
             let change = apply(&txn, &rule, &sensor, &open_key, signal, &mut walk).await?;
             if signal.id == own.id {
                 walk.change = change;
             }
+        }
+        if let (Some(alert), true) = (&walk.open, walk.dirty) {
+            alert
+                .clone()
+                .into_active_model()
+                .reset_all()
+                .update(&txn)
+                .await?;
         }
         alert_signals::Entity::update_many()
             .col_expr(alert_signals::Column::AppliedAt, Expr::value(Utc::now()))
@@ -262,10 +284,7 @@ async fn apply(
     walk: &mut Walk,
 ) -> Result<Change, HandlerError> {
     let now = Utc::now();
-    let reading = readings::Entity::find_by_id(signal.reading_id)
-        .one(txn)
-        .await?;
-    let run = reading.map(|r| r.ingest_job_id);
+    let run = walk.runs.get(&signal.reading_id).cloned();
     match (walk.open.take(), signal.breach) {
         (None, false) => Ok(Change::Unchanged),
         (None, true) => {
@@ -291,37 +310,36 @@ async fn apply(
             walk.notify.push((alert.id, signal.reading_id, run));
             walk.events.push(("alert_opened", alert.clone()));
             walk.open = Some(alert);
+            walk.dirty = false;
             Ok(Change::Opened)
         }
-        (Some(alert), true) => {
+        (Some(mut alert), true) => {
             let throttle = chrono::Duration::seconds(i64::from(rule.throttle_seconds.max(0)));
             let due = alert.last_notified_at.is_none_or(|t| now - t >= throttle);
-            let mut active = alert.clone().into_active_model();
-            active.count = Set(alert.count + 1);
-            active.last_reading_id = Set(signal.reading_id);
-            active.updated_at = Set(now);
+            alert.count += 1;
+            alert.last_reading_id = signal.reading_id;
+            alert.updated_at = now;
             if due {
-                active.last_notified_at = Set(Some(now));
-                active.last_notified_reading_id = Set(Some(signal.reading_id));
-            }
-            let alert = active.update(txn).await?;
-            if due {
+                alert.last_notified_at = Some(now);
+                alert.last_notified_reading_id = Some(signal.reading_id);
                 walk.notify
                     .push((alert.id, signal.reading_id, alert.workflow_run_id.clone()));
             }
             walk.events.push(("alert_updated", alert.clone()));
             walk.open = Some(alert);
+            walk.dirty = true;
             Ok(Change::Raised)
         }
-        (Some(alert), false) => {
-            let mut active = alert.into_active_model();
-            active.state = Set("RESOLVED".into());
-            active.open_key = Set(None);
-            active.last_reading_id = Set(signal.reading_id);
-            active.resolved_at = Set(Some(now));
-            active.updated_at = Set(now);
-            let alert = active.update(txn).await?;
+        (Some(mut alert), false) => {
+            alert.state = "RESOLVED".into();
+            alert.open_key = None;
+            alert.last_reading_id = signal.reading_id;
+            alert.resolved_at = Some(now);
+            alert.updated_at = now;
+            // Written whole: it carries the raises before it too.
+            let alert = alert.into_active_model().reset_all().update(txn).await?;
             walk.events.push(("alert_resolved", alert));
+            walk.dirty = false;
             Ok(Change::Resolved)
         }
     }
