@@ -166,23 +166,35 @@ impl Recorder {
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
-        // Redis still holds every job whose final event some group has not read yet.
+        let existing: HashMap<String, jobs::Model> = jobs::Entity::find()
+            .filter(jobs::Column::Id.is_in(ids.clone()))
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(|j| (j.id.clone(), j))
+            .collect();
+        // The job's hash is read only where the events do not say enough: a job the ledger has
+        // not seen (payload, run, key), a result, a death's error history. Redis still holds
+        // every job whose final event some group has not read yet.
+        let finishing: BTreeSet<&str> = events
+            .iter()
+            .filter(|e| matches!(e.event.as_str(), "succeeded" | "died"))
+            .map(|e| e.job_id.as_str())
+            .collect();
+        let needed: Vec<String> = ids
+            .iter()
+            .filter(|id| !existing.contains_key(*id) || finishing.contains(id.as_str()))
+            .cloned()
+            .collect();
         let records: HashMap<String, JobRecord> = self
             .engine
-            .jobs(&ids)
+            .jobs(&needed)
             .await?
             .into_iter()
             .flatten()
             .map(|r| (r.id.clone(), r))
             .collect();
         let txn = self.db.begin().await?;
-        let existing: HashMap<String, jobs::Model> = jobs::Entity::find()
-            .filter(jobs::Column::Id.is_in(ids.clone()))
-            .all(&txn)
-            .await?
-            .into_iter()
-            .map(|j| (j.id.clone(), j))
-            .collect();
 
         let mut rows: HashMap<String, jobs::Model> = HashMap::new();
         let mut attempts: HashMap<(String, i32, i32), AttemptSeen> = HashMap::new();
