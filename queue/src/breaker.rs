@@ -105,14 +105,22 @@ impl Engine {
     pub async fn breakers(&self) -> Result<Vec<BreakerStatus>> {
         let mut conn = self.conn();
         let names: Vec<String> = conn.zrevrange(self.keys().breakers(), 0, 999).await?;
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for name in &names {
+            pipe.hgetall(self.keys().breaker(name));
+        }
+        let hashes: Vec<std::collections::HashMap<String, u64>> =
+            pipe.query_async(&mut conn).await?;
         let now = crate::now_ms();
         let mut out = Vec::with_capacity(names.len());
-        for name in names {
-            let h: std::collections::HashMap<String, u64> =
-                conn.hgetall(self.keys().breaker(&name)).await?;
+        let mut expired = Vec::new();
+        for (name, h) in names.into_iter().zip(hashes) {
             let Some(&open_until_ms) = h.get("open_until") else {
                 // Expired: closed long ago.
-                let _: () = conn.zrem(self.keys().breakers(), &name).await?;
+                expired.push(name);
                 continue;
             };
             out.push(BreakerStatus {
@@ -127,6 +135,9 @@ impl Engine {
                 open_until_ms,
                 name,
             });
+        }
+        if !expired.is_empty() {
+            let _: () = conn.zrem(self.keys().breakers(), expired).await?;
         }
         Ok(out)
     }
