@@ -51,23 +51,11 @@ pub async fn rule(
 
 /// A `SILENCE` rule: a breach once `sensor` has received nothing for `seconds`.
 pub async fn silence_rule(db: &DatabaseConnection, sensor: i64, seconds: i32) -> rules::Model {
-    rules::ActiveModel {
-        sensor_id: Set(sensor),
-        kind: Set("SILENCE".into()),
-        threshold: Set(None),
-        clear_threshold: Set(None),
-        for_readings: Set(1),
-        silence_seconds: Set(Some(seconds)),
-        throttle_seconds: Set(300),
-        enabled: Set(true),
-        in_breach: Set(false),
-        evaluated_to: Set(0),
-        created_at: Set(Utc::now()),
-        ..Default::default()
-    }
-    .insert(db)
-    .await
-    .expect("silence rule")
+    let mut active: rules::ActiveModel = rule(db, sensor, "SILENCE", 0.0, 0.0, 1, 300).await.into();
+    active.threshold = Set(None);
+    active.clear_threshold = Set(None);
+    active.silence_seconds = Set(Some(seconds));
+    active.update(db).await.expect("silence rule")
 }
 
 /// A channel (`WEBHOOK` or `IN_APP`) that `rule` notifies.
