@@ -2,6 +2,7 @@
 //! `workers` binary: the whole pipeline, delivery failures, crashes and the ledger.
 
 mod workers {
+    mod binary;
     pub mod common;
     mod crash;
     mod delivery;

@@ -168,3 +168,68 @@ async fn a_payload_version_this_build_cannot_read_goes_dead_with_a_clear_error()
         "{error}"
     );
 }
+
+/// The process schedules the silence tick by itself; a silent sensor ends as an open alert and
+/// a notification, through the pools.
+#[tokio::test]
+async fn the_pools_schedule_silence_checks_and_a_silent_sensor_raises_an_alert() {
+    let app = TestApp::new(Sql::Postgres, "silence-pools").await;
+    let sensor = testing::sensor(app.db(), "quiet").await;
+    let rule = testing::silence_rule(app.db(), sensor.id, 60).await;
+    testing::channel_for(app.db(), rule.id, "in-app", "IN_APP").await;
+    let batch = readings("quiet", 1..2, |_| 20.0);
+    let ingest = workflows::jobs::ingest::run(
+        app.db(),
+        &app.engine,
+        "run-quiet",
+        &workflows::decode_payload(batch).expect("payload"),
+    )
+    .await
+    .expect("ingest");
+    assert_eq!(ingest.stored, 1);
+    // It arrived two minutes ago, as far as anyone can tell.
+    entities::readings::Entity::update_many()
+        .col_expr(
+            entities::readings::Column::CreatedAt,
+            sea_orm::sea_query::Expr::value(chrono::Utc::now() - chrono::Duration::minutes(2)),
+        )
+        .exec(app.db())
+        .await
+        .expect("age the reading");
+    let pools = app.start_pools(|c| c.silence_every = Duration::from_millis(50));
+    let db = app.db().clone();
+    let alert = eventually(Duration::from_secs(15), "the silence alert", || {
+        let db = db.clone();
+        async move {
+            let alert = alerts::Entity::find()
+                .one(&db)
+                .await
+                .map_err(|e| e.to_string())?;
+            alert.ok_or_else(|| "no alert".to_owned())
+        }
+    })
+    .await;
+    eventually(Duration::from_secs(15), "its in-app notification", || {
+        let db = db.clone();
+        async move {
+            let delivered = deliveries::Entity::find()
+                .filter(deliveries::Column::Status.eq("DELIVERED"))
+                .count(&db)
+                .await
+                .map_err(|e| e.to_string())?;
+            (delivered == 1)
+                .then_some(())
+                .ok_or(format!("{delivered} delivered"))
+        }
+    })
+    .await;
+    pools.stop().await;
+    assert_eq!((alert.rule_id, alert.state.as_str()), (rule.id, "OPEN"));
+    let ticks = app.engine.stats("silence_check").await.expect("stats");
+    assert!(ticks.succeeded_total >= 1);
+    assert_eq!(
+        alerts::Entity::find().count(app.db()).await.expect("count"),
+        1,
+        "every later tick finds the same silence: still one alert"
+    );
+}
