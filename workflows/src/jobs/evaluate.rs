@@ -244,11 +244,21 @@ async fn try_once(
         .map(|s| (s.rule, s.reading, s.breach))
         .collect();
     crate::jobs::alert::record_signals(&txn, &recorded).await?;
-    for (rule, now_in_breach) in rules.iter().zip(&in_breach) {
+    // At most two statements, however many rules: those in a breach episode, and the rest.
+    for breaching in [true, false] {
+        let ids: Vec<i64> = rules
+            .iter()
+            .zip(&in_breach)
+            .filter(|(_, b)| **b == breaching)
+            .map(|(r, _)| r.id)
+            .collect();
+        if ids.is_empty() {
+            continue;
+        }
         rules::Entity::update_many()
-            .col_expr(rules::Column::InBreach, Expr::value(*now_in_breach))
+            .col_expr(rules::Column::InBreach, Expr::value(breaching))
             .col_expr(rules::Column::EvaluatedTo, Expr::value(last))
-            .filter(rules::Column::Id.eq(rule.id))
+            .filter(rules::Column::Id.is_in(ids))
             .exec(&txn)
             .await?;
     }

@@ -233,7 +233,11 @@ impl Recorder {
                 "discarded" => discarded.push(event.job_id.clone()),
                 _ => {}
             }
-            if event.attempt == 0 {
+            // Only a start or an end says anything about an attempt: other events carry the
+            // attempt number too (`promoted` after a retry), and recording them would write an
+            // empty end over the attempt's real outcome.
+            let starts = event.event == "started";
+            if event.attempt == 0 || !(starts || ENDING_EVENTS.contains(&event.event.as_str())) {
                 continue;
             }
             let key = (event.job_id.clone(), row.round, event.attempt as i32);
@@ -244,11 +248,11 @@ impl Recorder {
                 started: None,
                 ended: None,
             });
-            if event.event == "started" {
+            if starts {
                 // A snoozed or released attempt starts again under the same number.
                 seen.started = Some((when, event.worker.clone()));
                 seen.ended = None;
-            } else if ENDING_EVENTS.contains(&event.event.as_str()) {
+            } else {
                 seen.ended = Some((when, event.event.clone(), event.error.clone()));
             }
         }

@@ -329,7 +329,57 @@ async fn a_dead_job_redis_lost_is_requeued_from_its_sql_record(sql: Sql) {
     );
 }
 
+/// An attempt's outcome survives the job's later events when they come in later batches
+/// (`promoted` carries the attempt number of the retry that scheduled it).
+async fn an_attempt_outcome_survives_later_batches(sql: Sql) {
+    let env = TestEnv::new(sql).await;
+    let id = env
+        .engine
+        .push(
+            NewJob::raw("notify", "notify", r#"{"channel":1,"message":"hi"}"#.into())
+                .with_max_attempts(3),
+        )
+        .await
+        .expect("push")
+        .id;
+    let mut recorder = start_recorder(&env, "ledger").await;
+    let job = lease_one(&env.engine, "notify").await;
+    let error = "receiver answered 503".to_owned();
+    finish(
+        &env.engine,
+        &job,
+        Outcome::Retry {
+            error,
+            delay: Duration::from_millis(1),
+        },
+    )
+    .await;
+    catch_up(&mut recorder).await;
+    // Promoted, started again and succeeded: each in a batch of its own.
+    let job = lease_one(&env.engine, "notify").await;
+    catch_up(&mut recorder).await;
+    finish(&env.engine, &job, Outcome::Succeeded { result: None }).await;
+    catch_up(&mut recorder).await;
+    let outcomes: Vec<_> = job_attempts::Entity::find()
+        .filter(job_attempts::Column::JobId.eq(&id))
+        .order_by_asc(job_attempts::Column::Attempt)
+        .all(env.db())
+        .await
+        .expect("attempts")
+        .into_iter()
+        .map(|a| (a.attempt, a.outcome, a.error.is_some()))
+        .collect();
+    assert_eq!(
+        outcomes,
+        vec![
+            (1, Some("retry_scheduled".into()), true),
+            (2, Some("succeeded".into()), false)
+        ]
+    );
+}
+
 on_both_databases!(
+    an_attempt_outcome_survives_later_batches,
     the_ledger_records_jobs_attempts_dead_jobs_and_runs,
     a_dead_job_redis_lost_is_requeued_from_its_sql_record,
 );
