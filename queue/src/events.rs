@@ -46,6 +46,8 @@ pub struct JobEvent {
     pub fingerprint: Option<String>,
     pub next_run_at_ms: Option<u64>,
     pub worker: Option<String>,
+    /// The workflow run the job belongs to.
+    pub workflow_id: Option<String>,
 }
 
 impl JobEvent {
@@ -85,6 +87,7 @@ impl JobEvent {
             fingerprint: get("fp"),
             next_run_at_ms: f.get("next").and_then(|t| t.parse().ok()),
             worker: get("w"),
+            workflow_id: get("wf"),
         })
     }
 }

@@ -21,6 +21,16 @@ pub fn serve(addr: SocketAddr) -> Result<(), BuildError> {
     Ok(())
 }
 
+/// Installs the process's recorder without a listener: the caller renders `/metrics` itself
+/// (the API serves it on its own port).
+pub fn install_recorder() -> Result<metrics_exporter_prometheus::PrometheusHandle, BuildError> {
+    let handle = PrometheusBuilder::new()
+        .set_buckets(&DURATION_BUCKETS)?
+        .install_recorder()?;
+    describe();
+    Ok(handle)
+}
+
 fn describe() {
     metrics::describe_counter!(
         "steadfast_jobs_processed_total",

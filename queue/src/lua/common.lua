@@ -19,9 +19,14 @@ local function qkey(q, part) return P .. ':q:' .. q .. ':' .. part end
 
 -- Appends one job event; returns its stream id. The only writer of the job-event stream.
 -- The event's time is its stream id, and the state it enters follows from its name, so neither
--- is stored. Extra field, value pairs (err, next, fp, w) follow `a`.
+-- is stored. Extra field, value pairs (wf, err, next, fp, w) follow `a`.
 local function emit(id, q, k, ev, a, ...)
-  -- `a` is absent (false) on a job never started.
+  -- `a` is absent (false) on a job never started. The workflow run rides on every event so a
+  -- subscriber filtered to its runs needs no lookup per transition.
+  local wf = redis.call('HGET', job_key(id), 'wf')
+  if wf then
+    return redis.call('XADD', EVENTS, '*', 'id', id, 'q', q, 'k', k, 'ev', ev, 'a', a or '0', 'wf', wf, ...)
+  end
   return redis.call('XADD', EVENTS, '*', 'id', id, 'q', q, 'k', k, 'ev', ev, 'a', a or '0', ...)
 end
 

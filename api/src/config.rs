@@ -1,0 +1,136 @@
+//! The `api` binary's whole configuration, from flags or the environment (see `.env.sample`).
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use workers::PoolArgs;
+
+/// The JWT secret used when none is configured: fine on a laptop, refused in production.
+pub const DEFAULT_JWT_SECRET: &str = "steadfast-development-secret-change-me";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    Development,
+    Production,
+}
+
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    version,
+    about = "Steadfast API: GraphQL, device REST endpoints, health and metrics"
+)]
+pub struct ApiConfig {
+    /// Where the API listens.
+    #[arg(long, env = "API_ADDR", default_value = "0.0.0.0:8080")]
+    pub addr: SocketAddr,
+    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    pub redis_url: String,
+    /// Key prefix of the deployment in Redis (every process of a deployment uses the same).
+    #[arg(long, env = "STEADFAST_PREFIX", default_value = "steadfast")]
+    pub prefix: String,
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://steadfast.db?mode=rwc"
+    )]
+    pub database_url: String,
+    /// `production` refuses to start with the default JWT secret or a short one.
+    #[arg(long, env = "STEADFAST_ENV", value_enum, default_value = "development")]
+    pub mode: Mode,
+    /// HMAC secret of access tokens (at least 32 bytes in production).
+    #[arg(long, env = "JWT_SECRET", default_value = DEFAULT_JWT_SECRET, hide_default_value = true)]
+    pub jwt_secret: String,
+    /// Lifetime of an access token, in seconds.
+    #[arg(long, env = "ACCESS_TOKEN_TTL_SECS", default_value_t = 900)]
+    pub access_token_ttl_secs: u64,
+    /// Lifetime of a refresh token, in days.
+    #[arg(long, env = "REFRESH_TOKEN_TTL_DAYS", default_value_t = 30)]
+    pub refresh_token_ttl_days: u64,
+    /// Login attempts per minute for one account; one address gets three times as many.
+    #[arg(long, env = "LOGIN_ATTEMPTS_PER_MINUTE", default_value_t = 10)]
+    pub login_attempts_per_minute: u32,
+    /// Largest request body, in bytes.
+    #[arg(long, env = "API_BODY_LIMIT_BYTES", default_value_t = 4 * 1024 * 1024)]
+    pub body_limit_bytes: usize,
+    /// Deepest GraphQL selection accepted.
+    #[arg(long, env = "GRAPHQL_MAX_DEPTH", default_value_t = 12)]
+    pub graphql_max_depth: usize,
+    /// Highest GraphQL complexity accepted (each field counts 1, lists by their `first`).
+    #[arg(long, env = "GRAPHQL_MAX_COMPLEXITY", default_value_t = 20_000)]
+    pub graphql_max_complexity: usize,
+    /// Operations accepted in one batched GraphQL request.
+    #[arg(long, env = "GRAPHQL_MAX_BATCH", default_value_t = 10)]
+    pub graphql_max_batch: usize,
+    /// How long a Redis command may take before the request answers UNAVAILABLE, in ms.
+    #[arg(long, env = "REDIS_TIMEOUT_MS", default_value_t = 2_000)]
+    pub redis_timeout_ms: u64,
+    /// Period of the `queueStats` subscription, in ms.
+    #[arg(long, env = "QUEUE_STATS_MS", default_value_t = 1_000)]
+    pub queue_stats_ms: u64,
+    /// The built web app to serve at `/` (default: `frontend/dist/browser` when it exists).
+    #[arg(long, env = "STATIC_DIR")]
+    pub static_dir: Option<PathBuf>,
+    /// Refuse to start when Redis could lose or evict jobs.
+    #[arg(long, env = "REDIS_STRICT")]
+    pub redis_strict: bool,
+    /// Apply pending migrations before serving (always done with --with-workers).
+    #[arg(long, env = "MIGRATE")]
+    pub migrate: bool,
+    /// Run the worker pools in this process too: one process serves everything.
+    #[arg(long, env = "WITH_WORKERS")]
+    pub with_workers: bool,
+    #[command(flatten)]
+    pub pools: PoolArgs,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(
+        "STEADFAST_ENV=production refuses the default JWT secret: set JWT_SECRET to a random value of at least 32 bytes (e.g. `openssl rand -hex 32`)"
+    )]
+    DefaultSecretInProduction,
+    #[error("JWT_SECRET must be at least 32 bytes in production (it has {0})")]
+    ShortSecret(usize),
+    #[error("ACCESS_TOKEN_TTL_SECS must be at least 1")]
+    ZeroTokenLifetime,
+}
+
+impl ApiConfig {
+    /// Refuses settings that would make the deployment unsafe.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        if self.access_token_ttl_secs == 0 {
+            return Err(ConfigError::ZeroTokenLifetime);
+        }
+        if self.mode == Mode::Production {
+            if self.jwt_secret == DEFAULT_JWT_SECRET {
+                return Err(ConfigError::DefaultSecretInProduction);
+            }
+            if self.jwt_secret.len() < 32 {
+                return Err(ConfigError::ShortSecret(self.jwt_secret.len()));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn access_token_ttl(&self) -> Duration {
+        Duration::from_secs(self.access_token_ttl_secs)
+    }
+
+    pub fn refresh_token_ttl(&self) -> Duration {
+        Duration::from_secs(self.refresh_token_ttl_days.max(1) * 86_400)
+    }
+
+    pub fn redis_timeout(&self) -> Duration {
+        Duration::from_millis(self.redis_timeout_ms.max(1))
+    }
+
+    /// The web app's files, if there are any to serve.
+    pub fn web_app_dir(&self) -> Option<PathBuf> {
+        match &self.static_dir {
+            Some(dir) => Some(dir.clone()),
+            None => {
+                let default = PathBuf::from("frontend/dist/browser");
+                default.join("index.html").exists().then_some(default)
+            }
+        }
+    }
+}

@@ -1,0 +1,214 @@
+//! The API's one error type, and how it reads in GraphQL (`extensions.code`, `field`,
+//! `retryAfterSeconds`) and in REST (`{"error": {"code", "message", "field"}}` plus a status and
+//! `Retry-After`). Internal failures are logged with their detail and shown as `INTERNAL` only.
+
+use async_graphql::{ErrorExtensions, Value as GqlValue};
+use axum::{
+    Json,
+    http::{HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use serde_json::json;
+
+/// The codes of the contract; every error a client sees carries one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Code {
+    Unauthenticated,
+    Forbidden,
+    BadUserInput,
+    NotFound,
+    Unavailable,
+    RateLimited,
+    LimitExceeded,
+    CursorExpired,
+    Internal,
+}
+
+impl Code {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Code::Unauthenticated => "UNAUTHENTICATED",
+            Code::Forbidden => "FORBIDDEN",
+            Code::BadUserInput => "BAD_USER_INPUT",
+            Code::NotFound => "NOT_FOUND",
+            Code::Unavailable => "UNAVAILABLE",
+            Code::RateLimited => "RATE_LIMITED",
+            Code::LimitExceeded => "LIMIT_EXCEEDED",
+            Code::CursorExpired => "CURSOR_EXPIRED",
+            Code::Internal => "INTERNAL",
+        }
+    }
+
+    pub fn status(self) -> StatusCode {
+        match self {
+            Code::Unauthenticated => StatusCode::UNAUTHORIZED,
+            Code::Forbidden => StatusCode::FORBIDDEN,
+            Code::BadUserInput => StatusCode::BAD_REQUEST,
+            Code::NotFound => StatusCode::NOT_FOUND,
+            Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Code::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            Code::LimitExceeded => StatusCode::PAYLOAD_TOO_LARGE,
+            Code::CursorExpired => StatusCode::GONE,
+            Code::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+/// An error as a client sees it. Deliberately not `Display`: async-graphql turns any `Display`
+/// error into a message without a code, and this type must always keep its code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub code: Code,
+    pub message: String,
+    /// The path of the offending input (`input.payload.readings.0.ts`), for `BAD_USER_INPUT`.
+    pub field: Option<String>,
+    /// For `UNAVAILABLE` and `RATE_LIMITED`.
+    pub retry_after_seconds: Option<u64>,
+}
+
+impl ApiError {
+    pub fn new(code: Code, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            field: None,
+            retry_after_seconds: None,
+        }
+    }
+
+    pub fn unauthenticated(message: impl Into<String>) -> Self {
+        Self::new(Code::Unauthenticated, message)
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(Code::Forbidden, message)
+    }
+
+    pub fn bad_input(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: Some(field.into()),
+            ..Self::new(Code::BadUserInput, message)
+        }
+    }
+
+    pub fn not_found(what: impl Into<String>) -> Self {
+        Self::new(Code::NotFound, what)
+    }
+
+    pub fn limit(message: impl Into<String>) -> Self {
+        Self::new(Code::LimitExceeded, message)
+    }
+
+    pub fn unavailable(message: impl Into<String>, retry_after_seconds: u64) -> Self {
+        Self {
+            retry_after_seconds: Some(retry_after_seconds.max(1)),
+            ..Self::new(Code::Unavailable, message)
+        }
+    }
+
+    pub fn rate_limited(message: impl Into<String>, retry_after_seconds: u64) -> Self {
+        Self {
+            retry_after_seconds: Some(retry_after_seconds.max(1)),
+            ..Self::new(Code::RateLimited, message)
+        }
+    }
+
+    /// Logs `detail` and answers with nothing of it.
+    pub fn internal(detail: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %detail, "internal error");
+        Self::new(
+            Code::Internal,
+            "internal error; the server log has the details",
+        )
+    }
+
+    pub fn into_gql(self) -> async_graphql::Error {
+        self.into()
+    }
+}
+
+impl From<ApiError> for async_graphql::Error {
+    fn from(e: ApiError) -> Self {
+        async_graphql::Error::new(e.message.clone()).extend_with(|_, ext| {
+            ext.set("code", e.code.as_str());
+            if let Some(field) = &e.field {
+                ext.set("field", field.as_str());
+            }
+            if let Some(seconds) = e.retry_after_seconds {
+                ext.set("retryAfterSeconds", GqlValue::from(seconds));
+            }
+        })
+    }
+}
+
+impl From<queue::QueueError> for ApiError {
+    fn from(e: queue::QueueError) -> Self {
+        match &e {
+            queue::QueueError::StreamFull { retry_after, .. } => ApiError::unavailable(
+                "the job system is catching up with its backlog; retry shortly",
+                retry_after.as_secs().max(1),
+            ),
+            queue::QueueError::CursorExpired(cursor) => ApiError::new(
+                Code::CursorExpired,
+                format!(
+                    "cursor {cursor} is older than the events the server still holds; reload and subscribe from the new eventCursor"
+                ),
+            ),
+            queue::QueueError::InvalidJob(why) => ApiError::bad_input("input", why.clone()),
+            _ if e.is_retryable() => {
+                tracing::warn!(error = %e, "redis unavailable");
+                ApiError::unavailable("the job queue (Redis) is unreachable; retry shortly", 2)
+            }
+            _ => ApiError::internal(e),
+        }
+    }
+}
+
+impl From<sea_orm::DbErr> for ApiError {
+    fn from(e: sea_orm::DbErr) -> Self {
+        use sea_orm::DbErr;
+        match &e {
+            DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => {
+                tracing::warn!(error = %e, "database unavailable");
+                ApiError::unavailable("the database is unreachable; retry shortly", 2)
+            }
+            _ if e.to_string().contains("timed out")
+                || e.to_string().contains("Connection refused") =>
+            {
+                tracing::warn!(error = %e, "database unavailable");
+                ApiError::unavailable("the database is unreachable; retry shortly", 2)
+            }
+            _ => ApiError::internal(e),
+        }
+    }
+}
+
+impl From<workflows::ledger::LedgerError> for ApiError {
+    fn from(e: workflows::ledger::LedgerError) -> Self {
+        match e {
+            workflows::ledger::LedgerError::Queue(q) => q.into(),
+            workflows::ledger::LedgerError::Db(d) => d.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = json!({ "code": self.code.as_str(), "message": self.message });
+        if let Some(field) = &self.field {
+            body["field"] = json!(field);
+        }
+        if let Some(seconds) = self.retry_after_seconds {
+            body["retryAfterSeconds"] = json!(seconds);
+        }
+        let mut response = (self.code.status(), Json(json!({ "error": body }))).into_response();
+        if let Some(seconds) = self.retry_after_seconds
+            && let Ok(value) = HeaderValue::from_str(&seconds.to_string())
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        response
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

@@ -1,0 +1,135 @@
+//! The GraphQL schema: one module per domain, merged here, with the limits (depth,
+//! complexity) and the extension that gives every error its code.
+
+// async-graphql's derives and `#[Object]` generate types without `Debug`.
+#![allow(missing_debug_implementations)]
+
+pub mod alerts;
+pub mod audit;
+pub mod auth;
+pub mod dead;
+mod errors;
+pub mod jobs;
+pub mod page;
+pub mod queues;
+pub mod runs;
+pub mod sensors;
+
+use async_graphql::{Context, MergedObject, MergedSubscription, Schema};
+
+use crate::{
+    auth::{Role, Session},
+    error::{ApiError, ApiResult},
+    state::SharedState,
+};
+
+#[derive(MergedObject, Default)]
+pub struct Query(
+    auth::AuthQuery,
+    jobs::JobQuery,
+    dead::DeadQuery,
+    queues::QueueQuery,
+    runs::RunQuery,
+    sensors::SensorQuery,
+    alerts::AlertQuery,
+    audit::AuditQuery,
+);
+
+#[derive(MergedObject, Default)]
+pub struct Mutation(
+    auth::AuthMutation,
+    jobs::JobMutation,
+    dead::DeadMutation,
+    sensors::SensorMutation,
+    alerts::AlertMutation,
+);
+
+#[derive(MergedSubscription, Default)]
+pub struct Subscription(
+    jobs::JobSubscription,
+    queues::QueueSubscription,
+    alerts::AlertSubscription,
+);
+
+pub type AppSchema = Schema<Query, Mutation, Subscription>;
+
+pub fn build_schema(shared: SharedState) -> AppSchema {
+    let (depth, complexity) = (
+        shared.config.graphql_max_depth,
+        shared.config.graphql_max_complexity,
+    );
+    Schema::build(
+        Query::default(),
+        Mutation::default(),
+        Subscription::default(),
+    )
+    .data(shared)
+    .limit_depth(depth)
+    .limit_complexity(complexity)
+    .limit_recursive_depth(64)
+    .limit_directives(8)
+    .extension(errors::ErrorCodes)
+    .finish()
+}
+
+/// The schema as SDL, for clients and the snapshot test.
+pub fn sdl() -> String {
+    Schema::build(
+        Query::default(),
+        Mutation::default(),
+        Subscription::default(),
+    )
+    .finish()
+    .sdl()
+}
+
+/// Who is asking, read once per request (HTTP) or connection (websocket).
+#[derive(Debug, Clone)]
+pub enum Caller {
+    Anonymous,
+    Known(Session),
+    /// A token was sent and refused: every operation that needs a caller says why.
+    Refused(ApiError),
+}
+
+/// The client's address, for the login rate limit.
+#[derive(Debug, Clone)]
+pub struct ClientAddress(pub String);
+
+pub(crate) fn shared<'a>(ctx: &Context<'a>) -> &'a SharedState {
+    ctx.data_unchecked::<SharedState>()
+}
+
+/// The caller's session, or `UNAUTHENTICATED`.
+pub(crate) fn session(ctx: &Context<'_>) -> ApiResult<Session> {
+    match ctx.data_opt::<Caller>() {
+        Some(Caller::Known(session)) => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            if session.expires_at <= now {
+                return Err(ApiError::unauthenticated(
+                    "the access token expired; refresh it",
+                ));
+            }
+            Ok(session.clone())
+        }
+        Some(Caller::Refused(e)) => Err(e.clone()),
+        _ => Err(ApiError::unauthenticated(
+            "sign in: send `Authorization: Bearer <access token>`",
+        )),
+    }
+}
+
+/// The caller's session if it holds at least `role`; else `UNAUTHENTICATED` or `FORBIDDEN`.
+pub(crate) fn require(ctx: &Context<'_>, role: Role) -> ApiResult<Session> {
+    let session = session(ctx)?;
+    session.require(role)?;
+    Ok(session)
+}
+
+/// Parses an integer row id given as `ID`.
+pub(crate) fn row_id(field: &str, id: &async_graphql::ID) -> ApiResult<i64> {
+    id.parse::<i64>()
+        .map_err(|_| ApiError::bad_input(field, format!("{:?} is not an id here", id.as_str())))
+}

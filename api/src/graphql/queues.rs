@@ -1,0 +1,248 @@
+//! Queues, workers and circuit breakers: the counts an operator watches, and `queueStats`, the
+//! same counts pushed every second.
+
+use std::{collections::VecDeque, sync::Arc, time::Duration};
+
+use async_graphql::{Context, Object, SimpleObject, Subscription};
+use chrono::{DateTime, Utc};
+use futures::{Stream, StreamExt};
+use queue::{Engine, QueueStats};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use super::{jobs::ms_time, require, shared};
+use crate::{auth::Role, error::ApiError};
+
+/// One queue's counts.
+#[derive(Debug, Clone, PartialEq, SimpleObject)]
+pub struct Queue {
+    pub name: String,
+    pub ready: u64,
+    pub scheduled: u64,
+    pub running: u64,
+    pub dead: u64,
+    /// Jobs that succeeded, since the deployment began.
+    pub completed: u64,
+    /// Jobs that went dead (permanent errors and exhausted retries), since it began.
+    pub failed: u64,
+    pub retried: u64,
+    pub cancelled: u64,
+    /// Jobs finished (succeeded or dead) per minute, over the last minute.
+    pub throughput_per_minute: f64,
+}
+
+#[derive(Debug, Clone, SimpleObject)]
+pub struct Worker {
+    pub id: String,
+    pub host: String,
+    pub pid: u32,
+    pub queues: Vec<String>,
+    pub concurrency: u32,
+    pub in_flight: u32,
+    pub started_at: DateTime<Utc>,
+    pub last_beat_at: DateTime<Utc>,
+}
+
+/// A destination whose circuit breaker is not closed.
+#[derive(Debug, Clone, SimpleObject)]
+pub struct CircuitBreaker {
+    /// `host:port`.
+    pub name: String,
+    /// `OPEN` or `HALF_OPEN`.
+    pub state: String,
+    pub failures: u32,
+    pub opened_at: DateTime<Utc>,
+    pub open_until: DateTime<Utc>,
+}
+
+/// Samples of finished-job totals, for throughput.
+#[derive(Debug, Default)]
+struct History {
+    samples: VecDeque<(std::time::Instant, Vec<(String, u64)>)>,
+}
+
+/// Reads every queue's counts once per period and shares them with every `queueStats`
+/// subscriber of the process, so a thousand dashboards cost Redis one read a second.
+#[derive(Debug, Clone)]
+pub struct QueueWatch {
+    latest: watch::Receiver<Arc<Vec<Queue>>>,
+    history: Arc<std::sync::Mutex<History>>,
+}
+
+fn finished(stats: &QueueStats) -> u64 {
+    stats.succeeded_total + stats.failed_total
+}
+
+impl QueueWatch {
+    pub fn start(engine: Engine, period: Duration, stop: CancellationToken) -> Self {
+        let (tx, latest) = watch::channel(Arc::new(Vec::new()));
+        let watch = Self {
+            latest,
+            history: Arc::default(),
+        };
+        let sampler = watch.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    _ = tick.tick() => {}
+                }
+                match sampler.read(&engine).await {
+                    Ok(queues) => {
+                        let _ = tx.send(Arc::new(queues));
+                    }
+                    Err(e) => tracing::debug!(error = %e, "queue stats not read"),
+                }
+            }
+        });
+        watch
+    }
+
+    /// Every queue's counts now, with throughput from the samples of the last minute.
+    pub async fn read(&self, engine: &Engine) -> Result<Vec<Queue>, queue::QueueError> {
+        let mut stats = Vec::with_capacity(workers::QUEUES.len());
+        for name in workers::QUEUES {
+            stats.push(engine.stats(name).await?);
+        }
+        let now = std::time::Instant::now();
+        let mut history = self.history.lock().unwrap_or_else(|e| e.into_inner());
+        while history
+            .samples
+            .front()
+            .is_some_and(|(at, _)| now.duration_since(*at) > Duration::from_secs(60))
+        {
+            history.samples.pop_front();
+        }
+        let oldest = history.samples.front().cloned();
+        history.samples.push_back((
+            now,
+            stats
+                .iter()
+                .map(|s| (s.queue.clone(), finished(s)))
+                .collect(),
+        ));
+        Ok(stats
+            .into_iter()
+            .map(|s| {
+                let throughput = oldest
+                    .as_ref()
+                    .and_then(|(at, totals)| {
+                        let minutes = now.duration_since(*at).as_secs_f64() / 60.0;
+                        let before = totals.iter().find(|(q, _)| *q == s.queue)?.1;
+                        (minutes > 0.0)
+                            .then(|| finished(&s).saturating_sub(before) as f64 / minutes)
+                    })
+                    .unwrap_or(0.0);
+                Queue {
+                    name: s.queue.clone(),
+                    ready: s.ready,
+                    scheduled: s.scheduled,
+                    running: s.running,
+                    dead: s.dead,
+                    completed: s.succeeded_total,
+                    failed: s.failed_total,
+                    retried: s.retried_total,
+                    cancelled: s.cancelled_total,
+                    throughput_per_minute: (throughput * 10.0).round() / 10.0,
+                }
+            })
+            .collect())
+    }
+
+    pub fn updates(&self) -> impl Stream<Item = Arc<Vec<Queue>>> + Send + 'static {
+        futures::stream::unfold(self.latest.clone(), |mut rx| async move {
+            rx.changed().await.ok()?;
+            let value = rx.borrow_and_update().clone();
+            Some((value, rx))
+        })
+    }
+}
+
+#[derive(Default)]
+pub struct QueueQuery;
+
+#[Object]
+impl QueueQuery {
+    /// Every queue's counts, read now.
+    async fn queues(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Queue>> {
+        require(ctx, Role::Viewer)?;
+        let shared = shared(ctx);
+        let queues = tokio::time::timeout(
+            shared.config.redis_timeout(),
+            shared.queue_watch.read(&shared.engine),
+        )
+        .await
+        .map_err(|_| ApiError::unavailable("the job queue (Redis) did not answer in time", 2))?
+        .map_err(ApiError::from)?;
+        Ok(queues)
+    }
+
+    /// Worker processes that reported in the last two minutes.
+    async fn workers(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Worker>> {
+        require(ctx, Role::Viewer)?;
+        let shared = shared(ctx);
+        let workers = tokio::time::timeout(shared.config.redis_timeout(), shared.engine.workers())
+            .await
+            .map_err(|_| ApiError::unavailable("the job queue (Redis) did not answer in time", 2))?
+            .map_err(ApiError::from)?;
+        Ok(workers
+            .into_iter()
+            .map(|w| Worker {
+                id: w.id,
+                host: w.host,
+                pid: w.pid,
+                queues: w.queues,
+                concurrency: w.concurrency,
+                in_flight: w.in_flight,
+                started_at: ms_time(w.started_at_ms),
+                last_beat_at: ms_time(w.last_beat_ms),
+            })
+            .collect())
+    }
+
+    /// Destinations whose circuit breaker is open or half-open.
+    async fn circuit_breakers(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Vec<CircuitBreaker>> {
+        require(ctx, Role::Viewer)?;
+        let shared = shared(ctx);
+        let breakers =
+            tokio::time::timeout(shared.config.redis_timeout(), shared.engine.breakers())
+                .await
+                .map_err(|_| {
+                    ApiError::unavailable("the job queue (Redis) did not answer in time", 2)
+                })?
+                .map_err(ApiError::from)?;
+        Ok(breakers
+            .into_iter()
+            .map(|b| CircuitBreaker {
+                name: b.name,
+                state: b.state.to_uppercase(),
+                failures: b.failures,
+                opened_at: ms_time(b.opened_at_ms),
+                open_until: ms_time(b.open_until_ms),
+            })
+            .collect())
+    }
+}
+
+#[derive(Default)]
+pub struct QueueSubscription;
+
+#[Subscription]
+impl QueueSubscription {
+    /// Every queue's counts, every second (`QUEUE_STATS_MS`).
+    async fn queue_stats(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<impl Stream<Item = Vec<Queue>>> {
+        require(ctx, Role::Viewer)?;
+        Ok(shared(ctx)
+            .queue_watch
+            .updates()
+            .map(|queues| queues.as_ref().clone()))
+    }
+}

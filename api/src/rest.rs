@@ -1,0 +1,261 @@
+//! The REST endpoints devices and load balancers expect: readings in, sensor status out,
+//! liveness, readiness with detail, and Prometheus metrics.
+
+use std::time::{Duration, Instant};
+
+use axum::{
+    Json,
+    body::Bytes,
+    extract::{Path, State, rejection::BytesRejection},
+    http::{HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
+};
+use entities::{alerts, devices, readings, sensors};
+use queue::{KeyScope, NewJob};
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder};
+use serde_json::json;
+use workflows::{Job as _, decode_payload, jobs::ingest::Ingest};
+
+use crate::{
+    auth::{Role, secret_hash},
+    error::{ApiError, ApiResult},
+    graphql::jobs::push_all,
+    server::AppState,
+};
+
+/// The device behind an API key (`Authorization: Bearer` or `X-Api-Key`).
+async fn device(state: &AppState, headers: &HeaderMap) -> ApiResult<devices::Model> {
+    let key = headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| {
+            headers
+                .get(axum::http::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .map(str::to_owned)
+        })
+        .ok_or_else(|| {
+            ApiError::unauthenticated(
+                "send the device key as `Authorization: Bearer <key>` or `X-Api-Key`",
+            )
+        })?;
+    devices::Entity::find()
+        .filter(devices::Column::ApiKeyHash.eq(secret_hash(key.trim())))
+        .one(&state.shared.db)
+        .await?
+        .ok_or_else(|| ApiError::unauthenticated("unknown device key"))
+}
+
+fn body(body: Result<Bytes, BytesRejection>) -> ApiResult<serde_json::Value> {
+    let bytes = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::limit("the request body is too large")
+        } else {
+            ApiError::bad_input("body", format!("the body could not be read: {e}"))
+        }
+    })?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::bad_input("body", format!("the body is not JSON: {e}")))
+}
+
+/// `POST /api/sensors/data`: a batch of readings, queued as one `ingest` job.
+pub async fn sensor_data(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let device = device(&state, &headers).await?;
+    let payload = body(raw)?;
+    let ingest: Ingest =
+        decode_payload(payload).map_err(|e| ApiError::bad_input(e.field, e.message))?;
+    let keys: Vec<String> = ingest.readings.iter().map(|r| r.sensor.clone()).collect();
+    let owned = sensors::Entity::find()
+        .filter(sensors::Column::Key.is_in(keys.clone()))
+        .filter(sensors::Column::DeviceId.eq(device.id))
+        .all(&state.shared.db)
+        .await?;
+    if let Some((i, key)) = keys
+        .iter()
+        .enumerate()
+        .find(|(_, key)| !owned.iter().any(|s| &s.key == *key))
+    {
+        return Err(ApiError {
+            field: Some(format!("readings.{i}.sensor")),
+            ..ApiError::forbidden(format!("this device may not write sensor {key:?}"))
+        });
+    }
+    let id = ulid::Ulid::new().to_string();
+    let mut job = NewJob::new(Ingest::KIND, &ingest)?
+        .with_payload_version(Ingest::PAYLOAD_VERSION)
+        .with_max_attempts(Ingest::policy().retry.max_attempts)
+        .with_id(&id)
+        .with_workflow_id(&id);
+    if let Some(key) = headers.get("idempotency-key") {
+        let key = key
+            .to_str()
+            .ok()
+            .filter(|k| !k.is_empty() && k.len() <= 256)
+            .ok_or_else(|| {
+                ApiError::bad_input("Idempotency-Key", "1 to 256 visible ASCII characters")
+            })?;
+        // Scoped to the device: two devices never collide on a key.
+        job = job.with_idempotency_key(format!("device:{}:{key}", device.id), KeyScope::For(None));
+    }
+    let outcome = push_all(&state.shared, vec![job])
+        .await?
+        .pop()
+        .ok_or_else(|| ApiError::internal("push answered nothing"))?;
+    metrics::counter!("steadfast_api_readings_accepted_total").increment(keys.len() as u64);
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "jobId": outcome.job.id, "duplicate": outcome.duplicate })),
+    )
+        .into_response())
+}
+
+/// `GET /api/sensors/{key}/status`: for the device that owns the sensor, or a signed-in user.
+pub async fn sensor_status(
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let db = &state.shared.db;
+    let user = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| state.shared.tokens.verify_header(v));
+    let device = match user {
+        Some(Ok(session)) => {
+            session.require(Role::Viewer)?;
+            None
+        }
+        _ => Some(device(&state, &headers).await?),
+    };
+    let sensor = sensors::Entity::find()
+        .filter(sensors::Column::Key.eq(&key))
+        .one(db)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no sensor has key {key:?}")))?;
+    if let Some(device) = device
+        && sensor.device_id != Some(device.id)
+    {
+        return Err(ApiError::forbidden(format!(
+            "this device may not read sensor {key:?}"
+        )));
+    }
+    let last = readings::Entity::find()
+        .filter(readings::Column::SensorId.eq(sensor.id))
+        .order_by_desc(readings::Column::Ts)
+        .order_by_desc(readings::Column::Id)
+        .one(db)
+        .await?;
+    let open_alerts = alerts::Entity::find()
+        .filter(alerts::Column::SensorId.eq(sensor.id))
+        .filter(alerts::Column::State.eq("OPEN"))
+        .count(db)
+        .await?;
+    Ok(Json(json!({
+        "key": sensor.key,
+        "name": sensor.name,
+        "unit": sensor.unit,
+        "lastReading": last.map(|r| json!({ "ts": r.ts, "value": r.value, "seq": r.seq })),
+        "lastSeenAt": sensor.last_reading_at,
+        "openAlerts": open_alerts,
+    }))
+    .into_response())
+}
+
+/// `GET /health`: the process is up.
+pub async fn health() -> Json<serde_json::Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+/// `GET /ready`: Redis and the database answer (with each one's detail, the Redis persistence
+/// in force and every circuit breaker that is not closed). 503 when either does not.
+pub async fn ready(State(state): State<AppState>) -> Response {
+    let shared = &state.shared;
+    let limit = shared.config.redis_timeout().min(Duration::from_secs(2));
+    let started = Instant::now();
+    let redis = tokio::time::timeout(limit, shared.engine.breakers()).await;
+    let redis_ms = started.elapsed().as_millis() as u64;
+    let started = Instant::now();
+    let database = tokio::time::timeout(limit, shared.db.ping()).await;
+    let database_ms = started.elapsed().as_millis() as u64;
+    let durability = shared
+        .redis_durability
+        .lock()
+        .map(|d| d.clone())
+        .unwrap_or_default();
+    let (redis_up, redis_detail, breakers) = match redis {
+        Ok(Ok(breakers)) => (
+            true,
+            json!({ "up": true, "latencyMs": redis_ms, "durability": durability }),
+            breakers
+                .into_iter()
+                .map(|b| json!({ "name": b.name, "state": b.state.to_uppercase(), "failures": b.failures }))
+                .collect::<Vec<_>>(),
+        ),
+        Ok(Err(e)) => (
+            false,
+            json!({ "up": false, "error": e.to_string(), "durability": durability }),
+            Vec::new(),
+        ),
+        Err(_) => (
+            false,
+            json!({ "up": false, "error": format!("no answer in {} ms", limit.as_millis()), "durability": durability }),
+            Vec::new(),
+        ),
+    };
+    let backend = format!("{:?}", shared.db.get_database_backend()).to_lowercase();
+    let (database_up, database_detail) = match database {
+        Ok(Ok(())) => (
+            true,
+            json!({ "up": true, "latencyMs": database_ms, "backend": backend }),
+        ),
+        Ok(Err(e)) => (
+            false,
+            json!({ "up": false, "error": e.to_string(), "backend": backend }),
+        ),
+        Err(_) => (
+            false,
+            json!({ "up": false, "error": format!("no answer in {} ms", limit.as_millis()), "backend": backend }),
+        ),
+    };
+    let ready = redis_up && database_up;
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(json!({
+            "status": if ready { "ready" } else { "unavailable" },
+            "redis": redis_detail,
+            "database": database_detail,
+            "circuitBreakers": breakers,
+            "subscriptions": shared.hub.subscribers(),
+            "eventsFollowing": shared.hub.is_following(),
+        })),
+    )
+        .into_response()
+}
+
+/// `GET /metrics`: Prometheus text format.
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    match &state.metrics {
+        Some(handle) => (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "text/plain; version=0.0.4",
+            )],
+            handle.render(),
+        )
+            .into_response(),
+        None => {
+            ApiError::unavailable("metrics are not recorded in this process", 60).into_response()
+        }
+    }
+}

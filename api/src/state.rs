@@ -1,0 +1,57 @@
+//! What every request handler shares: the database, the queue engine, the token keys, the
+//! subscription hub and the limits.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use queue::Engine;
+use sea_orm::{ActiveModelTrait, ConnectionTrait, DatabaseConnection, Set};
+
+use crate::{
+    auth::{LoginLimits, TokenKeys},
+    config::ApiConfig,
+    error::ApiResult,
+    hub::Hub,
+};
+
+#[derive(Debug)]
+pub struct Shared {
+    pub db: DatabaseConnection,
+    pub engine: Engine,
+    pub config: ApiConfig,
+    pub tokens: TokenKeys,
+    pub hub: Hub,
+    pub queue_watch: crate::graphql::queues::QueueWatch,
+    pub login_limits: LoginLimits,
+    /// A real argon2 hash, verified against when an email is unknown, so a login takes as long
+    /// whether or not the account exists.
+    pub dummy_hash: String,
+    /// The Redis persistence in force, as the start-up guard read it.
+    pub redis_durability: std::sync::Mutex<Option<String>>,
+}
+
+pub type SharedState = Arc<Shared>;
+
+impl Shared {
+    /// Appends to the audit log (admin actions, role changes).
+    pub async fn audit(
+        &self,
+        db: &impl ConnectionTrait,
+        actor: Option<i64>,
+        action: &str,
+        target: &str,
+        details: serde_json::Value,
+    ) -> ApiResult<()> {
+        entities::audit_log::ActiveModel {
+            actor_user_id: Set(actor),
+            action: Set(action.to_owned()),
+            target: Set(target.to_owned()),
+            details: Set(details),
+            at: Set(Utc::now()),
+            ..Default::default()
+        }
+        .insert(db)
+        .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,131 @@
+//! The pool settings as flags and environment variables, shared by the `workers` binary and by
+//! `api --with-workers`, so both read the same names.
+
+use std::{collections::HashMap, time::Duration};
+
+use queue::BreakerPolicy;
+use workflows::jobs::notify::{Notifier, NotifierBuildError, NotifyConfig};
+
+use crate::{PoolConfig, QUEUES};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct PoolArgs {
+    /// Comma-separated queues to run (default: all).
+    #[arg(long, env = "WORKER_QUEUES", value_delimiter = ',')]
+    pub queues: Vec<String>,
+    /// Jobs run at once per queue.
+    #[arg(long, env = "WORKER_CONCURRENCY", default_value_t = 16)]
+    pub concurrency: usize,
+    /// Per-queue overrides of --concurrency, e.g. `notify=64,ingest=8`.
+    #[arg(long, env = "WORKER_QUEUE_CONCURRENCY", value_delimiter = ',', value_parser = queue_width)]
+    pub queue_concurrency: Vec<(String, usize)>,
+    /// Lease (visibility timeout) in milliseconds for every kind, instead of each kind's own.
+    #[arg(long, env = "WORKER_LEASE_MS")]
+    pub lease_ms: Option<u64>,
+    /// Seconds in-flight jobs get after SIGTERM.
+    #[arg(long, env = "WORKER_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
+    pub shutdown_grace_secs: u64,
+    /// A name for this process among the workers (default: host and pid).
+    #[arg(long, env = "WORKER_ID")]
+    pub worker_id: Option<String>,
+    /// Webhook request timeout, in milliseconds.
+    #[arg(long, env = "WEBHOOK_TIMEOUT_MS", default_value_t = 10_000)]
+    pub webhook_timeout_ms: u64,
+    /// Consecutive failures that open a destination's circuit breaker.
+    #[arg(long, env = "BREAKER_FAILURES", default_value_t = 5)]
+    pub breaker_failures: u32,
+    /// Milliseconds an open breaker waits before letting a probe through.
+    #[arg(long, env = "BREAKER_COOL_DOWN_MS", default_value_t = 30_000)]
+    pub breaker_cool_down_ms: u64,
+    /// Seconds between checks of silence rules.
+    #[arg(long, env = "SILENCE_CHECK_SECS", default_value_t = 30)]
+    pub silence_check_secs: u64,
+    /// Days finished jobs, their attempts and finished runs are kept in SQL (0: forever).
+    #[arg(long, env = "RETAIN_LEDGER_DAYS", default_value_t = 30)]
+    pub retain_ledger_days: u64,
+    /// Days readings are kept (0: forever); readings not yet evaluated are always kept.
+    #[arg(long, env = "RETAIN_READINGS_DAYS", default_value_t = 90)]
+    pub retain_readings_days: u64,
+    /// Do not write the job ledger from this process (another process does).
+    #[arg(long, env = "NO_LEDGER")]
+    pub no_ledger: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PoolArgsError {
+    #[error("unknown queue {0:?}; this build runs {QUEUES:?}")]
+    UnknownQueue(String),
+    #[error(transparent)]
+    Notifier(#[from] NotifierBuildError),
+}
+
+fn queue_width(raw: &str) -> Result<(String, usize), String> {
+    let (queue, width) = raw
+        .split_once('=')
+        .ok_or_else(|| format!("expected queue=width, got {raw:?}"))?;
+    let width = width
+        .parse()
+        .map_err(|e| format!("width of {queue}: {e}"))?;
+    Ok((queue.to_owned(), width))
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "host".into())
+}
+
+impl PoolArgs {
+    /// The pools these flags describe; `metrics` turns on queue-depth sampling.
+    pub fn pool_config(&self, metrics: bool) -> Result<PoolConfig, PoolArgsError> {
+        if let Some(unknown) = self
+            .queues
+            .iter()
+            .chain(self.queue_concurrency.iter().map(|(q, _)| q))
+            .find(|q| !QUEUES.contains(&q.as_str()))
+        {
+            return Err(PoolArgsError::UnknownQueue(unknown.clone()));
+        }
+        let worker_id = self
+            .worker_id
+            .clone()
+            .unwrap_or_else(|| format!("{}-{}", host_name(), std::process::id()));
+        let mut pools = PoolConfig::all_queues(worker_id);
+        if !self.queues.is_empty() {
+            pools.queues = self.queues.clone();
+        }
+        pools.concurrency = self.concurrency;
+        pools.queue_concurrency = self
+            .queue_concurrency
+            .iter()
+            .cloned()
+            .collect::<HashMap<_, _>>();
+        pools.lease = self.lease_ms.map(Duration::from_millis);
+        pools.shutdown_grace = Duration::from_secs(self.shutdown_grace_secs);
+        pools.silence_every = Duration::from_secs(self.silence_check_secs.max(1));
+        pools.record_ledger = !self.no_ledger;
+        let days = |d: u64| (d > 0).then(|| Duration::from_secs(d * 86_400));
+        pools.retention = (!self.no_ledger).then(|| {
+            let retain = workflows::retention::RetentionConfig {
+                ledger: days(self.retain_ledger_days),
+                readings: days(self.retain_readings_days),
+                ..Default::default()
+            };
+            (retain, Duration::from_secs(600))
+        });
+        pools.sample_depth_every = metrics.then_some(Duration::from_secs(5));
+        Ok(pools)
+    }
+
+    /// The webhook client with these flags' timeout and breaker policy.
+    pub fn notifier(&self) -> Result<Notifier, PoolArgsError> {
+        Ok(Notifier::new(NotifyConfig {
+            timeout: Duration::from_millis(self.webhook_timeout_ms),
+            breaker: BreakerPolicy {
+                failure_threshold: self.breaker_failures,
+                cool_down: Duration::from_millis(self.breaker_cool_down_ms),
+                ..BreakerPolicy::default()
+            },
+        })?)
+    }
+}
