@@ -16,7 +16,8 @@ pub enum Mode {
 #[derive(Debug, Clone, clap::Parser)]
 #[command(
     version,
-    about = "Steadfast API: GraphQL, device REST endpoints, health and metrics"
+    about = "Steadfast API: GraphQL, device REST endpoints, health and metrics",
+    args_override_self = true
 )]
 pub struct ApiConfig {
     /// Where the API listens.
@@ -52,7 +53,7 @@ pub struct ApiConfig {
     #[arg(long, env = "API_BODY_LIMIT_BYTES", default_value_t = 4 * 1024 * 1024)]
     pub body_limit_bytes: usize,
     /// Deepest GraphQL selection accepted.
-    #[arg(long, env = "GRAPHQL_MAX_DEPTH", default_value_t = 12)]
+    #[arg(long, env = "GRAPHQL_MAX_DEPTH", default_value_t = 16)]
     pub graphql_max_depth: usize,
     /// Highest GraphQL complexity accepted (each field counts 1, lists by their `first`).
     #[arg(long, env = "GRAPHQL_MAX_COMPLEXITY", default_value_t = 20_000)]
@@ -125,12 +126,10 @@ impl ApiConfig {
 
     /// The web app's files, if there are any to serve.
     pub fn web_app_dir(&self) -> Option<PathBuf> {
-        match &self.static_dir {
-            Some(dir) => Some(dir.clone()),
-            None => {
-                let default = PathBuf::from("frontend/dist/browser");
-                default.join("index.html").exists().then_some(default)
-            }
-        }
+        let dir = self
+            .static_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("frontend/dist/browser"));
+        dir.join("index.html").exists().then_some(dir)
     }
 }

@@ -1,1 +1,12 @@
-fn main() {}
+//! The API through real HTTP and websockets, against the real Redis, SQLite and PostgreSQL.
+
+mod api {
+    mod auth;
+    pub mod common;
+    mod degraded;
+    mod jobs;
+    mod limits;
+    mod rest;
+    mod schema;
+    mod subscriptions;
+}

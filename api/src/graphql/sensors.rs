@@ -640,11 +640,20 @@ impl SensorMutation {
                 let parsed = reqwest_url(url).ok_or_else(|| {
                     ApiError::bad_input("input.url", "enter an http:// or https:// address")
                 })?;
-                let secret = input.secret.clone().filter(|s| !s.is_empty());
-                if secret.as_ref().is_some_and(|s| s.len() > 512) {
+                let secret = input
+                    .secret
+                    .clone()
+                    .filter(|s| !s.is_empty())
+                    .ok_or_else(|| {
+                        ApiError::bad_input(
+                            "input.secret",
+                            "a WEBHOOK channel needs a secret: the key of the HMAC signature receivers check",
+                        )
+                    })?;
+                if secret.len() > 512 {
                     return Err(ApiError::bad_input("input.secret", "at most 512 bytes").into());
                 }
-                (Some(parsed), secret)
+                (Some(parsed), Some(secret))
             }
             ChannelKind::InApp => (None, None),
         };

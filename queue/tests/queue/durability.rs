@@ -2,8 +2,6 @@
 //! killed and restarted on its own AOF, and a burst of 200,000 jobs.
 
 use std::{
-    net::TcpListener,
-    path::PathBuf,
     process::{Child, Command, Stdio},
     sync::{
         Arc,
@@ -16,6 +14,8 @@ use apalis_core::{task::data::Data, worker::builder::WorkerBuilder};
 use queue::{Engine, EngineConfig, JobError, JobState, NewJob, RedisBackend, WorkerOptions};
 use redis::Commands;
 use serde::{Deserialize, Serialize};
+
+use queue::testing::{OwnRedis, free_port};
 
 use super::common::{TestQueue, eventually, redis_url, wait_for_stats};
 
@@ -228,88 +228,6 @@ async fn a_frozen_worker_past_its_lease_has_its_late_outcomes_refused() {
     );
     let stats = t.engine.stats("probe").await.expect("stats");
     assert_eq!(stats.succeeded_total, 8, "nothing applied twice");
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-struct OwnRedis {
-    port: u16,
-    dir: PathBuf,
-    child: Option<Child>,
-}
-
-impl OwnRedis {
-    fn start(dir: PathBuf, port: u16) -> Self {
-        std::fs::create_dir_all(&dir).expect("redis dir");
-        let mut server = Self {
-            port,
-            dir,
-            child: None,
-        };
-        server.spawn();
-        server
-    }
-
-    /// Starts redis-server on this port and directory (again, after a kill: it replays its AOF).
-    fn spawn(&mut self) {
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-                "--save",
-                "",
-                "--maxmemory-policy",
-                "noeviction",
-                "--dir",
-            ])
-            .arg(&self.dir)
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server must be installed");
-        self.child = Some(child);
-        let url = self.url();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if redis::Client::open(url.as_str())
-                .and_then(|c| c.get_connection())
-                .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
-                .is_ok()
-            {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("redis-server on port {} did not start", self.port);
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for OwnRedis {
-    fn drop(&mut self) {
-        self.kill();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
 }
 
 #[tokio::test]

@@ -1,0 +1,421 @@
+#![allow(dead_code)]
+
+use std::{future::Future, time::Duration};
+
+use api::{ApiConfig, Running};
+use clap::Parser;
+use futures::{SinkExt, StreamExt};
+use migration::testing::TestDb;
+use queue::{BreakerPolicy, Engine, testing::TestPrefix};
+use serde_json::{Value, json};
+use tokio::{net::TcpStream, sync::oneshot, task::JoinHandle};
+use tokio_tungstenite::{
+    MaybeTlsStream, WebSocketStream, connect_async,
+    tungstenite::{Message, client::IntoClientRequest, http::HeaderValue},
+};
+use workers::{Context, PoolConfig, PoolError};
+use workflows::jobs::notify::{Notifier, NotifyConfig};
+
+pub const JWT_SECRET: &str = "test-secret-of-at-least-thirty-two-bytes!";
+pub const PASSWORD: &str = "correct horse battery staple";
+
+#[derive(Debug, Clone, Copy)]
+pub enum Sql {
+    Sqlite,
+    Postgres,
+}
+
+/// One deployment: a migrated database and a Redis prefix of the test's own, and API
+/// processes (in this test process, each with its own engine, hub and port) serving them.
+pub struct Deployment {
+    pub db: TestDb,
+    pub redis: TestPrefix,
+    pub redis_url: String,
+}
+
+impl Deployment {
+    pub async fn new(sql: Sql, tag: &str) -> Self {
+        Self::at(sql, tag, &queue::testing::redis_url()).await
+    }
+
+    /// Against the Redis at `redis_url` (a test's own server).
+    pub async fn at(sql: Sql, tag: &str, redis_url: &str) -> Self {
+        let db = match sql {
+            Sql::Sqlite => TestDb::migrated_sqlite().await,
+            Sql::Postgres => TestDb::migrated_postgres().await,
+        };
+        let redis = TestPrefix::at(redis_url, tag, |_| {}).await;
+        Self {
+            db,
+            redis,
+            redis_url: redis_url.to_owned(),
+        }
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.redis.engine
+    }
+
+    /// The configuration of an API process of this deployment; `extra` are more flags.
+    pub fn config(&self, extra: &[&str]) -> ApiConfig {
+        let mut args = vec![
+            "api".to_owned(),
+            "--addr=127.0.0.1:0".into(),
+            format!("--redis-url={}", self.redis_url),
+            format!("--prefix={}", self.redis.prefix),
+            format!("--database-url={}", self.db.url()),
+            format!("--jwt-secret={JWT_SECRET}"),
+            "--redis-timeout-ms=1000".into(),
+            "--queue-stats-ms=200".into(),
+            "--static-dir=/nonexistent".into(),
+        ];
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
+        ApiConfig::parse_from(args)
+    }
+
+    pub async fn api(&self, extra: &[&str]) -> Api {
+        let config = self.config(extra);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let running = api::start(config, listener).await.expect("api starts");
+        Api {
+            url: running.url(),
+            running: Some(running),
+            http: http(),
+        }
+    }
+
+    /// Worker pools for every queue in the test process: millisecond backoff, short timeouts.
+    pub fn pools(&self) -> Pools {
+        let notifier = Notifier::new(NotifyConfig {
+            timeout: Duration::from_millis(500),
+            breaker: BreakerPolicy {
+                failure_threshold: 50,
+                cool_down: Duration::from_millis(200),
+                probe_timeout: Duration::from_millis(500),
+            },
+        })
+        .expect("notifier");
+        let mut config = PoolConfig::all_queues("api-test");
+        config.concurrency = 4;
+        config.backoff = Some((Duration::from_millis(20), Duration::from_millis(60)));
+        config.shutdown_grace = Duration::from_millis(500);
+        let ctx = Context {
+            db: self.db.db().clone(),
+            engine: self.engine().clone(),
+            notifier,
+        };
+        let (stop, stopped) = oneshot::channel::<()>();
+        let handle = tokio::spawn(workers::run_pools(ctx, config, async move {
+            let _ = stopped.await;
+            Ok(())
+        }));
+        Pools {
+            stop: Some(stop),
+            handle,
+        }
+    }
+}
+
+pub struct Pools {
+    stop: Option<oneshot::Sender<()>>,
+    handle: JoinHandle<Result<(), PoolError>>,
+}
+
+impl Pools {
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.handle).await;
+    }
+}
+
+/// An HTTP client (rustls needs its crypto provider chosen once per process).
+pub fn http() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}
+
+/// `GET url`.
+pub async fn get(url: String) -> reqwest::Response {
+    http().get(url).send().await.expect("get")
+}
+
+/// An API process and an HTTP client for it.
+pub struct Api {
+    pub url: String,
+    pub running: Option<Running>,
+    pub http: reqwest::Client,
+}
+
+impl Api {
+    pub async fn stop(mut self) {
+        if let Some(running) = self.running.take() {
+            running.stop().await;
+        }
+    }
+
+    /// POSTs a GraphQL operation; answers the whole response body.
+    pub async fn gql(&self, token: Option<&str>, query: &str, variables: Value) -> Value {
+        let mut request = self
+            .http
+            .post(format!("{}/graphql", self.url))
+            .json(&json!({ "query": query, "variables": variables }));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("graphql request");
+        response.json().await.expect("graphql answers JSON")
+    }
+
+    /// Like [`Api::gql`], failing the test if the answer has errors; answers `data`.
+    pub async fn ok(&self, token: Option<&str>, query: &str, variables: Value) -> Value {
+        let body = self.gql(token, query, variables).await;
+        assert!(
+            body.get("errors").is_none_or(Value::is_null),
+            "{query} failed: {body}"
+        );
+        body["data"].clone()
+    }
+
+    /// Registers `email` and answers its access token, refresh token and user id.
+    pub async fn register(&self, email: &str) -> Session {
+        let data = self
+            .ok(
+                None,
+                "mutation($e: String!, $p: String!) { register(email: $e, password: $p) { accessToken refreshToken user { id role } } }",
+                json!({ "e": email, "p": PASSWORD }),
+            )
+            .await;
+        Session::from(&data["register"])
+    }
+
+    /// An admin (the first account) and a user of each other role.
+    pub async fn team(&self) -> Team {
+        let admin = self.register("admin@example.com").await;
+        let viewer = self.register("viewer@example.com").await;
+        let operator = self.register("operator@example.com").await;
+        self.ok(
+            Some(&admin.access),
+            "mutation($u: ID!) { setUserRole(userId: $u, role: OPERATOR) { role } }",
+            json!({ "u": operator.user_id }),
+        )
+        .await;
+        let operator = self.login("operator@example.com").await;
+        Team {
+            admin,
+            operator,
+            viewer,
+        }
+    }
+
+    pub async fn login(&self, email: &str) -> Session {
+        let data = self
+            .ok(
+                None,
+                "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { accessToken refreshToken user { id role } } }",
+                json!({ "e": email, "p": PASSWORD }),
+            )
+            .await;
+        Session::from(&data["login"])
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("{}/graphql/ws", self.url.replacen("http", "ws", 1))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub access: String,
+    pub refresh: String,
+    pub user_id: String,
+    pub role: String,
+}
+
+impl From<&Value> for Session {
+    fn from(v: &Value) -> Self {
+        Self {
+            access: v["accessToken"].as_str().expect("access token").to_owned(),
+            refresh: v["refreshToken"]
+                .as_str()
+                .expect("refresh token")
+                .to_owned(),
+            user_id: v["user"]["id"].as_str().expect("user id").to_owned(),
+            role: v["user"]["role"].as_str().expect("role").to_owned(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Team {
+    pub admin: Session,
+    pub operator: Session,
+    pub viewer: Session,
+}
+
+/// The `extensions.code` of the first error.
+pub fn code(body: &Value) -> &str {
+    body["errors"][0]["extensions"]["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("expected an error with a code, got {body}"))
+}
+
+pub fn field(body: &Value) -> &str {
+    body["errors"][0]["extensions"]["field"]
+        .as_str()
+        .unwrap_or_else(|| panic!("expected an error with a field, got {body}"))
+}
+
+/// A graphql-transport-ws client.
+pub struct WsClient {
+    socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+/// What the server said next.
+#[derive(Debug)]
+pub enum WsEvent {
+    Next(Value),
+    Error(Value),
+    Complete,
+    Closed(Option<u16>),
+}
+
+impl WsClient {
+    /// Connects and initialises, with `token` in the init payload. Answers the ack, or the
+    /// close the server answered with.
+    pub async fn connect(api: &Api, token: Option<&str>) -> Result<Self, Option<u16>> {
+        let mut request = api.ws_url().into_client_request().expect("ws request");
+        request.headers_mut().insert(
+            "Sec-WebSocket-Protocol",
+            HeaderValue::from_static("graphql-transport-ws"),
+        );
+        let (socket, _) = connect_async(request).await.expect("ws connects");
+        let mut client = Self { socket };
+        let payload = match token {
+            Some(token) => json!({ "Authorization": format!("Bearer {token}") }),
+            None => json!({}),
+        };
+        client
+            .send(json!({ "type": "connection_init", "payload": payload }))
+            .await;
+        loop {
+            match client.raw_next(Duration::from_secs(5)).await {
+                Some(Ok(v)) if v["type"] == "connection_ack" => return Ok(client),
+                Some(Ok(_)) => continue,
+                Some(Err(code)) => return Err(code),
+                None => return Err(None),
+            }
+        }
+    }
+
+    async fn send(&mut self, value: Value) {
+        self.socket
+            .send(Message::Text(value.to_string().into()))
+            .await
+            .expect("ws send");
+    }
+
+    pub async fn subscribe(&mut self, id: &str, query: &str, variables: Value) {
+        self.send(json!({
+            "id": id,
+            "type": "subscribe",
+            "payload": { "query": query, "variables": variables },
+        }))
+        .await;
+    }
+
+    /// The next protocol message (pings answered), `Err(close code)` when closed, `None` on
+    /// timeout.
+    async fn raw_next(&mut self, within: Duration) -> Option<Result<Value, Option<u16>>> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let message = tokio::time::timeout_at(deadline, self.socket.next())
+                .await
+                .ok()?;
+            match message {
+                Some(Ok(Message::Text(text))) => {
+                    let value: Value = serde_json::from_str(&text).expect("ws json");
+                    if value["type"] == "ping" {
+                        self.send(json!({ "type": "pong" })).await;
+                        continue;
+                    }
+                    return Some(Ok(value));
+                }
+                Some(Ok(Message::Close(frame))) => {
+                    return Some(Err(frame.map(|f| u16::from(f.code))));
+                }
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return Some(Err(None)),
+            }
+        }
+    }
+
+    /// The next event of any subscription, waiting up to `within`.
+    pub async fn next(&mut self, within: Duration) -> Option<WsEvent> {
+        match self.raw_next(within).await? {
+            Ok(v) if v["type"] == "next" => Some(if v["payload"]["errors"].is_array() {
+                WsEvent::Error(v["payload"].clone())
+            } else {
+                WsEvent::Next(v["payload"]["data"].clone())
+            }),
+            Ok(v) if v["type"] == "error" => Some(WsEvent::Error(v["payload"].clone())),
+            Ok(v) if v["type"] == "complete" => Some(WsEvent::Complete),
+            Ok(other) => panic!("unexpected ws message {other}"),
+            Err(code) => Some(WsEvent::Closed(code)),
+        }
+    }
+
+    /// The next data payload; fails the test on anything else.
+    pub async fn next_data(&mut self, within: Duration) -> Value {
+        match self.next(within).await {
+            Some(WsEvent::Next(data)) => data,
+            other => panic!("expected subscription data, got {other:?}"),
+        }
+    }
+
+    pub async fn close(mut self) {
+        let _ = self.socket.close(None).await;
+    }
+}
+
+/// Polls `check` until it returns `Ok`, failing with the last `Err` after `within`.
+pub async fn eventually<T, F, Fut>(within: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match check().await {
+            Ok(value) => return value,
+            Err(state) if tokio::time::Instant::now() >= deadline => {
+                panic!("{what} did not happen within {within:?}; last seen: {state}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+}
+
+/// An ingest payload of one reading per value, one second apart, sequenced from `from`.
+pub fn readings(sensor: &str, from: i64, values: &[f64]) -> Value {
+    let t0 = chrono::DateTime::parse_from_rfc3339("2026-11-21T08:00:00Z").expect("time");
+    let readings: Vec<_> = values
+        .iter()
+        .enumerate()
+        .map(|(i, value)| {
+            let seq = from + i as i64;
+            json!({
+                "sensor": sensor,
+                "ts": (t0 + chrono::Duration::seconds(seq)).to_rfc3339(),
+                "value": value,
+                "seq": seq,
+            })
+        })
+        .collect();
+    json!({ "readings": readings })
+}
+
+pub const SUBMIT: &str = "mutation($input: SubmitJobInput!) { submitJob(input: $input) { duplicate job { id kind state maxAttempts workflowRunId } } }";
