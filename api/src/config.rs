@@ -98,6 +98,9 @@ pub enum ConfigError {
 impl ApiConfig {
     /// Refuses settings that would make the deployment unsafe.
     pub fn check(&self) -> Result<(), ConfigError> {
+        if self.jwt_secret.is_empty() {
+            return Err(ConfigError::ShortSecret(0));
+        }
         if self.access_token_ttl_secs == 0 {
             return Err(ConfigError::ZeroTokenLifetime);
         }

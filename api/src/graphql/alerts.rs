@@ -10,7 +10,6 @@ use futures::{Stream, StreamExt};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
 };
-use tokio_stream_shim::BroadcastStream;
 
 use super::{page, require, row_id, shared};
 use crate::{auth::Role, error::ApiError};
@@ -255,7 +254,7 @@ impl AlertSubscription {
     ) -> async_graphql::Result<impl Stream<Item = AlertUpdate>> {
         require(ctx, Role::Viewer)?;
         let shared = shared(ctx).clone();
-        let events = BroadcastStream::new(shared.hub.alerts());
+        let events = alert_stream(shared.hub.alerts());
         Ok(events.then(move |entry| {
             let shared = shared.clone();
             async move {
@@ -281,26 +280,17 @@ impl AlertSubscription {
 
 /// A broadcast receiver as a stream that skips what it missed (alerts are few; a client that
 /// needs every one lists them).
-mod tokio_stream_shim {
-    use std::sync::Arc;
-
-    use futures::Stream;
-    use queue::StreamEntry;
-    use tokio::sync::broadcast::{Receiver, error::RecvError};
-
-    pub struct BroadcastStream;
-
-    impl BroadcastStream {
-        pub fn new(rx: Receiver<Arc<StreamEntry>>) -> impl Stream<Item = Arc<StreamEntry>> + Send {
-            futures::stream::unfold(rx, |mut rx| async move {
-                loop {
-                    match rx.recv().await {
-                        Ok(entry) => return Some((entry, rx)),
-                        Err(RecvError::Lagged(_)) => continue,
-                        Err(RecvError::Closed) => return None,
-                    }
-                }
-            })
+fn alert_stream(
+    rx: tokio::sync::broadcast::Receiver<std::sync::Arc<queue::StreamEntry>>,
+) -> impl Stream<Item = std::sync::Arc<queue::StreamEntry>> + Send {
+    use tokio::sync::broadcast::error::RecvError;
+    futures::stream::unfold(rx, |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(entry) => return Some((entry, rx)),
+                Err(RecvError::Lagged(_)) => continue,
+                Err(RecvError::Closed) => return None,
+            }
         }
-    }
+    })
 }
