@@ -87,11 +87,15 @@ async fn start_api(redis: &TestPrefix, db: &TestDb) -> ApiProcess {
         .stdout(std::process::Stdio::null())
         .spawn()
         .expect("api binary");
-    let url = format!("http://127.0.0.1:{port}");
+    // Owned at once, so the process is killed and reaped however this ends.
+    let process = ApiProcess {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+    };
     let http = client();
     for _ in 0..200 {
-        if http.get(format!("{url}/health")).send().await.is_ok() {
-            return ApiProcess { child, url };
+        if http.get(format!("{}/health", process.url)).send().await.is_ok() {
+            return process;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

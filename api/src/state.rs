@@ -55,3 +55,21 @@ impl Shared {
         Ok(())
     }
 }
+
+impl Shared {
+    /// A Redis call bounded by `REDIS_TIMEOUT_MS`: `UNAVAILABLE` rather than a hang.
+    pub async fn redis<T>(
+        &self,
+        call: impl std::future::Future<Output = queue::Result<T>>,
+    ) -> ApiResult<T> {
+        tokio::time::timeout(self.config.redis_timeout(), call)
+            .await
+            .map_err(|_| {
+                crate::error::ApiError::unavailable(
+                    "the job queue (Redis) did not answer in time",
+                    2,
+                )
+            })?
+            .map_err(Into::into)
+    }
+}

@@ -174,16 +174,15 @@ impl AlertQuery {
         if let Some(after) = after {
             query = query.filter(alerts::Column::Id.lt(after));
         }
-        let rows = query
-            .limit(limit + 1)
-            .all(&shared.db)
-            .await
-            .map_err(ApiError::from)?;
-        let rows = rows
-            .into_iter()
-            .map(|a| (a.id.to_string(), Alert::from(a)))
-            .collect();
-        Ok(page::page(rows, limit, event_cursor))
+        Ok(page::fetch(
+            &shared.db,
+            query,
+            limit,
+            event_cursor,
+            |a| a.id.to_string(),
+            Alert::from,
+        )
+        .await?)
     }
 
     /// An alert by id, or null.

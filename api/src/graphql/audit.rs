@@ -3,10 +3,10 @@
 use async_graphql::{Context, ID, Json, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use entities::audit_log;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 
 use super::{page, require, shared};
-use crate::{auth::Role, error::ApiError};
+use crate::auth::Role;
 
 #[derive(Debug, Clone, SimpleObject)]
 pub struct AuditEntry {
@@ -45,27 +45,21 @@ impl AuditQuery {
         if let Some(prefix) = action_prefix.filter(|p| !p.is_empty()) {
             query = query.filter(audit_log::Column::Action.starts_with(prefix));
         }
-        let rows = query
-            .limit(limit + 1)
-            .all(&shared.db)
-            .await
-            .map_err(ApiError::from)?;
-        let rows = rows
-            .into_iter()
-            .map(|a| {
-                (
-                    a.id.to_string(),
-                    AuditEntry {
-                        id: ID(a.id.to_string()),
-                        actor_user_id: a.actor_user_id.map(|u| ID(u.to_string())),
-                        action: a.action,
-                        target: a.target,
-                        details: Json(a.details),
-                        at: a.at,
-                    },
-                )
-            })
-            .collect();
-        Ok(page::page(rows, limit, None))
+        Ok(page::fetch(
+            &shared.db,
+            query,
+            limit,
+            None,
+            |a| a.id.to_string(),
+            |a| AuditEntry {
+                id: ID(a.id.to_string()),
+                actor_user_id: a.actor_user_id.map(|u| ID(u.to_string())),
+                action: a.action,
+                target: a.target,
+                details: Json(a.details),
+                at: a.at,
+            },
+        )
+        .await?)
     }
 }

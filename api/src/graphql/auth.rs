@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use entities::{refresh_tokens, users};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait, sea_query::Expr,
+    QueryFilter, QueryOrder, Set, TransactionTrait, sea_query::Expr,
 };
 use serde_json::json;
 
@@ -81,16 +81,15 @@ impl AuthQuery {
         if let Some(after) = after {
             query = query.filter(users::Column::Id.lt(after));
         }
-        let rows = query
-            .limit(limit + 1)
-            .all(&shared.db)
-            .await
-            .map_err(ApiError::from)?;
-        let rows = rows
-            .into_iter()
-            .map(|u| (u.id.to_string(), User::from(u)))
-            .collect();
-        Ok(page::page(rows, limit, None))
+        Ok(page::fetch(
+            &shared.db,
+            query,
+            limit,
+            None,
+            |u| u.id.to_string(),
+            User::from,
+        )
+        .await?)
     }
 }
 

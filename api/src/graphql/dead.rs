@@ -4,7 +4,7 @@ use async_graphql::{Context, ID, InputObject, Json, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use entities::dead_jobs;
 use queue::{DeadFilter, DeadOpOutcome};
-use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder};
 use serde_json::json;
 use workflows::ledger::{RequeueFromLedger, requeue_dead};
 
@@ -143,16 +143,15 @@ impl DeadQuery {
                 ),
             );
         }
-        let rows = query
-            .limit(limit + 1)
-            .all(&shared.db)
-            .await
-            .map_err(ApiError::from)?;
-        let rows = rows
-            .into_iter()
-            .map(|d| (dead_cursor(&d), DeadJob::from(d)))
-            .collect();
-        Ok(page::page(rows, limit, event_cursor))
+        Ok(page::fetch(
+            &shared.db,
+            query,
+            limit,
+            event_cursor,
+            dead_cursor,
+            DeadJob::from,
+        )
+        .await?)
     }
 
     /// Dead jobs grouped by kind and error fingerprint, largest group first (from Redis, so
@@ -162,13 +161,7 @@ impl DeadQuery {
         let shared = shared(ctx);
         let mut groups = Vec::new();
         for queue in workers::QUEUES {
-            let found = tokio::time::timeout(
-                shared.config.redis_timeout(),
-                shared.engine.dead_groups(queue),
-            )
-            .await
-            .map_err(|_| ApiError::unavailable("the job queue (Redis) did not answer in time", 2))?
-            .map_err(ApiError::from)?;
+            let found = shared.redis(shared.engine.dead_groups(queue)).await?;
             groups.extend(found.into_iter().map(|g| DeadJobGroup {
                 kind: JobKind::parse(&g.queue),
                 fingerprint: g.fingerprint,

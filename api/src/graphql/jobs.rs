@@ -9,7 +9,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use entities::{job_attempts, jobs};
 use futures::{Stream, StreamExt};
 use queue::{CancelOutcome, JobEvent, JobRecord, KeyScope, NewJob};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 use tokio::sync::OnceCell;
 use workflows::{
     Job as JobKindTrait, decode_payload,
@@ -434,16 +434,15 @@ impl JobQuery {
         if let Some(after) = &after {
             query = query.filter(jobs::Column::Id.lt(after.as_str()));
         }
-        let rows = query
-            .limit(limit + 1)
-            .all(&shared.db)
-            .await
-            .map_err(ApiError::from)?;
-        let rows = rows
-            .into_iter()
-            .map(|row| (row.id.clone(), Job::from_row(row)))
-            .collect();
-        Ok(page::page(rows, limit, event_cursor))
+        Ok(page::fetch(
+            &shared.db,
+            query,
+            limit,
+            event_cursor,
+            |row| row.id.clone(),
+            Job::from_row,
+        )
+        .await?)
     }
 }
 
@@ -648,13 +647,7 @@ impl JobMutation {
     async fn cancel_job(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Job> {
         let session = require(ctx, Role::Operator)?;
         let shared = shared(ctx);
-        let outcome =
-            tokio::time::timeout(shared.config.redis_timeout(), shared.engine.cancel(&id))
-                .await
-                .map_err(|_| {
-                    ApiError::unavailable("the job queue (Redis) did not answer in time", 2)
-                })?
-                .map_err(ApiError::from)?;
+        let outcome = shared.redis(shared.engine.cancel(&id)).await?;
         match outcome {
             CancelOutcome::Cancelled | CancelOutcome::Requested => {}
             CancelOutcome::NotCancellable(state) => {

@@ -78,3 +78,22 @@ pub fn int_cursor(after: Option<&str>) -> ApiResult<Option<i64>> {
         })
         .transpose()
 }
+
+/// Runs a keyset `query` for one page (`first + 1` rows) and builds the connection.
+pub async fn fetch<E, N>(
+    db: &sea_orm::DatabaseConnection,
+    query: sea_orm::Select<E>,
+    first: u64,
+    event_cursor: Option<String>,
+    cursor: impl Fn(&E::Model) -> String,
+    node: impl Fn(E::Model) -> N,
+) -> ApiResult<Page<N>>
+where
+    E: sea_orm::EntityTrait,
+    N: OutputType,
+{
+    use sea_orm::QuerySelect;
+    let rows = query.limit(first + 1).all(db).await?;
+    let rows = rows.into_iter().map(|r| (cursor(&r), node(r))).collect();
+    Ok(page(rows, first, event_cursor))
+}

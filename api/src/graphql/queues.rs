@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::{jobs::ms_time, require, shared};
-use crate::{auth::Role, error::ApiError};
+use crate::auth::Role;
 
 /// One queue's counts.
 #[derive(Debug, Clone, PartialEq, SimpleObject)]
@@ -169,13 +169,9 @@ impl QueueQuery {
     async fn queues(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Queue>> {
         require(ctx, Role::Viewer)?;
         let shared = shared(ctx);
-        let queues = tokio::time::timeout(
-            shared.config.redis_timeout(),
-            shared.queue_watch.read(&shared.engine),
-        )
-        .await
-        .map_err(|_| ApiError::unavailable("the job queue (Redis) did not answer in time", 2))?
-        .map_err(ApiError::from)?;
+        let queues = shared
+            .redis(shared.queue_watch.read(&shared.engine))
+            .await?;
         Ok(queues)
     }
 
@@ -183,10 +179,7 @@ impl QueueQuery {
     async fn workers(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Worker>> {
         require(ctx, Role::Viewer)?;
         let shared = shared(ctx);
-        let workers = tokio::time::timeout(shared.config.redis_timeout(), shared.engine.workers())
-            .await
-            .map_err(|_| ApiError::unavailable("the job queue (Redis) did not answer in time", 2))?
-            .map_err(ApiError::from)?;
+        let workers = shared.redis(shared.engine.workers()).await?;
         Ok(workers
             .into_iter()
             .map(|w| Worker {
@@ -209,13 +202,7 @@ impl QueueQuery {
     ) -> async_graphql::Result<Vec<CircuitBreaker>> {
         require(ctx, Role::Viewer)?;
         let shared = shared(ctx);
-        let breakers =
-            tokio::time::timeout(shared.config.redis_timeout(), shared.engine.breakers())
-                .await
-                .map_err(|_| {
-                    ApiError::unavailable("the job queue (Redis) did not answer in time", 2)
-                })?
-                .map_err(ApiError::from)?;
+        let breakers = shared.redis(shared.engine.breakers()).await?;
         Ok(breakers
             .into_iter()
             .map(|b| CircuitBreaker {

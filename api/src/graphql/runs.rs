@@ -119,15 +119,14 @@ impl RunQuery {
         if let Some(after) = &after {
             query = query.filter(workflow_runs::Column::Id.lt(after.as_str()));
         }
-        let rows = query
-            .limit(limit + 1)
-            .all(&shared.db)
-            .await
-            .map_err(ApiError::from)?;
-        let rows = rows
-            .into_iter()
-            .map(|r| (r.id.clone(), WorkflowRun::from(r)))
-            .collect();
-        Ok(page::page(rows, limit, event_cursor))
+        Ok(page::fetch(
+            &shared.db,
+            query,
+            limit,
+            event_cursor,
+            |r| r.id.clone(),
+            WorkflowRun::from,
+        )
+        .await?)
     }
 }

@@ -212,7 +212,18 @@ async fn contract_walk(sql: Sql) {
             .is_some_and(|k| k.len() > 40)
     );
 
-    // Readings that breach, through the pipeline.
+    // Readings that breach, through the pipeline, watched through `alertUpdates`.
+    let mut watcher = super::common::WsClient::connect(&api, op)
+        .await
+        .expect("connects");
+    watcher
+        .subscribe(
+            "alerts",
+            "subscription { alertUpdates { event alert { id state sensor count } } }",
+            json!({}),
+        )
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let pools = deployment.pools();
     let submitted = api
         .ok(op, SUBMIT, json!({ "input": { "kind": "INGEST", "payload": readings("boiler", 0, &[20.0, 60.0, 70.0]) } }))
@@ -233,6 +244,16 @@ async fn contract_walk(sql: Sql) {
     })
     .await;
     assert!(!receiver.received().is_empty());
+    // Two alert jobs publish after their commits, so their events may arrive in either order;
+    // each carries the alert as it is now.
+    let mut events = Vec::new();
+    while !events.contains(&"alert_opened".to_owned()) {
+        let update = watcher.next_data(Duration::from_secs(5)).await;
+        assert_eq!(update["alertUpdates"]["alert"]["id"], alert_id.as_str());
+        assert_eq!(update["alertUpdates"]["alert"]["sensor"], "boiler");
+        events.push(update["alertUpdates"]["event"].as_str().unwrap_or_default().to_owned());
+    }
+    watcher.close().await;
 
     let run = eventually(Duration::from_secs(20), "the run to finish", || async {
         let data = api
