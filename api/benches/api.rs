@@ -94,7 +94,12 @@ async fn start_api(redis: &TestPrefix, db: &TestDb) -> ApiProcess {
     };
     let http = client();
     for _ in 0..200 {
-        if http.get(format!("{}/health", process.url)).send().await.is_ok() {
+        if http
+            .get(format!("{}/health", process.url))
+            .send()
+            .await
+            .is_ok()
+        {
             return process;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;

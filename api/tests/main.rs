@@ -2,6 +2,7 @@
 
 mod api {
     mod auth;
+    mod binary;
     pub mod common;
     mod degraded;
     mod jobs;

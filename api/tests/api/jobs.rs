@@ -251,7 +251,12 @@ async fn contract_walk(sql: Sql) {
         let update = watcher.next_data(Duration::from_secs(5)).await;
         assert_eq!(update["alertUpdates"]["alert"]["id"], alert_id.as_str());
         assert_eq!(update["alertUpdates"]["alert"]["sensor"], "boiler");
-        events.push(update["alertUpdates"]["event"].as_str().unwrap_or_default().to_owned());
+        events.push(
+            update["alertUpdates"]["event"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        );
     }
     watcher.close().await;
 
