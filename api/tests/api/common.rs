@@ -70,7 +70,8 @@ impl Deployment {
             "--static-dir=/nonexistent".into(),
         ];
         args.extend(extra.iter().map(|s| (*s).to_owned()));
-        ApiConfig::parse_from(args)
+        // try_: a bad flag panics (and cleans up) instead of exiting the test process.
+        ApiConfig::try_parse_from(args).expect("api flags")
     }
 
     pub async fn api(&self, extra: &[&str]) -> Api {
