@@ -54,14 +54,9 @@ impl JobFilter {
     }
 }
 
-/// The run an event's job belongs to: the one it was pushed into, or its own for an ingest
-/// pushed without one (each ingest starts a run).
+/// The workflow run of an event's job.
 pub fn event_run(event: &JobEvent) -> Option<&str> {
-    event
-        .workflow_id
-        .as_deref()
-        .filter(|w| !w.is_empty())
-        .or_else(|| (event.kind == "ingest").then_some(event.job_id.as_str()))
+    workflows::run_of(&event.kind, &event.job_id, event.workflow_id.as_deref())
 }
 
 /// Stream ids compare as (milliseconds, sequence).

@@ -11,15 +11,15 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use entities::{alerts, devices, readings, sensors};
-use queue::{KeyScope, NewJob};
+use queue::KeyScope;
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder};
 use serde_json::json;
-use workflows::{Job as _, decode_payload, jobs::ingest::Ingest};
+use workflows::{decode_payload, jobs::ingest::Ingest};
 
 use crate::{
     auth::{Role, secret_hash},
     error::{ApiError, ApiResult},
-    graphql::jobs::push_all,
+    graphql::jobs::{ingest_job, push_all},
     server::AppState,
 };
 
@@ -86,12 +86,7 @@ pub async fn sensor_data(
             ..ApiError::forbidden(format!("this device may not write sensor {key:?}"))
         });
     }
-    let id = ulid::Ulid::new().to_string();
-    let mut job = NewJob::new(Ingest::KIND, &ingest)?
-        .with_payload_version(Ingest::PAYLOAD_VERSION)
-        .with_max_attempts(Ingest::policy().retry.max_attempts)
-        .with_id(&id)
-        .with_workflow_id(&id);
+    let mut job = ingest_job(&ingest)?;
     if let Some(key) = headers.get("idempotency-key") {
         let key = key
             .to_str()

@@ -91,6 +91,14 @@ fn dotted(path: &str) -> String {
     path.replace('[', ".").replace(']', "")
 }
 
+/// The workflow run a job belongs to: the one it was pushed into, or its own id for an
+/// `ingest` pushed without one (each ingest starts a run). The one place this rule lives.
+pub fn run_of<'a>(kind: &str, job_id: &'a str, workflow_id: Option<&'a str>) -> Option<&'a str> {
+    workflow_id
+        .filter(|w| !w.is_empty())
+        .or_else(|| (kind == crate::jobs::ingest::Ingest::KIND).then_some(job_id))
+}
+
 /// What a handler's failure means to the queue.
 #[derive(Debug, thiserror::Error)]
 pub enum HandlerError {

@@ -10,4 +10,4 @@ pub mod retention;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use job::{HandlerError, Job, JobPolicy, ValidationError, decode_payload};
+pub use job::{HandlerError, Job, JobPolicy, ValidationError, decode_payload, run_of};

@@ -146,11 +146,9 @@ impl Job {
     }
 
     pub fn from_record(record: JobRecord) -> Self {
-        let workflow_run_id = record
-            .workflow_id
-            .clone()
-            .filter(|w| !w.is_empty())
-            .or_else(|| (record.kind == Ingest::KIND).then(|| record.id.clone()));
+        let workflow_run_id =
+            workflows::run_of(&record.kind, &record.id, record.workflow_id.as_deref())
+                .map(str::to_owned);
         let run_at = record.run_at_ms.map(ms_time);
         let detail = JobDetail {
             max_attempts: record.max_attempts,
@@ -467,33 +465,41 @@ pub struct SubmitResult {
     pub duplicate: bool,
 }
 
-fn typed<J: JobKindTrait>(payload: serde_json::Value, path: &str) -> ApiResult<NewJob> {
-    let job: J = decode_payload(payload).map_err(|e| {
+/// Decodes and validates `payload` as a `J`; errors name the field under `{path}.payload`.
+fn decoded<J: JobKindTrait>(payload: serde_json::Value, path: &str) -> ApiResult<J> {
+    decode_payload(payload).map_err(|e| {
         let field = if e.field == "payload" {
             format!("{path}.payload")
         } else {
             format!("{path}.payload.{}", e.field)
         };
         ApiError::bad_input(field, e.message)
-    })?;
-    let policy = J::policy();
-    Ok(NewJob::new(J::KIND, &job)
-        .map_err(ApiError::from)?
+    })
+}
+
+/// The job to push for a valid payload, with its kind's version and attempts.
+fn new_job<J: JobKindTrait>(job: &J) -> ApiResult<NewJob> {
+    Ok(NewJob::new(J::KIND, job)?
         .with_payload_version(J::PAYLOAD_VERSION)
-        .with_max_attempts(policy.retry.max_attempts))
+        .with_max_attempts(J::policy().retry.max_attempts))
+}
+
+fn typed<J: JobKindTrait>(payload: serde_json::Value, path: &str) -> ApiResult<NewJob> {
+    new_job(&decoded::<J>(payload, path)?)
+}
+
+/// An ingest job under a ULID chosen here, which also names the workflow run it starts (and
+/// rides on every job of that run). GraphQL and the device endpoint both submit through it.
+pub(crate) fn ingest_job(ingest: &Ingest) -> ApiResult<NewJob> {
+    let id = ulid::Ulid::new().to_string();
+    Ok(new_job(ingest)?.with_id(&id).with_workflow_id(&id))
 }
 
 /// Validates one input into the job to push; errors name the input's path (`inputs.3...`).
 pub(crate) fn build(input: &SubmitJobInput, path: &str) -> ApiResult<NewJob> {
     let payload = input.payload.0.clone();
     let mut job = match input.kind {
-        JobKind::Ingest => {
-            // Each ingest starts a workflow run named after it, carried by all its jobs.
-            let id = ulid::Ulid::new().to_string();
-            typed::<Ingest>(payload, path)?
-                .with_id(&id)
-                .with_workflow_id(&id)
-        }
+        JobKind::Ingest => ingest_job(&decoded::<Ingest>(payload, path)?)?,
         JobKind::Evaluate => typed::<Evaluate>(payload, path)?,
         JobKind::Alert => typed::<Alert>(payload, path)?,
         JobKind::Notify => typed::<Notify>(payload, path)?,
@@ -576,7 +582,7 @@ pub(crate) async fn push_all(shared: &Shared, jobs: Vec<NewJob>) -> ApiResult<Ve
                         result: None,
                         last_error: None,
                         idempotency_key: None,
-                        workflow_run_id: (kind == Ingest::KIND).then(|| id.clone()),
+                        workflow_run_id: workflows::run_of(&kind, &id, None).map(str::to_owned),
                         run_at,
                         next_run_at: run_at,
                         created_at: now,

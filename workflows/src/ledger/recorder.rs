@@ -15,7 +15,6 @@ use sea_orm::{
 };
 
 use super::SENSOR_PIPELINE;
-use crate::{Job, jobs::ingest::Ingest};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
@@ -296,14 +295,8 @@ fn new_row(event: &JobEvent, record: Option<&JobRecord>) -> jobs::Model {
     }
 }
 
-/// The run a job belongs to: the one it was pushed into, or its own for an ingest job (each
-/// ingest starts a run).
 fn run_of(kind: &str, id: &str, record: &JobRecord) -> Option<String> {
-    record
-        .workflow_id
-        .clone()
-        .filter(|w| !w.is_empty())
-        .or_else(|| (kind == Ingest::KIND).then(|| id.to_owned()))
+    crate::run_of(kind, id, record.workflow_id.as_deref()).map(str::to_owned)
 }
 
 fn refresh_from_record(row: &mut jobs::Model, record: &JobRecord) {
