@@ -29,7 +29,9 @@ use crate::{
     auth::{LoginLimits, TokenKeys, hash_password},
     config::ApiConfig,
     error::{ApiError, Code},
-    graphql::{AppSchema, Caller, ClientAddress, build_schema, queues::QueueWatch},
+    graphql::{
+        AppSchema, Caller, ClientAddress, alerts::AlertFeed, build_schema, queues::QueueWatch,
+    },
     hub::Hub,
     rest,
     state::{Shared, SharedState},
@@ -138,12 +140,14 @@ pub async fn start(config: ApiConfig, listener: TcpListener) -> Result<Running, 
         Duration::from_millis(config.queue_stats_ms.max(100)),
         stop.clone(),
     );
+    let alert_feed = AlertFeed::start(&hub, db.clone(), stop.clone());
     let shared: SharedState = Arc::new(Shared {
         db: db.clone(),
         engine: engine.clone(),
         tokens: TokenKeys::new(&config.jwt_secret, config.access_token_ttl()),
         hub,
         queue_watch,
+        alert_feed,
         login_limits: LoginLimits::new(config.login_attempts_per_minute),
         dummy_hash: hash_password(ulid::Ulid::new().to_string())
             .await

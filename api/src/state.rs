@@ -22,6 +22,7 @@ pub struct Shared {
     pub tokens: TokenKeys,
     pub hub: Hub,
     pub queue_watch: crate::graphql::queues::QueueWatch,
+    pub alert_feed: crate::graphql::alerts::AlertFeed,
     pub login_limits: LoginLimits,
     /// A real argon2 hash, verified against when an email is unknown, so a login takes as long
     /// whether or not the account exists.

@@ -6,13 +6,18 @@ use async_graphql::{
 };
 use chrono::{DateTime, Utc};
 use entities::{alerts, deliveries, sensors};
-use futures::{Stream, StreamExt};
+use std::sync::Arc;
+
+use futures::Stream;
+use sea_orm::DatabaseConnection;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
 };
+use tokio::sync::broadcast::{self, error::RecvError};
+use tokio_util::sync::CancellationToken;
 
 use super::{page, require, row_id, shared};
-use crate::{auth::Role, error::ApiError};
+use crate::{auth::Role, error::ApiError, hub::Hub};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
 pub enum AlertState {
@@ -242,6 +247,63 @@ pub struct AlertUpdate {
     pub alert: Option<Alert>,
 }
 
+/// Alert events with their alert loaded, once per process: every `alertUpdates` subscriber
+/// shares the one read.
+#[derive(Debug, Clone)]
+pub struct AlertFeed {
+    updates: broadcast::Sender<Arc<(String, Option<alerts::Model>)>>,
+}
+
+impl AlertFeed {
+    pub fn start(hub: &Hub, db: DatabaseConnection, stop: CancellationToken) -> Self {
+        let (updates, _) = broadcast::channel(256);
+        let feed = Self { updates };
+        let (tx, mut events) = (feed.updates.clone(), hub.alerts());
+        tokio::spawn(async move {
+            loop {
+                let entry = tokio::select! {
+                    () = stop.cancelled() => return,
+                    entry = events.recv() => match entry {
+                        Ok(entry) => entry,
+                        Err(RecvError::Lagged(_)) => continue,
+                        Err(RecvError::Closed) => return,
+                    },
+                };
+                let event = entry.fields.get("type").cloned().unwrap_or_default();
+                let alert = match entry
+                    .fields
+                    .get("alert")
+                    .and_then(|a| a.parse::<i64>().ok())
+                {
+                    Some(id) => alerts::Entity::find_by_id(id).one(&db).await.ok().flatten(),
+                    None => None,
+                };
+                // No subscriber is fine: nobody is watching.
+                let _ = tx.send(Arc::new((event, alert)));
+            }
+        });
+        feed
+    }
+
+    /// The updates from now on; a subscriber that falls behind skips what it missed (alerts
+    /// are few, and a client that needs every one lists them).
+    fn updates(&self) -> impl Stream<Item = AlertUpdate> + Send + 'static {
+        futures::stream::unfold(self.updates.subscribe(), |mut rx| async move {
+            loop {
+                match rx.recv().await {
+                    Ok(update) => {
+                        let (event, alert) = update.as_ref().clone();
+                        let alert = alert.map(Alert::from);
+                        return Some((AlertUpdate { event, alert }, rx));
+                    }
+                    Err(RecvError::Lagged(_)) => continue,
+                    Err(RecvError::Closed) => return None,
+                }
+            }
+        })
+    }
+}
+
 #[derive(Default)]
 pub struct AlertSubscription;
 
@@ -252,44 +314,6 @@ impl AlertSubscription {
         ctx: &Context<'_>,
     ) -> async_graphql::Result<impl Stream<Item = AlertUpdate>> {
         require(ctx, Role::Viewer)?;
-        let shared = shared(ctx).clone();
-        let events = alert_stream(shared.hub.alerts());
-        Ok(events.then(move |entry| {
-            let shared = shared.clone();
-            async move {
-                let event = entry.fields.get("type").cloned().unwrap_or_default();
-                let id = entry
-                    .fields
-                    .get("alert")
-                    .and_then(|a| a.parse::<i64>().ok());
-                let alert = match id {
-                    Some(id) => alerts::Entity::find_by_id(id)
-                        .one(&shared.db)
-                        .await
-                        .ok()
-                        .flatten()
-                        .map(Alert::from),
-                    None => None,
-                };
-                AlertUpdate { event, alert }
-            }
-        }))
+        Ok(shared(ctx).alert_feed.updates())
     }
-}
-
-/// A broadcast receiver as a stream that skips what it missed (alerts are few; a client that
-/// needs every one lists them).
-fn alert_stream(
-    rx: tokio::sync::broadcast::Receiver<std::sync::Arc<queue::StreamEntry>>,
-) -> impl Stream<Item = std::sync::Arc<queue::StreamEntry>> + Send {
-    use tokio::sync::broadcast::error::RecvError;
-    futures::stream::unfold(rx, |mut rx| async move {
-        loop {
-            match rx.recv().await {
-                Ok(entry) => return Some((entry, rx)),
-                Err(RecvError::Lagged(_)) => continue,
-                Err(RecvError::Closed) => return None,
-            }
-        }
-    })
 }

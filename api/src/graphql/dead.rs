@@ -159,17 +159,22 @@ impl DeadQuery {
     async fn dead_job_groups(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<DeadJobGroup>> {
         require(ctx, Role::Viewer)?;
         let shared = shared(ctx);
-        let mut groups = Vec::new();
-        for queue in workers::QUEUES {
-            let found = shared.redis(shared.engine.dead_groups(queue)).await?;
-            groups.extend(found.into_iter().map(|g| DeadJobGroup {
+        // The queues' groups read concurrently: one pipelined burst on the shared connection.
+        let per_queue = futures::future::try_join_all(
+            workers::QUEUES.map(|queue| shared.redis(shared.engine.dead_groups(queue))),
+        )
+        .await?;
+        let mut groups: Vec<DeadJobGroup> = per_queue
+            .into_iter()
+            .flatten()
+            .map(|g| DeadJobGroup {
                 kind: JobKind::parse(&g.queue),
                 fingerprint: g.fingerprint,
                 count: g.count,
                 sample_error: g.sample_error,
                 last_died_at: ms_time(g.last_died_at_ms),
-            }));
-        }
+            })
+            .collect();
         groups.sort_by(|a, b| {
             b.count
                 .cmp(&a.count)
@@ -236,17 +241,22 @@ impl DeadMutation {
                 ))
                 .into());
             }
+            // One round trip for every id Redis holds; the ledger's record only for the rest.
+            let ids: Vec<String> = ids.iter().map(|id| id.0.clone()).collect();
+            let outcomes = shared.redis(shared.engine.requeue_dead(&ids)).await?;
             let mut count = 0u64;
-            for id in ids {
-                let outcome = requeue_dead(&shared.db, &shared.engine, id)
-                    .await
-                    .map_err(ApiError::from)?;
-                if matches!(
-                    outcome,
-                    RequeueFromLedger::Requeued | RequeueFromLedger::Restored
-                ) {
-                    count += 1;
-                }
+            for (id, outcome) in ids.iter().zip(outcomes) {
+                let requeued = match outcome {
+                    DeadOpOutcome::Done => true,
+                    DeadOpOutcome::NotDead(_) => false,
+                    DeadOpOutcome::Missing => matches!(
+                        requeue_dead(&shared.db, &shared.engine, id)
+                            .await
+                            .map_err(ApiError::from)?,
+                        RequeueFromLedger::Restored | RequeueFromLedger::Requeued
+                    ),
+                };
+                count += u64::from(requeued);
             }
             count
         } else {

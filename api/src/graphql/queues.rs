@@ -102,10 +102,9 @@ impl QueueWatch {
 
     /// Every queue's counts now, with throughput from the samples of the last minute.
     pub async fn read(&self, engine: &Engine) -> Result<Vec<Queue>, queue::QueueError> {
-        let mut stats = Vec::with_capacity(workers::QUEUES.len());
-        for name in workers::QUEUES {
-            stats.push(engine.stats(name).await?);
-        }
+        // Concurrent: the shared connection pipelines them into one burst.
+        let stats =
+            futures::future::try_join_all(workers::QUEUES.map(|name| engine.stats(name))).await?;
         let now = std::time::Instant::now();
         let mut history = self.history.lock().unwrap_or_else(|e| e.into_inner());
         while history
