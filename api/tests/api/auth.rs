@@ -69,6 +69,31 @@ async fn the_first_account_is_admin_later_ones_viewers_and_login_refresh_work() 
         .expect("access");
     let me = api.ok(Some(new_access), ME, json!({})).await;
     assert_eq!(me["me"]["role"], "ADMIN");
+
+    let users = api
+        .ok(
+            Some(new_access),
+            "{ users(first: 10) { edges { node { email role } } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(users["users"]["edges"].as_array().map(Vec::len), Some(2));
+    // Signing out ends the login: its latest refresh token no longer works.
+    let latest = refreshed["refreshToken"]["refreshToken"]
+        .as_str()
+        .expect("refresh");
+    let out = api
+        .ok(
+            None,
+            "mutation($t: String!) { logout(refreshToken: $t) }",
+            json!({ "t": latest }),
+        )
+        .await;
+    assert_eq!(out["logout"], true);
+    assert_eq!(
+        code(&api.gql(None, REFRESH, json!({ "t": latest })).await),
+        "UNAUTHENTICATED"
+    );
     api.stop().await;
 }
 

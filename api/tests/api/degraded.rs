@@ -68,3 +68,49 @@ async fn redis_down_means_unavailable_quickly_and_recovery_after() {
     .await;
     api.stop().await;
 }
+
+#[tokio::test]
+async fn database_gone_means_ready_says_so_and_requests_fail_fast() {
+    let deployment = Deployment::new(Sql::Postgres, "db-gone").await;
+    let api = deployment.api(&[]).await;
+    let team = api.team().await;
+    let viewer = Some(team.viewer.access.as_str());
+    api.ok(viewer, "{ sensors { key } }", json!({})).await;
+
+    // The database disappears under the running API (its connections are ended too).
+    let name = deployment
+        .db
+        .url()
+        .rsplit('/')
+        .next()
+        .expect("database name")
+        .to_owned();
+    let admin_url = std::env::var("TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let admin = entities::connect(&admin_url)
+        .await
+        .expect("admin connection");
+    sea_orm::ConnectionTrait::execute_unprepared(
+        &admin,
+        &format!("DROP DATABASE {name} WITH (FORCE)"),
+    )
+    .await
+    .expect("drop");
+
+    let started = Instant::now();
+    let body = api.gql(viewer, "{ sensors { key } }", json!({})).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "answered in {:?}",
+        started.elapsed()
+    );
+    assert_eq!(code(&body), "UNAVAILABLE", "{body}");
+    let ready = super::common::get(format!("{}/ready", api.url)).await;
+    assert_eq!(ready.status().as_u16(), 503);
+    let ready: serde_json::Value = ready.json().await.expect("json");
+    assert_eq!(ready["database"]["up"], false, "{ready}");
+    assert_eq!(ready["redis"]["up"], true);
+    // What needs only Redis keeps working.
+    api.ok(viewer, "{ queues { name } }", json!({})).await;
+    api.stop().await;
+}
