@@ -4,6 +4,8 @@
 pub mod args;
 pub mod metrics;
 pub mod registry;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use args::{PoolArgs, PoolArgsError};
 pub use registry::{Context, PoolConfig, PoolError, QUEUES, run_pools};

@@ -6,15 +6,14 @@ use api::{ApiConfig, Running};
 use clap::Parser;
 use futures::{SinkExt, StreamExt};
 use migration::testing::TestDb;
-use queue::{BreakerPolicy, Engine, testing::TestPrefix};
+use queue::{Engine, testing::TestPrefix};
 use serde_json::{Value, json};
-use tokio::{net::TcpStream, sync::oneshot, task::JoinHandle};
+use tokio::net::TcpStream;
 use tokio_tungstenite::{
     MaybeTlsStream, WebSocketStream, connect_async,
     tungstenite::{Message, client::IntoClientRequest, http::HeaderValue},
 };
-use workers::{Context, PoolConfig, PoolError};
-use workflows::jobs::notify::{Notifier, NotifyConfig};
+pub use workers::testing::Pools;
 
 pub const JWT_SECRET: &str = "test-secret-of-at-least-thirty-two-bytes!";
 pub const PASSWORD: &str = "correct horse battery staple";
@@ -87,49 +86,13 @@ impl Deployment {
         }
     }
 
-    /// Worker pools for every queue in the test process: millisecond backoff, short timeouts.
+    /// Worker pools for every queue in the test process (20-60 ms backoff; breakers that stay
+    /// closed through the few failures these tests script).
     pub fn pools(&self) -> Pools {
-        let notifier = Notifier::new(NotifyConfig {
-            timeout: Duration::from_millis(500),
-            breaker: BreakerPolicy {
-                failure_threshold: 50,
-                cool_down: Duration::from_millis(200),
-                probe_timeout: Duration::from_millis(500),
-            },
+        workers::testing::start_pools(self.db.db(), self.engine(), 50, |config| {
+            config.worker_id = "api-test".into();
+            config.backoff = Some((Duration::from_millis(20), Duration::from_millis(60)));
         })
-        .expect("notifier");
-        let mut config = PoolConfig::all_queues("api-test");
-        config.concurrency = 4;
-        config.backoff = Some((Duration::from_millis(20), Duration::from_millis(60)));
-        config.shutdown_grace = Duration::from_millis(500);
-        let ctx = Context {
-            db: self.db.db().clone(),
-            engine: self.engine().clone(),
-            notifier,
-        };
-        let (stop, stopped) = oneshot::channel::<()>();
-        let handle = tokio::spawn(workers::run_pools(ctx, config, async move {
-            let _ = stopped.await;
-            Ok(())
-        }));
-        Pools {
-            stop: Some(stop),
-            handle,
-        }
-    }
-}
-
-pub struct Pools {
-    stop: Option<oneshot::Sender<()>>,
-    handle: JoinHandle<Result<(), PoolError>>,
-}
-
-impl Pools {
-    pub async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        let _ = (&mut self.handle).await;
     }
 }
 

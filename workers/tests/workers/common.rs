@@ -3,14 +3,11 @@
 use std::{future::Future, time::Duration};
 
 use migration::testing::TestDb;
-use queue::{BreakerPolicy, Engine, testing::TestPrefix};
+use queue::{Engine, testing::TestPrefix};
 use sea_orm::DatabaseConnection;
-use tokio::{sync::oneshot, task::JoinHandle};
-use workers::{Context, PoolConfig, PoolError};
-use workflows::{
-    jobs::notify::{Notifier, NotifyConfig},
-    testing::Receiver,
-};
+use workers::PoolConfig;
+pub use workers::testing::Pools;
+use workflows::testing::Receiver;
 
 #[derive(Debug, Clone, Copy)]
 pub enum Sql {
@@ -49,51 +46,7 @@ impl TestApp {
     /// Pools for every queue in this process, tuned for tests: millisecond backoff and
     /// breaker, short timeouts.
     pub fn start_pools(&self, tweak: impl FnOnce(&mut PoolConfig)) -> Pools {
-        let notifier = Notifier::new(NotifyConfig {
-            timeout: Duration::from_millis(500),
-            breaker: BreakerPolicy {
-                failure_threshold: 3,
-                cool_down: Duration::from_millis(300),
-                probe_timeout: Duration::from_millis(500),
-            },
-        })
-        .expect("notifier");
-        let mut config = PoolConfig::all_queues("test");
-        config.concurrency = 4;
-        config.backoff = Some((Duration::from_millis(5), Duration::from_millis(50)));
-        config.shutdown_grace = Duration::from_millis(500);
-        tweak(&mut config);
-        let ctx = Context {
-            db: self.db().clone(),
-            engine: self.engine.clone(),
-            notifier,
-        };
-        let (stop, stopped) = oneshot::channel::<()>();
-        let handle = tokio::spawn(workers::run_pools(ctx, config, async move {
-            let _ = stopped.await;
-            Ok(())
-        }));
-        Pools {
-            stop: Some(stop),
-            handle,
-        }
-    }
-}
-
-pub struct Pools {
-    stop: Option<oneshot::Sender<()>>,
-    handle: JoinHandle<Result<(), PoolError>>,
-}
-
-impl Pools {
-    pub async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        (&mut self.handle)
-            .await
-            .expect("join pools")
-            .expect("pools stop cleanly");
+        workers::testing::start_pools(self.db(), &self.engine, 3, tweak)
     }
 }
 

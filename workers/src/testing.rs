@@ -1,0 +1,68 @@
+//! For tests of this and other crates: worker pools in the test process, tuned for tests
+//! (millisecond backoff and breaker, short timeouts), stopped on demand.
+
+use std::time::Duration;
+
+use queue::{BreakerPolicy, Engine};
+use sea_orm::DatabaseConnection;
+use tokio::{sync::oneshot, task::JoinHandle};
+use workflows::jobs::notify::{Notifier, NotifyConfig};
+
+use crate::{Context, PoolConfig, PoolError};
+
+/// Runs every queue's pool over `db` and `engine`; `tweak` adjusts the test settings, and
+/// `breaker_failures` is how many consecutive failures open a destination's breaker.
+pub fn start_pools(
+    db: &DatabaseConnection,
+    engine: &Engine,
+    breaker_failures: u32,
+    tweak: impl FnOnce(&mut PoolConfig),
+) -> Pools {
+    let notifier = Notifier::new(NotifyConfig {
+        timeout: Duration::from_millis(500),
+        breaker: BreakerPolicy {
+            failure_threshold: breaker_failures,
+            cool_down: Duration::from_millis(300),
+            probe_timeout: Duration::from_millis(500),
+        },
+    })
+    .expect("notifier");
+    let mut config = PoolConfig::all_queues("test");
+    config.concurrency = 4;
+    config.backoff = Some((Duration::from_millis(5), Duration::from_millis(50)));
+    config.shutdown_grace = Duration::from_millis(500);
+    tweak(&mut config);
+    let ctx = Context {
+        db: db.clone(),
+        engine: engine.clone(),
+        notifier,
+    };
+    let (stop, stopped) = oneshot::channel::<()>();
+    let handle = tokio::spawn(crate::run_pools(ctx, config, async move {
+        let _ = stopped.await;
+        Ok(())
+    }));
+    Pools {
+        stop: Some(stop),
+        handle,
+    }
+}
+
+/// Running pools; [`Pools::stop`] stops them gracefully and checks they stopped cleanly.
+#[derive(Debug)]
+pub struct Pools {
+    stop: Option<oneshot::Sender<()>>,
+    handle: JoinHandle<Result<(), PoolError>>,
+}
+
+impl Pools {
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        (&mut self.handle)
+            .await
+            .expect("join pools")
+            .expect("pools stop cleanly");
+    }
+}
