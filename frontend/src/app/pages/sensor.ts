@@ -1,0 +1,212 @@
+import { Component, DestroyRef, OnInit, computed, inject, signal } from '@angular/core';
+import { FormsModule } from '@angular/forms';
+import { ActivatedRoute, RouterLink } from '@angular/router';
+import { ApiError, explain } from '../core/api-error';
+import { when } from '../core/format';
+import { Graphql } from '../core/graphql';
+import { Live } from '../core/live';
+import { Session } from '../core/session';
+import { LineChart } from '../shared/line-chart';
+import { ChannelRow } from './sensors';
+
+interface Rule {
+  id: string;
+  kind: string | null;
+  threshold: number | null;
+  clearThreshold: number | null;
+  forReadings: number;
+  silenceSeconds: number | null;
+  throttleSeconds: number;
+  enabled: boolean;
+  inBreach: boolean;
+  channelIds: string[];
+}
+interface SensorDetail {
+  id: string;
+  key: string;
+  name: string;
+  unit: string;
+  lastSeenAt: string | null;
+  openAlerts: number;
+  readings: { id: string; ts: string; value: number }[];
+  rules: Rule[];
+}
+
+type RuleKind = 'ABOVE' | 'BELOW' | 'RATE_OF_CHANGE' | 'SILENCE';
+
+/** One sensor: a chart of its recent readings, its rules, and a form for a new rule. */
+@Component({
+  selector: 'sf-sensor',
+  imports: [FormsModule, RouterLink, LineChart],
+  template: `
+    <p><a routerLink="/sensors">← Sensors</a></p>
+    @if (error()) { <p class="error" role="alert">{{ error() }}</p> }
+    @if (sensor(); as s) {
+      <h1>{{ s.name }} <code>{{ s.key }}</code></h1>
+      <p class="muted">Last seen {{ when(s.lastSeenAt) }} · {{ s.openAlerts }} open alert(s)</p>
+      <section class="panel">
+        <h2>Recent readings</h2>
+        @if (s.readings.length === 0) {
+          <p class="empty">No readings yet. Devices send them to <code>POST /api/sensors/data</code>, or submit an ingest job.</p>
+        } @else {
+          <sf-line-chart [series]="chart()" [caption]="s.readings.length + ' readings'" [unit]="' ' + s.unit" />
+        }
+      </section>
+      <section class="panel">
+        <h2>Rules</h2>
+        <div class="table-wrap">
+          <table data-testid="rules">
+            <thead><tr><th>#</th><th>Kind</th><th>Breach at</th><th>Clears at</th><th>For</th><th>Channels</th><th>Now</th></tr></thead>
+            <tbody>
+              @for (r of s.rules; track r.id) {
+                <tr><td>{{ r.id }}</td><td>{{ r.kind?.toLowerCase() }}</td>
+                  <td>{{ r.kind === 'SILENCE' ? r.silenceSeconds + ' s silent' : r.threshold }}</td><td>{{ r.clearThreshold ?? '—' }}</td>
+                  <td>{{ r.forReadings }} reading(s)</td><td>{{ r.channelIds.join(', ') || '—' }}</td>
+                  <td>{{ r.inBreach ? 'in breach' : 'ok' }}</td></tr>
+              } @empty { <tr><td colspan="7" class="muted">No rules: readings are stored but never raise alerts.</td></tr> }
+            </tbody>
+          </table>
+        </div>
+        @if (admin()) {
+          <form (ngSubmit)="createRule()" data-testid="create-rule">
+            <h2>New rule</h2>
+            <div class="row">
+              <label>Kind
+                <select name="ruleKind" [(ngModel)]="kind">
+                  <option value="ABOVE">above</option><option value="BELOW">below</option>
+                  <option value="RATE_OF_CHANGE">rate of change</option><option value="SILENCE">silence</option>
+                </select>
+              </label>
+              @if (kind() === 'SILENCE') {
+                <label>Silent for (s) <input name="silence" type="number" min="1" [(ngModel)]="silenceSeconds" /></label>
+              } @else {
+                <label>Threshold <input name="threshold" type="number" step="any" [(ngModel)]="threshold" /></label>
+                <label>Clears at (optional) <input name="clear" type="number" step="any" [(ngModel)]="clearThreshold" /></label>
+                <label>Breaching readings before alert <input name="for" type="number" min="1" [(ngModel)]="forReadings" /></label>
+              }
+            </div>
+            <fieldset>
+              <legend>Notify</legend>
+              @for (c of channels(); track c.id) {
+                <label class="check"><input type="checkbox" [checked]="chosen().has(c.id)" (change)="toggleChannel(c.id)" [attr.data-channel]="c.name" />
+                  {{ c.name }} ({{ c.kind?.toLowerCase() }})</label>
+              } @empty { <p class="muted">No channels yet: create one on the <a routerLink="/sensors">sensors page</a>.</p> }
+            </fieldset>
+            <button type="submit" class="primary" [disabled]="busy()">Create rule</button>
+            @if (ruleError()) { <p class="field-error">{{ ruleError() }}</p> }
+          </form>
+        }
+      </section>
+    } @else if (!error()) {
+      <p class="muted">Loading…</p>
+    }
+  `,
+  styles: `fieldset { border: 1px solid var(--border); border-radius: 6px; margin: 0.75rem 0; }
+    .check { flex-direction: row; align-items: center; gap: 0.4rem; }`,
+})
+export class SensorPage implements OnInit {
+  private readonly graphql = inject(Graphql);
+  private readonly live = inject(Live);
+  private readonly route = inject(ActivatedRoute);
+  private readonly session = inject(Session);
+  private readonly destroyRef = inject(DestroyRef);
+  protected readonly when = when;
+  protected readonly admin = computed(() => this.session.can('ADMIN'));
+  protected readonly sensor = signal<SensorDetail | null>(null);
+  protected readonly channels = signal<ChannelRow[]>([]);
+  protected readonly chart = computed(() => [
+    { label: 'value', color: '#2563eb', values: (this.sensor()?.readings ?? []).map((r) => r.value) },
+  ]);
+  protected readonly error = signal<string | null>(null);
+  protected readonly ruleError = signal<string | null>(null);
+  protected readonly busy = signal(false);
+  protected readonly kind = signal<RuleKind>('ABOVE');
+  protected readonly threshold = signal<number | null>(null);
+  protected readonly clearThreshold = signal<number | null>(null);
+  protected readonly forReadings = signal<number | null>(1);
+  protected readonly silenceSeconds = signal<number | null>(300);
+  protected readonly chosen = signal<ReadonlySet<string>>(new Set());
+  private key = '';
+  private timer: ReturnType<typeof setTimeout> | null = null;
+
+  ngOnInit(): void {
+    const sub = this.route.paramMap.subscribe((params) => {
+      this.key = params.get('key') ?? '';
+      void this.load();
+    });
+    const changes = this.live.subscribe<{ jobUpdates: { cursor: string } }>({
+      query: `subscription Readings { jobUpdates(filter: { kinds: [INGEST], states: [SUCCEEDED] }) { cursor } }`,
+      variables: () => ({}),
+      next: () => {
+        if (this.timer) return;
+        this.timer = setTimeout(() => {
+          this.timer = null;
+          void this.load();
+        }, 1000);
+      },
+    });
+    this.destroyRef.onDestroy(() => {
+      sub.unsubscribe();
+      changes.close();
+      if (this.timer) clearTimeout(this.timer);
+    });
+  }
+
+  toggleChannel(id: string): void {
+    this.chosen.update((s) => {
+      const next = new Set(s);
+      if (!next.delete(id)) next.add(id);
+      return next;
+    });
+  }
+
+  async load(): Promise<void> {
+    try {
+      const data = await this.graphql.request<{ sensor: SensorDetail | null; channels: ChannelRow[] }>(
+        `query Sensor($key: String!) { sensor(key: $key) { id key name unit lastSeenAt openAlerts
+          readings(last: 200) { id ts value }
+          rules { id kind threshold clearThreshold forReadings silenceSeconds throttleSeconds enabled inBreach channelIds } }
+          channels { id name kind url hasSecret } }`,
+        { key: this.key },
+      );
+      if (!data.sensor) {
+        this.error.set(`No sensor has the key ${this.key}. Check the address, or create it on the sensors page.`);
+        return;
+      }
+      this.sensor.set(data.sensor);
+      this.channels.set(data.channels);
+    } catch (e) {
+      this.error.set(explain(e));
+    }
+  }
+
+  async createRule(): Promise<void> {
+    this.ruleError.set(null);
+    const silence = this.kind() === 'SILENCE';
+    const input = {
+      sensor: this.key,
+      kind: this.kind(),
+      threshold: silence ? null : numberOrNull(this.threshold()),
+      clearThreshold: silence ? null : numberOrNull(this.clearThreshold()),
+      forReadings: silence ? null : numberOrNull(this.forReadings()),
+      silenceSeconds: silence ? numberOrNull(this.silenceSeconds()) : null,
+      channelIds: [...this.chosen()],
+    };
+    this.busy.set(true);
+    try {
+      await this.graphql.request(`mutation R($input: CreateRuleInput!) { createRule(input: $input) { id } }`, { input });
+      this.chosen.set(new Set());
+      await this.load();
+    } catch (e) {
+      this.ruleError.set(e instanceof ApiError && e.field ? `${e.field}: ${e.message}` : explain(e));
+    } finally {
+      this.busy.set(false);
+    }
+  }
+}
+
+function numberOrNull(value: number | string | null): number | null {
+  if (value === null || value === '') return null;
+  const n = Number(value);
+  return Number.isFinite(n) ? n : null;
+}
