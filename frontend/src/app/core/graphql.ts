@@ -29,7 +29,7 @@ export class Graphql {
       await this.refresh();
     }
     let response = await this.post<T>(query, variables, this.session.accessToken());
-    if (isUnauthenticated(response) && this.session.stored() && (await this.refresh())) {
+    if (isUnauthenticated(response) && this.session.stored() && (await this.refresh(true))) {
       response = await this.post<T>(query, variables, this.session.accessToken());
     }
     const first = response.errors?.[0];

@@ -38,6 +38,8 @@ export class Live {
   private active = 0;
   private everConnected = false;
   url = defaultUrl();
+  /** The WebSocket class to use; the browser's own unless a test swaps it. */
+  webSocketImpl: unknown = undefined;
 
   subscribe<T>(spec: LiveSubscription<T>): LiveHandle {
     let closed = false;
@@ -105,6 +107,7 @@ export class Live {
     if (this.client) return this.client;
     this.client = createClient({
       url: this.url,
+      webSocketImpl: this.webSocketImpl,
       lazy: true,
       lazyCloseTimeout: 2_000,
       keepAlive: 10_000,

@@ -67,7 +67,7 @@ function formError(e: unknown): string {
       <h2>Channels</h2>
       <ul data-testid="channels">
         @for (c of channels(); track c.id) {
-          <li>#{{ c.id }} <strong>{{ c.name }}</strong> · {{ c.kind?.toLowerCase() }} @if (c.url) { · <code>{{ c.url }}</code> }
+          <li [attr.data-channel-id]="c.id" [attr.data-channel-name]="c.name">#{{ c.id }} <strong>{{ c.name }}</strong> · {{ c.kind?.toLowerCase() }} @if (c.url) { · <code>{{ c.url }}</code> }
             @if (c.hasSecret) { · signed }</li>
         } @empty { <li class="muted">No channels. Alerts are recorded but sent nowhere until a rule names a channel.</li> }
       </ul>

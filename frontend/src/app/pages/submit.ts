@@ -79,7 +79,7 @@ interface SubmitResult {
           @if (errors().maxAttempts) { <span class="field-error" data-testid="max-attempts-error">{{ errors().maxAttempts }}</span> }
         </label>
         <label>Run at (optional)
-          <input name="runAt" type="datetime-local" [(ngModel)]="runAt" [class.invalid]="!!errors().runAt" />
+          <input name="runAt" type="datetime-local" step="1" [(ngModel)]="runAt" data-testid="run-at" [class.invalid]="!!errors().runAt" />
           @if (errors().runAt) { <span class="field-error">{{ errors().runAt }}</span> }
         </label>
       </div>

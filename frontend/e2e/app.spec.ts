@@ -1,0 +1,299 @@
+import { Page, expect, test } from '@playwright/test';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { FRONTEND, Receiver, deploymentFromEnv, graphql, login, startApi } from './support';
+
+test.describe.configure({ mode: 'serial' });
+
+const ADMIN = { email: 'admin@example.com', password: 'correct horse battery staple' };
+const VIEWER = { email: 'viewer@example.com', password: 'viewer password 123' };
+const SHOTS = process.env['SCREENSHOT_DIR'] ?? join(FRONTEND, 'test-results/screenshots');
+mkdirSync(SHOTS, { recursive: true });
+
+function baseUrl(): string {
+  const url = process.env['E2E_BASE_URL'];
+  if (!url) throw new Error('E2E_BASE_URL is not set: the global setup did not run');
+  return url;
+}
+
+async function shot(page: Page, name: string): Promise<void> {
+  await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
+}
+
+/** A `datetime-local` value `ms` from now, in the browser's own time zone. */
+async function localTimeIn(page: Page, ms: number): Promise<string> {
+  return page.evaluate((offset) => {
+    const at = new Date(Date.now() + offset);
+    const pad = (n: number) => String(n).padStart(2, '0');
+    return `${at.getFullYear()}-${pad(at.getMonth() + 1)}-${pad(at.getDate())}T${pad(at.getHours())}:${pad(at.getMinutes())}:${pad(at.getSeconds())}`;
+  }, ms);
+}
+
+async function register(page: Page, who: { email: string; password: string }): Promise<void> {
+  await page.goto(`${baseUrl()}/login`);
+  await page.getByRole('button', { name: 'Create an account' }).click();
+  await page.getByLabel('Email').fill(who.email);
+  await page.getByLabel('Password').fill(who.password);
+  await page.getByRole('button', { name: 'Create account' }).click();
+  await expect(page.getByRole('heading', { name: 'Overview' })).toBeVisible();
+}
+
+async function submit(page: Page, kind: string, payload: unknown, options: { maxAttempts?: number; runAt?: string } = {}): Promise<string> {
+  await page.goto(`${baseUrl()}/submit`);
+  await page.getByTestId('kind').selectOption(kind);
+  await page.getByTestId('payload').fill(JSON.stringify(payload, null, 2));
+  if (options.maxAttempts !== undefined) await page.getByTestId('max-attempts').fill(String(options.maxAttempts));
+  if (options.runAt) await page.getByTestId('run-at').fill(options.runAt);
+  await page.getByRole('button', { name: 'Submit', exact: true }).click();
+  await page.waitForURL(/\/jobs\/[^/?]+/);
+  return new URL(page.url()).pathname.split('/').pop() ?? '';
+}
+
+const alertReceiver = new Receiver();
+const flakyReceiver = new Receiver();
+
+test.beforeAll(async () => {
+  await alertReceiver.start();
+  await flakyReceiver.start();
+});
+
+test.afterAll(async () => {
+  await alertReceiver.stop();
+  await flakyReceiver.stop();
+});
+
+test('an admin registers, builds a sensor pipeline, watches a breach become a delivered alert', async ({ page }) => {
+  await page.goto(`${baseUrl()}/jobs`);
+  await expect(page).toHaveURL(/\/login\?next=%2Fjobs/);
+  await shot(page, 'login');
+  await register(page, ADMIN);
+  await expect(page.locator('.live')).toHaveAttribute('data-status', 'live');
+
+  // The session survives a reload (the refresh token), deep links included.
+  await page.goto(`${baseUrl()}/sensors`);
+  await page.reload();
+  await expect(page.getByRole('heading', { name: 'Sensors' })).toBeVisible();
+
+  const sensorForm = page.getByTestId('create-sensor');
+  await sensorForm.getByLabel('Key').fill('boiler-1');
+  await sensorForm.getByLabel('Name').fill('Boiler room');
+  await sensorForm.getByLabel('Unit').fill('°C');
+  await sensorForm.getByRole('button', { name: 'Create sensor' }).click();
+  await expect(page.locator('[data-sensor="boiler-1"]')).toBeVisible();
+
+  const channelForm = page.getByTestId('create-channel');
+  for (const [name, receiver] of [['ops webhook', alertReceiver], ['flaky webhook', flakyReceiver]] as const) {
+    await channelForm.getByLabel('Name').fill(name);
+    await channelForm.getByLabel('URL').fill(receiver.url);
+    await channelForm.getByLabel('Signing secret').fill(`${name} secret`);
+    await channelForm.getByRole('button', { name: 'Create channel' }).click();
+    await expect(page.locator(`[data-channel-name="${name}"]`)).toBeVisible();
+  }
+
+  await page.getByRole('link', { name: 'boiler-1' }).click();
+  const ruleForm = page.getByTestId('create-rule');
+  await ruleForm.getByLabel('Threshold').fill('80');
+  await ruleForm.locator('[data-channel="ops webhook"]').check();
+  await ruleForm.getByRole('button', { name: 'Create rule' }).click();
+  await expect(page.getByTestId('rules').locator('tbody tr')).toHaveCount(1);
+  await expect(page.getByTestId('rules')).toContainText('above');
+
+  // A bad payload is refused at the field the server names, and nothing is queued.
+  await page.goto(`${baseUrl()}/submit`);
+  await page.getByTestId('payload').fill(JSON.stringify({ readings: [{ sensor: 'boiler-1', ts: 'yesterday', value: 1 }] }));
+  await page.getByRole('button', { name: 'Submit', exact: true }).click();
+  await expect(page.getByTestId('payload-error')).toContainText('readings.0.ts');
+  await shot(page, 'submit');
+
+  // Scheduled a few seconds ahead, so the page sees every state as it happens.
+  const now = Date.now();
+  const readings = [20, 95].map((value, i) => ({ sensor: 'boiler-1', ts: new Date(now - 1000 + i * 500).toISOString(), value }));
+  const runAt = await localTimeIn(page, 3000);
+  const ingestId = await submit(page, 'INGEST', { readings }, { runAt });
+  await expect(page.getByTestId('job-state')).toHaveText('SCHEDULED');
+  await expect(page.getByTestId('job-state')).toHaveText('SUCCEEDED', { timeout: 30_000 });
+  const events = page.getByTestId('events');
+  for (const event of ['promoted', 'started', 'succeeded']) await expect(events).toContainText(event);
+  await expect(page.getByTestId('result')).toContainText('"stored": 2');
+  await expect(page.getByTestId('attempts').locator('tbody tr')).toHaveCount(1);
+  await shot(page, 'job');
+
+  // The run's graph fills in live: ingest → evaluate → alert → notify.
+  await page.getByTestId('run-link').click();
+  await expect(page).toHaveURL(new RegExp(`/runs/${ingestId}`));
+  const graph = page.getByTestId('run-graph');
+  for (const stage of ['INGEST', 'EVALUATE', 'ALERT', 'NOTIFY']) {
+    await expect(graph.locator(`[data-stage="${stage}"] [data-state="SUCCEEDED"]`).first()).toBeVisible({ timeout: 30_000 });
+  }
+  await expect(page.getByTestId('run-state')).toHaveText('SUCCEEDED', { timeout: 30_000 });
+  await shot(page, 'run');
+
+  // The alert is open, its delivery recorded; the receiver got one signed POST.
+  await page.getByRole('link', { name: 'Alerts' }).click();
+  const alert = page.locator('[data-alert]').first();
+  await expect(alert).toContainText('boiler-1');
+  await expect(alert.locator('[data-delivery="DELIVERED"]')).toHaveCount(1);
+  expect(alertReceiver.posts).toHaveLength(1);
+  expect(alertReceiver.posts[0].headers['x-steadfast-signature']).toMatch(/^sha256=[0-9a-f]{64}$/);
+  await alert.getByRole('button', { name: 'Acknowledge' }).click();
+  await expect(alert.getByTestId('acknowledged')).toBeVisible();
+  await shot(page, 'alerts');
+
+  await page.getByRole('link', { name: 'Sensors' }).click();
+  await expect(page.locator('[data-sensor="boiler-1"]')).toContainText('95');
+  await shot(page, 'sensors');
+  await page.getByRole('link', { name: 'boiler-1' }).click();
+  await expect(page.locator('sf-line-chart polyline')).toHaveCount(1);
+  await shot(page, 'sensor');
+
+  await page.getByRole('link', { name: 'Jobs' }).click();
+  await expect(page.locator(`[data-job="${ingestId}"]`)).toBeVisible();
+  await shot(page, 'jobs');
+});
+
+test('a notify to a failing receiver retries, dies, and succeeds once requeued from the dead-jobs page', async ({ page }) => {
+  await page.goto(`${baseUrl()}/login`);
+  await page.getByLabel('Email').fill(ADMIN.email);
+  await page.getByLabel('Password').fill(ADMIN.password);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await expect(page.getByRole('heading', { name: 'Overview' })).toBeVisible();
+
+  await page.goto(`${baseUrl()}/sensors`);
+  const channelId = await page.locator('[data-channel-name="flaky webhook"]').getAttribute('data-channel-id');
+  expect(channelId).toBeTruthy();
+
+  flakyReceiver.failing = true;
+  const jobId = await submit(page, 'NOTIFY', { channel: Number(channelId), message: 'end-to-end' }, { maxAttempts: 3 });
+  const state = page.getByTestId('job-state');
+  await expect(state).toHaveText('RETRYING', { timeout: 30_000 });
+  await expect(page.getByTestId('next-run')).toBeVisible();
+  await expect(state).toHaveText('DEAD', { timeout: 60_000 });
+  await expect(page.getByTestId('attempts').locator('tbody tr')).toHaveCount(3);
+  await expect(page.getByTestId('last-error')).toContainText('500');
+  expect(flakyReceiver.posts).toHaveLength(3);
+
+  flakyReceiver.failing = false;
+  await page.getByRole('link', { name: 'Dead jobs' }).click();
+  const row = page.locator(`[data-dead="${jobId}"]`);
+  await expect(row).toBeVisible();
+  await expect(page.getByTestId('groups')).toContainText('notify');
+  await shot(page, 'dead-jobs');
+  await row.getByRole('checkbox').check();
+  await page.getByTestId('requeue-selected').click();
+  const confirm = page.getByRole('alertdialog');
+  await expect(confirm).toContainText('Requeue 1 dead job?');
+  await confirm.getByRole('button', { name: 'Requeue 1' }).click();
+  await expect(page.getByTestId('done')).toHaveText('Requeued 1 dead job.');
+  await expect(row).toHaveCount(0);
+  await expect(page.getByTestId('audit')).toContainText('dead_job.requeue');
+
+  await page.goto(`${baseUrl()}/jobs/${jobId}`);
+  await expect(page.getByTestId('job-state')).toHaveText('SUCCEEDED', { timeout: 30_000 });
+  // Every POST of one notification carried the same Idempotency-Key.
+  expect(flakyReceiver.posts).toHaveLength(4);
+  expect(new Set(flakyReceiver.keys())).toEqual(new Set([`delivery-${jobId}`]));
+
+  await page.goto(`${baseUrl()}/`);
+  await expect(page.locator('[data-queue="notify"]')).toBeVisible();
+  await expect(page.getByTestId('workers')).toBeVisible();
+  await page.waitForTimeout(3000); // a few seconds of the live throughput chart
+  await shot(page, 'overview');
+});
+
+test('a viewer sees dead jobs read-only and cannot requeue them', async ({ page }) => {
+  // One more dead job for the viewer to look at.
+  const adminToken = await login(baseUrl(), ADMIN.email, ADMIN.password);
+  const channels = await graphql<{ channels: { id: string; name: string }[] }>(baseUrl(), adminToken, '{ channels { id name } }');
+  const flaky = channels.channels.find((c) => c.name === 'flaky webhook');
+  flakyReceiver.failing = true;
+  const submitted = await graphql<{ submitJob: { job: { id: string } } }>(
+    baseUrl(),
+    adminToken,
+    `mutation ($input: SubmitJobInput!) { submitJob(input: $input) { job { id } } }`,
+    { input: { kind: 'NOTIFY', payload: { channel: Number(flaky?.id), message: 'for the viewer' }, maxAttempts: 1 } },
+  );
+  const deadId = submitted.submitJob.job.id;
+
+  await register(page, VIEWER);
+  await page.getByRole('link', { name: 'Dead jobs' }).click();
+  await expect(page.getByTestId('read-only')).toBeVisible();
+  await expect(page.locator(`[data-dead="${deadId}"]`)).toBeVisible({ timeout: 30_000 });
+  await expect(page.getByRole('button', { name: /Requeue/ })).toHaveCount(0);
+  await expect(page.getByRole('button', { name: /Discard/ })).toHaveCount(0);
+  await shot(page, 'dead-jobs-viewer');
+
+  // The server refuses it too, whatever the page shows.
+  const viewerToken = await login(baseUrl(), VIEWER.email, VIEWER.password);
+  await expect(
+    graphql(baseUrl(), viewerToken, `mutation ($id: ID!) { requeueDeadJob(id: $id) { id } }`, { id: deadId }),
+  ).rejects.toMatchObject({ code: 'FORBIDDEN' });
+
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await expect(page).toHaveURL(/\/login/);
+  await page.goto(`${baseUrl()}/dead`);
+  await expect(page).toHaveURL(/\/login/);
+});
+
+test('live rows survive an API restart and an expired token, resuming from their cursor', async ({ page }) => {
+  test.setTimeout(180_000);
+  const deployment = deploymentFromEnv();
+  const ttlSeconds = 35;
+  const env = { ACCESS_TOKEN_TTL_SECS: String(ttlSeconds) };
+  let second = await startApi(deployment, { env });
+  const adminToken = await login(baseUrl(), ADMIN.email, ADMIN.password);
+  const submitEvaluate = async (n: number) => {
+    const data = await graphql<{ submitJobs: { job: { id: string } }[] }>(
+      baseUrl(),
+      adminToken,
+      `mutation ($inputs: [SubmitJobInput!]!) { submitJobs(inputs: $inputs) { job { id } } }`,
+      { inputs: Array.from({ length: n }, () => ({ kind: 'EVALUATE', payload: { sensor: 'boiler-1' }, runAt: new Date(Date.now() + 3_600_000).toISOString() })) },
+    );
+    return data.submitJobs.map((r) => r.job.id);
+  };
+
+  try {
+    // Signed in on the second API process; its tokens live 35 s.
+    await page.goto(`${second.url}/login`);
+    await page.getByLabel('Email').fill(ADMIN.email);
+    await page.getByLabel('Password').fill(ADMIN.password);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await expect(page.getByRole('heading', { name: 'Overview' })).toBeVisible();
+    await page.goto(`${second.url}/jobs?kind=EVALUATE&state=SCHEDULED`);
+    const live = page.locator('.live');
+    await expect(live).toHaveAttribute('data-status', 'live');
+
+    const before = await submitEvaluate(2);
+    for (const id of before) await expect(page.locator(`[data-job="${id}"]`)).toBeVisible();
+
+    // The API process dies; jobs keep arriving through the other one meanwhile.
+    await second.stop('SIGKILL');
+    await expect(live).toHaveAttribute('data-status', 'reconnecting');
+    const during = await submitEvaluate(3);
+    second = await startApi(deployment, { port: second.port, env });
+    await expect(live).toHaveAttribute('data-status', 'live', { timeout: 30_000 });
+    for (const id of during) await expect(page.locator(`[data-job="${id}"]`)).toBeVisible();
+    await shot(page, 'jobs-after-reconnect');
+
+    // At the token's expiry the server closes the socket (4401): the page refreshes the token
+    // and opens a new socket by itself, resuming from its cursor.
+    await page.waitForEvent('websocket', { timeout: (ttlSeconds + 30) * 1000 });
+    const after = await submitEvaluate(2);
+    for (const id of after) await expect(page.locator(`[data-job="${id}"]`)).toBeVisible();
+    await expect(live).toHaveAttribute('data-status', 'live');
+    const rows = await page.locator('[data-job]').count();
+    expect(rows).toBeGreaterThanOrEqual(7);
+    const ids = await page.locator('[data-job]').evaluateAll((els) => els.map((e) => e.getAttribute('data-job')));
+    expect(new Set(ids).size).toBe(ids.length);
+  } finally {
+    await second.stop();
+    // The scheduled evaluations would otherwise wait an hour in the shared queue.
+    const jobs = await graphql<{ jobs: { nodes: { id: string }[] } }>(
+      baseUrl(),
+      adminToken,
+      `{ jobs(filter: { kinds: [EVALUATE], states: [SCHEDULED] }, first: 100) { nodes { id } } }`,
+    ).catch(() => ({ jobs: { nodes: [] } }));
+    for (const job of jobs.jobs.nodes) {
+      await graphql(baseUrl(), adminToken, `mutation ($id: ID!) { cancelJob(id: $id) { id } }`, { id: job.id }).catch(() => undefined);
+    }
+  }
+});
