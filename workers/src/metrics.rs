@@ -56,14 +56,14 @@ fn describe() {
 }
 
 /// Counts one finished attempt of `kind`.
-pub fn observe(
+pub fn observe<T>(
     kind: &'static str,
     job: &JobContext,
     started: Instant,
-    result: &Result<(), JobError>,
+    result: &Result<T, JobError>,
 ) {
     let outcome = match result {
-        Ok(()) => "succeeded",
+        Ok(_) => "succeeded",
         Err(JobError::Snooze(_)) => "snoozed",
         Err(JobError::Cancelled) => "cancelled",
         Err(JobError::Permanent(_)) => "dead",

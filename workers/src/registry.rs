@@ -103,10 +103,10 @@ fn options<J: Job>(config: &PoolConfig) -> WorkerOptions {
 
 /// Runs one job: refuses a payload version this build cannot read (a permanent error, not a
 /// misread), then the handler, and counts the outcome.
-async fn handle<J: Job>(
+async fn handle<J: Job, R>(
     job: &JobContext,
-    work: impl Future<Output = Result<(), HandlerError>>,
-) -> Result<(), JobError> {
+    work: impl Future<Output = Result<R, HandlerError>>,
+) -> Result<R, JobError> {
     let started = Instant::now();
     let result = match J::check_version(job.payload_version) {
         Err(e) => Err(JobError::Permanent(format!("invalid payload: {e}"))),
@@ -116,33 +116,49 @@ async fn handle<J: Job>(
     result
 }
 
-async fn ingest(payload: Ingest, job: JobContext, ctx: Data<Context>) -> Result<(), JobError> {
+async fn ingest(
+    payload: Ingest,
+    job: JobContext,
+    ctx: Data<Context>,
+) -> Result<workflows::jobs::ingest::Ingested, JobError> {
     let work = workflows::jobs::ingest::run(&ctx.db, &ctx.engine, &job.id, &payload);
-    handle::<Ingest>(&job, async { work.await.map(drop) }).await
+    handle::<Ingest, _>(&job, work).await
 }
 
-async fn evaluate(payload: Evaluate, job: JobContext, ctx: Data<Context>) -> Result<(), JobError> {
+async fn evaluate(
+    payload: Evaluate,
+    job: JobContext,
+    ctx: Data<Context>,
+) -> Result<workflows::jobs::evaluate::Evaluated, JobError> {
     let work = workflows::jobs::evaluate::run(&ctx.db, &ctx.engine, &payload);
-    handle::<Evaluate>(&job, async { work.await.map(drop) }).await
+    handle::<Evaluate, _>(&job, work).await
 }
 
-async fn alert(payload: Alert, job: JobContext, ctx: Data<Context>) -> Result<(), JobError> {
+async fn alert(
+    payload: Alert,
+    job: JobContext,
+    ctx: Data<Context>,
+) -> Result<workflows::jobs::alert::Applied, JobError> {
     let work = workflows::jobs::alert::run(&ctx.db, &ctx.engine, &payload);
-    handle::<Alert>(&job, async { work.await.map(drop) }).await
+    handle::<Alert, _>(&job, work).await
 }
 
-async fn notify(payload: Notify, job: JobContext, ctx: Data<Context>) -> Result<(), JobError> {
+async fn notify(
+    payload: Notify,
+    job: JobContext,
+    ctx: Data<Context>,
+) -> Result<workflows::jobs::notify::Sent, JobError> {
     let work = workflows::jobs::notify::run(&ctx.db, &ctx.engine, &ctx.notifier, &job.id, &payload);
-    handle::<Notify>(&job, async { work.await.map(drop) }).await
+    handle::<Notify, _>(&job, work).await
 }
 
 async fn silence(
     payload: SilenceCheck,
     job: JobContext,
     ctx: Data<Context>,
-) -> Result<(), JobError> {
+) -> Result<Vec<queue::PushOutcome>, JobError> {
     let work = silence_check::run(&ctx.db, &ctx.engine, &payload);
-    handle::<SilenceCheck>(&job, async { work.await.map(drop) }).await
+    handle::<SilenceCheck, _>(&job, work).await
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -282,6 +282,8 @@ async fn contract_walk(sql: Sql) {
         .await;
     assert_eq!(job["job"]["state"], "SUCCEEDED");
     assert_eq!(job["job"]["payload"]["readings"][1]["value"], 60.0);
+    // The handler's own result is stored with the job.
+    assert_eq!(job["job"]["result"]["stored"], 3, "{job}");
     assert_eq!(job["job"]["attempts"][0]["attempt"], 1);
     let missing = api
         .ok(op, "{ job(id: \"NOSUCHJOB\") { id } }", json!({}))

@@ -46,7 +46,7 @@ where
     S: Service<Task<Args>>,
     S::Future: Send + 'static,
     S::Error: Into<BoxDynError>,
-    S::Response: Send + 'static,
+    S::Response: serde::Serialize + Send + 'static,
 {
     type Response = S::Response;
     type Error = BoxDynError;
@@ -90,7 +90,10 @@ where
                     tracing::error!(%error);
                     (shared.retry_outcome(&job, error.clone()), Err(BoxDynError::from(error)))
                 }
-                Some(Ok(Ok(response))) => (Outcome::Succeeded { result: None }, Ok(response)),
+                Some(Ok(Ok(response))) => {
+                    let result = stored_result(&response);
+                    (Outcome::Succeeded { result }, Ok(response))
+                }
                 Some(Ok(Err(error))) => {
                     let error: BoxDynError = error.into();
                     let outcome = classify(&shared, &job, &*error);
@@ -103,6 +106,19 @@ where
         }
         .instrument(span)
         .boxed()
+    }
+}
+
+/// The handler's value as the job's `result` (JSON); nothing for `()`, so a job without a
+/// result does not store one.
+fn stored_result(response: &impl serde::Serialize) -> Option<String> {
+    match serde_json::to_string(response) {
+        Ok(json) if json != "null" => Some(json),
+        Ok(_) => None,
+        Err(error) => {
+            tracing::warn!(%error, "the job's result is not JSON; it is not stored");
+            None
+        }
     }
 }
 

@@ -71,14 +71,15 @@ impl Job for Alert {
 }
 
 /// What one run did to the alert.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Applied {
     pub alert_id: Option<i64>,
     pub change: Change,
     pub notifications: Vec<PushOutcome>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Change {
     Opened,
     Raised,

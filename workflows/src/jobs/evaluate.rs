@@ -57,7 +57,7 @@ impl Job for Evaluate {
 }
 
 /// What one run did.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
 pub struct Evaluated {
     /// Readings this run evaluated and moved the cursor past (0 when another run had).
     pub evaluated: u64,

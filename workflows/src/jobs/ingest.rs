@@ -106,7 +106,7 @@ impl ReadingIn {
 }
 
 /// What one run of the handler did.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Ingested {
     /// Readings stored by this run (the rest were stored before).
     pub stored: u64,

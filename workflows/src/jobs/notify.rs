@@ -128,7 +128,8 @@ impl Notifier {
 }
 
 /// What one run did.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "sent")]
 pub enum Sent {
     /// The receiver answered 2xx.
     Delivered { status: u16 },
