@@ -1,4 +1,4 @@
-import { Component, computed, inject, signal } from '@angular/core';
+import { Component, computed, effect, inject, signal } from '@angular/core';
 import { Router, RouterLink, RouterLinkActive, RouterOutlet } from '@angular/router';
 import { Auth } from './core/auth';
 import { Live } from './core/live';
@@ -63,6 +63,18 @@ export class App {
   private readonly auth = inject(Auth);
   private readonly router = inject(Router);
   protected readonly menuOpen = signal(false);
+
+  constructor() {
+    // The session can end under any page: a refused refresh, or a sign-out in another tab.
+    let wasSignedIn = this.session.signedIn();
+    effect(() => {
+      const signedIn = this.session.signedIn();
+      if (wasSignedIn && !signedIn && !this.router.url.startsWith('/login')) {
+        void this.router.navigate(['/login'], { queryParams: { next: this.router.url } });
+      }
+      wasSignedIn = signedIn;
+    });
+  }
 
   protected readonly liveLabel = computed(() => {
     switch (this.live.status()) {

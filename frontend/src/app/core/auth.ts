@@ -51,6 +51,7 @@ export class Auth {
 /** Pages behind sign-in: send the visitor to /login and back to where they were going. */
 export const signedIn: CanActivateFn = async (_route, state) => {
   const auth = inject(Auth);
+  const router = inject(Router); // before the await: inject() needs the injection context
   if (await auth.restore()) return true;
-  return inject(Router).createUrlTree(['/login'], { queryParams: { next: state.url } });
+  return router.createUrlTree(['/login'], { queryParams: { next: state.url } });
 };
