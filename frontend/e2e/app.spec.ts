@@ -90,7 +90,7 @@ test('an admin registers, builds a sensor pipeline, watches a breach become a de
     await expect(page.locator(`[data-channel-name="${name}"]`)).toBeVisible();
   }
 
-  await page.getByRole('link', { name: 'boiler-1' }).click();
+  await page.getByRole('link', { name: 'boiler-1', exact: true }).click();
   const ruleForm = page.getByTestId('create-rule');
   await ruleForm.getByLabel('Threshold').fill('80');
   await ruleForm.locator('[data-channel="ops webhook"]').check();
@@ -129,7 +129,7 @@ test('an admin registers, builds a sensor pipeline, watches a breach become a de
   await shot(page, 'run');
 
   // The alert is open, its delivery recorded; the receiver got one signed POST.
-  await page.getByRole('link', { name: 'Alerts' }).click();
+  await page.getByRole('link', { name: 'Alerts', exact: true }).click();
   const alert = page.locator('[data-alert]').first();
   await expect(alert).toContainText('boiler-1');
   await expect(alert.locator('[data-delivery="DELIVERED"]')).toHaveCount(1);
@@ -139,14 +139,14 @@ test('an admin registers, builds a sensor pipeline, watches a breach become a de
   await expect(alert.getByTestId('acknowledged')).toBeVisible();
   await shot(page, 'alerts');
 
-  await page.getByRole('link', { name: 'Sensors' }).click();
+  await page.getByRole('link', { name: 'Sensors', exact: true }).click();
   await expect(page.locator('[data-sensor="boiler-1"]')).toContainText('95');
   await shot(page, 'sensors');
-  await page.getByRole('link', { name: 'boiler-1' }).click();
+  await page.getByRole('link', { name: 'boiler-1', exact: true }).click();
   await expect(page.locator('sf-line-chart polyline')).toHaveCount(1);
   await shot(page, 'sensor');
 
-  await page.getByRole('link', { name: 'Jobs' }).click();
+  await page.getByRole('link', { name: 'Jobs', exact: true }).click();
   await expect(page.locator(`[data-job="${ingestId}"]`)).toBeVisible();
   await shot(page, 'jobs');
 });
@@ -173,7 +173,7 @@ test('a notify to a failing receiver retries, dies, and succeeds once requeued f
   expect(flakyReceiver.posts).toHaveLength(3);
 
   flakyReceiver.failing = false;
-  await page.getByRole('link', { name: 'Dead jobs' }).click();
+  await page.getByRole('link', { name: 'Dead jobs', exact: true }).click();
   const row = page.locator(`[data-dead="${jobId}"]`);
   await expect(row).toBeVisible();
   await expect(page.getByTestId('groups')).toContainText('notify');
@@ -193,10 +193,21 @@ test('a notify to a failing receiver retries, dies, and succeeds once requeued f
   expect(flakyReceiver.posts).toHaveLength(4);
   expect(new Set(flakyReceiver.keys())).toEqual(new Set([`delivery-${jobId}`]));
 
+  // Some traffic for the overview's live counts and throughput chart.
   await page.goto(`${baseUrl()}/`);
   await expect(page.locator('[data-queue="notify"]')).toBeVisible();
   await expect(page.getByTestId('workers')).toBeVisible();
-  await page.waitForTimeout(3000); // a few seconds of the live throughput chart
+  const token = await login(baseUrl(), ADMIN.email, ADMIN.password);
+  for (let batch = 0; batch < 6; batch++) {
+    const inputs = Array.from({ length: 40 }, (_, i) => ({
+      kind: 'INGEST',
+      payload: { readings: [{ sensor: 'boiler-1', ts: new Date(Date.now() - 60_000 + batch * 40 + i).toISOString(), value: 20 + (i % 10) }] },
+    }));
+    await graphql(baseUrl(), token, `mutation ($inputs: [SubmitJobInput!]!) { submitJobs(inputs: $inputs) { job { id } } }`, { inputs });
+    await page.waitForTimeout(1000);
+  }
+  await expect(page.locator('[data-queue="ingest"] td').nth(5)).not.toHaveText('1');
+  await expect(page.locator('sf-line-chart')).not.toContainText('max 0');
   await shot(page, 'overview');
 });
 
@@ -214,8 +225,13 @@ test('a viewer sees dead jobs read-only and cannot requeue them', async ({ page 
   );
   const deadId = submitted.submitJob.job.id;
 
+  // At phone width the navigation folds behind a menu button.
+  await page.setViewportSize({ width: 390, height: 844 });
   await register(page, VIEWER);
-  await page.getByRole('link', { name: 'Dead jobs' }).click();
+  await expect(page.getByRole('link', { name: 'Dead jobs', exact: true })).toBeHidden();
+  await shot(page, 'overview-phone');
+  await page.getByRole('button', { name: 'Menu' }).click();
+  await page.getByRole('link', { name: 'Dead jobs', exact: true }).click();
   await expect(page.getByTestId('read-only')).toBeVisible();
   await expect(page.locator(`[data-dead="${deadId}"]`)).toBeVisible({ timeout: 30_000 });
   await expect(page.getByRole('button', { name: /Requeue/ })).toHaveCount(0);

@@ -54,6 +54,18 @@ describe('Live', () => {
     expect(live.status()).toBe('idle');
   });
 
+  it('a page that subscribes on an open socket is live at once', async () => {
+    const first = follow();
+    await until(() => FakeSocket.sockets[0]?.subscriptions.length === 1, 'the subscription');
+    first.close();
+    expect(live.status()).toBe('idle');
+    const second = follow();
+    expect(live.status()).toBe('live');
+    await until(() => FakeSocket.latest().subscriptions.length === 2, 'the second subscription');
+    expect(FakeSocket.sockets).toHaveLength(1);
+    second.close();
+  });
+
   it('after a network drop, says so and resumes right after the last item it saw', async () => {
     const handle = follow();
     await until(() => FakeSocket.sockets[0]?.subscriptions.length === 1, 'the subscription');

@@ -36,6 +36,7 @@ export class Live {
   readonly status = signal<LiveStatus>('idle');
   private client: Client | null = null;
   private active = 0;
+  private socketOpen = false;
   private everConnected = false;
   url = defaultUrl();
   /** The WebSocket class to use; the browser's own unless a test swaps it. */
@@ -47,7 +48,7 @@ export class Live {
     let dispose: (() => void) | null = null;
     let timer: ReturnType<typeof setTimeout> | null = null;
     this.active++;
-    if (this.status() === 'idle') this.status.set('connecting');
+    this.showStatus();
 
     const start = () => {
       if (closed) return;
@@ -98,9 +99,16 @@ export class Live {
         if (timer) clearTimeout(timer);
         dispose?.();
         this.active--;
-        if (this.active === 0) this.status.set('idle');
+        this.showStatus();
       },
     };
+  }
+
+  /** Idle with nothing subscribed; otherwise whether the socket is up, or was and dropped. */
+  private showStatus(): void {
+    if (this.active === 0) this.status.set('idle');
+    else if (this.socketOpen) this.status.set('live');
+    else this.status.set(this.everConnected ? 'reconnecting' : 'connecting');
   }
 
   private ensureClient(): Client {
@@ -118,13 +126,14 @@ export class Live {
         return token ? { authorization: `Bearer ${token}` } : {};
       },
       on: {
-        connecting: () => this.status.set(this.everConnected ? 'reconnecting' : 'connecting'),
         connected: () => {
+          this.socketOpen = true;
           this.everConnected = true;
-          this.status.set('live');
+          this.showStatus();
         },
         closed: () => {
-          if (this.active > 0) this.status.set('reconnecting');
+          this.socketOpen = false;
+          this.showStatus();
         },
       },
     });
