@@ -4,7 +4,7 @@ import { explain } from '../core/api-error';
 import { when } from '../core/format';
 import { Graphql } from '../core/graphql';
 import { JobKind } from '../core/jobs';
-import { Live } from '../core/live';
+import { Live, LiveHandle } from '../core/live';
 import { Session } from '../core/session';
 import { ConfirmBar } from '../shared/confirm-bar';
 
@@ -166,14 +166,23 @@ export class DeadPage implements OnInit {
   private reloadTimers: ReturnType<typeof setTimeout>[] = [];
 
   ngOnInit(): void {
-    void this.reload();
-    const dying = this.live.subscribe<{ jobUpdates: { cursor: string } }>({
-      query: `subscription Dying { jobUpdates(filter: { states: [DEAD] }) { cursor } }`,
-      variables: () => ({}),
-      next: () => this.reloadSoon(),
+    let dying: LiveHandle | null = null;
+    let destroyed = false;
+    // Deaths after the first load's cursor reload the page, so none falls between the two.
+    void this.reload().then((cursor) => {
+      if (destroyed) return;
+      dying = this.live.subscribe<{ jobUpdates: { cursor: string } }>({
+        query: `subscription Dying($after: String) { jobUpdates(filter: { states: [DEAD] }, after: $after) { cursor } }`,
+        cursor: cursor ?? undefined,
+        variables: (after) => ({ after: after ?? null }),
+        cursorOf: (data) => data.jobUpdates.cursor,
+        next: () => this.reloadSoon(),
+        expired: () => this.reloadSoon(),
+      });
     });
     this.destroyRef.onDestroy(() => {
-      dying.close();
+      destroyed = true;
+      dying?.close();
       this.reloadTimers.forEach(clearTimeout);
     });
   }
@@ -184,13 +193,17 @@ export class DeadPage implements OnInit {
     this.reloadTimers = [300, 2000].map((ms) => setTimeout(() => void this.reload(), ms));
   }
 
-  async reload(): Promise<void> {
+  /** Reads groups, jobs and the audit trail; answers the list's event cursor. */
+  async reload(): Promise<string | null> {
     try {
       const g = this.group();
       const filter = g ? { fingerprint: g.fingerprint, kinds: g.kind ? [g.kind] : null } : null;
-      const data = await this.graphql.request<{ deadJobGroups: DeadGroup[]; deadJobs: { nodes: DeadJob[] } }>(
+      const data = await this.graphql.request<{
+        deadJobGroups: DeadGroup[];
+        deadJobs: { eventCursor: string | null; nodes: DeadJob[] };
+      }>(
         `query Dead($filter: DeadJobsFilter) { deadJobGroups { kind fingerprint count sampleError lastDiedAt }
-          deadJobs(filter: $filter, first: 100) { nodes { ${DEAD_FIELDS} } } }`,
+          deadJobs(filter: $filter, first: 100) { eventCursor nodes { ${DEAD_FIELDS} } } }`,
         { filter },
       );
       this.groups.set(data.deadJobGroups);
@@ -198,8 +211,10 @@ export class DeadPage implements OnInit {
       const present = new Set(data.deadJobs.nodes.map((j) => j.id));
       this.selected.update((s) => new Set([...s].filter((id) => present.has(id))));
       if (this.admin()) await this.loadAudit();
+      return data.deadJobs.eventCursor;
     } catch (e) {
       this.error.set(explain(e));
+      return null;
     }
   }
 
