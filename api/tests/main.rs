@@ -5,6 +5,7 @@ mod api {
     mod binary;
     pub mod common;
     mod degraded;
+    mod fuzz;
     mod jobs;
     mod limits;
     mod rest;

@@ -76,7 +76,17 @@ pub(crate) fn classify(error: &mut ServerError) {
         if let Some(field) = variable_of(message) {
             set(error, "field", field);
         }
-    } else if message.starts_with("Failed to parse") || message.starts_with("Invalid value") {
+    } else if let Some(variable) = message
+        .strip_prefix("Variable ")
+        .and_then(|rest| rest.strip_suffix(" is not defined."))
+    {
+        // A `$variable` the operation declares but the request did not send.
+        set(error, "code", "BAD_USER_INPUT");
+        set(error, "field", variable.trim_start_matches('$').to_owned());
+    } else if message.starts_with("Failed to parse")
+        || message.starts_with("Invalid value")
+        || message.starts_with("Expected input type")
+    {
         set(error, "code", "BAD_USER_INPUT");
         let field = error
             .path
