@@ -78,21 +78,28 @@ pub fn free_port() -> u16 {
         .expect("free port")
 }
 
-/// A redis-server of a test's own (AOF, `appendfsync always`), killed and its directory
-/// removed when dropped.
+/// A redis-server of a test's own (AOF, `appendfsync always` unless told otherwise), killed
+/// and its directory removed when dropped.
 #[derive(Debug)]
 pub struct OwnRedis {
     pub port: u16,
     pub dir: PathBuf,
+    /// `always`, `everysec` or `no`.
+    pub appendfsync: &'static str,
     child: Option<Child>,
 }
 
 impl OwnRedis {
     pub fn start(dir: PathBuf, port: u16) -> Self {
+        Self::start_with(dir, port, "always")
+    }
+
+    pub fn start_with(dir: PathBuf, port: u16, appendfsync: &'static str) -> Self {
         std::fs::create_dir_all(&dir).expect("redis dir");
         let mut server = Self {
             port,
             dir,
+            appendfsync,
             child: None,
         };
         server.spawn();
@@ -110,7 +117,7 @@ impl OwnRedis {
                 "--appendonly",
                 "yes",
                 "--appendfsync",
-                "always",
+                self.appendfsync,
                 "--save",
                 "",
                 "--maxmemory-policy",
@@ -141,6 +148,7 @@ impl OwnRedis {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
+    /// SIGKILL: no shutdown, no final fsync.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
