@@ -190,7 +190,11 @@ async fn kill_redis_mid_stream(appendfsync: &'static str) -> CrashReport {
     for id in &accepted {
         // The test's own connection broke with the crash too; it reconnects on a retry.
         let found = eventually(Duration::from_secs(5), "a job read", || async {
-            engine.job(id).await.map(|job| job.is_some()).map_err(|e| e.to_string())
+            engine
+                .job(id)
+                .await
+                .map(|job| job.is_some())
+                .map_err(|e| e.to_string())
         })
         .await;
         if !found {
