@@ -1,4 +1,4 @@
-import { ApiError, explain } from './api-error';
+import { ApiError, explain, explainForm } from './api-error';
 
 describe('ApiError', () => {
   it('keeps the code, field and retry hint the server sent', () => {
@@ -13,6 +13,11 @@ describe('ApiError', () => {
 
   it('treats an error without a code as internal', () => {
     expect(ApiError.from({ message: 'boom' }).code).toBe('INTERNAL');
+  });
+
+  it('prefixes a form error with the field the server names', () => {
+    expect(explainForm(new ApiError('must not be empty', 'BAD_USER_INPUT', 'input.key'))).toBe('input.key: must not be empty');
+    expect(explainForm(new ApiError('needs ADMIN', 'FORBIDDEN'))).toContain('Ask an admin');
   });
 
   it('tells the person what to do next', () => {

@@ -58,3 +58,8 @@ export function explain(error: unknown): string {
       return error.message;
   }
 }
+
+/** Like `explain`, prefixed with the input field the server blames, for a form. */
+export function explainForm(error: unknown): string {
+  return error instanceof ApiError && error.field ? `${error.field}: ${error.message}` : explain(error);
+}

@@ -1,7 +1,7 @@
 import { Component, DestroyRef, OnInit, computed, inject, signal } from '@angular/core';
 import { FormsModule } from '@angular/forms';
 import { ActivatedRoute, RouterLink } from '@angular/router';
-import { ApiError, explain } from '../core/api-error';
+import { explain, explainForm } from '../core/api-error';
 import { when } from '../core/format';
 import { Graphql } from '../core/graphql';
 import { Live } from '../core/live';
@@ -198,7 +198,7 @@ export class SensorPage implements OnInit {
       this.chosen.set(new Set());
       await this.load();
     } catch (e) {
-      this.ruleError.set(e instanceof ApiError && e.field ? `${e.field}: ${e.message}` : explain(e));
+      this.ruleError.set(explainForm(e));
     } finally {
       this.busy.set(false);
     }

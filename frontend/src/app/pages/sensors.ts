@@ -1,7 +1,7 @@
 import { Component, DestroyRef, OnInit, WritableSignal, computed, inject, signal } from '@angular/core';
 import { FormsModule } from '@angular/forms';
 import { RouterLink } from '@angular/router';
-import { ApiError, explain } from '../core/api-error';
+import { explain, explainForm } from '../core/api-error';
 import { when } from '../core/format';
 import { Graphql } from '../core/graphql';
 import { Live } from '../core/live';
@@ -22,11 +22,6 @@ export interface ChannelRow {
   kind: 'WEBHOOK' | 'IN_APP' | null;
   url: string | null;
   hasSecret: boolean;
-}
-
-/** A server error for a form: the field it names, and the sentence to show. */
-function formError(e: unknown): string {
-  return e instanceof ApiError && e.field ? `${e.field}: ${e.message}` : explain(e);
 }
 
 /** Sensors with their latest state, and the channels alerts are sent to. */
@@ -183,7 +178,7 @@ export class SensorsPage implements OnInit {
       await action();
       await this.load();
     } catch (e) {
-      errorSlot.set(formError(e));
+      errorSlot.set(explainForm(e));
     } finally {
       this.busy.set(false);
     }
