@@ -93,6 +93,20 @@ describe('Live', () => {
     handle.close();
   });
 
+  it('reloads once per burst of changes, and not after closing', async () => {
+    const reload = vi.fn();
+    const handle = live.reloadOn('subscription { alertUpdates { event } }', reload, 30);
+    await until(() => FakeSocket.sockets[0]?.subscriptions.length === 1, 'the subscription');
+    for (let i = 0; i < 5; i++) FakeSocket.latest().next({ alertUpdates: { event: 'alert_updated' } });
+    await until(() => reload.mock.calls.length === 1, 'the reload');
+    await new Promise((r) => setTimeout(r, 60));
+    expect(reload).toHaveBeenCalledTimes(1);
+    FakeSocket.latest().next({ alertUpdates: { event: 'alert_resolved' } });
+    handle.close();
+    await new Promise((r) => setTimeout(r, 60));
+    expect(reload).toHaveBeenCalledTimes(1);
+  });
+
   it('tells the page when its cursor has expired, and forgets it', async () => {
     const expired = vi.fn();
     const handle = follow(expired);

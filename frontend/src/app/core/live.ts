@@ -104,6 +104,32 @@ export class Live {
     };
   }
 
+  /**
+   * Calls `reload` after the changes a subscription reports, at most once per `everyMs`: the
+   * first change starts the wait, and the reload after it covers every change meanwhile.
+   * For pages whose data comes from SQL, which follows the event stream a moment behind.
+   */
+  reloadOn(query: string, reload: () => void, everyMs: number): LiveHandle {
+    let timer: ReturnType<typeof setTimeout> | null = null;
+    const subscription = this.subscribe<unknown>({
+      query,
+      variables: () => ({}),
+      next: () => {
+        if (timer) return;
+        timer = setTimeout(() => {
+          timer = null;
+          reload();
+        }, everyMs);
+      },
+    });
+    return {
+      close: () => {
+        if (timer) clearTimeout(timer);
+        subscription.close();
+      },
+    };
+  }
+
   /** Idle with nothing subscribed; otherwise whether the socket is up, or was and dropped. */
   private showStatus(): void {
     if (this.active === 0) this.status.set('idle');

@@ -92,31 +92,21 @@ export class AlertsPage implements OnInit {
   protected readonly error = signal<string | null>(null);
   protected readonly busy = signal(false);
   protected readonly canAck = () => this.session.can('OPERATOR');
-  private timer: ReturnType<typeof setTimeout> | null = null;
 
   ngOnInit(): void {
     void this.load();
-    const updates = this.live.subscribe<{ alertUpdates: { event: string } }>({
-      query: `subscription { alertUpdates { event } }`,
-      variables: () => ({}),
-      next: () => this.loadSoon(),
-    });
+    const reload = () => void this.load();
+    const updates = this.live.reloadOn(`subscription { alertUpdates { event } }`, reload, 300);
     // Deliveries change when notify jobs finish.
-    const deliveries = this.live.subscribe<{ jobUpdates: { cursor: string } }>({
-      query: `subscription Deliveries { jobUpdates(filter: { kinds: [NOTIFY] }) { cursor } }`,
-      variables: () => ({}),
-      next: () => this.loadSoon(),
-    });
+    const deliveries = this.live.reloadOn(
+      `subscription Deliveries { jobUpdates(filter: { kinds: [NOTIFY] }) { cursor } }`,
+      reload,
+      300,
+    );
     this.destroyRef.onDestroy(() => {
       updates.close();
       deliveries.close();
-      if (this.timer) clearTimeout(this.timer);
     });
-  }
-
-  private loadSoon(): void {
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = setTimeout(() => void this.load(), 300);
   }
 
   async load(): Promise<void> {

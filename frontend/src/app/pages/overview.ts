@@ -146,11 +146,7 @@ export class OverviewPage implements OnInit {
       variables: () => ({}),
       next: (data) => this.onStats(data.queueStats),
     });
-    const alerts = this.live.subscribe<{ alertUpdates: { event: string } }>({
-      query: `subscription { alertUpdates { event } }`,
-      variables: () => ({}),
-      next: () => void this.loadAlerts(),
-    });
+    const alerts = this.live.reloadOn(`subscription { alertUpdates { event } }`, () => void this.loadAlerts(), 300);
     this.destroyRef.onDestroy(() => {
       clearInterval(timer);
       stats.close();

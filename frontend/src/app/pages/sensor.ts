@@ -127,28 +127,20 @@ export class SensorPage implements OnInit {
   protected readonly silenceSeconds = signal<number | null>(300);
   protected readonly chosen = signal<ReadonlySet<string>>(new Set());
   private key = '';
-  private timer: ReturnType<typeof setTimeout> | null = null;
 
   ngOnInit(): void {
     const sub = this.route.paramMap.subscribe((params) => {
       this.key = params.get('key') ?? '';
       void this.load();
     });
-    const changes = this.live.subscribe<{ jobUpdates: { cursor: string } }>({
-      query: `subscription Readings { jobUpdates(filter: { kinds: [INGEST], states: [SUCCEEDED] }) { cursor } }`,
-      variables: () => ({}),
-      next: () => {
-        if (this.timer) return;
-        this.timer = setTimeout(() => {
-          this.timer = null;
-          void this.load();
-        }, 1000);
-      },
-    });
+    const changes = this.live.reloadOn(
+      `subscription Readings { jobUpdates(filter: { kinds: [INGEST], states: [SUCCEEDED] }) { cursor } }`,
+      () => void this.load(),
+      1000,
+    );
     this.destroyRef.onDestroy(() => {
       sub.unsubscribe();
       changes.close();
-      if (this.timer) clearTimeout(this.timer);
     });
   }
 

@@ -108,26 +108,16 @@ export class SensorsPage implements OnInit {
   protected readonly channelKind = signal<'WEBHOOK' | 'IN_APP'>('WEBHOOK');
   protected readonly url = signal('');
   protected readonly secret = signal('');
-  private timer: ReturnType<typeof setTimeout> | null = null;
 
   ngOnInit(): void {
     void this.load();
     // A finished ingest or alert changes the last reading or the open-alert count.
-    const changes = this.live.subscribe<{ jobUpdates: { cursor: string } }>({
-      query: `subscription SensorChanges { jobUpdates(filter: { kinds: [INGEST, ALERT], states: [SUCCEEDED] }) { cursor } }`,
-      variables: () => ({}),
-      next: () => {
-        if (this.timer) return;
-        this.timer = setTimeout(() => {
-          this.timer = null;
-          void this.load();
-        }, 1000);
-      },
-    });
-    this.destroyRef.onDestroy(() => {
-      changes.close();
-      if (this.timer) clearTimeout(this.timer);
-    });
+    const changes = this.live.reloadOn(
+      `subscription SensorChanges { jobUpdates(filter: { kinds: [INGEST, ALERT], states: [SUCCEEDED] }) { cursor } }`,
+      () => void this.load(),
+      1000,
+    );
+    this.destroyRef.onDestroy(() => changes.close());
   }
 
   async load(): Promise<void> {
