@@ -507,16 +507,25 @@ impl Engine {
 
     /// Deletes a dead job for good (the event stream records that it happened).
     pub async fn discard_dead(&self, id: &str) -> Result<DeadOpOutcome> {
-        let reply: String = self
+        let mut outcomes = self.discard_dead_many(&[id.to_owned()]).await?;
+        Ok(outcomes.pop().unwrap_or(DeadOpOutcome::Missing))
+    }
+
+    /// Deletes dead jobs for good in one round trip; answers per id, in input order.
+    pub async fn discard_dead_many(&self, ids: &[String]) -> Result<Vec<DeadOpOutcome>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let reply: Vec<String> = self
             .inner
             .scripts
             .discard
             .key(self.keys().job_events())
             .arg(&self.keys().prefix)
-            .arg(id)
+            .arg(ids)
             .invoke_async(&mut self.conn())
             .await?;
-        Ok(dead_op_outcome(reply))
+        Ok(reply.into_iter().map(dead_op_outcome).collect())
     }
 
     /// The job as Redis holds it, or `None` once it is gone (finished past retention, or never).

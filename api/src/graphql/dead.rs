@@ -15,9 +15,10 @@ use super::{
 use crate::{
     auth::Role,
     error::{ApiError, ApiResult},
+    state::Shared,
 };
 
-/// Ids `requeueDeadJobs` takes in one call.
+/// Ids `requeueDeadJobs` and `discardDeadJobs` take in one call.
 const MAX_IDS: usize = 1000;
 
 /// A job that ran out of attempts or failed permanently, as the ledger recorded it.
@@ -298,11 +299,10 @@ impl DeadMutation {
     async fn discard_dead_job(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<bool> {
         let admin = require(ctx, Role::Admin)?;
         let shared = shared(ctx);
-        let outcome = shared
-            .engine
-            .discard_dead(&id)
-            .await
-            .map_err(ApiError::from)?;
+        let outcome = discard(shared, std::slice::from_ref(&id.0))
+            .await?
+            .pop()
+            .unwrap_or(DeadOpOutcome::Missing);
         match outcome {
             DeadOpOutcome::Done => {}
             DeadOpOutcome::NotDead(state) => {
@@ -313,23 +313,11 @@ impl DeadMutation {
                 .into());
             }
             DeadOpOutcome::Missing => {
-                let known = dead_jobs::Entity::find_by_id(id.to_string())
-                    .filter(dead_jobs::Column::RequeuedAt.is_null())
-                    .one(&shared.db)
-                    .await
-                    .map_err(ApiError::from)?;
-                if known.is_none() {
-                    return Err(
-                        ApiError::not_found(format!("no dead job has id {}", id.as_str())).into(),
-                    );
-                }
+                return Err(
+                    ApiError::not_found(format!("no dead job has id {}", id.as_str())).into(),
+                );
             }
         }
-        // The recorder deletes it too when it reads the event; done here so lists agree now.
-        dead_jobs::Entity::delete_by_id(id.to_string())
-            .exec(&shared.db)
-            .await
-            .map_err(ApiError::from)?;
         shared
             .audit(
                 &shared.db,
@@ -341,4 +329,78 @@ impl DeadMutation {
             .await?;
         Ok(true)
     }
+
+    /// Deletes up to 1,000 dead jobs for good (admin); answers how many were dead and are
+    /// gone. Ids that are not dead, or unknown, are skipped.
+    async fn discard_dead_jobs(
+        &self,
+        ctx: &Context<'_>,
+        ids: Vec<ID>,
+    ) -> async_graphql::Result<u64> {
+        let admin = require(ctx, Role::Admin)?;
+        let shared = shared(ctx);
+        if ids.len() > MAX_IDS {
+            return Err(ApiError::limit(format!(
+                "discardDeadJobs takes at most {MAX_IDS} ids per call"
+            ))
+            .into());
+        }
+        let ids: Vec<String> = ids.into_iter().map(|id| id.0).collect();
+        let outcomes = discard(shared, &ids).await?;
+        let count = outcomes
+            .iter()
+            .filter(|o| matches!(o, DeadOpOutcome::Done))
+            .count() as u64;
+        shared
+            .audit(
+                &shared.db,
+                Some(admin.user_id),
+                "dead_job.discard_many",
+                "jobs",
+                json!({ "count": count, "ids": ids.len() }),
+            )
+            .await?;
+        Ok(count)
+    }
+}
+
+/// Discards the dead jobs among `ids`: one Redis call for those Redis holds, the ledger's
+/// record for those it lost (`Done` when either had it dead). The ledger rows go in one
+/// statement: the recorder deletes them too when it reads the events, but lists must agree now.
+async fn discard(shared: &Shared, ids: &[String]) -> ApiResult<Vec<DeadOpOutcome>> {
+    let mut outcomes = shared.redis(shared.engine.discard_dead_many(ids)).await?;
+    let lost: Vec<&String> = ids
+        .iter()
+        .zip(&outcomes)
+        .filter(|(_, o)| matches!(o, DeadOpOutcome::Missing))
+        .map(|(id, _)| id)
+        .collect();
+    if !lost.is_empty() {
+        let known: std::collections::HashSet<String> = dead_jobs::Entity::find()
+            .filter(dead_jobs::Column::JobId.is_in(lost))
+            .filter(dead_jobs::Column::RequeuedAt.is_null())
+            .all(&shared.db)
+            .await?
+            .into_iter()
+            .map(|row| row.job_id)
+            .collect();
+        for (id, outcome) in ids.iter().zip(outcomes.iter_mut()) {
+            if matches!(outcome, DeadOpOutcome::Missing) && known.contains(id) {
+                *outcome = DeadOpOutcome::Done;
+            }
+        }
+    }
+    let gone: Vec<&String> = ids
+        .iter()
+        .zip(&outcomes)
+        .filter(|(_, o)| matches!(o, DeadOpOutcome::Done))
+        .map(|(id, _)| id)
+        .collect();
+    if !gone.is_empty() {
+        dead_jobs::Entity::delete_many()
+            .filter(dead_jobs::Column::JobId.is_in(gone))
+            .exec(&shared.db)
+            .await?;
+    }
+    Ok(outcomes)
 }

@@ -540,6 +540,43 @@ async fn dead_jobs_are_grouped_requeued_and_discarded_by_admins_only() {
         .await;
     assert_eq!(by_ids["requeueDeadJobs"], 0);
 
+    // Discard in one call: the three requeued jobs once they died again; an unknown id is
+    // skipped, and a viewer is refused.
+    eventually(
+        Duration::from_secs(20),
+        "the requeued jobs dead again",
+        || async {
+            let data = api
+                .ok(admin, "{ deadJobGroups { count } }", json!({}))
+                .await;
+            let dead = data["deadJobGroups"][0]["count"].as_u64().unwrap_or(0);
+            if dead == 3 {
+                Ok(())
+            } else {
+                Err(data.to_string())
+            }
+        },
+    )
+    .await;
+    let batch = json!({ "ids": [ids[0], ids[2], ids[3], "NOSUCHJOB"] });
+    let discard_many = "mutation($ids: [ID!]!) { discardDeadJobs(ids: $ids) }";
+    let refused = api.gql(op, discard_many, batch.clone()).await;
+    assert_eq!(code(&refused), "FORBIDDEN");
+    let discarded = api.ok(admin, discard_many, batch).await;
+    assert_eq!(discarded["discardDeadJobs"], 3);
+    eventually(Duration::from_secs(10), "no dead job left", || async {
+        let data = api
+            .ok(
+                admin,
+                "{ deadJobGroups { count } deadJobs { edges { node { id } } } }",
+                json!({}),
+            )
+            .await;
+        let empty = data["deadJobGroups"] == json!([]) && data["deadJobs"]["edges"] == json!([]);
+        if empty { Ok(()) } else { Err(data.to_string()) }
+    })
+    .await;
+
     let audit = api
         .ok(admin, "{ auditLog(first: 50, actionPrefix: \"dead_job.\") { edges { node { action target actorUserId } } } }", json!({}))
         .await;
@@ -549,11 +586,12 @@ async fn dead_jobs_are_grouped_requeued_and_discarded_by_admins_only() {
         .iter()
         .filter_map(|e| e["node"]["action"].as_str())
         .collect();
-    assert_eq!(actions.len(), 4, "{actions:?}");
+    assert_eq!(actions.len(), 5, "{actions:?}");
     assert!(
         actions.contains(&"dead_job.requeue")
             && actions.contains(&"dead_job.discard")
             && actions.contains(&"dead_job.requeue_many")
+            && actions.contains(&"dead_job.discard_many")
     );
     pools.stop().await;
     api.stop().await;

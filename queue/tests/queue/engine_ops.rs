@@ -551,6 +551,48 @@ async fn discard_deletes_a_dead_job() {
 }
 
 #[tokio::test]
+async fn discard_many_answers_each_id_in_one_call() {
+    let t = TestQueue::new("ops-discard-many").await;
+    let ids = t.push_n("q", 3).await;
+    let leased = t.lease("q", 2, 30_000).await;
+    let outcomes: Vec<_> = leased
+        .iter()
+        .map(|job| {
+            (
+                job.id.clone(),
+                job.token.clone(),
+                Outcome::Fail { error: "x".into() },
+            )
+        })
+        .collect();
+    t.engine.complete(&outcomes).await.expect("complete");
+    let dead: Vec<String> = leased.iter().map(|job| job.id.clone()).collect();
+    let waiting = ids
+        .iter()
+        .find(|id| !dead.contains(id))
+        .expect("one still queued")
+        .clone();
+    let asked = vec![
+        dead[0].clone(),
+        waiting.clone(),
+        "NOSUCHJOB".into(),
+        dead[1].clone(),
+    ];
+    assert_eq!(
+        t.engine.discard_dead_many(&asked).await.expect("discard"),
+        vec![
+            DeadOpOutcome::Done,
+            DeadOpOutcome::NotDead("QUEUED".into()),
+            DeadOpOutcome::Missing,
+            DeadOpOutcome::Done,
+        ]
+    );
+    assert_eq!(t.engine.stats("q").await.expect("stats").dead, 0);
+    assert!(t.engine.job(&waiting).await.expect("job").is_some());
+    t.check_placement("q");
+}
+
+#[tokio::test]
 async fn idempotent_submission_with_both_key_scopes() {
     let t = TestQueue::new("ops-idem").await;
     let job = || NewJob::raw("evaluate", "evaluate", r#"{"sensor":"s1"}"#.into());
