@@ -11,6 +11,7 @@ const job = (id: string) => ({ id, kind: 'NOTIFY', error: 'HTTP 500 from receive
 function answer(call: GraphqlCall) {
   if (call.query.includes('deadJobGroups')) return { data: { deadJobGroups: [group], deadJobs: { nodes: [job('A'), job('B')] } } };
   if (call.query.includes('auditLog')) return { data: { auditLog: { nodes: [] } } };
+  if (call.query.includes('discardDeadJobs')) return { data: { discardDeadJobs: (call.variables['ids'] as string[]).length } };
   if (call.query.includes('requeueDeadJobs')) return { data: { requeueDeadJobs: (call.variables['filter'] as { ids: string[] }).ids.length } };
   return { data: {} };
 }
@@ -64,5 +65,22 @@ describe('DeadPage', () => {
     const requeue = calls.find((c) => c.query.includes('requeueDeadJobs'));
     expect(requeue?.variables).toEqual({ filter: { ids: ['A', 'B'] } });
     expect(element.querySelector('[data-testid="done"]')?.textContent).toContain('Requeued 2 dead jobs.');
+  });
+
+  it('discards a selection in one call, not one per job', async () => {
+    storeSession('ADMIN');
+    const calls = fakeGraphql(answer);
+    const { fixture, element } = await render();
+    const page = fixture.componentInstance;
+    page.toggleAll();
+    page.askDiscardSelected();
+    await fixture.whenStable();
+    expect(element.querySelector('[role="alertdialog"]')?.textContent).toContain('Discard 2 dead jobs for good?');
+    await page.confirm();
+    await fixture.whenStable();
+    const discards = calls.filter((c) => c.query.includes('discardDeadJob'));
+    expect(discards).toHaveLength(1);
+    expect(discards[0].variables).toEqual({ ids: ['A', 'B'] });
+    expect(element.querySelector('[data-testid="done"]')?.textContent).toContain('Discarded 2 dead jobs.');
   });
 });

@@ -40,6 +40,8 @@ interface Pending {
 }
 
 const DEAD_FIELDS = 'id kind error fingerprint attempts maxAttempts workflowRunId diedAt';
+/** The most ids `discardDeadJobs` takes in one call. */
+const DISCARD_CHUNK = 1000;
 
 /** "3 dead jobs", "1 dead job". */
 export function jobsCount(n: number): string {
@@ -252,8 +254,7 @@ export class DeadPage implements OnInit {
 
   askDiscardOne(job: DeadJob): void {
     this.ask(`Discard ${jobsCount(1)} (${job.id}) for good? This cannot be undone.`, 'Discard', async () => {
-      await this.discard([job.id]);
-      return `Discarded ${jobsCount(1)}.`;
+      return `Discarded ${jobsCount(await this.discard([job.id]))}.`;
     });
   }
 
@@ -268,8 +269,7 @@ export class DeadPage implements OnInit {
   askDiscardSelected(): void {
     const ids = [...this.selected()];
     this.ask(`Discard ${jobsCount(ids.length)} for good? This cannot be undone.`, `Discard ${ids.length}`, async () => {
-      await this.discard(ids);
-      return `Discarded ${jobsCount(ids.length)}.`;
+      return `Discarded ${jobsCount(await this.discard(ids))}.`;
     });
   }
 
@@ -282,9 +282,7 @@ export class DeadPage implements OnInit {
 
   askDiscardGroup(group: DeadGroup): void {
     this.ask(`Discard all ${jobsCount(group.count)} of this group for good? This cannot be undone.`, `Discard ${group.count}`, async () => {
-      const ids = await this.idsOf(group);
-      await this.discard(ids);
-      return `Discarded ${jobsCount(ids.length)}.`;
+      return `Discarded ${jobsCount(await this.discard(await this.idsOf(group)))}.`;
     });
   }
 
@@ -319,17 +317,24 @@ export class DeadPage implements OnInit {
     return data.requeueDeadJobs;
   }
 
-  /** Discards one by one, showing progress; stops at the first failure, saying how far it got. */
-  private async discard(ids: readonly string[]): Promise<void> {
+  /** Discards in calls of up to 1,000 ids, showing progress; answers how many were discarded. */
+  private async discard(ids: readonly string[]): Promise<number> {
+    let discarded = 0;
     this.progress.set({ done: 0, total: ids.length });
-    for (const [i, id] of ids.entries()) {
+    for (let start = 0; start < ids.length; start += DISCARD_CHUNK) {
+      const chunk = ids.slice(start, start + DISCARD_CHUNK);
       try {
-        await this.graphql.request(`mutation D($id: ID!) { discardDeadJob(id: $id) }`, { id });
+        const data = await this.graphql.request<{ discardDeadJobs: number }>(
+          `mutation DiscardMany($ids: [ID!]!) { discardDeadJobs(ids: $ids) }`,
+          { ids: chunk },
+        );
+        discarded += data.discardDeadJobs;
       } catch (e) {
-        throw new Error(`Discarded ${i} of ${ids.length}, then: ${explain(e)}`, { cause: e });
+        throw new Error(`Discarded ${discarded} of ${ids.length}, then: ${explain(e)}`, { cause: e });
       }
-      this.progress.set({ done: i + 1, total: ids.length });
+      this.progress.set({ done: start + chunk.length, total: ids.length });
     }
+    return discarded;
   }
 
   private async idsOf(group: DeadGroup): Promise<string[]> {
