@@ -38,6 +38,14 @@ async function register(page: Page, who: { email: string; password: string }): P
   await expect(page.getByRole('heading', { name: 'Overview' })).toBeVisible();
 }
 
+async function signIn(page: Page, who: { email: string; password: string }, url = baseUrl()): Promise<void> {
+  await page.goto(`${url}/login`);
+  await page.getByLabel('Email').fill(who.email);
+  await page.getByLabel('Password').fill(who.password);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await expect(page.getByRole('heading', { name: 'Overview' })).toBeVisible();
+}
+
 async function submit(page: Page, kind: string, payload: unknown, options: { maxAttempts?: number; runAt?: string } = {}): Promise<string> {
   await page.goto(`${baseUrl()}/submit`);
   await page.getByTestId('kind').selectOption(kind);
@@ -152,11 +160,7 @@ test('an admin registers, builds a sensor pipeline, watches a breach become a de
 });
 
 test('a notify to a failing receiver retries, dies, and succeeds once requeued from the dead-jobs page', async ({ page }) => {
-  await page.goto(`${baseUrl()}/login`);
-  await page.getByLabel('Email').fill(ADMIN.email);
-  await page.getByLabel('Password').fill(ADMIN.password);
-  await page.getByRole('button', { name: 'Sign in' }).click();
-  await expect(page.getByRole('heading', { name: 'Overview' })).toBeVisible();
+  await signIn(page, ADMIN);
 
   await page.goto(`${baseUrl()}/sensors`);
   const channelId = await page.locator('[data-channel-name="flaky webhook"]').getAttribute('data-channel-id');
@@ -269,11 +273,7 @@ test('live rows survive an API restart and an expired token, resuming from their
 
   try {
     // Signed in on the second API process; its tokens live 35 s.
-    await page.goto(`${second.url}/login`);
-    await page.getByLabel('Email').fill(ADMIN.email);
-    await page.getByLabel('Password').fill(ADMIN.password);
-    await page.getByRole('button', { name: 'Sign in' }).click();
-    await expect(page.getByRole('heading', { name: 'Overview' })).toBeVisible();
+    await signIn(page, ADMIN, second.url);
     await page.goto(`${second.url}/jobs?kind=EVALUATE&state=SCHEDULED`);
     const live = page.locator('.live');
     await expect(live).toHaveAttribute('data-status', 'live');
