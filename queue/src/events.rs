@@ -377,6 +377,13 @@ impl Consumer {
             .collect())
     }
 
+    /// The next read starts again with what this consumer was given and has not acknowledged.
+    /// Call it after failing to commit a batch (or when a read's reply was lost): otherwise
+    /// those entries wait for `claim_after` before anyone reads them again.
+    pub fn reread_pending(&mut self) {
+        self.pending_done = false;
+    }
+
     /// Acknowledges committed entries, which lets the stream be trimmed past them.
     pub async fn ack(&self, ids: &[String]) -> Result<u64> {
         if ids.is_empty() {

@@ -179,6 +179,34 @@ async fn a_consumer_gets_back_what_it_never_acknowledged_after_a_restart() {
 }
 
 #[tokio::test]
+async fn a_batch_that_failed_to_commit_comes_back_at_once_when_asked() {
+    let t = TestQueue::new("streams-reread").await;
+    // The claim period is long: only `reread_pending` can bring the batch back in this test.
+    let mut consumer = t.engine.consumer(EventStream::Jobs, "recorder", "r1");
+    consumer.ensure_group().await.expect("group");
+    t.push_n("q", 3).await;
+    let failed = consumer
+        .read(10, Duration::from_millis(10))
+        .await
+        .expect("read");
+    assert_eq!(failed.len(), 3);
+    t.push_n("q", 1).await;
+    let newer = consumer
+        .read(10, Duration::from_millis(10))
+        .await
+        .expect("read");
+    assert_eq!(newer.len(), 1, "without asking, the next read moves on");
+    consumer.reread_pending();
+    let again = consumer
+        .read(10, Duration::from_millis(10))
+        .await
+        .expect("read");
+    let ids =
+        |entries: &[queue::StreamEntry]| entries.iter().map(|e| e.id.clone()).collect::<Vec<_>>();
+    assert_eq!(ids(&again), [ids(&failed), ids(&newer)].concat());
+}
+
+#[tokio::test]
 async fn application_events_use_the_same_reader_api() {
     let t = TestQueue::new("streams-app").await;
     let mut consumer = t.engine.consumer(EventStream::App, "notifier", "n1");

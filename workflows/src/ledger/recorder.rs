@@ -129,6 +129,9 @@ impl Recorder {
                     Ok(_) => pause = Duration::from_millis(100),
                     Err(e) => {
                         tracing::warn!(error = %e, "ledger batch failed; retrying");
+                        // The failed batch is this consumer's to take up again, now, not after
+                        // the claim period meant for consumers that died.
+                        self.consumer.reread_pending();
                         tokio::select! {
                             () = &mut shutdown => return,
                             () = tokio::time::sleep(pause) => {}
