@@ -8,6 +8,7 @@ mod api {
     mod fuzz;
     mod jobs;
     mod limits;
+    mod resilience;
     mod rest;
     mod schema;
     mod subscriptions;

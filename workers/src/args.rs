@@ -49,6 +49,13 @@ pub struct PoolArgs {
     /// Do not write the job ledger from this process (another process does).
     #[arg(long, env = "NO_LEDGER")]
     pub no_ledger: bool,
+    /// First retry delay in milliseconds for every kind, instead of each kind's own (the cap
+    /// is --backoff-cap-ms); attempts stay each kind's.
+    #[arg(long, env = "WORKER_BACKOFF_BASE_MS")]
+    pub backoff_base_ms: Option<u64>,
+    /// Longest retry delay in milliseconds when --backoff-base-ms is set.
+    #[arg(long, env = "WORKER_BACKOFF_CAP_MS", default_value_t = 60_000)]
+    pub backoff_cap_ms: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -104,6 +111,10 @@ impl PoolArgs {
         pools.shutdown_grace = Duration::from_secs(self.shutdown_grace_secs);
         pools.silence_every = Duration::from_secs(self.silence_check_secs.max(1));
         pools.record_ledger = !self.no_ledger;
+        pools.backoff = self.backoff_base_ms.map(|base| {
+            let base = Duration::from_millis(base);
+            (base, Duration::from_millis(self.backoff_cap_ms).max(base))
+        });
         let days = |d: u64| (d > 0).then(|| Duration::from_secs(d * 86_400));
         pools.retention = (!self.no_ledger).then(|| {
             let retain = workflows::retention::RetentionConfig {

@@ -1,0 +1,127 @@
+//! Scenario 5: a burst of jobs submitted in batches as fast as the API takes them, drained by
+//! the workers while it arrives. The rate must stay flat as the backlog shrinks, and the
+//! worker's memory must not grow with the backlog.
+
+use std::{
+    sync::{Arc, atomic::AtomicBool},
+    time::{Duration, Instant},
+};
+
+use serde_json::json;
+
+use super::{
+    books::settle,
+    cluster::{Cluster, Options, Scale},
+    load::{Client, sensor_key},
+};
+
+struct Sample {
+    at: Duration,
+    done: u64,
+    worker_rss_kib: u64,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_drains_at_a_flat_rate_in_flat_memory() {
+    let scale = Scale::from_env();
+    let jobs = scale.count("RESILIENCE_BURST", 10_000, 1_000_000);
+    let sensors = 50;
+    let mut options = Options::new("burst");
+    options.workers = 1;
+    options.worker_flags = vec!["--concurrency=32".into()];
+    let mut cluster = Cluster::start(options).await;
+    // Sensors without rules: the burst measures the queue and the ingest path, not alerting.
+    for s in 0..sensors {
+        cluster
+            .admin_ok(
+                "mutation($k: String!) { createSensor(input: {key: $k, name: $k, unit: \"C\"}) { key } }",
+                json!({ "k": sensor_key(s) }),
+            )
+            .await;
+    }
+
+    let started = Instant::now();
+    let load = tokio::spawn(Client::of(&cluster).submit_range(
+        0,
+        jobs,
+        1_000,
+        Duration::ZERO,
+        sensors,
+        Arc::new(AtomicBool::new(false)),
+    ));
+    let mut samples: Vec<Sample> = Vec::new();
+    let mut submitted_in = None;
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if submitted_in.is_none() && load.is_finished() {
+            submitted_in = Some(started.elapsed());
+        }
+        let done = cluster
+            .engine
+            .stats("ingest")
+            .await
+            .map(|s| s.succeeded_total)
+            .unwrap_or(0);
+        samples.push(Sample {
+            at: started.elapsed(),
+            done,
+            worker_rss_kib: cluster.workers[0].rss_kib().unwrap_or(0),
+        });
+        if done >= jobs as u64 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(3600 * 3),
+            "the burst did not drain: {done} of {jobs}"
+        );
+    }
+    let drained_in = started.elapsed();
+    let submitted = load.await.expect("load");
+    let books = settle(&cluster, &submitted.accepted, Duration::from_secs(300)).await;
+
+    // The rate over each tenth of the completions, and the memory after each tenth.
+    let mut tenths = Vec::new();
+    let mut from = &samples[0];
+    let mut memory = Vec::new();
+    for tenth in 1..=10u64 {
+        let mark = jobs as u64 * tenth / 10;
+        let Some(to) = samples.iter().find(|s| s.done >= mark) else {
+            break;
+        };
+        let seconds = (to.at - from.at).as_secs_f64().max(1.0);
+        tenths.push((to.done - from.done) as f64 / seconds);
+        memory.push(to.worker_rss_kib / 1024);
+        from = to;
+    }
+    let peak_rss = samples.iter().map(|s| s.worker_rss_kib).max().unwrap_or(0) / 1024;
+    let rates: Vec<String> = tenths.iter().map(|r| format!("{r:.0}")).collect();
+    let mems: Vec<String> = memory.iter().map(|m| m.to_string()).collect();
+    println!(
+        "scenario 5, burst of {jobs} ingest jobs: submitted in {:.1?}, drained in {drained_in:.1?} ({:.0} jobs/s); \
+         rate per tenth [{}] jobs/s; worker RSS per tenth [{}] MiB, peak {peak_rss} MiB; {books}",
+        submitted_in.unwrap_or(drained_in),
+        jobs as f64 / drained_in.as_secs_f64(),
+        rates.join(", "),
+        mems.join(", "),
+    );
+    assert_eq!(books.lost, 0, "{books}");
+    assert_eq!(books.not_succeeded, 0, "{books}");
+    assert_eq!(books.readings_stored, books.readings_expected, "{books}");
+    assert_eq!(books.ledger_disagrees + books.ledger_missing, 0, "{books}");
+    // Flat: the middle tenths (the first warms up, the last runs dry) within a factor of two of
+    // each other, and the memory after the last tenth within 64 MiB of the first's.
+    let middle = &tenths[1..tenths.len().saturating_sub(1).max(1)];
+    let (slowest, fastest) = middle
+        .iter()
+        .fold((f64::MAX, 0f64), |(lo, hi), r| (lo.min(*r), hi.max(*r)));
+    assert!(
+        slowest * 2.0 >= fastest,
+        "the rate was not flat: {rates:?} jobs/s per tenth"
+    );
+    let (first, last) = (memory[0], memory[memory.len() - 1]);
+    assert!(
+        last <= first + 64,
+        "the worker's memory grew with the run: {mems:?} MiB per tenth"
+    );
+    cluster.stop_workers().await;
+}
