@@ -118,27 +118,34 @@ impl Recorder {
     }
 
     /// Records until `shutdown` resolves. Errors are logged and retried with a pause: the
-    /// entries stay unacknowledged and come back.
+    /// entries stay unacknowledged and come back. Shutdown interrupts a read, never a batch
+    /// being committed: a batch left unacknowledged would wait for the claim period before
+    /// another recorder took it (the ledger behind by a minute after every deploy).
     pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) {
         tokio::pin!(shutdown);
         let mut pause = Duration::from_millis(100);
         loop {
-            tokio::select! {
+            let read = tokio::select! {
                 () = &mut shutdown => return,
-                step = self.step() => match step {
-                    Ok(_) => pause = Duration::from_millis(100),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "ledger batch failed; retrying");
-                        // The failed batch is this consumer's to take up again, now, not after
-                        // the claim period meant for consumers that died.
-                        self.consumer.reread_pending();
-                        tokio::select! {
-                            () = &mut shutdown => return,
-                            () = tokio::time::sleep(pause) => {}
-                        }
-                        pause = (pause * 2).min(Duration::from_secs(5));
+                read = self.consumer.read(self.config.batch, self.config.block) => read,
+            };
+            let step = match read {
+                Ok(entries) => self.commit(entries).await,
+                Err(e) => Err(e.into()),
+            };
+            match step {
+                Ok(_) => pause = Duration::from_millis(100),
+                Err(e) => {
+                    tracing::warn!(error = %e, "ledger batch failed; retrying");
+                    // The failed batch is this consumer's to take up again, now, not after
+                    // the claim period meant for consumers that died.
+                    self.consumer.reread_pending();
+                    tokio::select! {
+                        () = &mut shutdown => return,
+                        () = tokio::time::sleep(pause) => {}
                     }
-                },
+                    pause = (pause * 2).min(Duration::from_secs(5));
+                }
             }
         }
     }
@@ -149,6 +156,10 @@ impl Recorder {
             .consumer
             .read(self.config.batch, self.config.block)
             .await?;
+        self.commit(entries).await
+    }
+
+    async fn commit(&mut self, entries: Vec<queue::StreamEntry>) -> Result<usize, LedgerError> {
         if entries.is_empty() {
             return Ok(0);
         }

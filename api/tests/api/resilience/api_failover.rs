@@ -147,7 +147,7 @@ async fn subscribers_of_a_killed_api_resume_on_another_without_a_gap() {
     tokio::time::sleep(scale.pick(Duration::from_secs(3), Duration::from_secs(20))).await;
     load_stop.store(true, Ordering::Relaxed);
     let submitted = load.await.expect("load");
-    super::books::settle(&cluster, &submitted.accepted, Duration::from_secs(60)).await;
+    super::books::settle(&mut cluster, &submitted.accepted, Duration::from_secs(60)).await;
     stop.store(true, Ordering::Relaxed);
 
     // What the stream holds for ingest jobs after the starting cursor: what each must have seen.

@@ -8,8 +8,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use entities::{alerts, deliveries, jobs, readings};
-use queue::JobState;
+use entities::{alerts, deliveries, jobs, readings, rules};
+use queue::{EventStream, JobEvent, JobState};
 use sea_orm::{EntityTrait, PaginatorTrait, QueryOrder, QuerySelect};
 
 use super::{
@@ -116,7 +116,7 @@ async fn pipeline_idle(cluster: &Cluster) -> Result<u64, String> {
 
 /// Waits (up to `within`) for the pipeline to drain and then (up to 2 minutes) for the ledger
 /// to catch up, then counts.
-pub async fn settle(cluster: &Cluster, accepted: &[String], within: Duration) -> Books {
+pub async fn settle(cluster: &mut Cluster, accepted: &[String], within: Duration) -> Books {
     let started = Instant::now();
     let deadline = started + within;
     let pipeline_jobs = loop {
@@ -125,7 +125,10 @@ pub async fn settle(cluster: &Cluster, accepted: &[String], within: Duration) ->
             Err(state) if Instant::now() >= deadline => {
                 panic!("the pipeline did not drain within {within:?}: {state}")
             }
-            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            Err(_) => {
+                cluster.assert_running();
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
         }
     };
     let drained_in = started.elapsed();
@@ -219,9 +222,17 @@ async fn count(cluster: &Cluster, accepted: &[String]) -> Books {
     books
 }
 
-/// The breach episodes in the readings as stored, walked per sensor in the order `evaluate`
-/// saw them: an episode opens above the threshold and ends at or below the clear level.
+/// The breach episodes in the readings as stored, walked per sensor with a rule in the order
+/// `evaluate` saw them: an episode opens above the threshold and ends at or below the clear
+/// level.
 async fn expected_episodes(cluster: &Cluster) -> u64 {
+    let ruled: HashSet<i64> = rules::Entity::find()
+        .all(cluster.db.db())
+        .await
+        .expect("rules")
+        .into_iter()
+        .map(|r| r.sensor_id)
+        .collect();
     let rows: Vec<(i64, f64)> = readings::Entity::find()
         .select_only()
         .column(readings::Column::SensorId)
@@ -233,7 +244,7 @@ async fn expected_episodes(cluster: &Cluster) -> u64 {
         .expect("readings");
     let mut open: HashMap<i64, bool> = HashMap::new();
     let mut episodes = 0;
-    for (sensor, value) in rows {
+    for (sensor, value) in rows.into_iter().filter(|(s, _)| ruled.contains(s)) {
         let is_open = open.entry(sensor).or_default();
         if value > THRESHOLD && !*is_open {
             *is_open = true;
@@ -273,4 +284,24 @@ async fn ledger_check(cluster: &Cluster, pushed: u64) -> (u64, u64) {
         }
     }
     (disagrees, pushed.saturating_sub(rows.len() as u64))
+}
+
+/// How many of each job event the stream holds (it is capped: in a long run, its newest part).
+pub async fn event_counts(cluster: &Cluster) -> HashMap<String, u64> {
+    let mut counts = HashMap::new();
+    let mut cursor = "0".to_owned();
+    loop {
+        let entries = cluster
+            .engine
+            .read_stream(EventStream::Jobs, &cursor, 10_000)
+            .await
+            .expect("stream");
+        let Some(last) = entries.last() else {
+            return counts;
+        };
+        cursor = last.id.clone();
+        for event in entries.iter().filter_map(JobEvent::from_entry) {
+            *counts.entry(event.event).or_default() += 1;
+        }
+    }
 }

@@ -134,6 +134,19 @@ impl Proc {
         started.elapsed()
     }
 
+    /// Fails the test, with the process's last words, if it exited by itself.
+    pub fn assert_running(&mut self) {
+        if let Some(child) = self.child.as_mut()
+            && let Ok(Some(status)) = child.try_wait()
+        {
+            panic!(
+                "{} exited by itself ({status}):\n{}",
+                self.name,
+                self.log_tail(20)
+            );
+        }
+    }
+
     /// Resident memory in KiB, from /proc.
     pub fn rss_kib(&self) -> Option<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
@@ -157,6 +170,8 @@ pub struct Options {
     pub appendfsync: &'static str,
     pub apis: usize,
     pub workers: usize,
+    /// Jobs each workers process runs at once per queue.
+    pub concurrency: usize,
     /// Flags every workers process gets after the suite's defaults.
     pub worker_flags: Vec<String>,
 }
@@ -168,6 +183,7 @@ impl Options {
             appendfsync: "always",
             apis: 1,
             workers: 2,
+            concurrency: 16,
             worker_flags: Vec::new(),
         }
     }
@@ -183,6 +199,7 @@ pub struct Cluster {
     pub apis: Vec<Proc>,
     pub api_urls: Vec<String>,
     pub workers: Vec<Proc>,
+    worker_args: Vec<String>,
     pub receiver: Receiver,
     /// What earlier receivers on the same address got (see [`Cluster::receiver_up`]).
     received_before: Vec<Received>,
@@ -239,26 +256,16 @@ impl Cluster {
             api_urls.push(format!("http://127.0.0.1:{port}"));
         }
 
-        let bin = workers_bin();
-        let mut workers = Vec::new();
-        for i in 0..options.workers {
-            let mut args = vec![
-                format!("--redis-url={}", redis.url()),
-                format!("--prefix={prefix}"),
-                format!("--database-url={database_url}"),
-                // A stable name per slot, as a supervisor restarting it in place would keep: a
-                // restarted recorder takes back the ledger entries its predecessor left.
-                format!("--worker-id=rw-{i}"),
-                "--concurrency=16".into(),
-                "--silence-check-secs=3600".into(),
-                format!("--metrics-addr=127.0.0.1:{}", free_port()),
-            ];
-            args.extend(options.worker_flags.iter().cloned());
-            let mut worker = Proc::new(format!("workers-{i}"), bin.clone(), args, &dir);
-            worker.spawn();
-            workers.push(worker);
-        }
-
+        let worker_args = vec![
+            format!("--redis-url={}", redis.url()),
+            format!("--prefix={prefix}"),
+            format!("--database-url={database_url}"),
+            format!("--concurrency={}", options.concurrency),
+            "--silence-check-secs=3600".into(),
+        ]
+        .into_iter()
+        .chain(options.worker_flags.iter().cloned())
+        .collect();
         let http = http();
         let mut cluster = Self {
             redis,
@@ -267,13 +274,17 @@ impl Cluster {
             engine,
             apis,
             api_urls,
-            workers,
+            workers: Vec::new(),
+            worker_args,
             receiver: Receiver::start().await,
             received_before: Vec::new(),
             http,
             admin: String::new(),
             dir,
         };
+        for _ in 0..options.workers {
+            cluster.add_worker();
+        }
         for url in cluster.api_urls.clone() {
             cluster.wait_ready(&url).await;
         }
@@ -350,6 +361,20 @@ impl Cluster {
         self.gql_ok(Some(&token), query, variables).await
     }
 
+    /// Starts one more workers process (`workers-<n>`); answers its index.
+    pub fn add_worker(&mut self) -> usize {
+        let i = self.workers.len();
+        let mut args = self.worker_args.clone();
+        // A stable name per slot, as a supervisor restarting it in place would keep: a
+        // restarted recorder takes back the ledger entries its predecessor left.
+        args.push(format!("--worker-id=rw-{i}"));
+        args.push(format!("--metrics-addr=127.0.0.1:{}", free_port()));
+        let mut worker = Proc::new(format!("workers-{i}"), workers_bin(), args, &self.dir);
+        worker.spawn();
+        self.workers.push(worker);
+        i
+    }
+
     /// Restarts `workers-<i>` after it was killed or stopped.
     pub fn restart_worker(&mut self, i: usize) {
         self.workers[i].spawn();
@@ -374,6 +399,13 @@ impl Cluster {
         let mut all = self.received_before.clone();
         all.extend(self.receiver.received());
         all
+    }
+
+    /// Fails the test if a process the suite did not stop has exited.
+    pub fn assert_running(&mut self) {
+        for proc in self.apis.iter_mut().chain(self.workers.iter_mut()) {
+            proc.assert_running();
+        }
     }
 
     /// Every worker stopped with SIGTERM (the suite's books are read with nothing running).

@@ -57,7 +57,7 @@ async fn postgres_unreachable_for_a_while_loses_nothing_and_the_backlog_drains()
     cluster.pg_proxy.restore().await;
     stop.store(true, Ordering::Relaxed);
     let submitted = load.await.expect("load");
-    let books = settle(&cluster, &submitted.accepted, Duration::from_secs(300)).await;
+    let books = settle(&mut cluster, &submitted.accepted, Duration::from_secs(300)).await;
     println!(
         "scenario 3, PostgreSQL unreachable for {outage:?}: {books}; retries {retried}, dead during the outage {dead_during}; \
          /ready during the outage {}; backlog drained {:.1?} after the database came back",

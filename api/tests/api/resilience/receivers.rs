@@ -60,7 +60,7 @@ async fn receivers_slow_down_and_failing_at_random_still_get_each_alert_once() {
     cluster.receiver_up().await;
     cluster.receiver.script(chaotic_replies(7, ingests));
     let submitted = load.await.expect("load");
-    let books = settle(&cluster, &submitted.accepted, Duration::from_secs(180)).await;
+    let books = settle(&mut cluster, &submitted.accepted, Duration::from_secs(180)).await;
     let received = cluster.received();
     println!(
         "scenario 4, receiver slow, down for 3 s, 500/429 at random: {books}; {} POSTs for {} alerts",

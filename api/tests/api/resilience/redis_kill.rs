@@ -56,7 +56,7 @@ async fn crash_redis_mid_run(appendfsync: &'static str) -> Crash {
     tokio::time::sleep(scale.pick(Duration::from_secs(2), Duration::from_secs(10))).await;
     stop.store(true, Ordering::Relaxed);
     let submitted = load.await.expect("load");
-    let books = settle(&cluster, &submitted.accepted, Duration::from_secs(60)).await;
+    let books = settle(&mut cluster, &submitted.accepted, Duration::from_secs(60)).await;
     cluster.stop_workers().await;
     Crash {
         books,

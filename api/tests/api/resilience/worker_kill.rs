@@ -7,7 +7,7 @@ use std::{
 };
 
 use super::{
-    books::settle,
+    books::{event_counts, settle},
     cluster::{Cluster, Options, Scale},
     load::{Client, provision},
 };
@@ -55,9 +55,14 @@ async fn workers_killed_every_few_seconds_lose_nothing() {
         last_kill = Instant::now();
     }
     let submitted = load.await.expect("load");
-    let books = settle(&cluster, &submitted.accepted, Duration::from_secs(120)).await;
+    let books = settle(&mut cluster, &submitted.accepted, Duration::from_secs(120)).await;
+    let expired = event_counts(&cluster)
+        .await
+        .get("lease_expired")
+        .copied()
+        .unwrap_or(0);
     println!(
-        "scenario 1, kill -9 a worker every {kill_every:?}: {kills} kills over {:.1?}; {books}; \
+        "scenario 1, kill -9 a worker every {kill_every:?}: {kills} kills over {:.1?}, {expired} leases expired and their jobs run again; {books}; \
          refused batches {}; drained {:.1?} after the last kill",
         started.elapsed(),
         submitted.refused,
