@@ -10,7 +10,6 @@ use std::{
 };
 
 use futures::{SinkExt, StreamExt};
-use queue::{EventStream, JobEvent};
 use serde_json::{Value, json};
 use tokio_tungstenite::{
     connect_async,
@@ -151,24 +150,12 @@ async fn subscribers_of_a_killed_api_resume_on_another_without_a_gap() {
     stop.store(true, Ordering::Relaxed);
 
     // What the stream holds for ingest jobs after the starting cursor: what each must have seen.
-    let mut expected = Vec::new();
-    let mut cursor = start.clone();
-    loop {
-        let entries = cluster
-            .engine
-            .read_stream(EventStream::Jobs, &cursor, 10_000)
-            .await
-            .expect("stream");
-        let Some(last) = entries.last() else { break };
-        cursor = last.id.clone();
-        expected.extend(
-            entries
-                .iter()
-                .filter_map(JobEvent::from_entry)
-                .filter(|e| e.kind == "ingest")
-                .map(|e| e.cursor),
-        );
-    }
+    let expected: Vec<String> = super::books::events_after(&cluster, &start)
+        .await
+        .into_iter()
+        .filter(|e| e.kind == "ingest")
+        .map(|e| e.cursor)
+        .collect();
     let mut missing = 0;
     let mut repeated = 0;
     let mut worst_gap = Duration::ZERO;

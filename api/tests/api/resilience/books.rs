@@ -18,7 +18,7 @@ use super::{
 };
 
 /// The pipeline's queues: the silence check's periodic tick is always scheduled.
-const PIPELINE: [&str; 4] = ["ingest", "evaluate", "alert", "notify"];
+pub const PIPELINE: [&str; 4] = ["ingest", "evaluate", "alert", "notify"];
 
 #[derive(Debug, Default)]
 pub struct Books {
@@ -286,10 +286,10 @@ async fn ledger_check(cluster: &Cluster, pushed: u64) -> (u64, u64) {
     (disagrees, pushed.saturating_sub(rows.len() as u64))
 }
 
-/// How many of each job event the stream holds (it is capped: in a long run, its newest part).
-pub async fn event_counts(cluster: &Cluster) -> HashMap<String, u64> {
-    let mut counts = HashMap::new();
-    let mut cursor = "0".to_owned();
+/// The job events the stream holds after `cursor` (it is capped: in a long run, its newest part).
+pub async fn events_after(cluster: &Cluster, cursor: &str) -> Vec<JobEvent> {
+    let mut events = Vec::new();
+    let mut cursor = cursor.to_owned();
     loop {
         let entries = cluster
             .engine
@@ -297,11 +297,18 @@ pub async fn event_counts(cluster: &Cluster) -> HashMap<String, u64> {
             .await
             .expect("stream");
         let Some(last) = entries.last() else {
-            return counts;
+            return events;
         };
         cursor = last.id.clone();
-        for event in entries.iter().filter_map(JobEvent::from_entry) {
-            *counts.entry(event.event).or_default() += 1;
-        }
+        events.extend(entries.iter().filter_map(JobEvent::from_entry));
     }
+}
+
+/// How many of each job event the stream holds.
+pub async fn event_counts(cluster: &Cluster) -> HashMap<String, u64> {
+    let mut counts = HashMap::new();
+    for event in events_after(cluster, "0").await {
+        *counts.entry(event.event).or_default() += 1;
+    }
+    counts
 }

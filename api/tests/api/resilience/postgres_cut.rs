@@ -10,12 +10,10 @@ use std::{
 };
 
 use super::{
-    books::settle,
+    books::{PIPELINE, settle},
     cluster::{Cluster, Options, Scale},
     load::{Client, provision},
 };
-
-const PIPELINE: [&str; 4] = ["ingest", "evaluate", "alert", "notify"];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_unreachable_for_a_while_loses_nothing_and_the_backlog_drains() {

@@ -9,12 +9,11 @@ use std::{
 use workflows::testing::Reply;
 
 use super::{
-    books::{event_counts, settle},
+    books::{PIPELINE, event_counts, settle},
     cluster::{Cluster, Options, Scale},
     load::{Client, provision},
 };
 
-const PIPELINE: [&str; 4] = ["ingest", "evaluate", "alert", "notify"];
 const LEASE: Duration = Duration::from_secs(30);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
