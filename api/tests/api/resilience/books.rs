@@ -13,7 +13,7 @@ use queue::{EventStream, JobEvent, JobState};
 use sea_orm::{EntityTrait, PaginatorTrait, QueryOrder, QuerySelect};
 
 use super::{
-    cluster::Cluster,
+    cluster::{Cluster, Scale},
     load::{CLEAR, READINGS_PER_JOB, THRESHOLD},
 };
 
@@ -95,7 +95,8 @@ impl Books {
     }
 }
 
-async fn pipeline_idle(cluster: &Cluster) -> Result<u64, String> {
+/// `Ok(jobs pushed)` once no pipeline queue has a job waiting or running.
+pub async fn pipeline_idle(cluster: &Cluster) -> Result<u64, String> {
     let mut pushed = 0;
     for queue in PIPELINE {
         let s = cluster
@@ -114,9 +115,11 @@ async fn pipeline_idle(cluster: &Cluster) -> Result<u64, String> {
     Ok(pushed)
 }
 
-/// Waits (up to `within`) for the pipeline to drain and then (up to 2 minutes) for the ledger
+/// Waits (up to `within`, thirty times that in the long form) for the pipeline to drain and then (up to 2 minutes) for the ledger
 /// to catch up, then counts.
 pub async fn settle(cluster: &mut Cluster, accepted: &[String], within: Duration) -> Books {
+    // The long form's backlogs are 20-200 times the short form's.
+    let within = Scale::from_env().pick(within, within * 30);
     let started = Instant::now();
     let deadline = started + within;
     let pipeline_jobs = loop {

@@ -72,7 +72,6 @@ pub struct Proc {
     args: Vec<String>,
     log: PathBuf,
     child: Option<Child>,
-    pub starts: u32,
 }
 
 impl Proc {
@@ -84,7 +83,6 @@ impl Proc {
             args,
             log,
             child: None,
-            starts: 0,
         }
     }
 
@@ -103,7 +101,6 @@ impl Proc {
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {}: {e}", self.bin.display()));
         self.child = Some(child);
-        self.starts += 1;
     }
 
     pub fn pid(&self) -> Option<u32> {
@@ -323,7 +320,7 @@ impl Cluster {
             .to_owned()
     }
 
-    /// A GraphQL operation against the first API process; `Err` for a transport failure.
+    /// A GraphQL operation against the API at `url`; `Err` for a transport failure.
     pub async fn gql_at(
         &self,
         url: &str,

@@ -7,7 +7,7 @@ use std::{
 };
 
 use super::{
-    books::{event_counts, settle},
+    books::{event_counts, pipeline_idle, settle},
     cluster::{Cluster, Options, Scale},
     load::{Client, provision},
 };
@@ -38,14 +38,8 @@ async fn workers_killed_every_few_seconds_lose_nothing() {
     let mut last_kill = Instant::now();
     loop {
         tokio::time::sleep(kill_every).await;
-        let submitted = load.is_finished();
-        let busy = cluster
-            .engine
-            .stats("evaluate")
-            .await
-            .map(|s| s.ready + s.running + s.scheduled)
-            .unwrap_or(1);
-        if submitted && busy == 0 {
+        // Kills go on until every stage has drained, alerts and notifications included.
+        if load.is_finished() && pipeline_idle(&cluster).await.is_ok() {
             break;
         }
         let victim = kills % cluster.workers.len();
