@@ -18,6 +18,8 @@ use super::{
 struct Crash {
     books: Books,
     refused: u64,
+    /// Jobs a retried call was answered as already accepted (its first answer was lost).
+    duplicates: u64,
     recovered_in: Option<Duration>,
 }
 
@@ -61,6 +63,7 @@ async fn crash_redis_mid_run(appendfsync: &'static str) -> Crash {
     Crash {
         books,
         refused: submitted.refused,
+        duplicates: submitted.duplicates,
         recovered_in: submitted
             .accepted_again_at
             .map(|at| at.saturating_duration_since(restarted)),
@@ -71,8 +74,8 @@ async fn crash_redis_mid_run(appendfsync: &'static str) -> Crash {
 async fn redis_killed_mid_run_with_appendfsync_always_loses_no_accepted_job() {
     let crash = crash_redis_mid_run("always").await;
     println!(
-        "scenario 2, Redis SIGKILL (appendfsync always): {}; refused calls during the outage {}; accepted again {:?} after the restart",
-        crash.books, crash.refused, crash.recovered_in
+        "scenario 2, Redis SIGKILL (appendfsync always): {}; refused calls during the outage {} (retried: {} jobs answered as already accepted); accepted again {:?} after the restart",
+        crash.books, crash.refused, crash.duplicates, crash.recovered_in
     );
     assert!(
         crash.refused > 0,
@@ -85,8 +88,8 @@ async fn redis_killed_mid_run_with_appendfsync_always_loses_no_accepted_job() {
 async fn redis_killed_mid_run_with_appendfsync_everysec_reports_what_it_cost() {
     let crash = crash_redis_mid_run("everysec").await;
     println!(
-        "scenario 2, Redis SIGKILL (appendfsync everysec): {}; refused calls during the outage {}; accepted again {:?} after the restart",
-        crash.books, crash.refused, crash.recovered_in
+        "scenario 2, Redis SIGKILL (appendfsync everysec): {}; refused calls during the outage {} (retried: {} jobs answered as already accepted); accepted again {:?} after the restart",
+        crash.books, crash.refused, crash.duplicates, crash.recovered_in
     );
     assert!(
         crash.refused > 0,
