@@ -152,6 +152,7 @@ async fn subscribers_of_a_killed_api_resume_on_another_without_a_gap() {
     // What the stream holds for ingest jobs after the starting cursor: what each must have seen.
     let expected: Vec<String> = super::books::events_after(&cluster, &start)
         .await
+        .expect("the run's events still in the stream")
         .into_iter()
         .filter(|e| e.kind == "ingest")
         .map(|e| e.cursor)

@@ -289,29 +289,34 @@ async fn ledger_check(cluster: &Cluster, pushed: u64) -> (u64, u64) {
     (disagrees, pushed.saturating_sub(rows.len() as u64))
 }
 
-/// The job events the stream holds after `cursor` (it is capped: in a long run, its newest part).
-pub async fn events_after(cluster: &Cluster, cursor: &str) -> Vec<JobEvent> {
+/// The job events the stream holds after `cursor`; `None` when entries after it were already
+/// trimmed away (the stream is capped: a long run outgrows it).
+pub async fn events_after(cluster: &Cluster, cursor: &str) -> Option<Vec<JobEvent>> {
     let mut events = Vec::new();
     let mut cursor = cursor.to_owned();
     loop {
-        let entries = cluster
+        let entries = match cluster
             .engine
             .read_stream(EventStream::Jobs, &cursor, 10_000)
             .await
-            .expect("stream");
+        {
+            Ok(entries) => entries,
+            Err(queue::QueueError::CursorExpired(_)) => return None,
+            Err(e) => panic!("reading the event stream: {e}"),
+        };
         let Some(last) = entries.last() else {
-            return events;
+            return Some(events);
         };
         cursor = last.id.clone();
         events.extend(entries.iter().filter_map(JobEvent::from_entry));
     }
 }
 
-/// How many of each job event the stream holds.
-pub async fn event_counts(cluster: &Cluster) -> HashMap<String, u64> {
+/// How many of each job event the run caused; `None` once the stream was trimmed.
+pub async fn event_counts(cluster: &Cluster) -> Option<HashMap<String, u64>> {
     let mut counts = HashMap::new();
-    for event in events_after(cluster, "0").await {
+    for event in events_after(cluster, "0").await? {
         *counts.entry(event.event).or_default() += 1;
     }
-    counts
+    Some(counts)
 }

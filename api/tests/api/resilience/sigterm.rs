@@ -64,7 +64,9 @@ async fn sigterm_under_load_leaves_no_job_waiting_for_its_lease() {
     cluster.add_worker();
     let submitted = load.await.expect("load");
     let books = settle(&mut cluster, &submitted.accepted, Duration::from_secs(120)).await;
-    let events = event_counts(&cluster).await;
+    let events = event_counts(&cluster)
+        .await
+        .expect("the run's events still in the stream");
     let count = |event: &str| events.get(event).copied().unwrap_or(0);
     let (released, expired) = (count("released"), count("lease_expired"));
     println!(
