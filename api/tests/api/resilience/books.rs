@@ -10,7 +10,7 @@ use std::{
 
 use entities::{alerts, deliveries, jobs, readings, rules};
 use queue::{EventStream, JobEvent, JobState};
-use sea_orm::{EntityTrait, PaginatorTrait, QueryOrder, QuerySelect};
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use super::{
     cluster::{Cluster, Scale},
@@ -168,18 +168,30 @@ async fn count(cluster: &Cluster, accepted: &[String]) -> Books {
         readings_expected: distinct.len() as u64 * READINGS_PER_JOB as u64,
         ..Default::default()
     };
-    let ledger: HashMap<String, String> = jobs::Entity::find()
-        .select_only()
-        .column(jobs::Column::Id)
-        .column(jobs::Column::State)
-        .into_tuple::<(String, String)>()
-        .all(db)
-        .await
-        .expect("ledger")
-        .into_iter()
-        .collect();
     for chunk in distinct.chunks(1000) {
         let records = cluster.engine.jobs(chunk).await.expect("jobs");
+        // Only jobs Redis let go of are looked up in the ledger.
+        let gone: Vec<String> = chunk
+            .iter()
+            .zip(&records)
+            .filter(|(_, r)| r.is_none())
+            .map(|(id, _)| id.clone())
+            .collect();
+        let ledger: HashMap<String, String> = if gone.is_empty() {
+            HashMap::new()
+        } else {
+            jobs::Entity::find()
+                .select_only()
+                .column(jobs::Column::Id)
+                .column(jobs::Column::State)
+                .filter(jobs::Column::Id.is_in(gone))
+                .into_tuple::<(String, String)>()
+                .all(db)
+                .await
+                .expect("ledger")
+                .into_iter()
+                .collect()
+        };
         for (id, record) in chunk.iter().zip(records) {
             let state = match record {
                 Some(r) => Some(r.state),
@@ -262,6 +274,16 @@ async fn expected_episodes(cluster: &Cluster) -> u64 {
 /// Ledger rows whose state differs from what Redis holds, and how many pushed jobs the ledger
 /// has no row for.
 async fn ledger_check(cluster: &Cluster, pushed: u64) -> (u64, u64) {
+    // The full comparison reads every row; until the ledger has as many rows as Redis pushed
+    // jobs, a count says enough.
+    let rows = jobs::Entity::find()
+        .filter(jobs::Column::Kind.is_in(PIPELINE))
+        .count(cluster.db.db())
+        .await
+        .expect("ledger count");
+    if rows < pushed {
+        return (0, pushed - rows);
+    }
     let rows: Vec<(String, String, String)> = jobs::Entity::find()
         .select_only()
         .column(jobs::Column::Id)

@@ -7,12 +7,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use serde_json::json;
-
 use super::{
     books::settle,
     cluster::{Cluster, Options, Scale},
-    load::{Client, sensor_key},
+    load::{Client, create_sensors},
 };
 
 struct Sample {
@@ -31,14 +29,7 @@ async fn a_burst_drains_at_a_flat_rate_in_flat_memory() {
     options.concurrency = 32;
     let mut cluster = Cluster::start(options).await;
     // Sensors without rules: the burst measures the queue and the ingest path, not alerting.
-    for s in 0..sensors {
-        cluster
-            .admin_ok(
-                "mutation($k: String!) { createSensor(input: {key: $k, name: $k, unit: \"C\"}) { key } }",
-                json!({ "k": sensor_key(s) }),
-            )
-            .await;
-    }
+    create_sensors(&cluster, sensors).await;
 
     let started = Instant::now();
     let load = tokio::spawn(Client::of(&cluster).submit_range(

@@ -26,6 +26,18 @@ pub fn sensor_key(s: usize) -> String {
     format!("s{s}")
 }
 
+/// Creates sensors `s0..s<n>`, without rules.
+pub async fn create_sensors(cluster: &Cluster, sensors: usize) {
+    for s in 0..sensors {
+        cluster
+            .admin_ok(
+                "mutation($k: String!) { createSensor(input: {key: $k, name: $k, unit: \"C\"}) { key } }",
+                json!({ "k": sensor_key(s) }),
+            )
+            .await;
+    }
+}
+
 /// Creates `sensors` sensors, one webhook channel to the receiver and a rule per sensor.
 pub async fn provision(cluster: &Cluster, sensors: usize) {
     let channel = cluster
@@ -35,13 +47,8 @@ pub async fn provision(cluster: &Cluster, sensors: usize) {
         )
         .await;
     let channel = channel["createChannel"]["id"].clone();
+    create_sensors(cluster, sensors).await;
     for s in 0..sensors {
-        cluster
-            .admin_ok(
-                "mutation($k: String!) { createSensor(input: {key: $k, name: $k, unit: \"C\"}) { key } }",
-                json!({ "k": sensor_key(s) }),
-            )
-            .await;
         cluster
             .admin_ok(
                 "mutation($k: String!, $c: ID!, $t: Float!, $clear: Float!) { createRule(input: {sensor: $k, kind: ABOVE, threshold: $t, clearThreshold: $clear, throttleSeconds: 3600, channelIds: [$c]}) { id } }",
