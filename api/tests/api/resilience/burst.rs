@@ -60,7 +60,11 @@ async fn a_burst_drains_at_a_flat_rate_in_flat_memory() {
             worker_rss_kib: cluster.workers[0].rss_kib().unwrap_or(0),
         });
         if samples.len().is_multiple_of(50) {
-            eprintln!("burst: {done} of {jobs} after {:.0?}", started.elapsed());
+            let rss = samples.last().map_or(0, |s| s.worker_rss_kib) / 1024;
+            eprintln!(
+                "burst: {done} of {jobs} after {:.0?}, worker RSS {rss} MiB",
+                started.elapsed()
+            );
         }
         if done >= jobs as u64 {
             break;
