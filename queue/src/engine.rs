@@ -16,7 +16,9 @@ use redis::{
 
 use crate::{
     EngineConfig, QueueError, Result,
-    job::{Applied, JobExtra, JobRecord, LeasedJob, NewJob, Outcome, PushOutcome, valid_name},
+    job::{
+        Applied, JobExtra, JobRecord, LeasedJob, NewJob, Outcome, PushOutcome, now_ms, valid_name,
+    },
     keys::Keys,
     scripts::Scripts,
 };
@@ -228,9 +230,14 @@ impl Engine {
     /// validated before anything is sent, so a bad one refuses the whole call. Each chunk is
     /// atomic, the call as a whole is not: if a later chunk fails (Redis down, stream full), the
     /// earlier chunks stay pushed. Give jobs idempotency keys to make retrying the call safe.
-    pub async fn push_many(&self, jobs: Vec<NewJob>) -> Result<Vec<PushOutcome>> {
+    pub async fn push_many(&self, mut jobs: Vec<NewJob>) -> Result<Vec<PushOutcome>> {
         for job in &jobs {
             job.validate()?;
+        }
+        if let Some(context) = crate::propagation::current() {
+            for job in jobs.iter_mut().filter(|j| j.trace_context.is_none()) {
+                job.trace_context = Some(context.clone());
+            }
         }
         let mut out = Vec::with_capacity(jobs.len());
         for chunk in jobs.chunks(self.inner.config.push_chunk.max(1)) {
@@ -616,6 +623,37 @@ impl Engine {
     }
 
     /// Counts of a queue, in one round trip of O(1) reads.
+    /// How long the next job to run on `queue` has waited since it last became runnable
+    /// (pushed, promoted from the schedule, released or requeued); `None` when none is ready.
+    /// The first sign that a queue lacks workers: depth can be high and healthy, age cannot.
+    pub async fn oldest_ready_age(&self, queue: &str) -> Result<Option<Duration>> {
+        // Cancelled jobs leave tombstones at the head until a fetch pops them: look past a few.
+        const LOOK_AT: isize = 16;
+        let mut conn = self.conn();
+        let head: Vec<String> = conn
+            .lrange(self.keys().queue(queue, "ready"), 0, LOOK_AT - 1)
+            .await?;
+        if head.is_empty() {
+            return Ok(None);
+        }
+        let mut pipe = redis::pipe();
+        for id in &head {
+            pipe.cmd("HMGET")
+                .arg(self.keys().job(id))
+                .arg(&["st", "ua", "ca"]);
+        }
+        let rows: Vec<(Option<String>, Option<u64>, Option<u64>)> =
+            pipe.query_async(&mut conn).await?;
+        let now = now_ms();
+        Ok(rows
+            .into_iter()
+            .find(|(state, _, _)| state.as_deref() == Some("QUEUED"))
+            .map(|(_, updated, created)| {
+                let since = updated.or(created).unwrap_or(now);
+                Duration::from_millis(now.saturating_sub(since))
+            }))
+    }
+
     pub async fn stats(&self, queue: &str) -> Result<QueueStats> {
         let k = |part: &str| self.keys().queue(queue, part);
         let (ready, scheduled, running, dead, finished, counters): (

@@ -20,6 +20,7 @@ mod guard;
 mod heartbeat;
 mod job;
 mod keys;
+mod propagation;
 mod scripts;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -41,3 +42,4 @@ pub use job::{
     Applied, AttemptError, IdempotencyKey, JobRecord, JobState, KeyScope, LeasedJob, NewJob,
     Outcome, PushOutcome, RetryPolicy, now_ms,
 };
+pub use propagation::{TracePropagator, set_trace_propagator};

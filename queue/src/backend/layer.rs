@@ -71,7 +71,9 @@ where
             job.attempt = job.attempt,
             job.queue = %job.queue,
             worker.id = %shared.worker_id,
+            trace_id = tracing::field::Empty,
         );
+        crate::propagation::continue_job(&span, job.trace_context.as_deref());
         async move {
             let run = AssertUnwindSafe(fut).catch_unwind();
             let released = shared.release.clone();
@@ -101,6 +103,7 @@ where
                     (outcome, Err(error))
                 }
             };
+            tracing::debug!(outcome = outcome_name(&outcome), "attempt finished");
             shared.finish(&job, outcome);
             reply
         }

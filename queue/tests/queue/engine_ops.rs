@@ -841,3 +841,41 @@ async fn reaping_is_bounded_per_call() {
     );
     t.check_placement("q");
 }
+
+#[tokio::test]
+async fn the_oldest_ready_age_looks_past_tombstones_and_is_none_when_idle() {
+    let t = TestQueue::new("ops-oldest").await;
+    assert_eq!(
+        t.engine.oldest_ready_age("ingest").await.expect("age"),
+        None
+    );
+    let first = t.push_payload("ingest", "{}").await;
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    t.push_payload("ingest", "{}").await;
+    let age = t
+        .engine
+        .oldest_ready_age("ingest")
+        .await
+        .expect("age")
+        .expect("a job is ready");
+    assert!(age >= Duration::from_millis(120), "the head waited {age:?}");
+
+    // Cancelled at the head: its tombstone stays in the list, but the age is the next job's.
+    t.engine.cancel(&first).await.expect("cancel");
+    let age = t
+        .engine
+        .oldest_ready_age("ingest")
+        .await
+        .expect("age")
+        .expect("one job is still ready");
+    assert!(
+        age < Duration::from_millis(120),
+        "the tombstone was skipped: {age:?}"
+    );
+
+    t.lease("ingest", 10, 10_000).await;
+    assert_eq!(
+        t.engine.oldest_ready_age("ingest").await.expect("age"),
+        None
+    );
+}
