@@ -76,6 +76,13 @@ pub struct ApiConfig {
     /// Apply pending migrations before serving (always done with --with-workers).
     #[arg(long, env = "MIGRATE")]
     pub migrate: bool,
+    /// Reverse proxies (addresses or CIDR ranges, comma-separated) whose `X-Forwarded-For` names
+    /// the client for the login limit. Requests from anywhere else are counted by their own
+    /// address, whatever the header says.
+    #[arg(long, env = "TRUSTED_PROXIES", value_delimiter = ',', value_parser = crate::forwarded::parse_trusted)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    #[command(flatten)]
+    pub telemetry: workers::telemetry::TelemetryArgs,
     /// Run the worker pools in this process too: one process serves everything.
     #[arg(long, env = "WITH_WORKERS")]
     pub with_workers: bool,

@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod forwarded;
 pub mod graphql;
 pub mod hub;
 pub mod rest;

@@ -19,15 +19,23 @@ async fn shutdown_signal() {
     }
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tower_http=warn")),
-        )
-        .init();
+fn main() -> anyhow::Result<()> {
     let config = api::ApiConfig::parse();
+    let telemetry = workers::telemetry::Telemetry::init(
+        &config.telemetry,
+        "steadfast-api",
+        "info,tower_http=warn",
+    )?;
+    let result = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?
+        .block_on(serve(config));
+    telemetry.shutdown();
+    result
+}
+
+async fn serve(config: api::ApiConfig) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.addr)
         .await
         .with_context(|| format!("listening on {}", config.addr))?;

@@ -213,7 +213,7 @@ pub fn router(state: AppState, config: &ApiConfig) -> Router {
         .route("/ready", get(rest::ready))
         .route("/metrics", get(rest::metrics))
         .layer(DefaultBodyLimit::max(config.body_limit_bytes))
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .with_state(state);
     match config.web_app_dir() {
         Some(dir) => {
@@ -222,6 +222,27 @@ pub fn router(state: AppState, config: &ApiConfig) -> Router {
         }
         None => api.fallback(not_found),
     }
+}
+
+/// One span per request, continuing the caller's trace when it sends a W3C `traceparent`;
+/// the jobs the request pushes carry its context on (`queue::TracePropagator`).
+/// Probes and scrapes get none: they would flood the traces.
+fn request_span<B>(request: &axum::http::Request<B>) -> tracing::Span {
+    if matches!(request.uri().path(), "/health" | "/ready" | "/metrics") {
+        return tracing::Span::none();
+    }
+    let span = tracing::info_span!(
+        "request",
+        http.method = %request.method(),
+        http.path = %request.uri().path(),
+        trace_id = tracing::field::Empty,
+    );
+    let traceparent = request
+        .headers()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok());
+    workers::telemetry::W3cTraceContext::continue_span(&span, traceparent);
+    span
 }
 
 async fn not_found() -> Response {
@@ -307,9 +328,10 @@ async fn graphql(
             items.len()
         )));
     }
-    let request = request
-        .data(caller(&state, &headers))
-        .data(ClientAddress(peer.ip().to_string()));
+    let request = request.data(caller(&state, &headers)).data(ClientAddress(
+        crate::forwarded::client_address(peer.ip(), &headers, &state.shared.config.trusted_proxies)
+            .to_string(),
+    ));
     let response: BatchResponse = state.schema.execute_batch(request).await;
     Json(response).into_response()
 }
@@ -335,6 +357,9 @@ async fn graphql_ws(
         )
         .into_response();
     };
+    let address =
+        crate::forwarded::client_address(peer.ip(), &headers, &state.shared.config.trusted_proxies)
+            .to_string();
     upgrade
         .protocols(async_graphql::http::ALL_WEBSOCKET_PROTOCOLS)
         .on_upgrade(move |socket| {
@@ -343,7 +368,7 @@ async fn graphql_ws(
                 state.schema.clone(),
                 state.shared.clone(),
                 protocol,
-                peer.ip().to_string(),
+                address,
                 state.stop.clone(),
             )
         })

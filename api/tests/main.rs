@@ -12,4 +12,5 @@ mod api {
     mod rest;
     mod schema;
     mod subscriptions;
+    mod telemetry;
 }

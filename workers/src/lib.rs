@@ -2,8 +2,10 @@
 //! each to its queue and handler; a process only chooses which queues it runs and how wide.
 
 pub mod args;
+pub mod http;
 pub mod metrics;
 pub mod registry;
+pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
 

@@ -6,7 +6,11 @@ use std::net::SocketAddr;
 use anyhow::Context as _;
 use clap::Parser;
 use migration::MigratorTrait;
-use workers::{Context, PoolArgs};
+use tokio_util::sync::CancellationToken;
+use workers::{
+    Context, PoolArgs,
+    telemetry::{Telemetry, TelemetryArgs},
+};
 
 /// The workers binary's whole configuration, from flags or the environment.
 #[derive(Debug, Parser)]
@@ -24,10 +28,10 @@ struct Config {
     database_url: String,
     #[command(flatten)]
     pools: PoolArgs,
-    /// Where Prometheus scrapes this process.
+    /// Where this process serves /metrics, /health and /ready.
     #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:9464")]
     metrics_addr: SocketAddr,
-    /// Serve no metrics.
+    /// Serve no HTTP port (no metrics, no probes).
     #[arg(long, env = "NO_METRICS")]
     no_metrics: bool,
     /// Refuse to start when Redis could lose or evict jobs.
@@ -36,6 +40,8 @@ struct Config {
     /// Apply pending migrations before starting.
     #[arg(long, env = "MIGRATE")]
     migrate: bool,
+    #[command(flatten)]
+    telemetry: TelemetryArgs,
 }
 
 async fn shutdown_signal() -> std::io::Result<()> {
@@ -46,15 +52,19 @@ async fn shutdown_signal() -> std::io::Result<()> {
     }
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+fn main() -> anyhow::Result<()> {
     let config = Config::parse();
+    let telemetry = Telemetry::init(&config.telemetry, "steadfast-workers", "info")?;
+    let result = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?
+        .block_on(run(config));
+    telemetry.shutdown();
+    result
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
     let pools = config.pools.pool_config(!config.no_metrics)?;
     let notifier = config.pools.notifier()?;
     let db = entities::connect(&config.database_url)
@@ -72,15 +82,34 @@ async fn main() -> anyhow::Result<()> {
     .await
     .context("connecting to Redis")?;
     engine.check_redis(config.redis_strict).await?;
-    if !config.no_metrics {
-        workers::metrics::serve(config.metrics_addr)
+    let http_stop = CancellationToken::new();
+    let http = if config.no_metrics {
+        None
+    } else {
+        let metrics = workers::metrics::install_recorder().context("installing metrics")?;
+        let listener = workers::http::bind(config.metrics_addr)
+            .await
             .with_context(|| format!("serving metrics on {}", config.metrics_addr))?;
-    }
+        let stop = http_stop.clone();
+        Some(tokio::spawn(workers::http::serve(
+            listener,
+            metrics,
+            engine.clone(),
+            db.clone(),
+            async move { stop.cancelled().await },
+        )))
+    };
     let ctx = Context {
         db,
         engine,
         notifier,
     };
-    workers::run_pools(ctx, pools, shutdown_signal()).await?;
-    Ok(())
+    let ran = workers::run_pools(ctx, pools, shutdown_signal()).await;
+    http_stop.cancel();
+    if let Some(http) = http {
+        http.await
+            .context("metrics server")?
+            .context("metrics server")?;
+    }
+    Ok(ran?)
 }

@@ -1,7 +1,7 @@
 //! Prometheus metrics of a worker process: jobs processed, failed, retried, snoozed and dead
 //! by kind; handler duration histograms; queue depth by queue and state.
 
-use std::{net::SocketAddr, time::Duration, time::Instant};
+use std::time::{Duration, Instant};
 
 use metrics_exporter_prometheus::{BuildError, PrometheusBuilder};
 use queue::{Engine, JobContext, JobError};
@@ -11,18 +11,8 @@ const DURATION_BUCKETS: [f64; 12] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
 ];
 
-/// Serves `/metrics` on `addr` (any path answers) for the rest of the process.
-pub fn serve(addr: SocketAddr) -> Result<(), BuildError> {
-    PrometheusBuilder::new()
-        .with_http_listener(addr)
-        .set_buckets(&DURATION_BUCKETS)?
-        .install()?;
-    describe();
-    Ok(())
-}
-
-/// Installs the process's recorder without a listener: the caller renders `/metrics` itself
-/// (the API serves it on its own port).
+/// Installs the process's recorder; the caller renders `/metrics` on its own port (the API's,
+/// or a worker process's `http` module).
 pub fn install_recorder() -> Result<metrics_exporter_prometheus::PrometheusHandle, BuildError> {
     let handle = PrometheusBuilder::new()
         .set_buckets(&DURATION_BUCKETS)?
@@ -53,6 +43,19 @@ fn describe() {
         "Handler run time"
     );
     metrics::describe_gauge!("steadfast_queue_depth", "Jobs per queue and state");
+    metrics::describe_gauge!(
+        "steadfast_queue_oldest_ready_age_seconds",
+        metrics::Unit::Seconds,
+        "How long the next job to run has waited since it became runnable (0: none ready)"
+    );
+    metrics::describe_gauge!(
+        "steadfast_breakers",
+        "Circuit breakers by state (open, half_open); closed ones are not counted"
+    );
+    metrics::describe_gauge!(
+        "steadfast_subscriptions_active",
+        "GraphQL subscriptions open on this API process"
+    );
 }
 
 /// Counts one finished attempt of `kind`.
@@ -91,7 +94,8 @@ pub fn observe<T>(
         .record(started.elapsed().as_secs_f64());
 }
 
-/// Samples every queue's depth into gauges until cancelled.
+/// Samples every queue's depth and oldest-ready age, and the circuit breakers, into gauges
+/// until cancelled.
 pub async fn sample_depth(engine: Engine, queues: Vec<String>, every: Duration) {
     let mut tick = tokio::time::interval(every);
     loop {
@@ -111,6 +115,20 @@ pub async fn sample_depth(engine: Engine, queues: Vec<String>, every: Duration) 
                 }
                 Err(e) => tracing::debug!(error = %e, queue, "queue depth not sampled"),
             }
+            match engine.oldest_ready_age(queue).await {
+                Ok(age) => metrics::gauge!("steadfast_queue_oldest_ready_age_seconds", "queue" => queue.clone())
+                    .set(age.unwrap_or_default().as_secs_f64()),
+                Err(e) => tracing::debug!(error = %e, queue, "oldest ready age not sampled"),
+            }
+        }
+        match engine.breakers().await {
+            Ok(breakers) => {
+                for state in ["open", "half_open"] {
+                    let n = breakers.iter().filter(|b| b.state == state).count();
+                    metrics::gauge!("steadfast_breakers", "state" => state).set(n as f64);
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "breakers not sampled"),
         }
     }
 }

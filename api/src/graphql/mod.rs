@@ -14,6 +14,7 @@ pub mod page;
 pub mod queues;
 pub mod runs;
 pub mod sensors;
+mod subscriptions;
 
 use async_graphql::{Context, MergedObject, MergedSubscription, Schema};
 
@@ -69,6 +70,7 @@ pub fn build_schema(shared: SharedState) -> AppSchema {
     .limit_recursive_depth(64)
     .limit_directives(8)
     .extension(errors::ErrorCodes)
+    .extension(subscriptions::SubscriptionGauge)
     .finish()
 }
 

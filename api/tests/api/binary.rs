@@ -8,19 +8,7 @@ use std::{
 
 use serde_json::json;
 
-use super::common::{Api, Deployment, SUBMIT, Sql, eventually, readings};
-
-/// Kills the process if the test ends early, so no server outlives a failed test.
-struct Reaped(Option<std::process::Child>);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.0.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
+use super::common::{Api, Deployment, Reaped, SUBMIT, Sql, eventually, readings};
 
 #[tokio::test]
 async fn api_with_workers_runs_the_whole_pipeline_in_one_process() {

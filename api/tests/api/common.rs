@@ -383,3 +383,30 @@ pub fn readings(sensor: &str, from: i64, values: &[f64]) -> Value {
 }
 
 pub const SUBMIT: &str = "mutation($input: SubmitJobInput!) { submitJob(input: $input) { duplicate job { id kind state maxAttempts workflowRunId } } }";
+
+/// Kills the process if the test ends early, so no server outlives a failed test.
+pub struct Reaped(pub Option<std::process::Child>);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+pub fn workers_bin() -> std::path::PathBuf {
+    if let Ok(path) = std::env::var("STEADFAST_WORKERS_BIN") {
+        return path.into();
+    }
+    // Cargo builds only this package's binaries for its tests; `cargo nextest run --workspace`
+    // (and scripts/resilience) also builds `workers` into the same directory.
+    let path = std::path::Path::new(env!("CARGO_BIN_EXE_api")).with_file_name("workers");
+    assert!(
+        path.exists(),
+        "no workers binary at {}: build it with `cargo build -p steadfast-workers` (same profile) or set STEADFAST_WORKERS_BIN",
+        path.display()
+    );
+    path
+}

@@ -20,7 +20,7 @@ use tokio::process::{Child, Command};
 use workflows::testing::{Received, Receiver};
 
 use super::proxy::TcpProxy;
-use crate::api::common::{JWT_SECRET, PASSWORD, eventually, http};
+use crate::api::common::{JWT_SECRET, PASSWORD, eventually, http, workers_bin};
 
 /// How big a run is: the short form runs in CI, the long form with `scripts/resilience`
 /// (`STEADFAST_RESILIENCE=long`).
@@ -47,21 +47,6 @@ impl Scale {
             .and_then(|v| v.parse().ok())
             .unwrap_or(self.pick(short, long))
     }
-}
-
-fn workers_bin() -> PathBuf {
-    if let Ok(path) = std::env::var("STEADFAST_WORKERS_BIN") {
-        return path.into();
-    }
-    // Cargo builds only this package's binaries for its tests; `cargo nextest run --workspace`
-    // (and scripts/resilience) also builds `workers` into the same directory.
-    let path = Path::new(env!("CARGO_BIN_EXE_api")).with_file_name("workers");
-    assert!(
-        path.exists(),
-        "no workers binary at {}: build it with `cargo build -p steadfast-workers` (same profile) or set STEADFAST_WORKERS_BIN",
-        path.display()
-    );
-    path
 }
 
 /// One process of the deployment, restartable with the same flags.
