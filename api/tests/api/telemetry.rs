@@ -407,32 +407,26 @@ async fn one_ingest_is_one_trace_across_both_processes_and_metrics_count_it() {
             json!({}),
         )
         .await;
-    eventually(
-        Duration::from_secs(10),
-        "the subscription to be counted",
-        || async {
-            let samples = scrape(&format!("{}/metrics", api.url)).await;
-            match sample(&samples, "steadfast_subscriptions_active", &[]) {
-                Some(1.0) => Ok(()),
-                other => Err(format!("{other:?}")),
-            }
-        },
-    )
-    .await;
+    subscriptions_counted(&api.url, 1.0).await;
     subscriber.close().await;
+    subscriptions_counted(&api.url, 0.0).await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Waits until the API's `steadfast_subscriptions_active` reads `n`.
+async fn subscriptions_counted(api_url: &str, n: f64) {
     eventually(
         Duration::from_secs(10),
-        "the closed subscription to be uncounted",
+        "the subscription count",
         || async {
-            let samples = scrape(&format!("{}/metrics", api.url)).await;
+            let samples = scrape(&format!("{api_url}/metrics")).await;
             match sample(&samples, "steadfast_subscriptions_active", &[]) {
-                Some(0.0) => Ok(()),
-                other => Err(format!("{other:?}")),
+                Some(count) if count == n => Ok(()),
+                other => Err(format!("{other:?}, waiting for {n}")),
             }
         },
     )
     .await;
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 fn tempfile_dir() -> std::path::PathBuf {
