@@ -148,7 +148,7 @@ async fn one_ingest_is_one_trace_across_both_processes_and_metrics_count_it() {
     let (collector, spans) = start_collector().await;
     let receiver = Receiver::start().await;
     let deployment = Deployment::new(Sql::Sqlite, "telemetry").await;
-    let dir = tempfile_dir();
+    let dir = TempDir::new();
     let common = |service: &str| {
         vec![
             format!("--redis-url={}", deployment.redis_url),
@@ -183,7 +183,7 @@ async fn one_ingest_is_one_trace_across_both_processes_and_metrics_count_it() {
         // Not silence_check: its ticks start traces of their own.
         "--queues=ingest,evaluate,alert,notify".to_owned(),
     ]);
-    let worker_log = dir.join("workers.log");
+    let worker_log = dir.0.join("workers.log");
     let _workers = Reaped(Some(
         Command::new(workers_bin())
             .args(worker_args)
@@ -410,7 +410,6 @@ async fn one_ingest_is_one_trace_across_both_processes_and_metrics_count_it() {
     subscriptions_counted(&api.url, 1.0).await;
     subscriber.close().await;
     subscriptions_counted(&api.url, 0.0).await;
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Waits until the API's `steadfast_subscriptions_active` reads `n`.
@@ -429,8 +428,19 @@ async fn subscriptions_counted(api_url: &str, n: f64) {
     .await;
 }
 
-fn tempfile_dir() -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("steadfast-telemetry-{}", ulid::Ulid::new()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
+/// The workers' log directory, removed however the test ends (a failed test included).
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new() -> Self {
+        let dir = std::env::temp_dir().join(format!("steadfast-telemetry-{}", ulid::Ulid::new()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        Self(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
