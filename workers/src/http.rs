@@ -1,7 +1,7 @@
 //! A worker process's own HTTP port: `/metrics` for Prometheus, `/health` (the process serves)
 //! for liveness, `/ready` (Redis and the database answer) for readiness.
 
-use std::{net::SocketAddr, time::Duration};
+use std::time::Duration;
 
 use axum::{
     Json, Router,
@@ -44,11 +44,6 @@ pub async fn serve(
     axum::serve(listener, app)
         .with_graceful_shutdown(stop)
         .await
-}
-
-/// Binds `addr` first, so a taken port fails the start rather than a background task.
-pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
-    tokio::net::TcpListener::bind(addr).await
 }
 
 async fn render_metrics(State(probes): State<Probes>) -> Response {

@@ -87,7 +87,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         None
     } else {
         let metrics = workers::metrics::install_recorder().context("installing metrics")?;
-        let listener = workers::http::bind(config.metrics_addr)
+        let listener = tokio::net::TcpListener::bind(config.metrics_addr)
             .await
             .with_context(|| format!("serving metrics on {}", config.metrics_addr))?;
         let stop = http_stop.clone();

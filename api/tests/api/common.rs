@@ -400,12 +400,17 @@ pub fn workers_bin() -> std::path::PathBuf {
     if let Ok(path) = std::env::var("STEADFAST_WORKERS_BIN") {
         return path.into();
     }
-    // Cargo builds only this package's binaries for its tests; `cargo nextest run --workspace`
-    // (and scripts/resilience) also builds `workers` into the same directory.
-    let path = std::path::Path::new(env!("CARGO_BIN_EXE_api")).with_file_name("workers");
+    sibling_bin("workers")
+}
+
+/// A binary of the `workers` package, built beside this package's `api`: cargo builds only
+/// this package's binaries for its tests, and `cargo nextest run --workspace` (and
+/// scripts/resilience, for `workers`) builds the others into the same directory.
+pub fn sibling_bin(name: &str) -> std::path::PathBuf {
+    let path = std::path::Path::new(env!("CARGO_BIN_EXE_api")).with_file_name(name);
     assert!(
         path.exists(),
-        "no workers binary at {}: build it with `cargo build -p steadfast-workers` (same profile) or set STEADFAST_WORKERS_BIN",
+        "no {name} binary at {}: build it with `cargo build -p steadfast-workers` (same profile)",
         path.display()
     );
     path

@@ -22,7 +22,8 @@ use serde_json::{Value, json};
 use workflows::testing::Receiver;
 
 use super::common::{
-    Api, Deployment, Reaped, SUBMIT, Sql, WsClient, eventually, http, readings, workers_bin,
+    Api, Deployment, Reaped, SUBMIT, Sql, WsClient, eventually, http, readings, sibling_bin,
+    workers_bin,
 };
 
 /// One span as the collector got it.
@@ -213,6 +214,27 @@ async fn one_ingest_is_one_trace_across_both_processes_and_metrics_count_it() {
         )
         .await;
     }
+
+    // The containers' health check: 0 for a ready process, 1 for a port that refuses.
+    let probe = |url: String| {
+        Command::new(sibling_bin("probe"))
+            .args([url, "--timeout-ms=2000".to_owned()])
+            .stderr(Stdio::null())
+            .status()
+            .expect("probe binary")
+    };
+    assert!(probe(format!("{workers_url}/ready")).success());
+    assert!(probe(format!("{}/health", api.url)).success());
+    let closed = queue::testing::free_port();
+    assert_eq!(
+        probe(format!("http://127.0.0.1:{closed}/ready")).code(),
+        Some(1)
+    );
+    assert_eq!(
+        probe(format!("{}/no-such-page", api.url)).code(),
+        Some(1),
+        "a 404 is not healthy"
+    );
 
     let team = api.team().await;
     let admin = Some(team.admin.access.as_str());
