@@ -297,7 +297,14 @@ async fn one_ingest_is_one_trace_across_both_processes_and_metrics_count_it() {
                 .filter(|s| s.name == "job" && s.service == "steadfast-workers")
                 .filter_map(|s| s.attributes.get("job.kind").map(String::as_str))
                 .collect();
-            if steps.iter().all(|k| kinds.contains(k)) && !receiver.received().is_empty() {
+            // Each process exports on its own schedule: the API's span can arrive last.
+            let api_span = in_trace
+                .iter()
+                .any(|s| s.service == "steadfast-api" && s.name == "request");
+            if steps.iter().all(|k| kinds.contains(k))
+                && api_span
+                && !receiver.received().is_empty()
+            {
                 Ok(in_trace)
             } else {
                 Err(format!("kinds so far: {kinds:?}"))
