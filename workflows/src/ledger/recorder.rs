@@ -43,7 +43,7 @@ impl RecorderConfig {
         Self {
             group: "ledger".into(),
             consumer: consumer.into(),
-            batch: 500,
+            batch: 1000,
             block: Duration::from_secs(1),
             claim_after: Duration::from_secs(60),
         }
@@ -570,6 +570,7 @@ async fn write_runs<'a>(
         .filter(workflow_runs::Column::Id.is_in(run_ids))
         .all(txn)
         .await?;
+    let mut changed: Vec<workflow_runs::ActiveModel> = Vec::new();
     for run in runs {
         let steps = by_run.get(run.id.as_str()).cloned().unwrap_or_default();
         let progress = RunProgress::of(&steps);
@@ -585,7 +586,25 @@ async fn write_runs<'a>(
         active.steps_finished = Set(progress.finished);
         active.updated_at = Set(now);
         active.finished_at = Set((progress.state != "RUNNING").then_some(last_step));
-        workflow_runs::Entity::update(active).exec(txn).await?;
+        changed.push(active);
+    }
+    // One multi-row upsert per chunk rather than an UPDATE per run: a batch touches dozens of
+    // runs, and a statement each was most of the recorder's round trips.
+    for chunk in changed.chunks(200) {
+        workflow_runs::Entity::insert_many(chunk.to_vec())
+            .on_conflict(
+                OnConflict::column(workflow_runs::Column::Id)
+                    .update_columns([
+                        workflow_runs::Column::State,
+                        workflow_runs::Column::StepsTotal,
+                        workflow_runs::Column::StepsFinished,
+                        workflow_runs::Column::UpdatedAt,
+                        workflow_runs::Column::FinishedAt,
+                    ])
+                    .to_owned(),
+            )
+            .exec_without_returning(txn)
+            .await?;
     }
     Ok(())
 }
