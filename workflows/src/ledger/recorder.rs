@@ -9,8 +9,8 @@ use chrono::{DateTime, TimeZone, Utc};
 use entities::{dead_jobs, job_attempts, jobs, workflow_runs, workflow_steps};
 use queue::{Consumer, Engine, EventStream, JobEvent, JobRecord, JobState};
 use sea_orm::{
-    ColumnTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, QueryFilter, Set,
-    TransactionTrait,
+    ColumnTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set, TransactionTrait,
     sea_query::{Expr, OnConflict},
 };
 
@@ -164,8 +164,12 @@ impl Recorder {
             return Ok(0);
         }
         let events: Vec<JobEvent> = entries.iter().filter_map(JobEvent::from_entry).collect();
-        if !events.is_empty() {
-            self.record(&events).await?;
+        if !events.is_empty()
+            && let Err(e) = self.record(&events).await
+        {
+            // The next read starts with this batch again (see `run`).
+            self.consumer.reread_pending();
+            return Err(e);
         }
         let ids: Vec<String> = entries.into_iter().map(|e| e.id).collect();
         self.consumer.ack(&ids).await?;
@@ -275,10 +279,14 @@ impl Recorder {
             }
         }
 
-        write_jobs(&txn, rows.values()).await?;
+        // In id order, so recorders writing the same jobs take their row locks in one order
+        // (PostgreSQL would otherwise find deadlocks and abort one of the batches).
+        let mut ordered: Vec<&jobs::Model> = rows.values().collect();
+        ordered.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+        write_jobs(&txn, ordered.iter().copied()).await?;
         write_attempts(&txn, attempts.into_values()).await?;
         write_dead(&txn, &died, &records, &rows, &requeued, &discarded).await?;
-        write_runs(&txn, rows.values()).await?;
+        write_runs(&txn, ordered.iter().copied()).await?;
         txn.commit().await?;
         Ok(())
     }
@@ -364,7 +372,13 @@ async fn write_attempts(
     txn: &DatabaseTransaction,
     seen: impl Iterator<Item = AttemptSeen>,
 ) -> Result<(), LedgerError> {
-    let (started, ended_only): (Vec<_>, Vec<_>) = seen.partition(|a| a.started.is_some());
+    let mut seen: Vec<AttemptSeen> = seen.collect();
+    // In key order, for the same reason as the jobs: one lock order across recorders.
+    seen.sort_unstable_by(|a, b| {
+        (&a.job_id, a.round, a.attempt).cmp(&(&b.job_id, b.round, b.attempt))
+    });
+    let (started, ended_only): (Vec<_>, Vec<_>) =
+        seen.into_iter().partition(|a| a.started.is_some());
     let model = |a: &AttemptSeen| {
         let (started_at, worker) = a.started.clone().unwrap_or_else(|| {
             // Its start was recorded by an earlier batch; this value is not written.
@@ -529,6 +543,19 @@ async fn write_runs<'a>(
             .exec_without_returning(txn)
             .await?;
     }
+    // The runs are locked (in id order) before their steps are written and read. A recorder
+    // committing steps of the same run at the same moment would otherwise count only the steps
+    // it can see and write that count over this one's; after the lock, the read sees the other
+    // recorder's committed steps. The lock comes before the steps' upsert because that upsert
+    // takes a key-share lock on the run (the foreign key), and two recorders each holding one
+    // and asking for the exclusive lock would deadlock. (SQLite has no row locks and needs
+    // none: it runs one writing transaction at a time.)
+    let runs = workflow_runs::Entity::find()
+        .filter(workflow_runs::Column::Id.is_in(run_ids.clone()))
+        .order_by_asc(workflow_runs::Column::Id)
+        .lock_exclusive()
+        .all(txn)
+        .await?;
     let step_models: Vec<workflow_steps::ActiveModel> = steps
         .iter()
         .map(|r| workflow_steps::ActiveModel {
@@ -559,17 +586,13 @@ async fn write_runs<'a>(
     }
     // Progress follows from the steps, so recomputing it is idempotent.
     let all_steps = workflow_steps::Entity::find()
-        .filter(workflow_steps::Column::RunId.is_in(run_ids.clone()))
+        .filter(workflow_steps::Column::RunId.is_in(run_ids))
         .all(txn)
         .await?;
     let mut by_run: HashMap<&str, Vec<&workflow_steps::Model>> = HashMap::new();
     for step in &all_steps {
         by_run.entry(step.run_id.as_str()).or_default().push(step);
     }
-    let runs = workflow_runs::Entity::find()
-        .filter(workflow_runs::Column::Id.is_in(run_ids))
-        .all(txn)
-        .await?;
     let mut changed: Vec<workflow_runs::ActiveModel> = Vec::new();
     for run in runs {
         let steps = by_run.get(run.id.as_str()).cloned().unwrap_or_default();
