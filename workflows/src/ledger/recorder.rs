@@ -556,16 +556,40 @@ async fn write_runs<'a>(
         .lock_exclusive()
         .all(txn)
         .await?;
+    // A step's state is its job's row as the ledger now holds it, not this batch's view: the
+    // jobs upsert keeps the newest event, but another recorder may have written a newer one
+    // (a start and an end in the same millisecond would otherwise let the start win here).
+    let step_ids: Vec<String> = steps.iter().map(|r| r.id.clone()).collect();
+    let current: HashMap<String, (String, DateTime<Utc>)> = jobs::Entity::find()
+        .select_only()
+        .columns([
+            jobs::Column::Id,
+            jobs::Column::State,
+            jobs::Column::UpdatedAt,
+        ])
+        .filter(jobs::Column::Id.is_in(step_ids))
+        .into_tuple::<(String, String, DateTime<Utc>)>()
+        .all(txn)
+        .await?
+        .into_iter()
+        .map(|(id, state, updated)| (id, (state, updated)))
+        .collect();
     let step_models: Vec<workflow_steps::ActiveModel> = steps
         .iter()
-        .map(|r| workflow_steps::ActiveModel {
-            run_id: Set(r.workflow_run_id.clone().unwrap_or_default()),
-            job_id: Set(r.id.clone()),
-            kind: Set(r.kind.clone()),
-            state: Set(r.state.clone()),
-            created_at: Set(r.created_at),
-            updated_at: Set(r.updated_at),
-            ..Default::default()
+        .map(|r| {
+            let (state, updated_at) = current
+                .get(&r.id)
+                .cloned()
+                .unwrap_or_else(|| (r.state.clone(), r.updated_at));
+            workflow_steps::ActiveModel {
+                run_id: Set(r.workflow_run_id.clone().unwrap_or_default()),
+                job_id: Set(r.id.clone()),
+                kind: Set(r.kind.clone()),
+                state: Set(state),
+                created_at: Set(r.created_at),
+                updated_at: Set(updated_at),
+                ..Default::default()
+            }
         })
         .collect();
     for chunk in step_models.chunks(200) {

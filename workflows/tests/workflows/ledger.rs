@@ -378,8 +378,116 @@ async fn an_attempt_outcome_survives_later_batches(sql: Sql) {
     );
 }
 
+/// Two recorders of one group, with the steps of each run ending close together in the stream
+/// (as in a live pipeline), so both record steps of the same runs at the same moment. Each run
+/// must end with every step counted: a recorder that counted only the steps it could see once
+/// wrote its count over the other's.
+async fn two_recorders_leave_every_run_with_all_its_steps(sql: Sql) {
+    const RUNS: usize = 300;
+    let env = TestEnv::new(sql).await;
+    let ingests: Vec<NewJob> = (0..RUNS)
+        .map(|i| NewJob::raw("ingest", "ingest", format!(r#"{{"readings":[{i}]}}"#)))
+        .collect();
+    let pushed = env.engine.push_many(ingests).await.expect("push");
+    let steps: Vec<NewJob> = pushed
+        .iter()
+        .flat_map(|p| {
+            ["evaluate", "notify"].map(|kind| {
+                NewJob::raw(kind, kind, r#"{"sensor":"s1"}"#.into()).with_workflow_id(&p.id)
+            })
+        })
+        .collect();
+    env.engine.push_many(steps).await.expect("push");
+    loop {
+        let mut round = 0;
+        for queue in ["ingest", "evaluate", "notify"] {
+            let fetched = env
+                .engine
+                .fetch(&FetchRequest {
+                    queue,
+                    worker_id: "w-test",
+                    max_jobs: 25,
+                    lease: Duration::from_secs(30),
+                    backoff_base: Duration::ZERO,
+                    backoff_cap: Duration::ZERO,
+                })
+                .await
+                .expect("fetch");
+            let outcomes: Vec<_> = fetched
+                .jobs
+                .iter()
+                .map(|j| {
+                    (
+                        j.id.clone(),
+                        j.token.clone(),
+                        Outcome::Succeeded { result: None },
+                    )
+                })
+                .collect();
+            round += outcomes.len();
+            env.engine.complete(&outcomes).await.expect("complete");
+        }
+        if round == 0 {
+            break;
+        }
+    }
+
+    let mut tasks = Vec::new();
+    for name in ["recorder-a", "recorder-b"] {
+        let config = RecorderConfig {
+            group: "ledger".into(),
+            batch: 60,
+            block: Duration::from_millis(5),
+            ..RecorderConfig::new(name)
+        };
+        let mut recorder = Recorder::new(env.db().clone(), env.engine.clone(), config)
+            .await
+            .expect("recorder");
+        tasks.push(tokio::spawn(async move {
+            let mut failed = 0;
+            loop {
+                match recorder.step().await {
+                    Ok(0) => return failed,
+                    Ok(_) => {}
+                    // A failed batch is read again, as the recorder's own loop does.
+                    Err(_) if failed < 20 => failed += 1,
+                    Err(e) => panic!("ledger batches keep failing: {e}"),
+                }
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.expect("recorder task");
+    }
+
+    let runs = workflow_runs::Entity::find()
+        .all(env.db())
+        .await
+        .expect("ledger query");
+    let wrong: Vec<_> = runs
+        .iter()
+        .filter(|r| (r.state.as_str(), r.steps_total, r.steps_finished) != ("SUCCEEDED", 3, 3))
+        .map(|r| {
+            (
+                r.id.clone(),
+                r.state.clone(),
+                r.steps_total,
+                r.steps_finished,
+            )
+        })
+        .collect();
+    assert_eq!(runs.len(), RUNS);
+    assert!(
+        wrong.is_empty(),
+        "{} runs with wrong progress: {:?}",
+        wrong.len(),
+        &wrong[..wrong.len().min(5)]
+    );
+}
+
 on_both_databases!(
     an_attempt_outcome_survives_later_batches,
     the_ledger_records_jobs_attempts_dead_jobs_and_runs,
     a_dead_job_redis_lost_is_requeued_from_its_sql_record,
+    two_recorders_leave_every_run_with_all_its_steps,
 );
