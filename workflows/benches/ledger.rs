@@ -15,9 +15,12 @@ use std::time::{Duration, Instant};
 
 use entities::{jobs, workflow_runs};
 use migration::testing::TestDb;
-use queue::{Engine, FetchRequest, NewJob, Outcome, testing::TestPrefix};
+use queue::{NewJob, testing::TestPrefix};
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
-use workflows::ledger::{Recorder, RecorderConfig};
+use workflows::{
+    ledger::{Recorder, RecorderConfig},
+    testing,
+};
 
 const STEPS: [&str; 3] = ["evaluate", "alert", "notify"];
 
@@ -26,48 +29,6 @@ fn env_or(name: &str, default: u64) -> u64 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-/// Leases and completes up to `max` jobs of `queue`; returns how many.
-async fn complete_some(engine: &Engine, queue: &str, max: usize) -> usize {
-    let fetched = engine
-        .fetch(&FetchRequest {
-            queue,
-            worker_id: "bench",
-            max_jobs: max,
-            lease: Duration::from_secs(60),
-            backoff_base: Duration::ZERO,
-            backoff_cap: Duration::ZERO,
-        })
-        .await
-        .expect("fetch");
-    let outcomes: Vec<_> = fetched
-        .jobs
-        .iter()
-        .map(|j| {
-            let result = Some(r#"{"ok":true}"#.to_owned());
-            (j.id.clone(), j.token.clone(), Outcome::Succeeded { result })
-        })
-        .collect();
-    engine.complete(&outcomes).await.expect("complete");
-    outcomes.len()
-}
-
-/// Completes every queue's jobs in rounds of 250 each, so that the steps of the same runs end
-/// close together in the stream, as they do in a live pipeline: recorders working side by side
-/// then record steps of the same run at the same moment.
-async fn drain_interleaved(engine: &Engine) -> usize {
-    let mut done = 0;
-    loop {
-        let mut round = 0;
-        for queue in ["ingest", "evaluate", "alert", "notify"] {
-            round += complete_some(engine, queue, 250).await;
-        }
-        if round == 0 {
-            return done;
-        }
-        done += round;
-    }
 }
 
 #[tokio::main]
@@ -100,7 +61,10 @@ async fn main() {
             .collect();
         engine.push_many(steps).await.expect("push steps");
     }
-    let completed = drain_interleaved(&engine).await;
+    // Rounds of 250 per queue: recorders side by side then record steps of the same run at once.
+    let completed =
+        testing::complete_interleaved(&engine, &["ingest", "evaluate", "alert", "notify"], 250)
+            .await;
     let total_jobs = runs * 4;
     assert_eq!(completed, total_jobs, "every pushed job is completed");
     println!(

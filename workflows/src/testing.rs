@@ -251,3 +251,48 @@ mod receiver {
         }
     }
 }
+
+/// Leases and completes (succeeded, result `{"ok":true}`) the jobs of `queues` in rounds of up
+/// to `per_round` each, until all are empty; returns how many. The steps of the same workflow
+/// runs end close together in the event stream, as they do in a live pipeline.
+pub async fn complete_interleaved(
+    engine: &queue::Engine,
+    queues: &[&str],
+    per_round: usize,
+) -> usize {
+    let mut done = 0;
+    loop {
+        let mut round = 0;
+        for queue in queues {
+            let fetched = engine
+                .fetch(&queue::FetchRequest {
+                    queue,
+                    worker_id: "w-test",
+                    max_jobs: per_round,
+                    lease: std::time::Duration::from_secs(60),
+                    backoff_base: std::time::Duration::ZERO,
+                    backoff_cap: std::time::Duration::ZERO,
+                })
+                .await
+                .expect("fetch");
+            let outcomes: Vec<_> = fetched
+                .jobs
+                .iter()
+                .map(|j| {
+                    let result = Some(r#"{"ok":true}"#.to_owned());
+                    (
+                        j.id.clone(),
+                        j.token.clone(),
+                        queue::Outcome::Succeeded { result },
+                    )
+                })
+                .collect();
+            round += outcomes.len();
+            engine.complete(&outcomes).await.expect("complete");
+        }
+        if round == 0 {
+            return done;
+        }
+        done += round;
+    }
+}

@@ -398,39 +398,8 @@ async fn two_recorders_leave_every_run_with_all_its_steps(sql: Sql) {
         })
         .collect();
     env.engine.push_many(steps).await.expect("push");
-    loop {
-        let mut round = 0;
-        for queue in ["ingest", "evaluate", "notify"] {
-            let fetched = env
-                .engine
-                .fetch(&FetchRequest {
-                    queue,
-                    worker_id: "w-test",
-                    max_jobs: 25,
-                    lease: Duration::from_secs(30),
-                    backoff_base: Duration::ZERO,
-                    backoff_cap: Duration::ZERO,
-                })
-                .await
-                .expect("fetch");
-            let outcomes: Vec<_> = fetched
-                .jobs
-                .iter()
-                .map(|j| {
-                    (
-                        j.id.clone(),
-                        j.token.clone(),
-                        Outcome::Succeeded { result: None },
-                    )
-                })
-                .collect();
-            round += outcomes.len();
-            env.engine.complete(&outcomes).await.expect("complete");
-        }
-        if round == 0 {
-            break;
-        }
-    }
+    workflows::testing::complete_interleaved(&env.engine, &["ingest", "evaluate", "notify"], 25)
+        .await;
 
     let mut tasks = Vec::new();
     for name in ["recorder-a", "recorder-b"] {
