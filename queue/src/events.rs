@@ -26,6 +26,19 @@ pub struct StreamEntry {
     pub fields: HashMap<String, String>,
 }
 
+/// How far a consumer group is through its stream: what tells an operator whether the SQL
+/// recorder keeps up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupProgress {
+    /// Entries no consumer has been given yet (`None` when Redis cannot tell, for example
+    /// after entries were deleted from the middle of the stream).
+    pub lag: Option<u64>,
+    /// Entries given to a consumer and not yet acknowledged.
+    pub pending: u64,
+    /// The group's consumers by name, sorted.
+    pub consumers: Vec<String>,
+}
+
 /// One job transition, as the engine's scripts appended it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct JobEvent {
@@ -182,6 +195,53 @@ impl Engine {
             }
             _ => Ok(()),
         }
+    }
+
+    /// `group`'s progress through `stream`; `None` when the stream or the group does not exist.
+    pub async fn group_progress(
+        &self,
+        stream: EventStream,
+        group: &str,
+    ) -> Result<Option<GroupProgress>> {
+        let key = self.stream_key(stream);
+        let groups: redis::RedisResult<Vec<HashMap<String, Value>>> = redis::cmd("XINFO")
+            .arg("GROUPS")
+            .arg(&key)
+            .query_async(&mut self.conn())
+            .await;
+        let groups = match groups {
+            Ok(groups) => groups,
+            Err(e) if e.to_string().contains("no such key") => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let number = |info: &HashMap<String, Value>, field: &str| match info.get(field) {
+            Some(Value::Int(n)) => u64::try_from(*n).ok(),
+            _ => None,
+        };
+        let Some(info) = groups.iter().find(|info| {
+            info.get("name")
+                .and_then(crate::engine::value_string)
+                .as_deref()
+                == Some(group)
+        }) else {
+            return Ok(None);
+        };
+        let consumers: Vec<HashMap<String, Value>> = redis::cmd("XINFO")
+            .arg("CONSUMERS")
+            .arg(&key)
+            .arg(group)
+            .query_async(&mut self.conn())
+            .await?;
+        let mut consumers: Vec<String> = consumers
+            .iter()
+            .filter_map(|c| c.get("name").and_then(crate::engine::value_string))
+            .collect();
+        consumers.sort_unstable();
+        Ok(Some(GroupProgress {
+            lag: number(info, "lag"),
+            pending: number(info, "pending").unwrap_or(0),
+            consumers,
+        }))
     }
 
     /// A consumer in `group` of `stream`. Any number of processes may share a group.

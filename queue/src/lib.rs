@@ -35,7 +35,7 @@ pub use engine::{
     Fetched, QueueStats, RenewStatus,
 };
 pub use error::{QueueError, Result};
-pub use events::{Consumer, EventStream, Follower, JobEvent, StreamEntry};
+pub use events::{Consumer, EventStream, Follower, GroupProgress, JobEvent, StreamEntry};
 pub use guard::RedisGuardReport;
 pub use heartbeat::WorkerInfo;
 pub use job::{

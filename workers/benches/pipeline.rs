@@ -110,12 +110,11 @@ async fn main() {
     .expect("notifier");
     let mut config = PoolConfig::all_queues("bench");
     config.concurrency = env_or("BENCH_CONCURRENCY", 16) as usize;
-    // BENCH_LEDGER=0 leaves the ledger out, to see what recording it costs.
-    config.record_ledger = env_or("BENCH_LEDGER", 1) == 1;
+    // BENCH_LEDGER=0 leaves the ledger out, to see what recording it costs; N runs N recorders.
+    config.ledger_recorders = env_or("BENCH_LEDGER", 2) as usize;
     println!(
-        "pipeline bench: {SENSORS} sensors, {READINGS_PER_JOB} readings per ingest job, 1% breaching, concurrency {} per queue, ledger {}",
-        config.concurrency,
-        if config.record_ledger { "on" } else { "off" }
+        "pipeline bench: {SENSORS} sensors, {READINGS_PER_JOB} readings per ingest job, 1% breaching, concurrency {} per queue, {} ledger recorders",
+        config.concurrency, config.ledger_recorders
     );
     let ctx = Context {
         db: db.db().clone(),

@@ -49,6 +49,9 @@ pub struct PoolArgs {
     /// Do not write the job ledger from this process (another process does).
     #[arg(long, env = "NO_LEDGER")]
     pub no_ledger: bool,
+    /// Ledger recorders this process runs (they share the work; 0 is the same as --no-ledger).
+    #[arg(long, env = "LEDGER_RECORDERS", default_value_t = 2)]
+    pub ledger_recorders: usize,
     /// First retry delay in milliseconds for every kind, instead of each kind's own (the cap
     /// is --backoff-cap-ms); attempts stay each kind's.
     #[arg(long, env = "WORKER_BACKOFF_BASE_MS")]
@@ -110,13 +113,18 @@ impl PoolArgs {
         pools.lease = self.lease_ms.map(Duration::from_millis);
         pools.shutdown_grace = Duration::from_secs(self.shutdown_grace_secs);
         pools.silence_every = Duration::from_secs(self.silence_check_secs.max(1));
-        pools.record_ledger = !self.no_ledger;
+        let recorders = if self.no_ledger {
+            0
+        } else {
+            self.ledger_recorders
+        };
+        pools.ledger_recorders = recorders;
         pools.backoff = self.backoff_base_ms.map(|base| {
             let base = Duration::from_millis(base);
             (base, Duration::from_millis(self.backoff_cap_ms).max(base))
         });
         let days = |d: u64| (d > 0).then(|| Duration::from_secs(d * 86_400));
-        pools.retention = (!self.no_ledger).then(|| {
+        pools.retention = (recorders > 0).then(|| {
             let retain = workflows::retention::RetentionConfig {
                 ledger: days(self.retain_ledger_days),
                 readings: days(self.retain_readings_days),

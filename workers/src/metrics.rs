@@ -1,10 +1,10 @@
 //! Prometheus metrics of a worker process: jobs processed, failed, retried, snoozed and dead
-//! by kind; handler duration histograms; queue depth by queue and state.
+//! by kind; handler duration histograms; queue depth by queue and state; the ledger's lag.
 
 use std::time::{Duration, Instant};
 
 use metrics_exporter_prometheus::{BuildError, PrometheusBuilder};
-use queue::{Engine, JobContext, JobError};
+use queue::{Engine, EventStream, JobContext, JobError};
 
 /// Handler durations, in seconds: from a fast SQL write to a slow webhook.
 const DURATION_BUCKETS: [f64; 12] = [
@@ -53,6 +53,14 @@ fn describe() {
         "Circuit breakers by state (open, half_open); closed ones are not counted"
     );
     metrics::describe_gauge!(
+        "steadfast_ledger_lag_events",
+        "Job events the SQL ledger has not been given yet (how far SQL is behind Redis)"
+    );
+    metrics::describe_gauge!(
+        "steadfast_ledger_pending_events",
+        "Job events given to a ledger recorder and not yet committed"
+    );
+    metrics::describe_gauge!(
         "steadfast_subscriptions_active",
         "GraphQL subscriptions open on this API process"
     );
@@ -94,7 +102,8 @@ pub fn observe<T>(
         .record(started.elapsed().as_secs_f64());
 }
 
-/// Samples every queue's depth and oldest-ready age, and the circuit breakers, into gauges
+/// Samples every queue's depth and oldest-ready age, the circuit breakers and the ledger's lag
+/// into gauges
 /// until cancelled.
 pub async fn sample_depth(engine: Engine, queues: Vec<String>, every: Duration) {
     let mut tick = tokio::time::interval(every);
@@ -129,6 +138,19 @@ pub async fn sample_depth(engine: Engine, queues: Vec<String>, every: Duration) 
                 }
             }
             Err(e) => tracing::debug!(error = %e, "breakers not sampled"),
+        }
+        match engine
+            .group_progress(EventStream::Jobs, workflows::ledger::LEDGER_GROUP)
+            .await
+        {
+            Ok(Some(progress)) => {
+                if let Some(lag) = progress.lag {
+                    metrics::gauge!("steadfast_ledger_lag_events").set(lag as f64);
+                }
+                metrics::gauge!("steadfast_ledger_pending_events").set(progress.pending as f64);
+            }
+            Ok(None) => {}
+            Err(e) => tracing::debug!(error = %e, "ledger progress not sampled"),
         }
     }
 }

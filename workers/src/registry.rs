@@ -55,8 +55,10 @@ pub struct PoolConfig {
     pub worker_id: String,
     /// How often silence rules are checked (by processes that run `silence_check`).
     pub silence_every: Duration,
-    /// Whether this process also writes the job ledger.
-    pub record_ledger: bool,
+    /// Ledger recorders this process runs (0: the ledger is written by other processes).
+    /// Recorders share one consumer group, so each event is recorded once whatever the count;
+    /// more than one lets a batch be written while the next is read and sorted.
+    pub ledger_recorders: usize,
     /// How often queue depths are sampled into metrics (`None`: not at all).
     pub sample_depth_every: Option<Duration>,
     /// Old ledger rows and readings deleted every so often (`None`: by another process).
@@ -75,7 +77,7 @@ impl PoolConfig {
             shutdown_grace: Duration::from_secs(10),
             worker_id: worker_id.into(),
             silence_every: Duration::from_secs(30),
-            record_ledger: true,
+            ledger_recorders: 2,
             sample_depth_every: None,
             retention: None,
         }
@@ -208,11 +210,11 @@ pub async fn run_pools(
     }
     let stop = CancellationToken::new();
     let mut duties = tokio::task::JoinSet::new();
-    if config.record_ledger {
+    for index in 0..config.ledger_recorders {
         let recorder = Recorder::new(
             ctx.db.clone(),
             ctx.engine.clone(),
-            RecorderConfig::new(config.worker_id.clone()),
+            RecorderConfig::new(format!("{}-{index}", config.worker_id)),
         )
         .await?;
         duties.spawn(recorder.run(stop.clone().cancelled_owned()));
@@ -250,7 +252,7 @@ pub async fn run_pools(
             }
         }));
     }
-    tracing::info!(queues = ?config.queues, concurrency = config.concurrency, ledger = config.record_ledger, "worker pools starting");
+    tracing::info!(queues = ?config.queues, concurrency = config.concurrency, ledger_recorders = config.ledger_recorders, "worker pools starting");
     let result = monitor
         .run_with_signal(shutdown)
         .await

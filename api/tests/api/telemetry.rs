@@ -422,6 +422,15 @@ async fn one_ingest_is_one_trace_across_both_processes_and_metrics_count_it() {
         sample(&samples, "steadfast_breakers", &[("state", "open")]),
         Some(0.0)
     );
+    for gauge in [
+        "steadfast_ledger_lag_events",
+        "steadfast_ledger_pending_events",
+    ] {
+        assert!(
+            sample(&samples, gauge, &[]).is_some_and(|n| n >= 0.0),
+            "{gauge} sampled"
+        );
+    }
     let api_samples = scrape(&format!("{}/metrics", api.url)).await;
     assert_eq!(
         sample(&api_samples, "steadfast_subscriptions_active", &[]),

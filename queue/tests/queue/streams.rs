@@ -154,6 +154,53 @@ async fn the_stream_refuses_pushes_at_its_cap_until_the_consumer_catches_up() {
 }
 
 #[tokio::test]
+async fn group_progress_counts_what_is_unread_and_unacknowledged_per_group() {
+    let t = TestQueue::new("streams-progress").await;
+    let progress = || t.engine.group_progress(EventStream::Jobs, "recorder");
+    assert_eq!(progress().await.expect("no stream yet"), None);
+    let mut first = t.engine.consumer(EventStream::Jobs, "recorder", "r1");
+    first.ensure_group().await.expect("group");
+    t.push_n("q", 5).await;
+    let seen = progress().await.expect("progress").expect("the group");
+    assert_eq!((seen.lag, seen.pending), (Some(5), 0));
+    assert!(seen.consumers.is_empty(), "{seen:?}");
+
+    let read = first
+        .read(3, Duration::from_millis(10))
+        .await
+        .expect("read");
+    assert_eq!(read.len(), 3);
+    let mut second = t.engine.consumer(EventStream::Jobs, "recorder", "r2");
+    assert_eq!(
+        second
+            .read(10, Duration::from_millis(10))
+            .await
+            .expect("read")
+            .len(),
+        2
+    );
+    let seen = progress().await.expect("progress").expect("the group");
+    assert_eq!((seen.lag, seen.pending), (Some(0), 5));
+    assert_eq!(seen.consumers, ["r1", "r2"]);
+
+    let ids: Vec<String> = read.iter().map(|e| e.id.clone()).collect();
+    first.ack(&ids).await.expect("ack");
+    let seen = progress().await.expect("progress").expect("the group");
+    assert_eq!(
+        seen.pending, 2,
+        "acknowledged entries are no longer pending"
+    );
+    assert_eq!(
+        t.engine
+            .group_progress(EventStream::Jobs, "another")
+            .await
+            .expect("progress"),
+        None,
+        "a group nobody created"
+    );
+}
+
+#[tokio::test]
 async fn a_consumer_gets_back_what_it_never_acknowledged_after_a_restart() {
     let t = TestQueue::new("streams-pending").await;
     let mut consumer = t.engine.consumer(EventStream::Jobs, "recorder", "r1");

@@ -24,6 +24,9 @@ pub enum LedgerError {
     Queue(#[from] queue::QueueError),
 }
 
+/// The consumer group every recorder of a deployment reads the job-event stream through.
+pub const LEDGER_GROUP: &str = "ledger";
+
 #[derive(Debug, Clone)]
 pub struct RecorderConfig {
     /// The consumer group: every recorder of a deployment shares it.
@@ -41,7 +44,7 @@ pub struct RecorderConfig {
 impl RecorderConfig {
     pub fn new(consumer: impl Into<String>) -> Self {
         Self {
-            group: "ledger".into(),
+            group: LEDGER_GROUP.into(),
             consumer: consumer.into(),
             batch: 1000,
             block: Duration::from_secs(1),
