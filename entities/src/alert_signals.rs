@@ -13,6 +13,10 @@ pub struct Model {
     pub breach: bool,
     pub created_at: DateTimeUtc,
     pub applied_at: Option<DateTimeUtc>,
+    /// The alert job that applied this signal, named by that job's own signal.
+    pub applied_by: Option<i64>,
+    /// The alert this signal notified the rule's channels about, if it did.
+    pub notified_alert_id: Option<i64>,
 }
 
 impl ActiveModelBehavior for ActiveModel {}

@@ -1,5 +1,5 @@
 //! Steadfast's migrations, for SQLite and PostgreSQL alike. Each module creates one table with
-//! its foreign keys and the indexes the operator views need. `main.rs` is the migration CLI;
+//! its foreign keys and the indexes the operator views need, or changes one table. `main.rs` is the migration CLI;
 //! the services run `Migrator::up` on start when asked (`--migrate`).
 
 // `MigrationTrait` is an `async_trait`: its methods must name `&SchemaManager` exactly as the
@@ -28,6 +28,7 @@ mod m20261121_000014_create_job_attempts;
 mod m20261121_000015_create_dead_jobs;
 mod m20261121_000016_create_audit_log;
 mod m20261121_000017_create_alert_signals;
+mod m20261121_000018_alert_signals_applied_by;
 
 /// Creates an index (unique or not) on `table`: one statement, the same on SQLite and
 /// PostgreSQL. Shared by the table migrations, and never changed once they shipped.
@@ -73,6 +74,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261121_000015_create_dead_jobs::Migration),
             Box::new(m20261121_000016_create_audit_log::Migration),
             Box::new(m20261121_000017_create_alert_signals::Migration),
+            Box::new(m20261121_000018_alert_signals_applied_by::Migration),
         ]
     }
 }

@@ -29,9 +29,10 @@ const TABLES: [&str; 17] = [
     "alert_signals",
 ];
 
-const INDEXES: [&str; 20] = [
+const INDEXES: [&str; 21] = [
     "idx_alerts_sensor",
     "uq_alert_signals_rule_reading_breach",
+    "idx_alert_signals_applied_by",
     "idx_alerts_state_opened",
     "idx_audit_log_at",
     "idx_dead_jobs_died",

@@ -8,9 +8,11 @@
 //!
 //! There is one open alert per rule and sensor: `open_key` is unique while the alert is open.
 //! When an alert opens, and after that at most once per throttle window, each channel of the
-//! rule gets a `notify` job keyed by alert, channel and reading. A retry of the job that
-//! notified, after a crash between commit and enqueue, sends the same jobs again under the
-//! same keys.
+//! rule gets a `notify` job keyed by alert, channel and reading. The commit that applies the
+//! signals also marks which job applied them (`applied_by`) and which of them notified
+//! (`notified_alert_id`), so a job retried after a crash between that commit and its enqueue
+//! (or any job whose signal that batch applied) pushes the batch's `notify` jobs again under
+//! the same keys.
 
 use std::{collections::HashMap, time::Duration};
 
@@ -133,6 +135,8 @@ struct Walk {
     runs: HashMap<i64, String>,
     /// Alerts that want their rule's channels notified, with the reading that caused it.
     notify: Vec<(i64, i64, Option<String>)>,
+    /// The signals that notified, with their alert: written with the batch, for a retry.
+    notified: Vec<(i64, i64)>,
     /// Application events, in order.
     events: Vec<(&'static str, alerts::Model)>,
     /// The change the job's own signal made.
@@ -197,6 +201,7 @@ pub async fn run(
         dirty: false,
         runs: HashMap::new(),
         notify: Vec::new(),
+        notified: Vec::new(),
         events: Vec::new(),
         change: Change::Unchanged,
     };
@@ -231,19 +236,22 @@ pub async fn run(
         }
         alert_signals::Entity::update_many()
             .col_expr(alert_signals::Column::AppliedAt, Expr::value(Utc::now()))
+            .col_expr(alert_signals::Column::AppliedBy, Expr::value(own.id))
             .filter(alert_signals::Column::Id.is_in(pending.iter().map(|p| p.id)))
             .exec(&txn)
             .await?;
-    } else if let Some(alert) = alerts::Entity::find()
-        .filter(alerts::Column::RuleId.eq(rule.id))
-        .filter(alerts::Column::LastNotifiedReadingId.eq(reading.id))
-        .one(&txn)
-        .await?
-    {
-        // Applied already; if this reading notified, a crash may have come between the commit
-        // and the enqueue: enqueue again, under the same keys.
-        walk.notify
-            .push((alert.id, reading.id, alert.workflow_run_id.clone()));
+        for (signal, alert) in &walk.notified {
+            alert_signals::Entity::update_many()
+                .col_expr(alert_signals::Column::NotifiedAlertId, Expr::value(*alert))
+                .filter(alert_signals::Column::Id.eq(*signal))
+                .exec(&txn)
+                .await?;
+        }
+    } else if let Some(batch) = own.applied_by {
+        // Applied already, by this job or another. The job that applied the batch may have
+        // crashed between its commit and its enqueue: enqueue the batch's notifications
+        // again, under the same keys (the queue drops the ones already pushed).
+        walk.notify = renotify(&txn, batch).await?;
     }
     txn.commit().await?;
 
@@ -309,6 +317,7 @@ async fn apply(
             };
             let alert = fresh.insert(txn).await?;
             walk.notify.push((alert.id, signal.reading_id, run));
+            walk.notified.push((signal.id, alert.id));
             walk.events.push(("alert_opened", alert.clone()));
             walk.open = Some(alert);
             walk.dirty = false;
@@ -325,6 +334,7 @@ async fn apply(
                 alert.last_notified_reading_id = Some(signal.reading_id);
                 walk.notify
                     .push((alert.id, signal.reading_id, alert.workflow_run_id.clone()));
+                walk.notified.push((signal.id, alert.id));
             }
             walk.events.push(("alert_updated", alert.clone()));
             walk.open = Some(alert);
@@ -344,6 +354,41 @@ async fn apply(
             Ok(Change::Resolved)
         }
     }
+}
+
+/// The notifications of the batch of signals the job of signal `batch` applied: (alert,
+/// reading, the alert's workflow run), as that job wanted them.
+async fn renotify(
+    txn: &DatabaseTransaction,
+    batch: i64,
+) -> Result<Vec<(i64, i64, Option<String>)>, HandlerError> {
+    let notified = alert_signals::Entity::find()
+        .filter(alert_signals::Column::AppliedBy.eq(batch))
+        .filter(alert_signals::Column::NotifiedAlertId.is_not_null())
+        .order_by_asc(alert_signals::Column::ReadingId)
+        .all(txn)
+        .await?;
+    let alert_ids: Vec<i64> = notified
+        .iter()
+        .filter_map(|s| s.notified_alert_id)
+        .collect();
+    if alert_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let runs: HashMap<i64, Option<String>> = alerts::Entity::find()
+        .filter(alerts::Column::Id.is_in(alert_ids))
+        .all(txn)
+        .await?
+        .into_iter()
+        .map(|a| (a.id, a.workflow_run_id))
+        .collect();
+    Ok(notified
+        .iter()
+        .filter_map(|s| {
+            let alert = s.notified_alert_id?;
+            Some((alert, s.reading_id, runs.get(&alert).cloned().flatten()))
+        })
+        .collect())
 }
 
 /// One `notify` job per channel of the rule for each (alert, reading), keyed by both.

@@ -3,8 +3,9 @@
 //! The sensor's `eval_cursor` (the last evaluated reading) advances by compare-and-set
 //! (`UPDATE ... WHERE eval_cursor = <old>`), which behaves the same on SQLite and PostgreSQL:
 //! of two evaluations of one sensor only one applies; the other starts over and finds nothing
-//! new. Alert jobs are enqueued before the cursor moves, under keys derived from rule, reading
-//! and direction, so a lost race or a re-run after a crash enqueues nothing twice.
+//! new. Alert jobs (one per rule that signalled: its last signal's) are enqueued before the
+//! cursor moves, under keys derived from rule, reading and direction, so a lost race or a
+//! re-run after a crash enqueues nothing twice.
 
 use std::{collections::HashMap, time::Duration};
 
@@ -63,6 +64,7 @@ pub struct Evaluated {
     pub evaluated: u64,
     pub breaches: u64,
     pub clears: u64,
+    /// The alert jobs pushed: one per rule that signalled.
     pub alerts: Vec<PushOutcome>,
     /// Whether readings remain beyond this run's limit (a follow-up was enqueued).
     pub more: bool,
@@ -131,7 +133,8 @@ impl RuleState<'_> {
     }
 }
 
-/// Evaluates the sensor's new readings and enqueues an `alert` per breach and per clear.
+/// Evaluates the sensor's new readings, records every breach and clear as a signal, and
+/// enqueues one `alert` job per rule that signalled.
 pub async fn run(
     db: &DatabaseConnection,
     engine: &Engine,
@@ -197,8 +200,8 @@ async fn try_once(
         .iter()
         .map(|r| (r.id, r.ingest_job_id.as_str()))
         .collect();
-    let jobs = signals
-        .iter()
+    let jobs = last_signal_per_rule(&signals)
+        .into_iter()
         .map(|s| {
             let run = run_of.get(&s.reading).copied().unwrap_or_default();
             let alert = Alert {
@@ -278,6 +281,21 @@ async fn try_once(
         alerts,
         more,
     }))
+}
+
+/// Each rule's last signal. Its alert job applies every pending signal of the rule up to its
+/// own, in reading order, so one job per rule and evaluation does the work of one per signal:
+/// a sensor flapping across a threshold costs one job per batch, not one per reading. The job
+/// belongs to the workflow run of that last reading.
+fn last_signal_per_rule(signals: &[Signal]) -> Vec<&Signal> {
+    let mut last: Vec<&Signal> = Vec::new();
+    for signal in signals.iter().rev() {
+        if !last.iter().any(|s| s.rule == signal.rule) {
+            last.push(signal);
+        }
+    }
+    last.reverse();
+    last
 }
 
 /// Walks the new readings through every rule, starting from the history before the cursor

@@ -161,8 +161,9 @@ async fn with_no_throttle_every_breach_notifies(sql: Sql) {
     );
 }
 
-/// One evaluation's signals run as separate jobs, in any order: whichever runs first applies
-/// every pending signal of the rule up to its own, in reading order.
+/// Signals of one rule whose jobs run in any order (evaluations of one rule racing, or jobs of
+/// an older build, which pushed one per signal): whichever runs first applies every pending
+/// signal of the rule up to its own, in reading order.
 async fn signals_applied_out_of_order_keep_episodes_and_counts(sql: Sql) {
     let env = TestEnv::new(sql).await;
     let rule = setup(&env, 300, 4).await;
@@ -205,7 +206,7 @@ async fn signals_applied_out_of_order_keep_episodes_and_counts(sql: Sql) {
     assert_eq!(counts, [("RESOLVED", 2), ("OPEN", 1)]);
 }
 
-/// All of one rule's breach jobs at once (as concurrent alert workers run them): one alert,
+/// Many of one rule's alert jobs at once (as concurrent alert workers run them): one alert,
 /// counting every breach.
 async fn concurrent_breaches_of_one_rule_open_one_alert_and_count_all(sql: Sql) {
     let env = TestEnv::new(sql).await;
@@ -230,7 +231,76 @@ async fn concurrent_breaches_of_one_rule_open_one_alert_and_count_all(sql: Sql) 
     assert_eq!(all[0].opened_reading_id, 1);
 }
 
+/// One evaluation's signals applied by one job (evaluate pushes a job per rule, for its last
+/// signal). The job commits, then crashes before its `notify` jobs reach Redis: the retry
+/// pushes them, although the signal that notified is not the job's own.
+async fn a_retry_after_a_crash_before_the_enqueue_sends_the_batch_notifications(sql: Sql) {
+    let env = TestEnv::new(sql).await;
+    let rule = setup(&env, 300, 3).await;
+    let evaluation = [(rule, 1, true), (rule, 2, true), (rule, 3, true)];
+    alert::record_signals(env.db(), &evaluation)
+        .await
+        .expect("record");
+    // The first attempt's pushes go to a Redis prefix that is then thrown away: as if the
+    // process died between its commit and its enqueue.
+    let lost = queue::testing::TestPrefix::new("wf-lost").await;
+    let first = alert::run(env.db(), &lost.engine, &signal(rule, 3, true))
+        .await
+        .expect("first attempt");
+    assert_eq!(
+        first.change,
+        Change::Raised,
+        "reading 1 opened it, 3 raised it"
+    );
+    assert_eq!(first.notifications.len(), 2, "the opening notified");
+    drop(lost);
+
+    let retried = alert::run(env.db(), &env.engine, &signal(rule, 3, true))
+        .await
+        .expect("retry");
+    assert_eq!(retried.change, Change::Unchanged);
+    assert_eq!(retried.notifications.len(), 2, "one notify per channel");
+    assert!(
+        retried.notifications.iter().all(|n| !n.duplicate),
+        "the lost notifications reach the queue now"
+    );
+    let alert_id = first.alert_id.expect("the alert");
+    let mut keys = Vec::new();
+    for pushed in &retried.notifications {
+        let job = env
+            .engine
+            .job(&pushed.id)
+            .await
+            .expect("job")
+            .expect("live");
+        keys.push(job.idempotency_key.expect("keyed"));
+    }
+    keys.sort();
+    assert_eq!(keys.len(), 2);
+    assert!(
+        keys.iter()
+            .all(|k| k.starts_with(&format!("notify:{alert_id}:")) && k.ends_with(":1")),
+        "the keys the lost attempt used (alert, channel, the reading that opened it): {keys:?}"
+    );
+    // Another job whose signal that batch applied answers with the same jobs, pushing nothing.
+    let late = alert::run(env.db(), &env.engine, &signal(rule, 1, true))
+        .await
+        .expect("late");
+    assert!(late.notifications.iter().all(|n| n.duplicate), "{late:?}");
+    assert_eq!(
+        env.engine
+            .stats("notify")
+            .await
+            .expect("stats")
+            .pushed_total,
+        2
+    );
+    let all = alerts::Entity::find().all(env.db()).await.expect("alerts");
+    assert_eq!((all.len(), all[0].count), (1, 3));
+}
+
 on_both_databases!(
+    a_retry_after_a_crash_before_the_enqueue_sends_the_batch_notifications,
     one_open_alert_per_episode_notified_once_and_idempotent,
     with_no_throttle_every_breach_notifies,
     signals_applied_out_of_order_keep_episodes_and_counts,

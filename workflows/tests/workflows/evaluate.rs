@@ -1,11 +1,12 @@
 use chrono::{Duration as ChronoDuration, TimeZone, Utc};
-use entities::sensors;
-use sea_orm::EntityTrait;
+use entities::{alert_signals, alerts, sensors};
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder};
 use serde_json::json;
 use workflows::testing;
 use workflows::{
     HandlerError,
     jobs::{
+        alert::{self, Alert, Change},
         evaluate::{self, Evaluate},
         ingest,
     },
@@ -67,6 +68,19 @@ async fn alert_payloads(env: &TestEnv, outcomes: &[queue::PushOutcome]) -> Vec<(
     out
 }
 
+/// The signals the evaluations recorded for `rule`, in reading order: (breach, reading).
+async fn signals_of(env: &TestEnv, rule: i64) -> Vec<(bool, f64)> {
+    alert_signals::Entity::find()
+        .filter(alert_signals::Column::RuleId.eq(rule))
+        .order_by_asc(alert_signals::Column::ReadingId)
+        .all(env.db())
+        .await
+        .expect("signals")
+        .into_iter()
+        .map(|s| (s.breach, s.reading_id as f64))
+        .collect()
+}
+
 async fn thresholds_need_n_readings_and_clear_with_hysteresis(sql: Sql) {
     let env = TestEnv::new(sql).await;
     let rule = sensor_with_rule(&env, "boiler", "ABOVE", 80.0, 75.0, 3).await;
@@ -82,24 +96,44 @@ async fn thresholds_need_n_readings_and_clear_with_hysteresis(sql: Sql) {
         (second.evaluated, second.breaches, second.clears),
         (5, 2, 1)
     );
-    let signals = alert_payloads(&env, &second.alerts).await;
     assert_eq!(
-        signals,
+        signals_of(&env, rule).await,
         vec![(true, 3.0), (true, 4.0), (false, 6.0)],
         "reading ids in insertion order"
     );
-    let alert = env
+    assert_eq!(
+        alert_payloads(&env, &second.alerts).await,
+        vec![(false, 6.0)],
+        "one alert job for the rule: its last signal's"
+    );
+    let job = env
         .engine
         .job(&second.alerts[0].id)
         .await
         .expect("job")
         .expect("live");
     assert_eq!(
-        alert.workflow_id.as_deref(),
+        job.workflow_id.as_deref(),
         Some("run-boiler-2"),
-        "the alert belongs to its reading's run"
+        "the alert job belongs to its reading's run"
     );
-    assert!(alert.payload.contains(&format!("\"rule\":{rule}")));
+    assert!(job.payload.contains(&format!("\"rule\":{rule}")));
+    // That one job applies all three signals, in order: opened, raised, resolved.
+    let payload: Alert = serde_json::from_str(&job.payload).expect("alert payload");
+    let applied = alert::run(env.db(), &env.engine, &payload)
+        .await
+        .expect("alert");
+    assert_eq!(applied.change, Change::Resolved);
+    assert_eq!(applied.notifications.len(), 0, "the rule has no channels");
+    let alert = alerts::Entity::find()
+        .one(env.db())
+        .await
+        .expect("alerts")
+        .expect("one alert");
+    assert_eq!(
+        (alert.state.as_str(), alert.count, alert.opened_reading_id),
+        ("RESOLVED", 2, 3)
+    );
     // Nothing new: nothing evaluated, nothing enqueued.
     let third = evaluate_sensor(&env, "boiler").await;
     assert_eq!(third, evaluate::Evaluated::default());
@@ -111,25 +145,26 @@ async fn thresholds_need_n_readings_and_clear_with_hysteresis(sql: Sql) {
     assert_eq!(sensor.eval_cursor, 7);
     assert_eq!(
         env.engine.stats("alert").await.expect("stats").pushed_total,
-        3
+        1
     );
 }
 
 async fn rate_of_change_breaches_and_clears(sql: Sql) {
     let env = TestEnv::new(sql).await;
-    sensor_with_rule(&env, "tank", "RATE_OF_CHANGE", 5.0, 2.0, 1).await;
+    let rule = sensor_with_rule(&env, "tank", "RATE_OF_CHANGE", 5.0, 2.0, 1).await;
     ingest_values(&env, "tank", 0, &[10.0, 11.0, 30.0, 31.0]).await;
     let done = evaluate_sensor(&env, "tank").await;
     assert_eq!((done.breaches, done.clears), (1, 1));
     assert_eq!(
-        alert_payloads(&env, &done.alerts).await,
+        signals_of(&env, rule).await,
         vec![(true, 3.0), (false, 4.0)]
     );
+    assert_eq!(alert_payloads(&env, &done.alerts).await, vec![(false, 4.0)]);
 }
 
 async fn two_racing_evaluations_apply_once(sql: Sql) {
     let env = TestEnv::new(sql).await;
-    sensor_with_rule(&env, "race", "ABOVE", 50.0, 40.0, 2).await;
+    let rule = sensor_with_rule(&env, "race", "ABOVE", 50.0, 40.0, 2).await;
     let values: Vec<f64> = (0..200)
         .map(|i| if (i / 5) % 2 == 0 { 60.0 } else { 30.0 })
         .collect();
@@ -151,8 +186,12 @@ async fn two_racing_evaluations_apply_once(sql: Sql) {
     // 20 runs of five readings above 50: each breaches on its 2nd..5th reading, and clears at the
     // first reading of the next low run (except after the last high run).
     assert_eq!((winner.breaches, winner.clears), (80, 20));
+    assert_eq!(signals_of(&env, rule).await.len(), 100, "each signal once");
     let distinct = env.engine.stats("alert").await.expect("stats").pushed_total;
-    assert_eq!(distinct, 100, "a lost race enqueues nothing twice");
+    assert_eq!(
+        distinct, 1,
+        "one job for the rule, and a lost race enqueues nothing twice"
+    );
     let sensor = sensors::Entity::find_by_id(1i64)
         .one(env.db())
         .await
@@ -165,8 +204,8 @@ async fn two_racing_evaluations_apply_once(sql: Sql) {
 /// (under a smaller id than one already evaluated), or it would never be evaluated.
 async fn ingests_racing_evaluations_never_leave_a_reading_behind(sql: Sql) {
     let env = TestEnv::new(sql).await;
-    // Every reading breaches: each one evaluated yields exactly one distinct alert job.
-    sensor_with_rule(&env, "busy", "ABOVE", 0.0, -1.0, 1).await;
+    // Every reading breaches: each one evaluated yields exactly one signal.
+    let rule = sensor_with_rule(&env, "busy", "ABOVE", 0.0, -1.0, 1).await;
     const WRITERS: i64 = 8;
     const BATCHES: i64 = 10;
     const PER_BATCH: i64 = 20;
@@ -194,9 +233,13 @@ async fn ingests_racing_evaluations_never_leave_a_reading_behind(sql: Sql) {
     evaluate::run(env.db(), &env.engine, &payload)
         .await
         .expect("final evaluate");
-    let alerts = env.engine.stats("alert").await.expect("stats").pushed_total;
+    let signals = alert_signals::Entity::find()
+        .filter(alert_signals::Column::RuleId.eq(rule))
+        .count(env.db())
+        .await
+        .expect("signals");
     assert_eq!(
-        alerts,
+        signals,
         (WRITERS * BATCHES * PER_BATCH) as u64,
         "every reading evaluated exactly once"
     );
