@@ -10,7 +10,7 @@
 //!
 //! `cargo bench -p steadfast-workers --bench pipeline` (needs Redis and `TEST_POSTGRES_URL`).
 //! Sizes: `BENCH_JOBS` (3000), `BENCH_RATE` (10000), `BENCH_SECS` (10), `BENCH_CONCURRENCY`
-//! (16), `BENCH_LEDGER` (1; 0 leaves the ledger recorder out).
+//! (16), `BENCH_LEDGER` (ledger recorders, 1; 0 leaves the ledger out).
 
 use std::{
     collections::HashMap,
@@ -111,7 +111,7 @@ async fn main() {
     let mut config = PoolConfig::all_queues("bench");
     config.concurrency = env_or("BENCH_CONCURRENCY", 16) as usize;
     // BENCH_LEDGER=0 leaves the ledger out, to see what recording it costs; N runs N recorders.
-    config.ledger_recorders = env_or("BENCH_LEDGER", 2) as usize;
+    config.ledger_recorders = env_or("BENCH_LEDGER", 1) as usize;
     println!(
         "pipeline bench: {SENSORS} sensors, {READINGS_PER_JOB} readings per ingest job, 1% breaching, concurrency {} per queue, {} ledger recorders",
         config.concurrency, config.ledger_recorders

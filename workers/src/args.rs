@@ -50,7 +50,7 @@ pub struct PoolArgs {
     #[arg(long, env = "NO_LEDGER")]
     pub no_ledger: bool,
     /// Ledger recorders this process runs (they share the work; 0 is the same as --no-ledger).
-    #[arg(long, env = "LEDGER_RECORDERS", default_value_t = 2)]
+    #[arg(long, env = "LEDGER_RECORDERS", default_value_t = 1)]
     pub ledger_recorders: usize,
     /// First retry delay in milliseconds for every kind, instead of each kind's own (the cap
     /// is --backoff-cap-ms); attempts stay each kind's.

@@ -57,7 +57,8 @@ pub struct PoolConfig {
     pub silence_every: Duration,
     /// Ledger recorders this process runs (0: the ledger is written by other processes).
     /// Recorders share one consumer group, so each event is recorded once whatever the count;
-    /// more than one lets a batch be written while the next is read and sorted.
+    /// more than one lets a batch be written while the next is read, at the cost of CPU and
+    /// database time the pipeline would otherwise have.
     pub ledger_recorders: usize,
     /// How often queue depths are sampled into metrics (`None`: not at all).
     pub sample_depth_every: Option<Duration>,
@@ -77,7 +78,7 @@ impl PoolConfig {
             shutdown_grace: Duration::from_secs(10),
             worker_id: worker_id.into(),
             silence_every: Duration::from_secs(30),
-            ledger_recorders: 2,
+            ledger_recorders: 1,
             sample_depth_every: None,
             retention: None,
         }

@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use entities::{alerts, deliveries, jobs, workflow_runs, workflow_steps};
-use queue::{JobState, NewJob};
+use queue::{EventStream, JobState, NewJob};
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use workflows::{jobs::notify, testing};
 
@@ -15,7 +15,8 @@ async fn an_ingest_flows_to_a_signed_webhook_and_the_ledger_matches(sql: Sql) {
     let rule = testing::rule(app.db(), sensor.id, "ABOVE", 80.0, 75.0, 2, 300).await;
     testing::webhook_for(app.db(), rule.id, &app.receiver.url()).await;
     testing::channel_for(app.db(), rule.id, "in-app", "IN_APP").await;
-    let pools = app.start_pools(|_| {});
+    // Two recorders, as `--ledger-recorders 2` runs them: between them they record it all once.
+    let pools = app.start_pools(|c| c.ledger_recorders = 2);
 
     let values = [81.0, 85.0, 90.0];
     let batch = readings("boiler", 1..4, |seq| values[seq as usize - 1]);
@@ -104,6 +105,18 @@ async fn an_ingest_flows_to_a_signed_webhook_and_the_ledger_matches(sql: Sql) {
         .expect("alerts")
         .expect("alert");
     assert_eq!((alert.state.as_str(), alert.count), ("OPEN", 2));
+
+    let ledger_group = app
+        .engine
+        .group_progress(EventStream::Jobs, workflows::ledger::LEDGER_GROUP)
+        .await
+        .expect("group progress")
+        .expect("the ledger group");
+    assert_eq!(
+        ledger_group.consumers,
+        ["test-0", "test-1"],
+        "one consumer per recorder, named after the worker"
+    );
 
     pools.stop().await;
     // Every job the ledger holds is in the state Redis says it is in.
