@@ -144,6 +144,21 @@ pub async fn settle(cluster: &mut Cluster, accepted: &[String], within: Duration
     let deadline =
         caught_up + Scale::from_env().pick(Duration::from_secs(120), Duration::from_secs(1200));
     loop {
+        // While events wait that no recorder has read, the ledger cannot agree yet: ask Redis
+        // (cheap) before comparing every row (a scan that, polled, would slow the very
+        // recorders it waits for). Entries read and not acknowledged may be recorded already
+        // (a recorder stopped between commit and ack), so only the full check judges those.
+        let recording = cluster
+            .engine
+            .group_progress(EventStream::Jobs, workflows::ledger::LEDGER_GROUP)
+            .await
+            .ok()
+            .flatten()
+            .is_some_and(|g| g.lag.is_some_and(|lag| lag > 0));
+        if recording && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            continue;
+        }
         let (disagrees, missing) = ledger_check(cluster, pipeline_jobs).await;
         books.ledger_disagrees = disagrees;
         books.ledger_missing = missing;
