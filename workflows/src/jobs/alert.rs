@@ -240,10 +240,15 @@ pub async fn run(
             .filter(alert_signals::Column::Id.is_in(pending.iter().map(|p| p.id)))
             .exec(&txn)
             .await?;
+        // One statement per alert (a batch rarely notifies for more than one), not per signal.
+        let mut notified_by_alert: HashMap<i64, Vec<i64>> = HashMap::new();
         for (signal, alert) in &walk.notified {
+            notified_by_alert.entry(*alert).or_default().push(*signal);
+        }
+        for (alert, signals) in notified_by_alert {
             alert_signals::Entity::update_many()
-                .col_expr(alert_signals::Column::NotifiedAlertId, Expr::value(*alert))
-                .filter(alert_signals::Column::Id.eq(*signal))
+                .col_expr(alert_signals::Column::NotifiedAlertId, Expr::value(alert))
+                .filter(alert_signals::Column::Id.is_in(signals))
                 .exec(&txn)
                 .await?;
         }
