@@ -41,6 +41,11 @@ impl TcpProxy {
                     let Ok(mut server) = tokio::net::TcpStream::connect(upstream).await else {
                         return;
                     };
+                    // Without it Nagle holds each 8 KiB piece of a large statement until the
+                    // previous one is acknowledged, and the server delays that acknowledgement:
+                    // the ledger bench through such a proxy recorded 1,171 events/s, not 14,998.
+                    let _ = client.set_nodelay(true);
+                    let _ = server.set_nodelay(true);
                     tokio::select! {
                         _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
                         _ = closed.wait_for(|open| !open) => {}
