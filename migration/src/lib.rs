@@ -29,6 +29,7 @@ mod m20261121_000015_create_dead_jobs;
 mod m20261121_000016_create_audit_log;
 mod m20261121_000017_create_alert_signals;
 mod m20261121_000018_alert_signals_applied_by;
+mod m20261121_000019_readings_sensor_id_index;
 
 /// Creates an index (unique or not) on `table`: one statement, the same on SQLite and
 /// PostgreSQL. Shared by the table migrations, and never changed once they shipped.
@@ -75,6 +76,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261121_000016_create_audit_log::Migration),
             Box::new(m20261121_000017_create_alert_signals::Migration),
             Box::new(m20261121_000018_alert_signals_applied_by::Migration),
+            Box::new(m20261121_000019_readings_sensor_id_index::Migration),
         ]
     }
 }

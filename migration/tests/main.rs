@@ -29,7 +29,7 @@ const TABLES: [&str; 17] = [
     "alert_signals",
 ];
 
-const INDEXES: [&str; 21] = [
+const INDEXES: [&str; 22] = [
     "idx_alerts_sensor",
     "uq_alert_signals_rule_reading_breach",
     "idx_alert_signals_applied_by",
@@ -44,6 +44,7 @@ const INDEXES: [&str; 21] = [
     "idx_jobs_updated",
     "idx_jobs_workflow_run",
     "idx_readings_created_at",
+    "idx_readings_sensor_id",
     "idx_readings_sensor_ts",
     "idx_refresh_tokens_family",
     "idx_rules_sensor",
