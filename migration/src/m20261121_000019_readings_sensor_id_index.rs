@@ -8,7 +8,6 @@
 use sea_orm_migration::prelude::*;
 
 use super::m20261121_000008_create_readings::Readings;
-use crate::create_index;
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
@@ -18,14 +17,19 @@ const NAME: &str = "idx_readings_sensor_id";
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        create_index(
-            manager,
-            NAME,
-            Readings::Table,
-            [Readings::SensorId, Readings::Id],
-            false,
-        )
-        .await
+        // `IF NOT EXISTS`: on a large table an operator builds it beforehand with
+        // `CREATE INDEX CONCURRENTLY` (no lock on inserts), and this finds it in place.
+        manager
+            .create_index(
+                Index::create()
+                    .if_not_exists()
+                    .name(NAME)
+                    .table(Readings::Table)
+                    .col(Readings::SensorId)
+                    .col(Readings::Id)
+                    .to_owned(),
+            )
+            .await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {

@@ -114,6 +114,22 @@ async fn migrations_apply_roll_back_and_apply_again(db: &DatabaseConnection) {
         );
     }
     Migrator::up(db, None).await.expect("up after down");
+
+    // On a large table an operator builds migration 000019's index beforehand (CONCURRENTLY);
+    // the migration must then find it in place rather than fail.
+    Migrator::down(db, Some(1)).await.expect("down one");
+    assert!(
+        !index_names(db)
+            .await
+            .iter()
+            .any(|i| i == "idx_readings_sensor_id")
+    );
+    db.execute_unprepared("CREATE INDEX idx_readings_sensor_id ON readings (sensor_id, id)")
+        .await
+        .expect("index built by hand");
+    Migrator::up(db, None)
+        .await
+        .expect("up finds the index in place");
 }
 
 fn now() -> chrono::DateTime<Utc> {

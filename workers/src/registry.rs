@@ -17,6 +17,7 @@ use workflows::{
     },
     ledger::{Recorder, RecorderConfig},
     retention::{self, RetentionConfig},
+    statistics,
 };
 
 use crate::metrics;
@@ -249,6 +250,14 @@ pub async fn run_pools(
                 match retention::sweep(&db, &retain).await {
                     Ok(swept) => tracing::info!(?swept, "retention sweep"),
                     Err(e) => tracing::warn!(error = %e, "retention sweep failed"),
+                }
+                match statistics::refresh_if_unattended(&db).await {
+                    Ok(true) => tracing::warn!(
+                        tables = ?statistics::GROWING_TABLES,
+                        "PostgreSQL's autovacuum is off: analyzed the growing tables (turn it on: it also vacuums them)"
+                    ),
+                    Ok(false) => {}
+                    Err(e) => tracing::warn!(error = %e, "analyzing the growing tables failed"),
                 }
             }
         }));

@@ -7,6 +7,7 @@ pub mod job;
 pub mod jobs;
 pub mod ledger;
 pub mod retention;
+pub mod statistics;
 #[cfg(feature = "testing")]
 pub mod testing;
 

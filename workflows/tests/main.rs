@@ -10,4 +10,5 @@ mod workflows {
     mod notify;
     mod retention;
     mod silence;
+    mod statistics;
 }
