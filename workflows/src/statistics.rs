@@ -1,8 +1,9 @@
 //! Planner statistics where nothing else keeps them. PostgreSQL plans from statistics that
-//! autovacuum's ANALYZE refreshes; with autovacuum off (some managed and test servers) a fresh
-//! database never gets any, and the ledger's look-up of a run's steps (`run_id IN (...)`)
-//! became a scan of the whole table: 220 ms a batch at 1.5 million steps, where the index
-//! answers in about a millisecond. The workers then ANALYZE the tables that grow themselves.
+//! autovacuum's ANALYZE refreshes; with autovacuum off (some hand-tuned servers, and this
+//! project's CI machine) a fresh database never gets any, and the ledger's look-up of a run's
+//! steps (`run_id IN (...)`) became a scan of the whole table, 220 ms a batch at 1.5 million
+//! steps, where the index would read only the batch's few hundred rows. So where autovacuum is
+//! off, the workers ANALYZE the growing tables themselves.
 
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement};
 
