@@ -247,3 +247,48 @@ async fn the_pools_schedule_silence_checks_and_a_silent_sensor_raises_an_alert()
         "every later tick finds the same silence: still one alert"
     );
 }
+
+/// The retention duty's first pass (at start) analyzes the growing tables exactly when the
+/// server's autovacuum would not: what keeps the ledger's look-ups on their indexes.
+#[tokio::test]
+async fn pools_with_retention_analyze_the_growing_tables_where_autovacuum_is_off() {
+    use sea_orm::{ConnectionTrait, DbBackend, Statement};
+    use workflows::{retention::RetentionConfig, statistics};
+
+    let app = TestApp::new(Sql::Postgres, "workers-stats").await;
+    let autovacuum_off = statistics::autovacuum_on(app.db()).await.expect("setting") == Some(false);
+    let pools = app.start_pools(|c| {
+        c.retention = Some((RetentionConfig::default(), Duration::from_secs(600)));
+    });
+    let analyzed = || async {
+        let row = app
+            .db()
+            .query_one_raw(Statement::from_string(
+                DbBackend::Postgres,
+                "SELECT count(*) AS n FROM pg_stat_user_tables \
+                 WHERE relname = 'workflow_steps' AND last_analyze IS NOT NULL",
+            ))
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or("no row")?;
+        row.try_get::<i64>("", "n").map_err(|e| e.to_string())
+    };
+    if autovacuum_off {
+        eventually(
+            Duration::from_secs(10),
+            "workflow_steps analyzed",
+            || async {
+                match analyzed().await? {
+                    1 => Ok(()),
+                    n => Err(format!("{n} analyzed")),
+                }
+            },
+        )
+        .await;
+    } else {
+        // The first pass runs at start; give it the time it takes, then nothing was analyzed.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(analyzed().await, Ok(0), "autovacuum on: left to the server");
+    }
+    pools.stop().await;
+}
