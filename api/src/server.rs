@@ -164,11 +164,9 @@ pub async fn start(config: ApiConfig, listener: TcpListener) -> Result<Running, 
     };
     let pools = if config.with_workers {
         let pool_config = config.pools.pool_config(true)?;
-        let ctx = workers::Context {
-            db,
-            engine,
-            notifier: config.pools.notifier()?,
-        };
+        let ctx = workers::Context::new(db, engine, config.pools.notifier()?)
+            .with_ledger_pool(&config.database_url, pool_config.ledger_recorders)
+            .await?;
         let stop = stop.clone();
         Some(tokio::spawn(workers::run_pools(
             ctx,

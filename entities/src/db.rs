@@ -1,5 +1,6 @@
 //! Opening the database. SQLite runs in WAL mode with a busy timeout and a single connection,
-//! so writers never meet `SQLITE_BUSY`; PostgreSQL gets a pool.
+//! so writers never meet `SQLITE_BUSY`; PostgreSQL gets a pool, and bulk writers (the ledger)
+//! can get a second, small one of their own.
 
 use std::time::Duration;
 
@@ -32,14 +33,44 @@ impl Backend {
     }
 }
 
+/// Prepared statements each connection of a bulk-writing pool keeps (sqlx's default is 100).
+///
+/// A bulk writer's statements change shape with the size of each batch (a 37-row upsert is a
+/// different statement from a 38-row one), so a cache rarely hits. Filled anyway, 100 entries of
+/// up to 2,400 parameters on each of the shared pool's connections held 36 MiB of the workers'
+/// 69 MiB heap.
+/// Not 0: with the cache off, sqlx still prepares named statements and never closes them, so
+/// they would pile up in the server's memory instead. A few entries keep the shapes every
+/// batch repeats (the full chunks) prepared.
+/// (36 MiB: heaptrack's peak over a 30,000-ingest burst, docs/benchmarks.md.)
+pub const BULK_STATEMENT_CACHE: usize = 16;
+
+/// A pool of `connections` for a bulk writer, beside the `shared` pool, so the writer's
+/// statements of every shape neither fill the shared connections' statement caches nor evict
+/// the handlers' statements from them.
+///
+/// SQLite has one connection, and a second would be a second writer meeting `SQLITE_BUSY`:
+/// there `shared` is returned.
+pub async fn connect_bulk_writer(
+    url: &str,
+    shared: &DatabaseConnection,
+    connections: u32,
+) -> Result<DatabaseConnection, DbError> {
+    if Backend::of(url)? == Backend::Sqlite {
+        return Ok(shared.clone());
+    }
+    let mut options = base_options(url);
+    options
+        .max_connections(connections.max(1))
+        .min_connections(1)
+        .map_sqlx_postgres_opts(|o| o.statement_cache_capacity(BULK_STATEMENT_CACHE));
+    Ok(Database::connect(options).await?)
+}
+
 /// Connects to `url` (`sqlite://path/to/file.db?mode=rwc`, `postgres://user@host/db`).
 pub async fn connect(url: &str) -> Result<DatabaseConnection, DbError> {
     let backend = Backend::of(url)?;
-    let mut options = ConnectOptions::new(url.to_owned());
-    options
-        .connect_timeout(Duration::from_secs(5))
-        .acquire_timeout(Duration::from_secs(5))
-        .sqlx_logging(false);
+    let mut options = base_options(url);
     match backend {
         Backend::Sqlite => {
             options
@@ -60,4 +91,13 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, DbError> {
     let db = Database::connect(options).await?;
     tracing::debug!(backend = ?db.get_database_backend(), "database connected");
     Ok(db)
+}
+
+fn base_options(url: &str) -> ConnectOptions {
+    let mut options = ConnectOptions::new(url.to_owned());
+    options
+        .connect_timeout(Duration::from_secs(5))
+        .acquire_timeout(Duration::from_secs(5))
+        .sqlx_logging(false);
+    options
 }

@@ -22,4 +22,4 @@ pub mod users;
 pub mod workflow_runs;
 pub mod workflow_steps;
 
-pub use db::{Backend, DbError, connect};
+pub use db::{Backend, DbError, connect, connect_bulk_writer};

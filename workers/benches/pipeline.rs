@@ -116,11 +116,10 @@ async fn main() {
         "pipeline bench: {SENSORS} sensors, {READINGS_PER_JOB} readings per ingest job, 1% breaching, concurrency {} per queue, {} ledger recorders",
         config.concurrency, config.ledger_recorders
     );
-    let ctx = Context {
-        db: db.db().clone(),
-        engine: engine.clone(),
-        notifier,
-    };
+    let ctx = Context::new(db.db().clone(), engine.clone(), notifier)
+        .with_ledger_pool(db.url(), config.ledger_recorders)
+        .await
+        .expect("ledger pool");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let pools = tokio::spawn(workers::run_pools(ctx, config, async move {
         let _ = stopped.await;

@@ -99,11 +99,10 @@ async fn run(config: Config) -> anyhow::Result<()> {
             async move { stop.cancelled().await },
         )))
     };
-    let ctx = Context {
-        db,
-        engine,
-        notifier,
-    };
+    let ctx = Context::new(db, engine, notifier)
+        .with_ledger_pool(&config.database_url, pools.ledger_recorders)
+        .await
+        .context("connecting the ledger's pool")?;
     let ran = workers::run_pools(ctx, pools, shutdown_signal()).await;
     http_stop.cancel();
     if let Some(http) = http {

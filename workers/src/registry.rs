@@ -35,8 +35,39 @@ pub const QUEUES: [&str; 5] = [
 #[derive(Debug, Clone)]
 pub struct Context {
     pub db: DatabaseConnection,
+    /// The ledger recorders' pool: `db` itself, or on PostgreSQL a small pool of their own
+    /// ([`Context::with_ledger_pool`]).
+    pub ledger_db: DatabaseConnection,
     pub engine: Engine,
     pub notifier: Notifier,
+}
+
+impl Context {
+    /// Handlers and recorders share `db`.
+    pub fn new(db: DatabaseConnection, engine: Engine, notifier: Notifier) -> Self {
+        Self {
+            ledger_db: db.clone(),
+            db,
+            engine,
+            notifier,
+        }
+    }
+
+    /// Gives the ledger recorders a pool of their own at `url` (where a second pool can be
+    /// had: PostgreSQL), a connection per recorder, with a small statement cache: the
+    /// recorders' upserts change shape with every batch and would otherwise fill the shared
+    /// connections' caches (see [`entities::db::BULK_STATEMENT_CACHE`]).
+    pub async fn with_ledger_pool(
+        mut self,
+        url: &str,
+        recorders: usize,
+    ) -> Result<Self, entities::DbError> {
+        if recorders > 0 {
+            let connections = u32::try_from(recorders).unwrap_or(u32::MAX);
+            self.ledger_db = entities::connect_bulk_writer(url, &self.db, connections).await?;
+        }
+        Ok(self)
+    }
 }
 
 /// Which queues a process runs, and how.
@@ -214,7 +245,7 @@ pub async fn run_pools(
     let mut duties = tokio::task::JoinSet::new();
     for index in 0..config.ledger_recorders {
         let recorder = Recorder::new(
-            ctx.db.clone(),
+            ctx.ledger_db.clone(),
             ctx.engine.clone(),
             RecorderConfig::new(format!("{}-{index}", config.worker_id)),
         )

@@ -32,11 +32,7 @@ pub fn start_pools(
     config.backoff = Some((Duration::from_millis(5), Duration::from_millis(50)));
     config.shutdown_grace = Duration::from_millis(500);
     tweak(&mut config);
-    let ctx = Context {
-        db: db.clone(),
-        engine: engine.clone(),
-        notifier,
-    };
+    let ctx = Context::new(db.clone(), engine.clone(), notifier);
     let (stop, stopped) = oneshot::channel::<()>();
     let handle = tokio::spawn(crate::run_pools(ctx, config, async move {
         let _ = stopped.await;

@@ -9,7 +9,8 @@
 //!
 //! `cargo bench -p steadfast-workflows --bench ledger` (PostgreSQL at `TEST_POSTGRES_URL`).
 //! `BENCH_DB=sqlite` records into a temporary SQLite file instead. Sizes: `BENCH_RUNS` (10000),
-//! `BENCH_RECORDERS` (1), `BENCH_BATCH` (the recorder's default).
+//! `BENCH_RECORDERS` (1), `BENCH_BATCH` (the recorder's default); `BENCH_LEDGER_POOL=shared`
+//! records through the handlers' pool instead of the recorders' own.
 
 use std::time::{Duration, Instant};
 
@@ -74,6 +75,25 @@ async fn main() {
         started.elapsed().as_secs_f64()
     );
 
+    // As the workers run them: a pool of the recorders' own, unless `BENCH_LEDGER_POOL=shared`
+    // (the handlers' pool, as before the recorders had their own).
+    let shared = std::env::var("BENCH_LEDGER_POOL").is_ok_and(|v| v == "shared");
+    let ledger_db = if shared {
+        db.db().clone()
+    } else {
+        entities::connect_bulk_writer(db.url(), db.db(), recorders as u32)
+            .await
+            .expect("ledger pool")
+    };
+    println!(
+        "recorders' pool: {}",
+        if shared || sqlite {
+            "shared"
+        } else {
+            "their own"
+        }
+    );
+
     let started = Instant::now();
     let mut tasks = Vec::new();
     for r in 0..recorders {
@@ -88,7 +108,7 @@ async fn main() {
         {
             config.batch = batch;
         }
-        let mut recorder = Recorder::new(db.db().clone(), engine.clone(), config)
+        let mut recorder = Recorder::new(ledger_db.clone(), engine.clone(), config)
             .await
             .expect("recorder");
         tasks.push(tokio::spawn(async move {

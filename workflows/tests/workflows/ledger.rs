@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use entities::{dead_jobs, job_attempts, jobs, workflow_runs, workflow_steps};
 use queue::{Engine, FetchRequest, JobState, NewJob, Outcome};
-use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder};
 use workflows::ledger::{self, Recorder, RecorderConfig, RequeueFromLedger};
 
 use super::env::{Sql, TestEnv, on_both_databases};
@@ -451,6 +451,57 @@ async fn two_recorders_leave_every_run_with_all_its_steps(sql: Sql) {
         "{} runs with wrong progress: {:?}",
         wrong.len(),
         &wrong[..wrong.len().min(5)]
+    );
+}
+
+/// The recorders' own pool on PostgreSQL: batches of every size are statements of every
+/// shape, and the connection keeps only a few of them prepared on the server (the shared
+/// pool's connections kept up to 100 each, 36 MiB of the workers' heap). Not none at all
+/// either: a cache of 0 would leave every statement prepared and never closed.
+#[tokio::test]
+async fn the_ledger_pool_keeps_few_statements_prepared_whatever_the_batch_sizes() {
+    let env = TestEnv::new(Sql::Postgres).await;
+    let ledger_db = entities::connect_bulk_writer(env.db.url(), env.db(), 1)
+        .await
+        .expect("ledger pool");
+    let config = RecorderConfig {
+        group: "ledger".into(),
+        block: Duration::from_millis(5),
+        ..RecorderConfig::new("test-recorder")
+    };
+    let mut recorder = Recorder::new(ledger_db.clone(), env.engine.clone(), config)
+        .await
+        .expect("recorder");
+    let mut pushed = 0;
+    for size in 1..=30_usize {
+        let jobs: Vec<NewJob> = (0..size)
+            .map(|i| NewJob::raw("ingest", "ingest", format!(r#"{{"readings":[{i}]}}"#)))
+            .collect();
+        env.engine.push_many(jobs).await.expect("push");
+        pushed += size;
+        workflows::testing::complete_interleaved(&env.engine, &["ingest"], 250).await;
+        catch_up(&mut recorder).await;
+    }
+
+    let recorded = jobs::Entity::find()
+        .filter(jobs::Column::State.eq("SUCCEEDED"))
+        .count(env.db())
+        .await
+        .expect("ledger query");
+    assert_eq!(recorded, pushed as u64, "every job is recorded");
+    let prepared: i64 = ledger_db
+        .query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            "SELECT count(*) FROM pg_prepared_statements",
+        ))
+        .await
+        .expect("count prepared statements")
+        .expect("a row")
+        .try_get_by_index(0)
+        .expect("a count");
+    assert!(
+        (1..=entities::db::BULK_STATEMENT_CACHE as i64).contains(&prepared),
+        "{prepared} statements prepared on the ledger's connection after 30 batch sizes"
     );
 }
 
