@@ -7,6 +7,7 @@ pub mod config;
 pub mod error;
 pub mod forwarded;
 pub mod graphql;
+pub mod http_metrics;
 pub mod hub;
 pub mod rest;
 pub mod server;

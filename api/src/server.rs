@@ -75,7 +75,11 @@ impl std::fmt::Debug for AppState {
 fn metrics_handle() -> Option<PrometheusHandle> {
     static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
     HANDLE
-        .get_or_init(|| workers::metrics::install_recorder().ok())
+        .get_or_init(|| {
+            let handle = workers::metrics::install_recorder().ok();
+            crate::http_metrics::describe();
+            handle
+        })
         .clone()
 }
 
@@ -210,6 +214,7 @@ pub fn router(state: AppState, config: &ApiConfig) -> Router {
         .route("/health", get(rest::health))
         .route("/ready", get(rest::ready))
         .route("/metrics", get(rest::metrics))
+        .route_layer(axum::middleware::from_fn(crate::http_metrics::record))
         .layer(DefaultBodyLimit::max(config.body_limit_bytes))
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .with_state(state);

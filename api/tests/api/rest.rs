@@ -209,6 +209,61 @@ async fn health_ready_and_metrics_answer() {
     }
     client.close().await;
 
+    // Requests are counted by route pattern, method and status, never by the raw path or a
+    // made-up method.
+    let http = reqwest::Client::new();
+    let status_url = format!("{}/api/sensors/no-such-sensor-7f3a/status", api.url);
+    let unknown = http.get(&status_url).send().await.expect("request");
+    let odd_method = reqwest::Method::from_bytes(b"BREW").expect("method");
+    let brewed = http
+        .request(odd_method, format!("{}/health", api.url))
+        .send()
+        .await
+        .expect("request");
+    let text = super::common::get(format!("{}/metrics", api.url))
+        .await
+        .text()
+        .await
+        .expect("metrics text");
+    let count = |method: &str, route: &str, status: u16| -> f64 {
+        text.lines()
+            .filter(|l| l.starts_with("steadfast_api_http_requests_total{"))
+            .filter(|l| {
+                l.contains(&format!("method=\"{method}\""))
+                    && l.contains(&format!("route=\"{route}\""))
+                    && l.contains(&format!("status=\"{status}\""))
+            })
+            .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+            .sum()
+    };
+    assert_eq!(count("GET", "/health", 200), 1.0, "{text}");
+    assert_eq!(count("GET", "/ready", 200), 1.0, "{text}");
+    assert!(count("GET", "/metrics", 200) >= 1.0, "{text}");
+    assert_eq!(
+        count(
+            "GET",
+            "/api/sensors/{key}/status",
+            unknown.status().as_u16()
+        ),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(
+        count("OTHER", "/health", brewed.status().as_u16()),
+        1.0,
+        "{text}"
+    );
+    assert!(
+        !text.contains("no-such-sensor-7f3a"),
+        "a raw path became a label"
+    );
+    assert!(
+        text.contains(
+            "steadfast_api_http_request_duration_seconds_count{method=\"GET\",route=\"/health\"} 1"
+        ),
+        "{text}"
+    );
+
     let graphiql = super::common::get(format!("{}/graphql", api.url))
         .await
         .text()
