@@ -227,7 +227,8 @@ pub fn router(state: AppState, config: &ApiConfig) -> Router {
     }
 }
 
-/// One span per request, continuing the caller's trace when it sends a W3C `traceparent`;
+/// One span per request, continuing the caller's trace when it sends a W3C `traceparent` (and
+/// `tracestate`);
 /// the jobs the request pushes carry its context on (`queue::TracePropagator`).
 /// Probes and scrapes get none: they would flood the traces.
 fn request_span<B>(request: &axum::http::Request<B>) -> tracing::Span {
@@ -240,11 +241,12 @@ fn request_span<B>(request: &axum::http::Request<B>) -> tracing::Span {
         http.path = %request.uri().path(),
         trace_id = tracing::field::Empty,
     );
-    let traceparent = request
-        .headers()
-        .get("traceparent")
-        .and_then(|v| v.to_str().ok());
-    workers::telemetry::W3cTraceContext::continue_span(&span, traceparent);
+    let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok());
+    workers::telemetry::W3cTraceContext::continue_span(
+        &span,
+        header("traceparent"),
+        header("tracestate"),
+    );
     span
 }
 

@@ -8,7 +8,8 @@ use std::sync::OnceLock;
 
 /// Reads and continues trace contexts for the queue.
 pub trait TracePropagator: Send + Sync + 'static {
-    /// The current span's context as a W3C `traceparent` value, if it is traced.
+    /// The current span's context as text, if it is traced (the binaries' propagator writes
+    /// the W3C `traceparent`, then a space and the `tracestate` when there is one).
     fn current(&self) -> Option<String>;
     /// Called on each attempt's span (which declares an empty `trace_id` field) before it is
     /// entered: makes it a child of the context the job carried, if any, and records its

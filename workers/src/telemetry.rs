@@ -115,16 +115,26 @@ impl Telemetry {
     }
 }
 
-/// W3C `traceparent` in and out of spans, for the queue and for HTTP requests.
+/// W3C trace context, `traceparent` and `tracestate`, in and out of spans, for the queue and
+/// for HTTP requests. A job carries it as one text: the `traceparent`, then a space and the
+/// `tracestate` when there is one (a `traceparent` has no spaces, so the first one splits them).
 #[derive(Debug, Clone, Copy)]
 pub struct W3cTraceContext;
 
 impl W3cTraceContext {
-    /// Makes `span` continue the trace named by a `traceparent` value (ignored when malformed)
-    /// and records its trace id in the span's `trace_id` field.
-    pub fn continue_span(span: &tracing::Span, traceparent: Option<&str>) {
+    /// Makes `span` continue the trace named by a `traceparent` value (ignored when malformed),
+    /// with the vendors' `tracestate` entries, and records its trace id in the span's
+    /// `trace_id` field.
+    pub fn continue_span(
+        span: &tracing::Span,
+        traceparent: Option<&str>,
+        tracestate: Option<&str>,
+    ) {
         if let Some(traceparent) = traceparent {
-            let carrier = HashMap::from([("traceparent".to_owned(), traceparent.to_owned())]);
+            let mut carrier = HashMap::from([("traceparent".to_owned(), traceparent.to_owned())]);
+            if let Some(tracestate) = tracestate {
+                carrier.insert("tracestate".to_owned(), tracestate.to_owned());
+            }
             let parent = TraceContextPropagator::new().extract(&carrier);
             if parent.span().span_context().is_valid() {
                 // Fails only for a disabled span, which has nothing to continue.
@@ -146,10 +156,21 @@ impl queue::TracePropagator for W3cTraceContext {
         }
         let mut carrier = HashMap::new();
         TraceContextPropagator::new().inject_context(&context, &mut carrier);
-        carrier.remove("traceparent")
+        let traceparent = carrier.remove("traceparent")?;
+        Some(
+            match carrier.remove("tracestate").filter(|s| !s.is_empty()) {
+                Some(tracestate) => format!("{traceparent} {tracestate}"),
+                None => traceparent,
+            },
+        )
     }
 
     fn continue_job(&self, span: &tracing::Span, carried: Option<&str>) {
-        Self::continue_span(span, carried);
+        let (traceparent, tracestate) = match carried.map(|c| c.split_once(' ')) {
+            Some(Some((traceparent, tracestate))) => (Some(traceparent), Some(tracestate)),
+            Some(None) => (carried, None),
+            None => (None, None),
+        };
+        Self::continue_span(span, traceparent, tracestate);
     }
 }

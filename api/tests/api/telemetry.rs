@@ -32,6 +32,7 @@ struct SpanSeen {
     service: String,
     name: String,
     trace_id: String,
+    trace_state: String,
     attributes: HashMap<String, String>,
 }
 
@@ -64,6 +65,7 @@ async fn collect(State(spans): State<Spans>, body: Bytes) -> Vec<u8> {
                 service: service.clone(),
                 name: span.name,
                 trace_id: hex::encode(&span.trace_id),
+                trace_state: span.trace_state,
                 attributes: span
                     .attributes
                     .iter()
@@ -263,11 +265,14 @@ async fn one_ingest_is_one_trace_across_both_processes_and_metrics_count_it() {
 
     // The caller's trace: everything the submission causes must join it.
     let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    // A vendor's entries ride along with the trace, through every job.
+    let trace_state = "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7";
     let submitted: Value = api
         .http
         .post(format!("{}/graphql", api.url))
         .bearer_auth(&team.operator.access)
         .header("traceparent", format!("00-{trace_id}-00f067aa0ba902b7-01"))
+        .header("tracestate", trace_state)
         .json(&json!({
             "query": SUBMIT,
             "variables": { "input": { "kind": "INGEST", "payload": readings("t1", 0, &[20.0, 75.0]) } },
@@ -329,6 +334,12 @@ async fn one_ingest_is_one_trace_across_both_processes_and_metrics_count_it() {
         traces,
         BTreeSet::from([trace_id.to_owned()]),
         "every job span belongs to the one trace"
+    );
+    let states: BTreeSet<&str> = in_trace.iter().map(|s| s.trace_state.as_str()).collect();
+    assert_eq!(
+        states,
+        BTreeSet::from([trace_state]),
+        "every span of the trace carries the caller's tracestate"
     );
     let job_span = in_trace
         .iter()
