@@ -10,8 +10,8 @@ use axum::{
     response::Response,
 };
 
-pub const REQUESTS: &str = "steadfast_api_http_requests_total";
-pub const DURATION: &str = "steadfast_api_http_request_duration_seconds";
+const REQUESTS: &str = "steadfast_api_http_requests_total";
+const DURATION: &str = "steadfast_api_http_request_duration_seconds";
 
 pub fn describe() {
     metrics::describe_counter!(

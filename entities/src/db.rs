@@ -36,13 +36,12 @@ impl Backend {
 /// Prepared statements each connection of a bulk-writing pool keeps (sqlx's default is 100).
 ///
 /// A bulk writer's statements change shape with the size of each batch (a 37-row upsert is a
-/// different statement from a 38-row one), so a cache rarely hits. Filled anyway, 100 entries of
-/// up to 2,400 parameters on each of the shared pool's connections held 36 MiB of the workers'
-/// 69 MiB heap.
+/// different statement from a 38-row one), so a cache rarely hits. Filled anyway, the shared
+/// pool's caches of up to 100 such statements (up to 2,400 parameters each) per connection held
+/// 36 MiB of the workers' 69 MiB peak heap (heaptrack, 30,000-ingest burst, docs/benchmarks.md).
 /// Not 0: with the cache off, sqlx still prepares named statements and never closes them, so
 /// they would pile up in the server's memory instead. A few entries keep the shapes every
 /// batch repeats (the full chunks) prepared.
-/// (36 MiB: heaptrack's peak over a 30,000-ingest burst, docs/benchmarks.md.)
 pub const BULK_STATEMENT_CACHE: usize = 16;
 
 /// A pool of `connections` for a bulk writer, beside the `shared` pool, so the writer's
