@@ -46,7 +46,8 @@ pub const BULK_STATEMENT_CACHE: usize = 16;
 
 /// A pool of `connections` for a bulk writer, beside the `shared` pool, so the writer's
 /// statements of every shape neither fill the shared connections' statement caches nor evict
-/// the handlers' statements from them.
+/// the handlers' statements from them. Its connections show as `application` in
+/// `pg_stat_activity`, so operators can tell them from the handlers'.
 ///
 /// SQLite has one connection, and a second would be a second writer meeting `SQLITE_BUSY`:
 /// there `shared` is returned.
@@ -54,6 +55,7 @@ pub async fn connect_bulk_writer(
     url: &str,
     shared: &DatabaseConnection,
     connections: u32,
+    application: &'static str,
 ) -> Result<DatabaseConnection, DbError> {
     if Backend::of(url)? == Backend::Sqlite {
         return Ok(shared.clone());
@@ -62,7 +64,10 @@ pub async fn connect_bulk_writer(
     options
         .max_connections(connections.max(1))
         .min_connections(1)
-        .map_sqlx_postgres_opts(|o| o.statement_cache_capacity(BULK_STATEMENT_CACHE));
+        .map_sqlx_postgres_opts(move |o| {
+            o.statement_cache_capacity(BULK_STATEMENT_CACHE)
+                .application_name(application)
+        });
     Ok(Database::connect(options).await?)
 }
 

@@ -15,7 +15,7 @@ use workflows::{
         notify::{Notifier, Notify},
         silence_check::{self, SilenceCheck},
     },
-    ledger::{Recorder, RecorderConfig},
+    ledger::{LEDGER_APPLICATION, Recorder, RecorderConfig},
     retention::{self, RetentionConfig},
     statistics,
 };
@@ -64,7 +64,9 @@ impl Context {
     ) -> Result<Self, entities::DbError> {
         if recorders > 0 {
             let connections = u32::try_from(recorders).unwrap_or(u32::MAX);
-            self.ledger_db = entities::connect_bulk_writer(url, &self.db, connections).await?;
+            self.ledger_db =
+                entities::connect_bulk_writer(url, &self.db, connections, LEDGER_APPLICATION)
+                    .await?;
         }
         Ok(self)
     }

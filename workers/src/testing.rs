@@ -3,17 +3,18 @@
 
 use std::time::Duration;
 
+use migration::testing::TestDb;
 use queue::{BreakerPolicy, Engine};
-use sea_orm::DatabaseConnection;
 use tokio::{sync::oneshot, task::JoinHandle};
 use workflows::jobs::notify::{Notifier, NotifyConfig};
 
 use crate::{Context, PoolConfig, PoolError};
 
-/// Runs every queue's pool over `db` and `engine`; `tweak` adjusts the test settings, and
+/// Runs every queue's pool over `db` and `engine`, with the connections the binaries use (the
+/// recorders' own pool on PostgreSQL); `tweak` adjusts the test settings, and
 /// `breaker_failures` is how many consecutive failures open a destination's breaker.
 pub fn start_pools(
-    db: &DatabaseConnection,
+    db: &TestDb,
     engine: &Engine,
     breaker_failures: u32,
     tweak: impl FnOnce(&mut PoolConfig),
@@ -32,12 +33,20 @@ pub fn start_pools(
     config.backoff = Some((Duration::from_millis(5), Duration::from_millis(50)));
     config.shutdown_grace = Duration::from_millis(500);
     tweak(&mut config);
-    let ctx = Context::new(db.clone(), engine.clone(), notifier);
+    let ctx = Context::new(db.db().clone(), engine.clone(), notifier);
+    let url = db.url().to_owned();
     let (stop, stopped) = oneshot::channel::<()>();
-    let handle = tokio::spawn(crate::run_pools(ctx, config, async move {
-        let _ = stopped.await;
-        Ok(())
-    }));
+    let handle = tokio::spawn(async move {
+        let ctx = ctx
+            .with_ledger_pool(&url, config.ledger_recorders)
+            .await
+            .expect("the ledger's pool");
+        crate::run_pools(ctx, config, async move {
+            let _ = stopped.await;
+            Ok(())
+        })
+        .await
+    });
     Pools {
         stop: Some(stop),
         handle,

@@ -81,9 +81,14 @@ async fn main() {
     let ledger_db = if shared {
         db.db().clone()
     } else {
-        entities::connect_bulk_writer(db.url(), db.db(), recorders as u32)
-            .await
-            .expect("ledger pool")
+        entities::connect_bulk_writer(
+            db.url(),
+            db.db(),
+            recorders as u32,
+            workflows::ledger::LEDGER_APPLICATION,
+        )
+        .await
+        .expect("ledger pool")
     };
     println!(
         "recorders' pool: {}",

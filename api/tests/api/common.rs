@@ -89,7 +89,7 @@ impl Deployment {
     /// Worker pools for every queue in the test process (20-60 ms backoff; breakers that stay
     /// closed through the few failures these tests script).
     pub fn pools(&self) -> Pools {
-        workers::testing::start_pools(self.db.db(), self.engine(), 50, |config| {
+        workers::testing::start_pools(&self.db, self.engine(), 50, |config| {
             config.worker_id = "api-test".into();
             config.backoff = Some((Duration::from_millis(20), Duration::from_millis(60)));
         })

@@ -46,7 +46,7 @@ impl TestApp {
     /// Pools for every queue in this process, tuned for tests: millisecond backoff and
     /// breaker, short timeouts.
     pub fn start_pools(&self, tweak: impl FnOnce(&mut PoolConfig)) -> Pools {
-        workers::testing::start_pools(self.db(), &self.engine, 3, tweak)
+        workers::testing::start_pools(&self.db, &self.engine, 3, tweak)
     }
 }
 

@@ -117,6 +117,15 @@ async fn an_ingest_flows_to_a_signed_webhook_and_the_ledger_matches(sql: Sql) {
         ["test-0", "test-1"],
         "one consumer per recorder, named after the worker"
     );
+    if let Sql::Postgres = sql {
+        // The recorders wrote through their own pool, as the binaries run them, so their
+        // statements of every shape stay out of the handlers' statement caches.
+        let used = recorder_connections_used(app.db()).await;
+        assert!(
+            (1..=2).contains(&used),
+            "{used} of the recorders' connections ran statements"
+        );
+    }
 
     pools.stop().await;
     // Every job the ledger holds is in the state Redis says it is in.
@@ -134,6 +143,23 @@ async fn an_ingest_flows_to_a_signed_webhook_and_the_ledger_matches(sql: Sql) {
         assert_eq!(row.state, live.state.as_str(), "{}", row.id);
         assert_eq!(live.state, JobState::Succeeded);
     }
+}
+
+/// The recorders' connections (named `LEDGER_APPLICATION`) in this database that have run a
+/// statement.
+async fn recorder_connections_used(db: &sea_orm::DatabaseConnection) -> i64 {
+    use sea_orm::{ConnectionTrait, DbBackend, Statement};
+    db.query_one_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "SELECT count(*) AS n FROM pg_stat_activity \
+         WHERE datname = current_database() AND application_name = $1 AND query <> ''",
+        [workflows::ledger::LEDGER_APPLICATION.into()],
+    ))
+    .await
+    .expect("pg_stat_activity")
+    .expect("a row")
+    .try_get::<i64>("", "n")
+    .expect("a count")
 }
 
 mod pipeline_to_webhook {

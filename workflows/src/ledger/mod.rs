@@ -11,7 +11,9 @@
 mod recorder;
 mod requeue;
 
-pub use recorder::{LEDGER_GROUP, LedgerError, Recorder, RecorderConfig, sortable_event_id};
+pub use recorder::{
+    LEDGER_APPLICATION, LEDGER_GROUP, LedgerError, Recorder, RecorderConfig, sortable_event_id,
+};
 pub use requeue::{RequeueFromLedger, requeue_dead};
 
 /// The workflow every run of the sensor pipeline belongs to.

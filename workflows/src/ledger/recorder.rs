@@ -27,6 +27,9 @@ pub enum LedgerError {
 /// The consumer group every recorder of a deployment reads the job-event stream through.
 pub const LEDGER_GROUP: &str = "ledger";
 
+/// How the recorders' own database connections are named (PostgreSQL's `pg_stat_activity`).
+pub const LEDGER_APPLICATION: &str = "steadfast-ledger";
+
 #[derive(Debug, Clone)]
 pub struct RecorderConfig {
     /// The consumer group: every recorder of a deployment shares it.

@@ -461,9 +461,14 @@ async fn two_recorders_leave_every_run_with_all_its_steps(sql: Sql) {
 #[tokio::test]
 async fn the_ledger_pool_keeps_few_statements_prepared_whatever_the_batch_sizes() {
     let env = TestEnv::new(Sql::Postgres).await;
-    let ledger_db = entities::connect_bulk_writer(env.db.url(), env.db(), 1)
-        .await
-        .expect("ledger pool");
+    let ledger_db = entities::connect_bulk_writer(
+        env.db.url(),
+        env.db(),
+        1,
+        workflows::ledger::LEDGER_APPLICATION,
+    )
+    .await
+    .expect("ledger pool");
     let config = RecorderConfig {
         group: "ledger".into(),
         block: Duration::from_millis(5),
