@@ -23,10 +23,13 @@ pub enum QueueError {
     CursorExpired(String),
     #[error("redis configuration refused: {0}")]
     UnsafeRedis(String),
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
 }
 
 impl QueueError {
-    /// True for failures that may go away by themselves: a Redis outage or a full stream.
+    /// True for failures that may go away by themselves: a Redis outage, a replica that was
+    /// a primary until a failover (`READONLY`), a Redis out of memory (`OOM`), a full stream.
     pub fn is_retryable(&self) -> bool {
         match self {
             QueueError::Redis(e) => {
@@ -36,13 +39,37 @@ impl QueueError {
                     || e.is_timeout()
                     || matches!(
                         e.kind(),
-                        redis::ErrorKind::Server(redis::ServerErrorKind::BusyLoading)
-                            | redis::ErrorKind::Server(redis::ServerErrorKind::TryAgain)
-                            | redis::ErrorKind::Server(redis::ServerErrorKind::MasterDown)
+                        redis::ErrorKind::Server(
+                            redis::ServerErrorKind::BusyLoading
+                                | redis::ServerErrorKind::TryAgain
+                                | redis::ServerErrorKind::MasterDown
+                                | redis::ServerErrorKind::ReadOnly
+                                | redis::ServerErrorKind::ClusterDown
+                        )
                     )
+                    || matches!(e.code(), Some("OOM" | "READONLY" | "LOADING"))
             }
             QueueError::StreamFull { .. } => true,
             _ => false,
+        }
+    }
+
+    /// Why Redis cannot take writes now, in words for an operator or a client, when that is
+    /// the failure: `READONLY` after a failover, `OOM` at `maxmemory`.
+    pub fn unavailable_reason(&self) -> Option<&'static str> {
+        let QueueError::Redis(e) = self else {
+            return None;
+        };
+        if matches!(
+            e.kind(),
+            redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly)
+        ) || e.code() == Some("READONLY")
+        {
+            Some("Redis is read-only (a failover is under way or the URL names a replica)")
+        } else if e.code() == Some("OOM") {
+            Some("Redis is out of memory (maxmemory reached with noeviction)")
+        } else {
+            None
         }
     }
 }

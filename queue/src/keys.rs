@@ -37,6 +37,9 @@ impl Keys {
     pub fn breaker(&self, name: &str) -> String {
         format!("{}:breaker:{name}", self.prefix)
     }
+    pub fn rate_limit(&self, name: &str) -> String {
+        format!("{}:rate:{name}", self.prefix)
+    }
     pub fn breakers(&self) -> String {
         format!("{}:breakers", self.prefix)
     }

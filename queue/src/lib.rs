@@ -21,6 +21,8 @@ mod heartbeat;
 mod job;
 mod keys;
 mod propagation;
+mod rate_limit;
+mod redact;
 mod scripts;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -43,3 +45,5 @@ pub use job::{
     Outcome, PushOutcome, RetryPolicy, now_ms,
 };
 pub use propagation::{TracePropagator, set_trace_propagator};
+pub use rate_limit::{MAX_RATE_KEY_BYTES, RateDecision, RateLimit};
+pub use redact::redact_url;

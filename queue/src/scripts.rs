@@ -28,6 +28,8 @@ pub(crate) struct Scripts {
     pub publish: Script,
     /// Stand-alone: it touches no job and appends no event.
     pub breaker: Script,
+    /// Stand-alone, like the breaker.
+    pub rate_limit: Script,
 }
 
 impl Scripts {
@@ -44,10 +46,11 @@ impl Scripts {
             trim: engine_script!("trim.lua"),
             publish: engine_script!("publish.lua"),
             breaker: Script::new(include_str!("lua/breaker.lua")),
+            rate_limit: Script::new(include_str!("lua/rate_limit.lua")),
         }
     }
 
-    pub fn all(&self) -> [&Script; 11] {
+    pub fn all(&self) -> [&Script; 12] {
         [
             &self.push,
             &self.fetch,
@@ -60,6 +63,7 @@ impl Scripts {
             &self.trim,
             &self.publish,
             &self.breaker,
+            &self.rate_limit,
         ]
     }
 }
