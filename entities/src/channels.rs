@@ -13,6 +13,8 @@ pub struct Model {
     pub url: Option<String>,
     pub secret: Option<String>,
     pub created_at: DateTimeUtc,
+    /// Set by an admin: notifications to it are skipped, not sent.
+    pub disabled_at: Option<DateTimeUtc>,
 }
 
 impl ActiveModelBehavior for ActiveModel {}

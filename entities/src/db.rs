@@ -8,6 +8,7 @@ use sea_orm::{ConnectOptions, Database, DatabaseConnection};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
+    /// Carries the URL's scheme only: the rest may hold a password.
     #[error("DATABASE_URL must start with sqlite: or postgres:, got {0:?}")]
     UnsupportedUrl(String),
     #[error("database: {0}")]
@@ -28,7 +29,11 @@ impl Backend {
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             Ok(Backend::Postgres)
         } else {
-            Err(DbError::UnsupportedUrl(url.to_owned()))
+            Err(DbError::UnsupportedUrl(
+                url.split_once(':')
+                    .map_or("", |(scheme, _)| scheme)
+                    .to_owned(),
+            ))
         }
     }
 }

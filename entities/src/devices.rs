@@ -11,6 +11,8 @@ pub struct Model {
     #[sea_orm(unique)]
     pub api_key_hash: String,
     pub created_at: DateTimeUtc,
+    /// Set by an admin: the key is refused from then on (a rotation replaces the hash instead).
+    pub revoked_at: Option<DateTimeUtc>,
 }
 
 impl ActiveModelBehavior for ActiveModel {}

@@ -13,6 +13,7 @@ pub mod deliveries;
 pub mod devices;
 pub mod job_attempts;
 pub mod jobs;
+pub mod ledger_quarantine;
 pub mod readings;
 pub mod refresh_tokens;
 pub mod rule_channels;

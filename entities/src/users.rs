@@ -13,6 +13,8 @@ pub struct Model {
     /// `VIEWER`, `OPERATOR` or `ADMIN`.
     pub role: String,
     pub created_at: DateTimeUtc,
+    /// Set by an admin: the user cannot sign in, refresh or keep a socket open.
+    pub disabled_at: Option<DateTimeUtc>,
 }
 
 impl ActiveModelBehavior for ActiveModel {}

@@ -6,7 +6,7 @@ use std::{
 };
 
 use chrono::{DateTime, TimeZone, Utc};
-use entities::{dead_jobs, job_attempts, jobs, workflow_runs, workflow_steps};
+use entities::{dead_jobs, job_attempts, jobs, ledger_quarantine, workflow_runs, workflow_steps};
 use queue::{Consumer, Engine, EventStream, JobEvent, JobRecord, JobState};
 use sea_orm::{
     ColumnTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder,
@@ -29,6 +29,26 @@ pub const LEDGER_GROUP: &str = "ledger";
 
 /// How the recorders' own database connections are named (PostgreSQL's `pg_stat_activity`).
 pub const LEDGER_APPLICATION: &str = "steadfast-ledger";
+
+/// Counts ledger entries the database refused and the recorder quarantined.
+pub const QUARANTINED_METRIC: &str = "steadfast_ledger_quarantined_total";
+
+/// True when the database refused what it was sent (a constraint, an encoding, a value), not
+/// when it could not be reached: only a refusal is worth isolating entry by entry.
+fn is_refusal(error: &LedgerError) -> bool {
+    use sea_orm::DbErr;
+    match error {
+        LedgerError::Queue(_) => false,
+        LedgerError::Db(DbErr::ConnectionAcquire(_) | DbErr::Conn(_)) => false,
+        LedgerError::Db(e) => {
+            let text = e.to_string();
+            !(text.contains("timed out")
+                || text.contains("Connection refused")
+                || text.contains("connection closed")
+                || text.contains("broken pipe"))
+        }
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct RecorderConfig {
@@ -173,13 +193,80 @@ impl Recorder {
         if !events.is_empty()
             && let Err(e) = self.record(&events).await
         {
-            // The next read starts with this batch again (see `run`).
-            self.consumer.reread_pending();
-            return Err(e);
+            let recorded = if is_refusal(&e) {
+                tracing::warn!(error = %e, "the database refused a ledger batch; recording it entry by entry");
+                self.record_isolating(&entries).await
+            } else {
+                Err(e)
+            };
+            if let Err(e) = recorded {
+                // The next read starts with this batch again (see `run`).
+                self.consumer.reread_pending();
+                return Err(e);
+            }
         }
         let ids: Vec<String> = entries.into_iter().map(|e| e.id).collect();
         self.consumer.ack(&ids).await?;
         Ok(ids.len())
+    }
+
+    /// Records `entries` one at a time, so one the database refuses (a NUL character in a
+    /// payload, say) cannot hold back the rest: a refused entry is tried once more, then kept in
+    /// `ledger_quarantine` with its error, for admins, and counted. An outage stops it as
+    /// before: nothing is quarantined for want of a connection.
+    async fn record_isolating(&self, entries: &[queue::StreamEntry]) -> Result<(), LedgerError> {
+        for entry in entries {
+            let Some(event) = JobEvent::from_entry(entry) else {
+                continue;
+            };
+            let events = std::slice::from_ref(&event);
+            let refused = match self.record(events).await {
+                Ok(()) => continue,
+                Err(e) if is_refusal(&e) => match self.record(events).await {
+                    Ok(()) => continue,
+                    Err(e) if is_refusal(&e) => e,
+                    Err(e) => return Err(e),
+                },
+                Err(e) => return Err(e),
+            };
+            self.quarantine(entry, &event, &refused).await?;
+        }
+        Ok(())
+    }
+
+    async fn quarantine(
+        &self,
+        entry: &queue::StreamEntry,
+        event: &JobEvent,
+        error: &LedgerError,
+    ) -> Result<(), LedgerError> {
+        tracing::error!(
+            stream_id = %entry.id,
+            job_id = %event.job_id,
+            kind = %event.kind,
+            event = %event.event,
+            error = %error,
+            "ledger entry quarantined: the database refused it"
+        );
+        // serde_json writes a NUL as the six characters `\u0000`, which any column takes.
+        let fields: std::collections::BTreeMap<&String, &String> = entry.fields.iter().collect();
+        let row = ledger_quarantine::ActiveModel {
+            stream_id: Set(entry.id.clone()),
+            event: Set(serde_json::to_string(&fields).unwrap_or_default()),
+            error: Set(error.to_string().replace('\0', "\\u0000")),
+            at: Set(Utc::now()),
+            ..Default::default()
+        };
+        ledger_quarantine::Entity::insert(row)
+            .on_conflict(
+                OnConflict::column(ledger_quarantine::Column::StreamId)
+                    .do_nothing()
+                    .to_owned(),
+            )
+            .exec_without_returning(&self.db)
+            .await?;
+        metrics::counter!(QUARANTINED_METRIC).increment(1);
+        Ok(())
     }
 
     async fn record(&self, events: &[JobEvent]) -> Result<(), LedgerError> {

@@ -516,3 +516,100 @@ on_both_databases!(
     a_dead_job_redis_lost_is_requeued_from_its_sql_record,
     two_recorders_leave_every_run_with_all_its_steps,
 );
+
+/// One event the database refuses (PostgreSQL takes no NUL in JSON or text) must not stop the
+/// ledger: the batch is recorded entry by entry, the refused entry is quarantined with its
+/// error, every other job is recorded, and the group is left with nothing pending.
+async fn an_event_the_database_refuses_is_quarantined_and_the_rest_recorded(sql: Sql) {
+    use entities::ledger_quarantine;
+    let env = TestEnv::new(sql).await;
+    let group = "ledger-poison";
+    let mut recorder = start_recorder(&env, group).await;
+    let before = env
+        .engine
+        .push(NewJob::raw("ingest", "ingest", r#"{"n":1}"#.into()))
+        .await
+        .expect("push")
+        .id;
+    let poison = env
+        .engine
+        .push(NewJob::raw(
+            "ingest",
+            "ingest",
+            r#"{"note":"a\u0000b"}"#.into(),
+        ))
+        .await
+        .expect("push")
+        .id;
+    let after = env
+        .engine
+        .push(NewJob::raw("ingest", "ingest", r#"{"n":2}"#.into()))
+        .await
+        .expect("push")
+        .id;
+    catch_up(&mut recorder).await;
+
+    let recorded: Vec<String> = jobs::Entity::find()
+        .order_by_asc(jobs::Column::Id)
+        .all(env.db())
+        .await
+        .expect("jobs")
+        .into_iter()
+        .map(|j| j.id)
+        .collect();
+    let quarantined = ledger_quarantine::Entity::find()
+        .all(env.db())
+        .await
+        .expect("quarantine");
+    match sql {
+        Sql::Postgres => {
+            let mut good = vec![before, after];
+            good.sort();
+            assert_eq!(recorded, good, "both good jobs recorded");
+            assert_eq!(quarantined.len(), 1, "{quarantined:?}");
+            assert!(
+                quarantined[0].event.contains(&poison),
+                "{}",
+                quarantined[0].event
+            );
+            assert!(
+                quarantined[0].error.contains("Unicode escape"),
+                "the database's own words: {}",
+                quarantined[0].error
+            );
+        }
+        // SQLite stores the NUL: nothing to quarantine.
+        Sql::Sqlite => {
+            assert_eq!(recorded.len(), 3);
+            assert!(quarantined.is_empty());
+        }
+    }
+    let progress = env
+        .engine
+        .group_progress(queue::EventStream::Jobs, group)
+        .await
+        .expect("redis")
+        .expect("group");
+    assert_eq!(
+        (progress.lag, progress.pending),
+        (Some(0), 0),
+        "nothing left behind"
+    );
+    // Later events still flow.
+    let later = env
+        .engine
+        .push(NewJob::raw("ingest", "ingest", r#"{"n":3}"#.into()))
+        .await
+        .expect("push")
+        .id;
+    catch_up(&mut recorder).await;
+    assert!(
+        jobs::Entity::find_by_id(later)
+            .one(env.db())
+            .await
+            .expect("job")
+            .is_some()
+    );
+}
+
+on_both_databases!(an_event_the_database_refuses_is_quarantined_and_the_rest_recorded);
