@@ -24,7 +24,7 @@ use queue::{BreakerPolicy, NewJob, testing::TestPrefix};
 use sea_orm::EntityTrait;
 use workers::{Context, PoolConfig};
 use workflows::{
-    jobs::notify::{Notifier, NotifyConfig},
+    jobs::notify::{DestinationPolicy, Notifier, NotifyConfig},
     testing::{self, Receiver},
 };
 
@@ -106,6 +106,8 @@ async fn main() {
     let notifier = Notifier::new(NotifyConfig {
         timeout: Duration::from_secs(5),
         breaker: BreakerPolicy::default(),
+        destinations: DestinationPolicy::allowing_loopback(),
+        ..NotifyConfig::default()
     })
     .expect("notifier");
     let mut config = PoolConfig::all_queues("bench");

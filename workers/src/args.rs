@@ -4,7 +4,7 @@
 use std::{collections::HashMap, time::Duration};
 
 use queue::BreakerPolicy;
-use workflows::jobs::notify::{Notifier, NotifierBuildError, NotifyConfig};
+use workflows::jobs::notify::{DestinationPolicy, Notifier, NotifierBuildError, NotifyConfig};
 
 use crate::{PoolConfig, QUEUES};
 
@@ -31,6 +31,15 @@ pub struct PoolArgs {
     /// Webhook request timeout, in milliseconds.
     #[arg(long, env = "WEBHOOK_TIMEOUT_MS", default_value_t = 10_000)]
     pub webhook_timeout_ms: u64,
+    /// Networks webhooks may reach besides public addresses (CIDR ranges or addresses,
+    /// comma-separated): loopback, private, link-local and metadata addresses are refused
+    /// unless named here.
+    #[arg(long, env = "WEBHOOK_ALLOW_NETWORKS", value_delimiter = ',', value_parser = parse_network)]
+    pub webhook_allow_networks: Vec<ipnet::IpNet>,
+    /// POSTs of one delivery answered 429 that snooze (no attempt spent); later 429s spend
+    /// attempts, so a receiver that always answers 429 cannot keep a job alive for ever.
+    #[arg(long, env = "WEBHOOK_SNOOZE_LIMIT", default_value_t = workflows::jobs::notify::DEFAULT_SNOOZE_LIMIT)]
+    pub webhook_snooze_limit: u32,
     /// Consecutive failures that open a destination's circuit breaker.
     #[arg(long, env = "BREAKER_FAILURES", default_value_t = 5)]
     pub breaker_failures: u32,
@@ -77,6 +86,14 @@ fn queue_width(raw: &str) -> Result<(String, usize), String> {
         .parse()
         .map_err(|e| format!("width of {queue}: {e}"))?;
     Ok((queue.to_owned(), width))
+}
+
+/// `10.0.0.0/8` or a single address (`10.1.2.3`).
+pub fn parse_network(raw: &str) -> Result<ipnet::IpNet, String> {
+    let raw = raw.trim();
+    raw.parse::<ipnet::IpNet>()
+        .or_else(|_| raw.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("{raw:?} is neither an address nor a CIDR range"))
 }
 
 fn host_name() -> String {
@@ -145,6 +162,8 @@ impl PoolArgs {
                 cool_down: Duration::from_millis(self.breaker_cool_down_ms),
                 ..BreakerPolicy::default()
             },
+            destinations: DestinationPolicy::allowing(self.webhook_allow_networks.iter().copied()),
+            snooze_limit: self.webhook_snooze_limit.max(1),
         })?)
     }
 }

@@ -12,8 +12,9 @@ use workers::{
     telemetry::{Telemetry, TelemetryArgs},
 };
 
-/// The workers binary's whole configuration, from flags or the environment.
-#[derive(Debug, Parser)]
+/// The workers binary's whole configuration, from flags or the environment. Not `Debug`: its
+/// URLs may carry passwords.
+#[derive(Parser)]
 #[command(version, about = "Steadfast worker pools")]
 struct Config {
     #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
@@ -80,7 +81,12 @@ async fn run(config: Config) -> anyhow::Result<()> {
         queue::EngineConfig::with_prefix(&config.prefix),
     )
     .await
-    .context("connecting to Redis")?;
+    .with_context(|| {
+        format!(
+            "connecting to Redis at {}",
+            queue::redact_url(&config.redis_url)
+        )
+    })?;
     engine.check_redis(config.redis_strict).await?;
     let http_stop = CancellationToken::new();
     let http = if config.no_metrics {

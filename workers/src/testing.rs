@@ -6,7 +6,7 @@ use std::time::Duration;
 use migration::testing::TestDb;
 use queue::{BreakerPolicy, Engine};
 use tokio::{sync::oneshot, task::JoinHandle};
-use workflows::jobs::notify::{Notifier, NotifyConfig};
+use workflows::jobs::notify::{DestinationPolicy, Notifier, NotifyConfig};
 
 use crate::{Context, PoolConfig, PoolError};
 
@@ -26,6 +26,8 @@ pub fn start_pools(
             cool_down: Duration::from_millis(300),
             probe_timeout: Duration::from_millis(500),
         },
+        destinations: DestinationPolicy::allowing_loopback(),
+        ..NotifyConfig::default()
     })
     .expect("notifier");
     let mut config = PoolConfig::all_queues("test");

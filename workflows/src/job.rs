@@ -75,12 +75,54 @@ pub trait Job: Serialize + DeserializeOwned + Send + Sync + 'static {
 
 /// Decodes a JSON payload and validates it; errors name the path of the offending field.
 pub fn decode_payload<J: Job>(payload: serde_json::Value) -> Result<J, ValidationError> {
+    if let Some(field) = nul_at(&payload, "") {
+        // PostgreSQL takes no NUL in text or JSON: refused here, it can never reach the ledger.
+        return Err(ValidationError::new(
+            field,
+            "must not contain NUL characters (\\u0000)",
+        ));
+    }
     let job: J = serde_path_to_error::deserialize(payload).map_err(|e| {
         let field = dotted(&e.path().to_string());
         ValidationError::new(field, e.inner().to_string())
     })?;
     job.validate()?;
     Ok(job)
+}
+
+/// The dotted path (as [`ValidationError::field`] has it: `readings.0.sensor`, the root
+/// `payload`) of the first string or key in `value` that holds a NUL character.
+fn nul_at(value: &serde_json::Value, path: &str) -> Option<String> {
+    use serde_json::Value;
+    let here = || {
+        if path.is_empty() {
+            "payload".to_owned()
+        } else {
+            path.to_owned()
+        }
+    };
+    let below = |segment: &str| {
+        if path.is_empty() {
+            segment.to_owned()
+        } else {
+            format!("{path}.{segment}")
+        }
+    };
+    match value {
+        Value::String(s) if s.contains('\0') => Some(here()),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| nul_at(v, &below(&i.to_string()))),
+        Value::Object(map) => map.iter().find_map(|(k, v)| {
+            if k.contains('\0') {
+                Some(here())
+            } else {
+                nul_at(v, &below(k))
+            }
+        }),
+        _ => None,
+    }
 }
 
 /// `readings[0].ts` → `readings.0.ts`; the root is `payload`.

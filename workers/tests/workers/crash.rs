@@ -63,6 +63,7 @@ fn spawn_worker(app: &TestApp, metrics_port: u16) -> Child {
         .args(["--silence-check-secs", "3600"])
         .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
         .env("RUST_LOG", "warn")
+        .env("WEBHOOK_ALLOW_NETWORKS", "127.0.0.0/8")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .kill_on_drop(true)

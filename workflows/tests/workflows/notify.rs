@@ -9,7 +9,7 @@ use workflows::{
     jobs::{
         alert::{self, Alert},
         ingest,
-        notify::{self, Notifier, Notify, NotifyConfig, Sent},
+        notify::{self, DestinationPolicy, Notifier, Notify, NotifyConfig, Sent},
     },
     testing::{self, Receiver, Reply},
 };
@@ -24,6 +24,8 @@ fn notifier() -> Notifier {
             cool_down: Duration::from_millis(150),
             probe_timeout: Duration::from_millis(500),
         },
+        destinations: DestinationPolicy::allowing_loopback(),
+        snooze_limit: 4,
     })
     .expect("notifier")
 }
@@ -280,7 +282,128 @@ async fn bad_channels_are_permanent_errors(sql: Sql) {
     assert!(matches!(err, Err(HandlerError::Permanent(m)) if m.contains("unknown alert")));
 }
 
+/// Loopback, private, link-local (metadata) addresses are refused by default, as IP literals
+/// and as names that resolve to them, and nothing is sent; an allow-listed network passes.
+async fn webhooks_to_non_public_addresses_are_refused_unless_allowed(sql: Sql) {
+    let env = TestEnv::new(sql).await;
+    let receiver = Receiver::start().await;
+    let (alert, channel) = open_alert(&env, &receiver.url()).await;
+    let guarded = Notifier::new(NotifyConfig {
+        timeout: Duration::from_millis(300),
+        ..NotifyConfig::default()
+    })
+    .expect("notifier");
+    let payload = about(alert, channel);
+    let refused = notify::run(env.db(), &env.engine, &guarded, "J-literal", &payload).await;
+    assert!(
+        matches!(&refused, Err(HandlerError::Permanent(m)) if m.contains("loopback")),
+        "{refused:?}"
+    );
+    assert_eq!(delivery(&env, "J-literal").await.status, "FAILED");
+    for url in [
+        "http://169.254.169.254/latest/meta-data",
+        "http://10.0.0.7/hook",
+        "http://[::ffff:127.0.0.1]:1/hook",
+    ] {
+        set_url(&env, channel, url).await;
+        let job = format!("J-{url}");
+        let refused = notify::run(env.db(), &env.engine, &guarded, &job, &payload).await;
+        assert!(
+            matches!(&refused, Err(HandlerError::Permanent(m)) if m.contains("WEBHOOK_ALLOW_NETWORKS")),
+            "{url}: {refused:?}"
+        );
+    }
+    // A name is checked on what it resolves to, at send time.
+    set_url(
+        &env,
+        channel,
+        &format!("http://localhost:{}/hook", receiver.addr.port()),
+    )
+    .await;
+    let refused = notify::run(env.db(), &env.engine, &guarded, "J-name", &payload).await;
+    assert!(
+        matches!(&refused, Err(HandlerError::Permanent(m)) if m.contains("resolves only to refused addresses")),
+        "{refused:?}"
+    );
+    assert!(receiver.received().is_empty(), "nothing was sent");
+    // The allow-list lets the local receiver through.
+    let allowed = notify::run(env.db(), &env.engine, &notifier(), "J-allowed", &payload).await;
+    assert_eq!(allowed.expect("delivered"), Sent::Delivered { status: 200 });
+    assert_eq!(receiver.received().len(), 1);
+}
+
+async fn set_url(env: &TestEnv, channel: i64, url: &str) {
+    use sea_orm::{ActiveModelTrait, Set};
+    let row = entities::channels::Entity::find_by_id(channel)
+        .one(env.db())
+        .await
+        .expect("query")
+        .expect("channel");
+    let mut active: entities::channels::ActiveModel = row.into();
+    active.url = Set(Some(url.into()));
+    active.update(env.db()).await.expect("update");
+}
+
+/// A receiver that always answers 429 snoozes a delivery only `snooze_limit` times; after that
+/// a 429 spends attempts like a 503.
+async fn a_receiver_that_always_answers_429_cannot_snooze_a_job_for_ever(sql: Sql) {
+    let env = TestEnv::new(sql).await;
+    let receiver = Receiver::start().await;
+    let (alert, channel) = open_alert(&env, &receiver.url()).await;
+    let notifier = notifier(); // snooze_limit: 4
+    let payload = about(alert, channel);
+    receiver.script((0..8).map(|_| Reply::TooManyRequests(1)));
+    let mut snoozes = 0;
+    let mut retries = 0;
+    for _ in 0..6 {
+        match notify::run(env.db(), &env.engine, &notifier, "J429", &payload).await {
+            Err(HandlerError::Snooze { .. }) => snoozes += 1,
+            Err(HandlerError::Retryable(m)) if m.contains("429") => retries += 1,
+            other => panic!("expected a snooze or a retry, got {other:?}"),
+        }
+    }
+    assert_eq!((snoozes, retries), (3, 3), "snoozes end at the limit");
+    assert_eq!(delivery(&env, "J429").await.attempts, 6);
+}
+
+/// A delivery's error never carries the URL: its query may hold a token.
+async fn errors_never_carry_the_webhook_url(sql: Sql) {
+    let env = TestEnv::new(sql).await;
+    let receiver = Receiver::start().await;
+    let (alert, channel) = open_alert(&env, &receiver.url()).await;
+    let port = receiver.addr.port();
+    receiver.stop();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    set_url(
+        &env,
+        channel,
+        &format!("http://user:hunter2@127.0.0.1:{port}/hook?token=s3cr3t-token"),
+    )
+    .await;
+    let err = notify::run(
+        env.db(),
+        &env.engine,
+        &notifier(),
+        "J-secret",
+        &about(alert, channel),
+    )
+    .await
+    .expect_err("the receiver is down");
+    let row = delivery(&env, "J-secret").await;
+    let error = row.last_error.unwrap_or_default();
+    for text in [format!("{err:?}"), error.clone()] {
+        assert!(text.contains("unreachable"), "{text}");
+        assert!(
+            !text.contains("s3cr3t-token") && !text.contains("hunter2"),
+            "no secret in {text}"
+        );
+    }
+}
+
 on_both_databases!(
+    webhooks_to_non_public_addresses_are_refused_unless_allowed,
+    a_receiver_that_always_answers_429_cannot_snooze_a_job_for_ever,
+    errors_never_carry_the_webhook_url,
     a_signed_webhook_is_delivered_once,
     each_answer_is_classified,
     a_down_receiver_opens_the_breaker_and_jobs_snooze_until_it_returns,

@@ -7,10 +7,18 @@
 //!
 //! Webhooks are signed (`X-Steadfast-Signature: sha256=<hex HMAC-SHA256 of the body>`), sent
 //! with a timeout and classified: 2xx delivered; 408, 5xx, timeouts and connection failures
-//! retryable; 429 with `Retry-After` a snooze; any other status permanent. A circuit breaker
-//! per destination host, kept in Redis, snoozes jobs while the host is failing.
+//! retryable; 429 with `Retry-After` a snooze (a bounded number of times, then it spends
+//! attempts like a 503, so a receiver that always answers 429 cannot keep a job alive for
+//! ever); any other status permanent. A circuit breaker per destination host, kept in Redis,
+//! snoozes jobs while the host is failing. Destinations are checked against
+//! [`DestinationPolicy`] on the address actually connected to (see `destination.rs`), and no
+//! error written to a delivery or a job carries the URL (its path or query may hold a token).
 
-use std::time::Duration;
+mod destination;
+
+pub use destination::{DestinationPolicy, DestinationRefused, is_public};
+
+use std::{sync::Arc, time::Duration};
 
 use chrono::Utc;
 use entities::{alerts, channels, deliveries, readings, rules, sensors};
@@ -84,6 +92,10 @@ pub struct NotifyConfig {
     /// The whole request, connection included.
     pub timeout: Duration,
     pub breaker: BreakerPolicy,
+    /// Which addresses webhooks may reach (public ones, plus these networks).
+    pub destinations: DestinationPolicy,
+    /// POSTs of one delivery after which a 429 no longer snoozes but spends an attempt.
+    pub snooze_limit: u32,
 }
 
 impl Default for NotifyConfig {
@@ -91,9 +103,14 @@ impl Default for NotifyConfig {
         Self {
             timeout: Duration::from_secs(10),
             breaker: BreakerPolicy::default(),
+            destinations: DestinationPolicy::default(),
+            snooze_limit: DEFAULT_SNOOZE_LIMIT,
         }
     }
 }
+
+/// See [`NotifyConfig::snooze_limit`].
+pub const DEFAULT_SNOOZE_LIMIT: u32 = 10;
 
 /// Sends webhooks: one HTTP client (its connection pool shared by every job) and the settings.
 #[derive(Debug, Clone)]
@@ -117,6 +134,11 @@ impl Notifier {
             // A webhook that redirects is misconfigured; following it would resend the body
             // somewhere the channel's owner did not name.
             .redirect(reqwest::redirect::Policy::none())
+            // A proxy would resolve the host itself, out of the policy's sight.
+            .no_proxy()
+            .dns_resolver(Arc::new(destination::GuardedResolver {
+                policy: Arc::new(config.destinations.clone()),
+            }))
             .user_agent(concat!("steadfast/", env!("CARGO_PKG_VERSION")))
             .build()?;
         Ok(Self { http, config })
@@ -137,6 +159,8 @@ pub enum Sent {
     InApp,
     /// An earlier run delivered it; nothing was sent.
     AlreadyDelivered,
+    /// An admin disabled the channel; nothing was sent.
+    ChannelDisabled,
 }
 
 /// The delivery key of the notify job `job_id`: stable across its retries, re-runs and
@@ -167,6 +191,9 @@ pub async fn run(
         .one(db)
         .await?
         .ok_or_else(|| HandlerError::Permanent(format!("unknown channel {}", payload.channel)))?;
+    if channel.disabled_at.is_some() {
+        return Ok(Sent::ChannelDisabled);
+    }
     let key = delivery_key(job_id);
     // Built first: it checks the alert exists before a delivery row refers to it.
     let body = body(db, &key, &channel, payload).await?;
@@ -303,6 +330,8 @@ async fn deliver_in_app(
 enum Response {
     Status(u16, Option<Duration>),
     Unreachable(String),
+    /// The destination policy refused every address of the host: nothing was sent.
+    Refused(String),
 }
 
 async fn deliver_webhook(
@@ -333,6 +362,23 @@ async fn deliver_webhook(
             )));
         }
     };
+    // An IP literal is connected to as it is, without the guarded resolver: check it here.
+    let literal = url.host_str().and_then(|h| {
+        h.trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .ok()
+    });
+    if let Some(reason) = literal.and_then(|ip| notifier.config.destinations.refusal(ip)) {
+        let outcome = Outcome {
+            posted: false,
+            code: None,
+            error: Some(reason.clone()),
+            status: Some(STATUS_FAILED),
+        };
+        record(db, delivery, outcome).await?;
+        return Err(HandlerError::Permanent(reason));
+    }
     let policy = &notifier.config.breaker;
     if let BreakerGate::Open { retry_in } = engine.breaker_acquire(&host, policy).await? {
         let outcome = Outcome {
@@ -349,6 +395,7 @@ async fn deliver_webhook(
     }
 
     let bytes = body.to_string().into_bytes();
+    let posts_before = u32::try_from(delivery.attempts).unwrap_or(0);
     let sent = notifier
         .http
         .post(url)
@@ -360,16 +407,26 @@ async fn deliver_webhook(
         .await;
     let response = match sent {
         Ok(r) => Response::Status(r.status().as_u16(), retry_after(r.headers())),
-        Err(e) if e.is_timeout() => Response::Unreachable(format!("timed out: {e}")),
-        Err(e) => Response::Unreachable(format!("unreachable: {e}")),
+        Err(e) => match destination::refused_by_policy(&e) {
+            Some(reason) => Response::Refused(reason),
+            // Without the URL: its path or query may carry a token.
+            None if e.is_timeout() => {
+                Response::Unreachable(format!("{host} timed out: {}", e.without_url()))
+            }
+            None => Response::Unreachable(format!("{host} unreachable: {}", e.without_url())),
+        },
     };
 
     // The host answered unless it errored (5xx) or did not answer at all.
     let host_failed = match &response {
         Response::Status(code, _) => *code >= 500,
         Response::Unreachable(_) => true,
+        Response::Refused(_) => false,
     };
-    engine.breaker_record(&host, !host_failed, policy).await?;
+    let posted = !matches!(response, Response::Refused(_));
+    if posted {
+        engine.breaker_record(&host, !host_failed, policy).await?;
+    }
 
     let (code, error, status, result) = match response {
         Response::Status(code @ 200..=299, _) => (
@@ -378,7 +435,7 @@ async fn deliver_webhook(
             Some(STATUS_DELIVERED),
             Ok(Sent::Delivered { status: code }),
         ),
-        Response::Status(429, Some(after)) => {
+        Response::Status(429, Some(after)) if posts_before + 1 < notifier.config.snooze_limit => {
             let reason = format!("{host} answered 429; retry after {after:?}");
             let snooze = HandlerError::Snooze {
                 after,
@@ -400,9 +457,13 @@ async fn deliver_webhook(
             let retry = HandlerError::Retryable(reason.clone());
             (None, Some(reason), None, Err(retry))
         }
+        Response::Refused(reason) => {
+            let refused = HandlerError::Permanent(reason.clone());
+            (None, Some(reason), Some(STATUS_FAILED), Err(refused))
+        }
     };
     let outcome = Outcome {
-        posted: true,
+        posted,
         code,
         error,
         status,
