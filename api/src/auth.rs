@@ -232,6 +232,7 @@ pub fn secret_hash(secret: &str) -> String {
 }
 
 pub fn validate_email(email: &str) -> ApiResult<String> {
+    reject_nul("email", email)?;
     let email = email.trim().to_lowercase();
     let valid = email.len() <= 254
         && email
@@ -249,6 +250,7 @@ pub fn validate_email(email: &str) -> ApiResult<String> {
 }
 
 pub fn validate_password(password: &str) -> ApiResult<()> {
+    reject_nul("password", password)?;
     let length = password.chars().count();
     if !(10..=256).contains(&length) {
         return Err(ApiError::bad_input(
@@ -266,51 +268,133 @@ type Keyed = RateLimiter<
     governor::middleware::NoOpMiddleware<<DefaultClock as Clock>::Instant>,
 >;
 
-/// Login attempts per account and per client address (in this process).
-pub struct LoginLimits {
-    per_account: Keyed,
-    per_address: Keyed,
-    clock: DefaultClock,
+/// What a limit protects; each has budgets of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Guarded {
+    Login,
+    Register,
 }
 
-impl std::fmt::Debug for LoginLimits {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LoginLimits").finish_non_exhaustive()
+impl Guarded {
+    fn name(self) -> &'static str {
+        match self {
+            Guarded::Login => "login",
+            Guarded::Register => "register",
+        }
     }
 }
 
-impl LoginLimits {
-    pub fn new(per_minute: u32) -> Self {
-        let per_account = NonZeroU32::new(per_minute.max(1)).unwrap_or(NonZeroU32::MIN);
-        let per_address =
-            NonZeroU32::new(per_minute.max(1).saturating_mul(3)).unwrap_or(NonZeroU32::MIN);
+/// Login and registration attempts per account and per client address, counted in Redis so
+/// every API replica shares one budget. The keys are fixed-length hashes (an email is
+/// validated and hashed before it names anything), so a caller cannot grow Redis with long
+/// or many-shaped keys. When Redis does not answer, this process's own limiter counts instead:
+/// an outage must not open the door to guessing.
+pub struct AuthLimits {
+    engine: queue::Engine,
+    per_account: queue::RateLimit,
+    per_address: queue::RateLimit,
+    timeout: Duration,
+    local_account: Keyed,
+    local_address: Keyed,
+    clock: DefaultClock,
+}
+
+impl std::fmt::Debug for AuthLimits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthLimits")
+            .field("per_account", &self.per_account)
+            .field("per_address", &self.per_address)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A short, fixed-length name for a caller-supplied value.
+fn key_digest(value: &str) -> String {
+    hex::encode(&Sha256::digest(value.as_bytes())[..16])
+}
+
+impl AuthLimits {
+    pub fn new(engine: queue::Engine, per_minute: u32, timeout: Duration) -> Self {
+        let per_minute = per_minute.max(1);
+        let account = NonZeroU32::new(per_minute).unwrap_or(NonZeroU32::MIN);
+        let address = NonZeroU32::new(per_minute.saturating_mul(3)).unwrap_or(NonZeroU32::MIN);
         Self {
-            per_account: RateLimiter::keyed(Quota::per_minute(per_account)),
-            per_address: RateLimiter::keyed(Quota::per_minute(per_address)),
+            engine,
+            per_account: queue::RateLimit::per_minute(per_minute),
+            per_address: queue::RateLimit::per_minute(per_minute.saturating_mul(3)),
+            timeout,
+            local_account: RateLimiter::keyed(Quota::per_minute(account)),
+            local_address: RateLimiter::keyed(Quota::per_minute(address)),
             clock: DefaultClock::default(),
         }
     }
 
-    /// Counts one attempt; refuses it when the account or the address has used its share.
-    pub fn check(&self, email: &str, address: &str) -> ApiResult<()> {
-        for (limiter, key, what) in [
-            (&self.per_address, address, "this address"),
-            (&self.per_account, email, "this account"),
-        ] {
-            if let Err(not_until) = limiter.check_key(&key.to_owned()) {
-                let wait = not_until.wait_time_from(self.clock.now());
-                return Err(ApiError::rate_limited(
-                    format!(
-                        "too many login attempts for {what}; try again in {} s",
-                        wait.as_secs() + 1
-                    ),
-                    wait.as_secs() + 1,
-                ));
-            }
-            if limiter.len() > 100_000 {
-                limiter.retain_recent();
-            }
+    /// Counts one attempt at `what`; refuses it when the address or the account (a validated,
+    /// normalised email) has used its share.
+    pub async fn check(&self, what: Guarded, email: &str, address: &str) -> ApiResult<()> {
+        let checks = [
+            (
+                format!("auth:{}:addr:{}", what.name(), key_digest(address)),
+                self.per_address,
+                &self.local_address,
+                "this address",
+            ),
+            (
+                format!("auth:{}:acct:{}", what.name(), key_digest(email)),
+                self.per_account,
+                &self.local_account,
+                "this account",
+            ),
+        ];
+        for (key, budget, local, who) in checks {
+            let decision =
+                tokio::time::timeout(self.timeout, self.engine.rate_limit(&key, budget)).await;
+            let wait = match decision {
+                Ok(Ok(queue::RateDecision::Allowed { .. })) => continue,
+                Ok(Ok(queue::RateDecision::Limited { retry_after })) => retry_after,
+                Ok(Err(_)) | Err(_) => match local.check_key(&key) {
+                    Ok(()) => {
+                        if local.len() > 100_000 {
+                            local.retain_recent();
+                        }
+                        continue;
+                    }
+                    Err(not_until) => not_until.wait_time_from(self.clock.now()),
+                },
+            };
+            let seconds = wait.as_secs() + 1;
+            return Err(ApiError::rate_limited(
+                format!(
+                    "too many {} attempts for {who}; try again in {seconds} s",
+                    what.name()
+                ),
+                seconds,
+            ));
         }
         Ok(())
     }
+}
+
+/// Compares secrets in time independent of where they differ.
+pub fn secrets_match(given: &str, expected: &str) -> bool {
+    let (a, b) = (
+        Sha256::digest(given.as_bytes()),
+        Sha256::digest(expected.as_bytes()),
+    );
+    a.iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
+}
+
+/// Rejects text a database or a log cannot carry faithfully: NUL characters (PostgreSQL
+/// refuses them in text and JSON, and one such event once stopped the ledger).
+pub fn reject_nul(field: &str, value: &str) -> ApiResult<()> {
+    if value.contains('\0') {
+        return Err(ApiError::bad_input(
+            field,
+            "must not contain NUL characters (\\u0000)",
+        ));
+    }
+    Ok(())
 }

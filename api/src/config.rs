@@ -13,7 +13,7 @@ pub enum Mode {
     Production,
 }
 
-#[derive(Debug, Clone, clap::Parser)]
+#[derive(Clone, clap::Parser)]
 #[command(
     version,
     about = "Steadfast API: GraphQL, device REST endpoints, health and metrics",
@@ -38,7 +38,7 @@ pub struct ApiConfig {
     #[arg(long, env = "STEADFAST_ENV", value_enum, default_value = "development")]
     pub mode: Mode,
     /// HMAC secret of access tokens (at least 32 bytes in production).
-    #[arg(long, env = "JWT_SECRET", default_value = DEFAULT_JWT_SECRET, hide_default_value = true)]
+    #[arg(long, env = "JWT_SECRET", default_value = DEFAULT_JWT_SECRET, hide_default_value = true, hide_env_values = true)]
     pub jwt_secret: String,
     /// Lifetime of an access token, in seconds.
     #[arg(long, env = "ACCESS_TOKEN_TTL_SECS", default_value_t = 900)]
@@ -46,9 +46,42 @@ pub struct ApiConfig {
     /// Lifetime of a refresh token, in days.
     #[arg(long, env = "REFRESH_TOKEN_TTL_DAYS", default_value_t = 30)]
     pub refresh_token_ttl_days: u64,
-    /// Login attempts per minute for one account; one address gets three times as many.
+    /// Login attempts per minute for one account; one address gets three times as many
+    /// (login and register alike), counted in Redis across every API replica.
     #[arg(long, env = "LOGIN_ATTEMPTS_PER_MINUTE", default_value_t = 10)]
     pub login_attempts_per_minute: u32,
+    /// Anyone may register an account (a viewer). Off: once an admin exists, accounts come
+    /// from an admin (`createUser`).
+    #[arg(long, env = "ALLOW_SIGNUP")]
+    pub allow_signup: bool,
+    /// In production, the first admin registers with this secret (`register(bootstrapToken:)`);
+    /// without it nobody can claim an empty production deployment.
+    #[arg(long, env = "BOOTSTRAP_ADMIN_TOKEN", hide_env_values = true)]
+    pub bootstrap_admin_token: Option<String>,
+    /// Serve GraphiQL and answer introspection (default: on in development, off in production).
+    #[arg(long, env = "GRAPHQL_INTROSPECTION")]
+    pub graphql_introspection: Option<bool>,
+    /// Readings requests per minute one device may send (429 with Retry-After beyond it).
+    #[arg(long, env = "DEVICE_REQUESTS_PER_MINUTE", default_value_t = 600)]
+    pub device_requests_per_minute: u32,
+    /// Largest websocket message, in bytes.
+    #[arg(long, env = "WS_MAX_MESSAGE_BYTES", default_value_t = 64 * 1024)]
+    pub ws_max_message_bytes: usize,
+    /// Operations (subscriptions) open at once on one websocket.
+    #[arg(long, env = "WS_MAX_OPERATIONS", default_value_t = 50)]
+    pub ws_max_operations: usize,
+    /// Websockets one account may hold open on one API process.
+    #[arg(long, env = "WS_MAX_SOCKETS_PER_USER", default_value_t = 20)]
+    pub ws_max_sockets_per_user: usize,
+    /// Most stream entries a subscription resumed from an old cursor may replay; further behind
+    /// it gets CURSOR_EXPIRED and reloads.
+    #[arg(long, env = "SUBSCRIPTION_REPLAY_MAX", default_value_t = 100_000)]
+    pub subscription_replay_max: usize,
+    /// A second listener for `/metrics` and the detailed `/ready`, for Prometheus and
+    /// operators only. When set, the public port answers `/metrics` 404 and `/ready` with its
+    /// status alone.
+    #[arg(long, env = "OPS_ADDR")]
+    pub ops_addr: Option<SocketAddr>,
     /// Largest request body, in bytes.
     #[arg(long, env = "API_BODY_LIMIT_BYTES", default_value_t = 4 * 1024 * 1024)]
     pub body_limit_bytes: usize,
@@ -100,6 +133,8 @@ pub enum ConfigError {
     ShortSecret(usize),
     #[error("ACCESS_TOKEN_TTL_SECS must be at least 1")]
     ZeroTokenLifetime,
+    #[error("BOOTSTRAP_ADMIN_TOKEN must be at least 16 characters (it has {0})")]
+    ShortBootstrapToken(usize),
 }
 
 impl ApiConfig {
@@ -111,6 +146,11 @@ impl ApiConfig {
         if self.access_token_ttl_secs == 0 {
             return Err(ConfigError::ZeroTokenLifetime);
         }
+        if let Some(token) = &self.bootstrap_admin_token
+            && token.chars().count() < 16
+        {
+            return Err(ConfigError::ShortBootstrapToken(token.chars().count()));
+        }
         if self.mode == Mode::Production {
             if self.jwt_secret == DEFAULT_JWT_SECRET {
                 return Err(ConfigError::DefaultSecretInProduction);
@@ -120,6 +160,18 @@ impl ApiConfig {
             }
         }
         Ok(())
+    }
+
+    /// GraphiQL and introspection: on in development unless turned off, off in production
+    /// unless turned on.
+    pub fn introspection(&self) -> bool {
+        self.graphql_introspection
+            .unwrap_or(self.mode == Mode::Development)
+    }
+
+    /// The first admin must bring the bootstrap token (production), or anyone may be first.
+    pub fn bootstrap_required(&self) -> bool {
+        self.mode == Mode::Production
     }
 
     pub fn access_token_ttl(&self) -> Duration {
@@ -141,5 +193,29 @@ impl ApiConfig {
             .clone()
             .unwrap_or_else(|| PathBuf::from("frontend/dist/browser"));
         dir.join("index.html").exists().then_some(dir)
+    }
+}
+
+/// Secrets and URLs that may carry passwords stay out of logs and panics: `{:?}` of the
+/// configuration shows them redacted.
+impl std::fmt::Debug for ApiConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiConfig")
+            .field("addr", &self.addr)
+            .field("redis_url", &queue::redact_url(&self.redis_url))
+            .field("prefix", &self.prefix)
+            .field("database_url", &queue::redact_url(&self.database_url))
+            .field("mode", &self.mode)
+            .field("jwt_secret", &"<redacted>")
+            .field(
+                "bootstrap_admin_token",
+                &self.bootstrap_admin_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field("allow_signup", &self.allow_signup)
+            .field("introspection", &self.introspection())
+            .field("ops_addr", &self.ops_addr)
+            .field("with_workers", &self.with_workers)
+            .field("pools", &self.pools)
+            .finish_non_exhaustive()
     }
 }

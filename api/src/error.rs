@@ -155,9 +155,13 @@ impl From<queue::QueueError> for ApiError {
                 ),
             ),
             queue::QueueError::InvalidJob(why) => ApiError::bad_input("input", why.clone()),
+            queue::QueueError::InvalidArgument(why) => ApiError::bad_input("input", why.clone()),
             _ if e.is_retryable() => {
                 tracing::warn!(error = %e, "redis unavailable");
-                ApiError::unavailable("the job queue (Redis) is unreachable; retry shortly", 2)
+                let reason = e
+                    .unavailable_reason()
+                    .unwrap_or("the job queue (Redis) is unreachable");
+                ApiError::unavailable(format!("{reason}; retry shortly"), 2)
             }
             _ => ApiError::internal(e),
         }

@@ -120,6 +120,7 @@ enum Index {
 }
 
 struct Inner {
+    replay_max: usize,
     engine: Engine,
     registry: RwLock<Registry>,
     next_id: AtomicU64,
@@ -160,11 +161,14 @@ impl Drop for Registration {
 
 impl Hub {
     /// Starts the stream readers; they stop with `stop`.
-    pub fn start(engine: Engine, stop: CancellationToken) -> Self {
+    /// `replay_max`: the most stream entries one resume may read before it is refused with
+    /// `CURSOR_EXPIRED` (a cursor from long ago would otherwise read the whole stream).
+    pub fn start(engine: Engine, replay_max: usize, stop: CancellationToken) -> Self {
         let (alerts, _) = broadcast::channel(1024);
         let hub = Self {
             inner: Arc::new(Inner {
                 engine,
+                replay_max: replay_max.max(1),
                 registry: RwLock::new(Registry::default()),
                 next_id: AtomicU64::new(1),
                 position: Mutex::new(None),
@@ -330,13 +334,24 @@ impl Hub {
         out: &mpsc::Sender<Result<Arc<JobEvent>, ApiError>>,
     ) -> Result<String, ApiError> {
         let mut cursor = from.to_owned();
+        let mut read = 0usize;
         loop {
+            if read >= self.inner.replay_max {
+                return Err(ApiError::new(
+                    crate::error::Code::CursorExpired,
+                    format!(
+                        "cursor {from} is more than {} events behind; reload and subscribe from the new eventCursor",
+                        self.inner.replay_max
+                    ),
+                ));
+            }
             let entries = self
                 .inner
                 .engine
                 .read_stream(EventStream::Jobs, &cursor, READ_COUNT)
                 .await?;
             let full = entries.len() == READ_COUNT;
+            read += entries.len();
             for entry in entries {
                 cursor.clone_from(&entry.id);
                 if let Some(event) = JobEvent::from_entry(&entry)

@@ -41,11 +41,40 @@ async fn device(state: &AppState, headers: &HeaderMap) -> ApiResult<devices::Mod
                 "send the device key as `Authorization: Bearer <key>` or `X-Api-Key`",
             )
         })?;
-    devices::Entity::find()
+    let device = devices::Entity::find()
         .filter(devices::Column::ApiKeyHash.eq(secret_hash(key.trim())))
         .one(&state.shared.db)
         .await?
-        .ok_or_else(|| ApiError::unauthenticated("unknown device key"))
+        .ok_or_else(|| ApiError::unauthenticated("unknown device key"))?;
+    if device.revoked_at.is_some() {
+        return Err(ApiError::unauthenticated("this device key was revoked"));
+    }
+    Ok(device)
+}
+
+/// Counts one request of `device` against `DEVICE_REQUESTS_PER_MINUTE`, shared by every API
+/// replica through Redis. Beyond it: 429 with `Retry-After`. When Redis does not answer, the
+/// push that follows answers for it (503).
+async fn limit_device(state: &AppState, device: &devices::Model) -> ApiResult<()> {
+    let budget =
+        queue::RateLimit::per_minute(state.shared.config.device_requests_per_minute.max(1));
+    let key = format!("device:{}", device.id);
+    let decision = tokio::time::timeout(
+        state.shared.config.redis_timeout(),
+        state.shared.engine.rate_limit(&key, budget),
+    )
+    .await;
+    if let Ok(Ok(queue::RateDecision::Limited { retry_after })) = decision {
+        let seconds = retry_after.as_secs() + 1;
+        return Err(ApiError::rate_limited(
+            format!(
+                "this device sends more than {} requests a minute; retry in {seconds} s",
+                budget.limit
+            ),
+            seconds,
+        ));
+    }
+    Ok(())
 }
 
 fn body(body: Result<Bytes, BytesRejection>) -> ApiResult<serde_json::Value> {
@@ -67,6 +96,7 @@ pub async fn sensor_data(
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let device = device(&state, &headers).await?;
+    limit_device(&state, &device).await?;
     let payload = body(raw)?;
     let ingest: Ingest =
         decode_payload(payload).map_err(|e| ApiError::bad_input(e.field, e.message))?;
@@ -123,6 +153,11 @@ pub async fn sensor_status(
         .map(|v| state.shared.tokens.verify_header(v));
     let device = match user {
         Some(Ok(session)) => {
+            if state.shared.revocations.is_disabled(session.user_id) {
+                return Err(ApiError::unauthenticated(
+                    "this account is disabled; ask an admin",
+                ));
+            }
             session.require(Role::Viewer)?;
             None
         }
@@ -236,6 +271,19 @@ pub async fn ready(State(state): State<AppState>) -> Response {
         })),
     )
         .into_response()
+}
+
+/// `GET /ready` on the public port when an operators' port exists: the status code and word
+/// only (the detail names hosts, latencies and errors, for operators).
+pub async fn ready_status(State(state): State<AppState>) -> Response {
+    let response = ready(State(state)).await;
+    let status = response.status();
+    let word = if status.is_success() {
+        "ready"
+    } else {
+        "unavailable"
+    };
+    (status, Json(json!({ "status": word }))).into_response()
 }
 
 /// `GET /metrics`: Prometheus text format.

@@ -26,7 +26,7 @@ use tower_http::{
 };
 
 use crate::{
-    auth::{LoginLimits, TokenKeys, hash_password},
+    auth::{AuthLimits, TokenKeys, hash_password},
     config::ApiConfig,
     error::{ApiError, Code},
     graphql::{
@@ -87,6 +87,8 @@ fn metrics_handle() -> Option<PrometheusHandle> {
 #[derive(Debug)]
 pub struct Running {
     pub addr: SocketAddr,
+    /// The operators' port, when `OPS_ADDR` is set.
+    pub ops_addr: Option<SocketAddr>,
     pub state: AppState,
     served: tokio::task::JoinHandle<std::io::Result<()>>,
     pools: Option<tokio::task::JoinHandle<Result<(), workers::PoolError>>>,
@@ -121,14 +123,14 @@ pub async fn start(config: ApiConfig, listener: TcpListener) -> Result<Running, 
     let engine = Engine::connect(&config.redis_url, engine_config)
         .await
         .map_err(|source| StartError::Redis {
-            url: config.redis_url.clone(),
+            url: queue::redact_url(&config.redis_url),
             source,
         })?;
     let durability = match engine.check_redis(config.redis_strict).await {
         Ok(report) => Some(report.durability().to_owned()),
         Err(e @ queue::QueueError::UnsafeRedis(_)) => {
             return Err(StartError::Redis {
-                url: config.redis_url.clone(),
+                url: queue::redact_url(&config.redis_url),
                 source: e,
             });
         }
@@ -138,7 +140,12 @@ pub async fn start(config: ApiConfig, listener: TcpListener) -> Result<Running, 
         }
     };
     let stop = CancellationToken::new();
-    let hub = Hub::start(engine.clone(), stop.clone());
+    let hub = Hub::start(engine.clone(), config.subscription_replay_max, stop.clone());
+    let revocations = Arc::new(crate::revocation::Revocations::default());
+    if let Err(e) = revocations.reload(&db).await {
+        tracing::warn!(error = %e, "disabled users could not be read yet (is the database migrated?)");
+    }
+    revocations.clone().follow(db.clone(), stop.clone());
     let queue_watch = QueueWatch::start(
         engine.clone(),
         Duration::from_millis(config.queue_stats_ms.max(100)),
@@ -152,7 +159,13 @@ pub async fn start(config: ApiConfig, listener: TcpListener) -> Result<Running, 
         hub,
         queue_watch,
         alert_feed,
-        login_limits: LoginLimits::new(config.login_attempts_per_minute),
+        auth_limits: AuthLimits::new(
+            engine.clone(),
+            config.login_attempts_per_minute,
+            config.redis_timeout(),
+        ),
+        revocations,
+        sockets: crate::ws::SocketCounts::default(),
         dummy_hash: hash_password(ulid::Ulid::new().to_string())
             .await
             .map_err(|e| StartError::Setup(e.message))?,
@@ -187,6 +200,28 @@ pub async fn start(config: ApiConfig, listener: TcpListener) -> Result<Running, 
         .local_addr()
         .map_err(|e| StartError::Setup(e.to_string()))?;
     let app = router(state.clone(), &config);
+    let ops = match config.ops_addr {
+        Some(ops_addr) => {
+            let listener = TcpListener::bind(ops_addr)
+                .await
+                .map_err(|e| StartError::Setup(format!("binding OPS_ADDR {ops_addr}: {e}")))?;
+            let ops_addr = listener
+                .local_addr()
+                .map_err(|e| StartError::Setup(e.to_string()))?;
+            let app = ops_router(state.clone());
+            let shutdown = stop.clone();
+            tokio::spawn(async move {
+                let served = axum::serve(listener, app)
+                    .with_graceful_shutdown(async move { shutdown.cancelled().await })
+                    .await;
+                if let Err(e) = served {
+                    tracing::error!(error = %e, "the operators' port stopped");
+                }
+            });
+            Some(ops_addr)
+        }
+        None => None,
+    };
     let shutdown = stop.clone();
     let served = tokio::spawn(async move {
         axum::serve(
@@ -199,21 +234,37 @@ pub async fn start(config: ApiConfig, listener: TcpListener) -> Result<Running, 
     tracing::info!(%addr, with_workers = config.with_workers, "api serving");
     Ok(Running {
         addr,
+        ops_addr: ops,
         state,
         served,
         pools,
     })
 }
 
+/// The operators' port (`OPS_ADDR`): metrics and the detailed readiness, nothing else.
+pub fn ops_router(state: AppState) -> Router {
+    Router::new()
+        .route("/health", get(rest::health))
+        .route("/ready", get(rest::ready))
+        .route("/metrics", get(rest::metrics))
+        .with_state(state)
+}
+
 pub fn router(state: AppState, config: &ApiConfig) -> Router {
-    let api = Router::new()
+    let mut api = Router::new()
         .route("/graphql", get(graphiql).post(graphql))
         .route("/graphql/ws", get(graphql_ws))
         .route("/api/sensors/data", post(rest::sensor_data))
         .route("/api/sensors/{key}/status", get(rest::sensor_status))
-        .route("/health", get(rest::health))
-        .route("/ready", get(rest::ready))
-        .route("/metrics", get(rest::metrics))
+        .route("/health", get(rest::health));
+    // With an operators' port, the public one tells load balancers only whether it is ready.
+    api = if config.ops_addr.is_some() {
+        api.route("/ready", get(rest::ready_status))
+    } else {
+        api.route("/ready", get(rest::ready))
+            .route("/metrics", get(rest::metrics))
+    };
+    let api = api
         .route_layer(axum::middleware::from_fn(crate::http_metrics::record))
         .layer(DefaultBodyLimit::max(config.body_limit_bytes))
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
@@ -257,13 +308,20 @@ async fn not_found() -> Response {
     .into_response()
 }
 
-async fn graphiql() -> Html<String> {
+async fn graphiql(State(state): State<AppState>) -> Response {
+    if !state.shared.config.introspection() {
+        return ApiError::not_found(
+            "GraphiQL is off here (production); set GRAPHQL_INTROSPECTION=true to serve it",
+        )
+        .into_response();
+    }
     Html(
         GraphiQLSource::build()
             .endpoint("/graphql")
             .subscription_endpoint("/graphql/ws")
             .finish(),
     )
+    .into_response()
 }
 
 /// A GraphQL error response (for a request that never reached the schema).
@@ -365,7 +423,10 @@ async fn graphql_ws(
     let address =
         crate::forwarded::client_address(peer.ip(), &headers, &state.shared.config.trusted_proxies)
             .to_string();
+    let max = state.shared.config.ws_max_message_bytes.max(1024);
     upgrade
+        .max_message_size(max)
+        .max_frame_size(max)
         .protocols(async_graphql::http::ALL_WEBSOCKET_PROTOCOLS)
         .on_upgrade(move |socket| {
             crate::ws::serve(

@@ -8,7 +8,7 @@ use queue::Engine;
 use sea_orm::{ActiveModelTrait, ConnectionTrait, DatabaseConnection, Set};
 
 use crate::{
-    auth::{LoginLimits, TokenKeys},
+    auth::{AuthLimits, TokenKeys},
     config::ApiConfig,
     error::ApiResult,
     hub::Hub,
@@ -23,7 +23,11 @@ pub struct Shared {
     pub hub: Hub,
     pub queue_watch: crate::graphql::queues::QueueWatch,
     pub alert_feed: crate::graphql::alerts::AlertFeed,
-    pub login_limits: LoginLimits,
+    pub auth_limits: AuthLimits,
+    /// Users disabled by an admin, reloaded every second.
+    pub revocations: Arc<crate::revocation::Revocations>,
+    /// Open websockets per user, for `WS_MAX_SOCKETS_PER_USER`.
+    pub sockets: crate::ws::SocketCounts,
     /// A real argon2 hash, verified against when an email is unknown, so a login takes as long
     /// whether or not the account exists.
     pub dummy_hash: String,

@@ -1,6 +1,8 @@
 //! The API through real HTTP and websockets, against the real Redis, SQLite and PostgreSQL.
 
 mod api {
+    mod abuse;
+    mod access;
     mod auth;
     mod binary;
     pub mod common;

@@ -230,8 +230,18 @@ test('a viewer sees dead jobs read-only and cannot requeue them', async ({ page 
   const deadId = submitted.submitJob.job.id;
 
   // At phone width the navigation folds behind a menu button.
+  // Sign-up is closed once an admin exists: the admin creates the viewer's account.
+  await graphql(
+    baseUrl(),
+    adminToken,
+    `mutation ($e: String!, $p: String!) { createUser(email: $e, password: $p, role: VIEWER) { id } }`,
+    { e: VIEWER.email, p: VIEWER.password },
+  );
   await page.setViewportSize({ width: 390, height: 844 });
-  await register(page, VIEWER);
+  await page.goto(`${baseUrl()}/login`);
+  await expect(page.getByTestId('signup-closed')).toBeVisible();
+  await expect(page.getByRole('button', { name: 'Create an account' })).toHaveCount(0);
+  await signIn(page, VIEWER);
   await expect(page.getByRole('link', { name: 'Dead jobs', exact: true })).toBeHidden();
   await shot(page, 'overview-phone');
   await page.getByRole('button', { name: 'Menu' }).click();

@@ -77,6 +77,8 @@ export async function startApi(
       JWT_SECRET: deployment.jwtSecret,
       STATIC_DIR: deployment.staticDir,
       RUST_LOG: process.env['RUST_LOG'] ?? 'warn',
+      // The suite's webhook receivers listen on loopback.
+      WEBHOOK_ALLOW_NETWORKS: '127.0.0.0/8',
       ...options.env,
     },
     stdio: ['ignore', 'inherit', 'inherit'],

@@ -129,6 +129,7 @@ impl Alert {
             .map(|s| s.key))
     }
 
+    #[graphql(complexity = "page::list_complexity(page::expected::CHILDREN, child_complexity)")]
     async fn deliveries(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Delivery>> {
         deliveries_of(ctx, self.row_id).await
     }
@@ -202,6 +203,7 @@ impl AlertQuery {
     }
 
     /// The notifications of an alert, one per channel and notifying reading.
+    #[graphql(complexity = "page::list_complexity(page::expected::CHILDREN, child_complexity)")]
     async fn deliveries(
         &self,
         ctx: &Context<'_>,

@@ -4,16 +4,17 @@ use async_graphql::{Context, ID, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use entities::{refresh_tokens, users};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, Set, TransactionTrait, sea_query::Expr,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseTransaction,
+    EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
+    sea_query::Expr,
 };
 use serde_json::json;
 
 use super::{ClientAddress, page, require, row_id, session, shared};
 use crate::{
     auth::{
-        Role, hash_password, new_secret, secret_hash, validate_email, validate_password,
-        verify_password,
+        Guarded, Role, hash_password, new_secret, secret_hash, secrets_match, validate_email,
+        validate_password, verify_password,
     },
     error::{ApiError, ApiResult},
     state::Shared,
@@ -25,6 +26,8 @@ pub struct User {
     pub email: String,
     pub role: Role,
     pub created_at: DateTime<Utc>,
+    /// When an admin disabled the account; null while it may sign in.
+    pub disabled_at: Option<DateTime<Utc>>,
 }
 
 impl From<users::Model> for User {
@@ -34,8 +37,18 @@ impl From<users::Model> for User {
             email: u.email,
             role: Role::parse(&u.role).unwrap_or(Role::Viewer),
             created_at: u.created_at,
+            disabled_at: u.disabled_at,
         }
     }
+}
+
+/// How accounts come to be here, for the sign-in page.
+#[derive(Debug, Clone, SimpleObject)]
+pub struct SignUpPolicy {
+    /// Whether `register` takes new accounts now: open sign-up, or no account exists yet.
+    pub open: bool,
+    /// Whether the next registration (the first admin) needs the bootstrap token.
+    pub bootstrap_token_required: bool,
 }
 
 /// What register, login and refresh answer.
@@ -54,6 +67,20 @@ pub struct AuthQuery;
 
 #[Object]
 impl AuthQuery {
+    /// Whether registering is possible now, and whether it needs the bootstrap token.
+    async fn sign_up_policy(&self, ctx: &Context<'_>) -> async_graphql::Result<SignUpPolicy> {
+        let shared = shared(ctx);
+        let empty = users::Entity::find()
+            .count(&shared.db)
+            .await
+            .map_err(ApiError::from)?
+            == 0;
+        Ok(SignUpPolicy {
+            open: empty || shared.config.allow_signup,
+            bootstrap_token_required: empty && shared.config.bootstrap_required(),
+        })
+    }
+
     /// The signed-in user.
     async fn me(&self, ctx: &Context<'_>) -> async_graphql::Result<User> {
         let session = session(ctx)?;
@@ -96,56 +123,57 @@ impl AuthQuery {
 #[derive(Default)]
 pub struct AuthMutation;
 
+fn client_address<'a>(ctx: &Context<'a>) -> &'a str {
+    ctx.data_opt::<ClientAddress>()
+        .map_or("unknown", |a| a.0.as_str())
+}
+
 #[Object]
 impl AuthMutation {
-    /// Creates an account and signs it in. The first account is an admin; later ones start as
-    /// viewers until an admin promotes them.
+    /// Creates an account and signs it in. The first account is the admin (in production it
+    /// must bring `bootstrapToken`, the server's `BOOTSTRAP_ADMIN_TOKEN`). After that,
+    /// registering is closed unless the server allows open sign-up (`ALLOW_SIGNUP`), where
+    /// new accounts start as viewers; otherwise an admin creates accounts (`createUser`).
+    /// Limited per address and per email (`RATE_LIMITED`).
     async fn register(
         &self,
         ctx: &Context<'_>,
         email: String,
         password: String,
+        bootstrap_token: Option<String>,
     ) -> async_graphql::Result<AuthPayload> {
         let shared = shared(ctx);
         let email = validate_email(&email)?;
         validate_password(&password)?;
+        shared
+            .auth_limits
+            .check(Guarded::Register, &email, client_address(ctx))
+            .await?;
         let hash = hash_password(password).await?;
         let txn = shared.db.begin().await.map_err(ApiError::from)?;
-        if txn.get_database_backend() == DatabaseBackend::Postgres {
-            // Two first registrations at once must not both become admin.
-            txn.execute_unprepared("LOCK TABLE users IN SHARE ROW EXCLUSIVE MODE")
-                .await
-                .map_err(ApiError::from)?;
-        }
-        let exists = users::Entity::find()
-            .filter(users::Column::Email.eq(&email))
-            .count(&txn)
-            .await
-            .map_err(ApiError::from)?
-            > 0;
-        if exists {
-            return Err(ApiError::bad_input("email", "this email is already registered").into());
-        }
+        lock_users(&txn).await?;
         let first_user = users::Entity::find()
             .count(&txn)
             .await
             .map_err(ApiError::from)?
             == 0;
         let role = if first_user {
+            if shared.config.bootstrap_required() {
+                check_bootstrap(
+                    shared.config.bootstrap_admin_token.as_deref(),
+                    bootstrap_token.as_deref(),
+                )?;
+            }
             Role::Admin
-        } else {
+        } else if shared.config.allow_signup {
             Role::Viewer
+        } else {
+            return Err(ApiError::forbidden(
+                "sign-up is closed here: an admin creates accounts (createUser)",
+            )
+            .into());
         };
-        let user = users::ActiveModel {
-            email: Set(email.clone()),
-            password_hash: Set(hash),
-            role: Set(role.as_str().to_owned()),
-            created_at: Set(Utc::now()),
-            ..Default::default()
-        }
-        .insert(&txn)
-        .await
-        .map_err(ApiError::from)?;
+        let user = insert_user(&txn, &email, hash, role).await?;
         shared
             .audit(
                 &txn,
@@ -160,6 +188,105 @@ impl AuthMutation {
         Ok(payload)
     }
 
+    /// Creates an account (admin), with its role; audited. The user signs in with the
+    /// password given here.
+    async fn create_user(
+        &self,
+        ctx: &Context<'_>,
+        email: String,
+        password: String,
+        #[graphql(default_with = "Role::Viewer")] role: Role,
+    ) -> async_graphql::Result<User> {
+        let admin = require(ctx, Role::Admin)?;
+        let shared = shared(ctx);
+        let email = validate_email(&email)?;
+        validate_password(&password)?;
+        let hash = hash_password(password).await?;
+        let txn = shared.db.begin().await.map_err(ApiError::from)?;
+        let user = insert_user(&txn, &email, hash, role).await?;
+        shared
+            .audit(
+                &txn,
+                Some(admin.user_id),
+                "user.create",
+                &format!("user:{}", user.id),
+                json!({ "email": email, "role": role.as_str() }),
+            )
+            .await?;
+        txn.commit().await.map_err(ApiError::from)?;
+        Ok(user.into())
+    }
+
+    /// Disables an account (admin) or enables it again; audited. A disabled user's sessions
+    /// end: their refresh tokens are revoked at once, and every API process refuses their
+    /// access tokens and closes their sockets (4403) within about a second.
+    async fn set_user_disabled(
+        &self,
+        ctx: &Context<'_>,
+        user_id: ID,
+        disabled: bool,
+    ) -> async_graphql::Result<User> {
+        let admin = require(ctx, Role::Admin)?;
+        let shared = shared(ctx);
+        let id = row_id("userId", &user_id)?;
+        if disabled && id == admin.user_id {
+            return Err(
+                ApiError::bad_input("userId", "you cannot disable your own account").into(),
+            );
+        }
+        let txn = shared.db.begin().await.map_err(ApiError::from)?;
+        let user = users::Entity::find_by_id(id)
+            .one(&txn)
+            .await
+            .map_err(ApiError::from)?
+            .ok_or_else(|| ApiError::not_found(format!("no user has id {id}")))?;
+        if disabled && user.role == Role::Admin.as_str() {
+            let admins = users::Entity::find()
+                .filter(users::Column::Role.eq(Role::Admin.as_str()))
+                .filter(users::Column::DisabledAt.is_null())
+                .count(&txn)
+                .await
+                .map_err(ApiError::from)?;
+            if admins <= 1 {
+                return Err(ApiError::bad_input(
+                    "userId",
+                    "this is the last admin: promote another user first",
+                )
+                .into());
+            }
+        }
+        let now = Utc::now();
+        let before = user.disabled_at;
+        let mut active: users::ActiveModel = user.into();
+        active.disabled_at = Set(disabled.then_some(before.unwrap_or(now)));
+        let user = active.update(&txn).await.map_err(ApiError::from)?;
+        if disabled {
+            refresh_tokens::Entity::update_many()
+                .col_expr(refresh_tokens::Column::RevokedAt, Expr::value(now))
+                .filter(refresh_tokens::Column::UserId.eq(id))
+                .filter(refresh_tokens::Column::RevokedAt.is_null())
+                .exec(&txn)
+                .await
+                .map_err(ApiError::from)?;
+        }
+        shared
+            .audit(
+                &txn,
+                Some(admin.user_id),
+                if disabled {
+                    "user.disable"
+                } else {
+                    "user.enable"
+                },
+                &format!("user:{id}"),
+                json!({ "email": user.email, "wasDisabled": before.is_some() }),
+            )
+            .await?;
+        txn.commit().await.map_err(ApiError::from)?;
+        shared.revocations.mark(id, disabled);
+        Ok(user.into())
+    }
+
     /// Signs in. Limited per account and per client address (`RATE_LIMITED`).
     async fn login(
         &self,
@@ -168,11 +295,11 @@ impl AuthMutation {
         password: String,
     ) -> async_graphql::Result<AuthPayload> {
         let shared = shared(ctx);
-        let email = email.trim().to_lowercase();
-        let address = ctx
-            .data_opt::<ClientAddress>()
-            .map_or("unknown", |a| a.0.as_str());
-        shared.login_limits.check(&email, address)?;
+        let email = validate_email(&email)?;
+        shared
+            .auth_limits
+            .check(Guarded::Login, &email, client_address(ctx))
+            .await?;
         let user = users::Entity::find()
             .filter(users::Column::Email.eq(&email))
             .one(&shared.db)
@@ -186,11 +313,16 @@ impl AuthMutation {
         let Some(user) = user.filter(|_| matches) else {
             return Err(ApiError::unauthenticated("wrong email or password").into());
         };
+        if user.disabled_at.is_some() {
+            return Err(disabled_account().into());
+        }
         Ok(issue(shared, &shared.db, user, None).await?)
     }
 
     /// Trades a refresh token for a new pair. Each refresh token works once: presenting a
-    /// spent one (a stolen copy, or a replay) revokes every token of its login.
+    /// spent one (a stolen copy, or a replay) revokes every token of its login. One
+    /// transaction, serialised with sign-out and reuse detection on the login's first token,
+    /// so no new token is ever left live in a revoked login.
     async fn refresh_token(
         &self,
         ctx: &Context<'_>,
@@ -199,48 +331,55 @@ impl AuthMutation {
         let shared = shared(ctx);
         let hash = secret_hash(refresh_token.trim());
         let refused = || ApiError::unauthenticated("the refresh token is not valid; sign in again");
-        let Some(token) = refresh_tokens::Entity::find()
-            .filter(refresh_tokens::Column::TokenHash.eq(hash))
-            .one(&shared.db)
-            .await
-            .map_err(ApiError::from)?
-        else {
+        let txn = shared.db.begin().await.map_err(ApiError::from)?;
+        let Some(found) = find_token(&txn, &hash).await? else {
+            return Err(refused().into());
+        };
+        lock_family(&txn, &found.family).await?;
+        // Read again under the lock: a sign-out or a reuse may have revoked it meanwhile.
+        let Some(token) = find_token(&txn, &hash).await? else {
             return Err(refused().into());
         };
         let now = Utc::now();
         if token.revoked_at.is_some() || token.expires_at <= now {
             return Err(refused().into());
         }
-        // Spend it: only the first of two concurrent uses gets the row.
-        let spent = refresh_tokens::Entity::update_many()
-            .col_expr(refresh_tokens::Column::UsedAt, Expr::value(now))
-            .filter(refresh_tokens::Column::Id.eq(token.id))
-            .filter(refresh_tokens::Column::UsedAt.is_null())
-            .exec(&shared.db)
-            .await
-            .map_err(ApiError::from)?;
-        if spent.rows_affected == 0 {
-            revoke_family(shared, &token.family).await?;
+        if token.used_at.is_some() {
+            revoke_family(&txn, &token.family).await?;
             shared
                 .audit(
-                    &shared.db,
+                    &txn,
                     Some(token.user_id),
                     "auth.refresh_reuse",
                     &format!("user:{}", token.user_id),
                     json!({ "family": token.family }),
                 )
                 .await?;
+            txn.commit().await.map_err(ApiError::from)?;
             return Err(ApiError::unauthenticated(
                 "this refresh token was already used: every session of that login was signed out; sign in again",
             )
             .into());
         }
+        refresh_tokens::Entity::update_many()
+            .col_expr(refresh_tokens::Column::UsedAt, Expr::value(now))
+            .filter(refresh_tokens::Column::Id.eq(token.id))
+            .exec(&txn)
+            .await
+            .map_err(ApiError::from)?;
         let user = users::Entity::find_by_id(token.user_id)
-            .one(&shared.db)
+            .one(&txn)
             .await
             .map_err(ApiError::from)?
             .ok_or_else(refused)?;
-        Ok(issue(shared, &shared.db, user, Some(token.family)).await?)
+        if user.disabled_at.is_some() {
+            revoke_family(&txn, &token.family).await?;
+            txn.commit().await.map_err(ApiError::from)?;
+            return Err(disabled_account().into());
+        }
+        let payload = issue(shared, &txn, user, Some(token.family)).await?;
+        txn.commit().await.map_err(ApiError::from)?;
+        Ok(payload)
     }
 
     /// Signs out: revokes the refresh token's whole login.
@@ -250,18 +389,14 @@ impl AuthMutation {
         refresh_token: String,
     ) -> async_graphql::Result<bool> {
         let shared = shared(ctx);
-        let token = refresh_tokens::Entity::find()
-            .filter(refresh_tokens::Column::TokenHash.eq(secret_hash(refresh_token.trim())))
-            .one(&shared.db)
-            .await
-            .map_err(ApiError::from)?;
-        match token {
-            Some(token) => {
-                revoke_family(shared, &token.family).await?;
-                Ok(true)
-            }
-            None => Ok(false),
-        }
+        let txn = shared.db.begin().await.map_err(ApiError::from)?;
+        let Some(token) = find_token(&txn, &secret_hash(refresh_token.trim())).await? else {
+            return Ok(false);
+        };
+        lock_family(&txn, &token.family).await?;
+        revoke_family(&txn, &token.family).await?;
+        txn.commit().await.map_err(ApiError::from)?;
+        Ok(true)
     }
 
     /// Changes a user's role (admin). The change reaches the user's access token at its next
@@ -313,12 +448,97 @@ impl AuthMutation {
     }
 }
 
-async fn revoke_family(shared: &Shared, family: &str) -> ApiResult<()> {
+fn disabled_account() -> ApiError {
+    ApiError::unauthenticated("this account is disabled; ask an admin")
+}
+
+fn check_bootstrap(expected: Option<&str>, given: Option<&str>) -> ApiResult<()> {
+    match (expected, given) {
+        (Some(expected), Some(given)) if secrets_match(given, expected) => Ok(()),
+        (None, _) => Err(ApiError::forbidden(
+            "this production deployment has no admin yet: set BOOTSTRAP_ADMIN_TOKEN on the server and register with it as bootstrapToken",
+        )),
+        (Some(_), _) => Err(ApiError {
+            field: Some("bootstrapToken".into()),
+            ..ApiError::forbidden("the first admin registers with the server's bootstrap token")
+        }),
+    }
+}
+
+/// Serialises registrations, so two first registrations at once do not both become admin
+/// (SQLite serialises every transaction already).
+async fn lock_users(txn: &DatabaseTransaction) -> ApiResult<()> {
+    if txn.get_database_backend() == DatabaseBackend::Postgres {
+        txn.execute_unprepared("LOCK TABLE users IN SHARE ROW EXCLUSIVE MODE")
+            .await?;
+    }
+    Ok(())
+}
+
+async fn insert_user(
+    txn: &DatabaseTransaction,
+    email: &str,
+    password_hash: String,
+    role: Role,
+) -> ApiResult<users::Model> {
+    let exists = users::Entity::find()
+        .filter(users::Column::Email.eq(email))
+        .count(txn)
+        .await?
+        > 0;
+    if exists {
+        return Err(ApiError::bad_input(
+            "email",
+            "this email is already registered",
+        ));
+    }
+    Ok(users::ActiveModel {
+        email: Set(email.to_owned()),
+        password_hash: Set(password_hash),
+        role: Set(role.as_str().to_owned()),
+        created_at: Set(Utc::now()),
+        disabled_at: Set(None),
+        ..Default::default()
+    }
+    .insert(txn)
+    .await?)
+}
+
+async fn find_token(
+    txn: &DatabaseTransaction,
+    hash: &str,
+) -> ApiResult<Option<refresh_tokens::Model>> {
+    Ok(refresh_tokens::Entity::find()
+        .filter(refresh_tokens::Column::TokenHash.eq(hash))
+        .one(txn)
+        .await?)
+}
+
+/// Takes the login's lock: the row lock of its first token (PostgreSQL). Refresh, sign-out and
+/// reuse detection all take it before they read the login's state, so they run one after the
+/// other and each sees what the one before committed. SQLite runs one transaction at a time.
+async fn lock_family(txn: &DatabaseTransaction, family: &str) -> ApiResult<()> {
+    if txn.get_database_backend() == DatabaseBackend::Postgres {
+        refresh_tokens::Entity::find()
+            .select_only()
+            .column(refresh_tokens::Column::Id)
+            .filter(refresh_tokens::Column::Family.eq(family))
+            .order_by_asc(refresh_tokens::Column::Id)
+            .limit(1)
+            .lock_exclusive()
+            .into_tuple::<i64>()
+            .one(txn)
+            .await?;
+    }
+    Ok(())
+}
+
+async fn revoke_family(db: &impl ConnectionTrait, family: &str) -> ApiResult<()> {
     refresh_tokens::Entity::update_many()
         .col_expr(refresh_tokens::Column::RevokedAt, Expr::value(Utc::now()))
         .filter(refresh_tokens::Column::Family.eq(family))
         .filter(refresh_tokens::Column::RevokedAt.is_null())
-        .exec(&shared.db)
+        .exec(db)
         .await?;
     Ok(())
 }

@@ -298,11 +298,14 @@ impl Job {
         Ok(self.detail(ctx).await?.and_then(|d| d.last_error.clone()))
     }
 
+    /// The key it was submitted with (devices' keys show with their `device:<id>:` scope,
+    /// the pipeline's own with theirs).
     async fn idempotency_key(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<String>> {
-        Ok(self
-            .detail(ctx)
-            .await?
-            .and_then(|d| d.idempotency_key.clone()))
+        Ok(self.detail(ctx).await?.and_then(|d| {
+            d.idempotency_key
+                .as_deref()
+                .map(|k| k.strip_prefix(SUBMITTER_KEYS).unwrap_or(k).to_owned())
+        }))
     }
 
     async fn workflow_run_id(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<ID>> {
@@ -332,6 +335,7 @@ impl Job {
 
     /// Attempts of the current round, oldest first, from the ledger (or from Redis's error
     /// history while the ledger has not caught up).
+    #[graphql(complexity = "page::list_complexity(page::expected::ATTEMPTS, child_complexity)")]
     async fn attempts(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Attempt>> {
         let shared = shared(ctx);
         let detail = self.detail(ctx).await?;
@@ -526,7 +530,8 @@ pub(crate) fn build(input: &SubmitJobInput, path: &str) -> ApiResult<NewJob> {
                 "an idempotency key has 1 to 512 bytes",
             ));
         }
-        job = job.with_idempotency_key(key, KeyScope::For(None));
+        crate::auth::reject_nul(&format!("{path}.idempotencyKey"), key)?;
+        job = job.with_idempotency_key(submitter_key(key), KeyScope::For(None));
     }
     if let Some(run_at) = input.run_at {
         let ms = run_at.timestamp_millis();
@@ -539,6 +544,15 @@ pub(crate) fn build(input: &SubmitJobInput, path: &str) -> ApiResult<NewJob> {
         job = job.with_run_at_ms(ms as u64);
     }
     Ok(job)
+}
+
+/// The namespace of idempotency keys given by GraphQL submitters. Devices' keys live under
+/// `device:<id>:` and the pipeline's own (`sensor:…`, alert keys) under theirs, so a submitter
+/// can neither answer for a device's submission nor hold back the pipeline's deduplication.
+pub const SUBMITTER_KEYS: &str = "api:";
+
+fn submitter_key(key: &str) -> String {
+    format!("{SUBMITTER_KEYS}{key}")
 }
 
 /// Pushes, answering `UNAVAILABLE` if Redis does not within the configured time. A push that

@@ -7,7 +7,9 @@
 pub mod alerts;
 pub mod audit;
 pub mod auth;
+pub mod channels;
 pub mod dead;
+pub mod devices;
 mod errors;
 pub mod jobs;
 pub mod page;
@@ -42,6 +44,8 @@ pub struct Mutation(
     jobs::JobMutation,
     dead::DeadMutation,
     sensors::SensorMutation,
+    channels::ChannelMutation,
+    devices::DeviceMutation,
     alerts::AlertMutation,
 );
 
@@ -55,23 +59,30 @@ pub struct Subscription(
 pub type AppSchema = Schema<Query, Mutation, Subscription>;
 
 pub fn build_schema(shared: SharedState) -> AppSchema {
-    let (depth, complexity) = (
+    let (depth, complexity, introspection) = (
         shared.config.graphql_max_depth,
         shared.config.graphql_max_complexity,
+        shared.config.introspection(),
     );
-    Schema::build(
+    let builder = Schema::build(
         Query::default(),
         Mutation::default(),
         Subscription::default(),
-    )
-    .data(shared)
-    .limit_depth(depth)
-    .limit_complexity(complexity)
-    .limit_recursive_depth(64)
-    .limit_directives(8)
-    .extension(errors::ErrorCodes)
-    .extension(subscriptions::SubscriptionGauge)
-    .finish()
+    );
+    let builder = if introspection {
+        builder
+    } else {
+        builder.disable_introspection()
+    };
+    builder
+        .data(shared)
+        .limit_depth(depth)
+        .limit_complexity(complexity)
+        .limit_recursive_depth(64)
+        .limit_directives(8)
+        .extension(errors::ErrorCodes)
+        .extension(subscriptions::SubscriptionGauge)
+        .finish()
 }
 
 /// The schema as SDL, for clients and the snapshot test.
@@ -112,6 +123,11 @@ pub(crate) fn session(ctx: &Context<'_>) -> ApiResult<Session> {
             if session.expires_at <= now {
                 return Err(ApiError::unauthenticated(
                     "the access token expired; refresh it",
+                ));
+            }
+            if shared(ctx).revocations.is_disabled(session.user_id) {
+                return Err(ApiError::unauthenticated(
+                    "this account is disabled; ask an admin",
                 ));
             }
             Ok(session.clone())

@@ -69,6 +69,23 @@ pub fn complexity(first: Option<i32>, child: usize) -> usize {
     (first.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE) as usize).saturating_mul(child)
 }
 
+/// What a list without `first` is expected to hold, for its complexity: every list is
+/// counted, not only Relay connections, so a query cannot multiply SQL work with aliases of a
+/// plain list (each alias counts again).
+pub mod expected {
+    /// `sensors`, and top-level lists of one kind of thing (`channels`, `devices`).
+    pub const TOP_LEVEL: usize = 100;
+    /// The children of one thing: a sensor's rules, an alert's deliveries, a run's steps.
+    pub const CHILDREN: usize = 10;
+    /// A job's attempts (up to its max attempts).
+    pub const ATTEMPTS: usize = 25;
+}
+
+/// Complexity of a plain list expected to hold `expected` items.
+pub fn list_complexity(expected: usize, child: usize) -> usize {
+    expected.saturating_mul(child.max(1))
+}
+
 /// An integer keyset cursor.
 pub fn int_cursor(after: Option<&str>) -> ApiResult<Option<i64>> {
     after

@@ -63,6 +63,7 @@ impl WorkflowStep {
 #[ComplexObject]
 impl WorkflowRun {
     /// Its steps in the order they were created.
+    #[graphql(complexity = "page::list_complexity(page::expected::CHILDREN, child_complexity)")]
     async fn steps(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<WorkflowStep>> {
         let rows = workflow_steps::Entity::find()
             .filter(workflow_steps::Column::RunId.eq(self.id.as_str()))

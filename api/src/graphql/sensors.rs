@@ -10,7 +10,7 @@ use sea_orm::{
 };
 use serde_json::json;
 
-use super::{require, row_id, shared};
+use super::{page, require, row_id, shared};
 use crate::{
     auth::{Role, new_secret},
     error::{ApiError, ApiResult},
@@ -140,14 +140,24 @@ pub struct Channel {
     pub id: ID,
     pub name: String,
     pub kind: Option<ChannelKind>,
+    /// The webhook's address. Admins see it whole; others see its scheme and host only
+    /// (`https://hooks.example.com/…`): paths and queries often carry tokens.
     pub url: Option<String>,
     /// Whether webhooks are signed (the secret itself is never shown again).
     pub has_secret: bool,
+    /// False once an admin disabled it: its notifications are skipped.
+    pub enabled: bool,
     pub created_at: DateTime<Utc>,
 }
 
-impl From<channels::Model> for Channel {
-    fn from(c: channels::Model) -> Self {
+impl Channel {
+    /// The channel as `viewer` may see it.
+    pub fn view(c: channels::Model, viewer: Role) -> Self {
+        let url = if viewer >= Role::Admin {
+            c.url
+        } else {
+            c.url.as_deref().map(redacted_url)
+        };
         Self {
             id: ID(c.id.to_string()),
             name: c.name,
@@ -156,11 +166,25 @@ impl From<channels::Model> for Channel {
                 "IN_APP" => Some(ChannelKind::InApp),
                 _ => None,
             },
-            url: c.url,
+            url,
             has_secret: c.secret.is_some_and(|s| !s.is_empty()),
+            enabled: c.disabled_at.is_none(),
             created_at: c.created_at,
         }
     }
+}
+
+/// `scheme://host[:port]/…`: no credentials, path or query.
+pub fn redacted_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "…".into();
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    let more = rest.len() > authority.len();
+    format!("{scheme}://{host}{}", if more { "/…" } else { "" })
 }
 
 #[derive(Debug, Clone, SimpleObject)]
@@ -169,6 +193,8 @@ pub struct Device {
     pub name: String,
     pub sensor_keys: Vec<String>,
     pub created_at: DateTime<Utc>,
+    /// When an admin revoked its key; a revoked device gets 401.
+    pub revoked_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, SimpleObject)]
@@ -237,6 +263,7 @@ impl Sensor {
     }
 
     /// The newest readings, oldest first (for a chart): at most `last`, up to 1,000.
+    #[graphql(complexity = "page::list_complexity(last.clamp(1, 1000) as usize, child_complexity)")]
     async fn readings(
         &self,
         ctx: &Context<'_>,
@@ -260,6 +287,7 @@ impl Sensor {
         Ok(rows)
     }
 
+    #[graphql(complexity = "page::list_complexity(page::expected::CHILDREN, child_complexity)")]
     async fn rules(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Rule>> {
         Ok(rules_of(&shared(ctx).db, self.row_id).await?)
     }
@@ -276,6 +304,7 @@ pub struct SensorQuery;
 #[Object]
 impl SensorQuery {
     /// Every sensor, by key.
+    #[graphql(complexity = "page::list_complexity(page::expected::TOP_LEVEL, child_complexity)")]
     async fn sensors(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Sensor>> {
         require(ctx, Role::Viewer)?;
         Ok(sensors::Entity::find()
@@ -304,8 +333,9 @@ impl SensorQuery {
             .map(Into::into))
     }
 
+    #[graphql(complexity = "page::list_complexity(page::expected::TOP_LEVEL, child_complexity)")]
     async fn channels(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Channel>> {
-        require(ctx, Role::Viewer)?;
+        let viewer = require(ctx, Role::Viewer)?;
         Ok(channels::Entity::find()
             .order_by_asc(channels::Column::Id)
             .limit(5000)
@@ -313,10 +343,11 @@ impl SensorQuery {
             .await
             .map_err(ApiError::from)?
             .into_iter()
-            .map(Into::into)
+            .map(|c| Channel::view(c, viewer.role))
             .collect())
     }
 
+    #[graphql(complexity = "page::list_complexity(page::expected::TOP_LEVEL, child_complexity)")]
     async fn devices(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Device>> {
         require(ctx, Role::Viewer)?;
         let db = &shared(ctx).db;
@@ -342,6 +373,7 @@ impl SensorQuery {
                     .collect(),
                 name: d.name,
                 created_at: d.created_at,
+                revoked_at: d.revoked_at,
             })
             .collect())
     }
@@ -388,7 +420,8 @@ pub struct CreateDeviceInput {
     pub sensor_keys: Vec<String>,
 }
 
-fn check_text(field: &str, value: &str, max: usize) -> ApiResult<String> {
+pub(crate) fn check_text(field: &str, value: &str, max: usize) -> ApiResult<String> {
+    crate::auth::reject_nul(field, value)?;
     let value = value.trim();
     if value.is_empty() || value.chars().count() > max {
         return Err(ApiError::bad_input(
@@ -640,6 +673,7 @@ impl SensorMutation {
                 let parsed = reqwest_url(url).ok_or_else(|| {
                     ApiError::bad_input("input.url", "enter an http:// or https:// address")
                 })?;
+                check_destination(&shared.config, &parsed)?;
                 let secret = input
                     .secret
                     .clone()
@@ -650,6 +684,7 @@ impl SensorMutation {
                             "a WEBHOOK channel needs a secret: the key of the HMAC signature receivers check",
                         )
                     })?;
+                crate::auth::reject_nul("input.secret", &secret)?;
                 if secret.len() > 512 {
                     return Err(ApiError::bad_input("input.secret", "at most 512 bytes").into());
                 }
@@ -674,10 +709,10 @@ impl SensorMutation {
                 Some(admin.user_id),
                 "channel.create",
                 &format!("channel:{}", channel.id),
-                json!({ "kind": channel.kind, "url": channel.url }),
+                json!({ "kind": channel.kind, "url": channel.url.as_deref().map(redacted_url) }),
             )
             .await?;
-        Ok(channel.into())
+        Ok(Channel::view(channel, admin.role))
     }
 
     /// Registers a device and answers its API key, shown this once.
@@ -752,10 +787,37 @@ impl SensorMutation {
                 name: device.name,
                 sensor_keys: input.sensor_keys,
                 created_at: device.created_at,
+                revoked_at: None,
             },
             api_key,
         })
     }
+}
+
+/// Refuses a webhook whose host is an IP literal the workers would refuse (loopback, private,
+/// link-local) now, rather than at its first delivery. Names are checked at send time, on
+/// what they resolve to then.
+pub fn check_destination(config: &crate::ApiConfig, url: &str) -> ApiResult<()> {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    let host = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+    };
+    let policy = workflows::jobs::notify::DestinationPolicy::allowing(
+        config.pools.webhook_allow_networks.iter().copied(),
+    );
+    if let Some(reason) = host
+        .parse::<std::net::IpAddr>()
+        .ok()
+        .and_then(|ip| policy.refusal(ip))
+    {
+        return Err(ApiError::bad_input("input.url", reason));
+    }
+    Ok(())
 }
 
 /// An absolute http(s) URL with a host, normalised; `None` otherwise.
@@ -766,7 +828,11 @@ fn reqwest_url(raw: &str) -> Option<String> {
         return None;
     }
     let host = rest.split(['/', '?', '#']).next()?;
-    if host.is_empty() || host.chars().any(char::is_whitespace) || raw.len() > 2048 {
+    if host.is_empty()
+        || host.chars().any(char::is_whitespace)
+        || raw.contains('\0')
+        || raw.len() > 2048
+    {
         return None;
     }
     Some(raw.to_owned())

@@ -11,7 +11,7 @@ const REFRESH: &str = "mutation($t: String!) { refreshToken(refreshToken: $t) { 
 #[tokio::test]
 async fn the_first_account_is_admin_later_ones_viewers_and_login_refresh_work() {
     let deployment = Deployment::new(Sql::Sqlite, "auth-flow").await;
-    let api = deployment.api(&[]).await;
+    let api = deployment.api(&["--allow-signup"]).await;
     let admin = api.register("Admin@Example.com").await;
     assert_eq!(admin.role, "ADMIN");
     let viewer = api.register("someone@example.com").await;

@@ -67,6 +67,8 @@ impl Deployment {
             "--redis-timeout-ms=1000".into(),
             "--queue-stats-ms=200".into(),
             "--static-dir=/nonexistent".into(),
+            // The tests' webhook receivers listen on loopback.
+            "--webhook-allow-networks=127.0.0.0/8".into(),
         ];
         args.extend(extra.iter().map(|s| (*s).to_owned()));
         // try_: a bad flag panics (and cleans up) instead of exiting the test process.
@@ -156,18 +158,26 @@ impl Api {
         Session::from(&data["register"])
     }
 
-    /// An admin (the first account) and a user of each other role.
-    pub async fn team(&self) -> Team {
-        let admin = self.register("admin@example.com").await;
-        let viewer = self.register("viewer@example.com").await;
-        let operator = self.register("operator@example.com").await;
+    /// An account created by `admin` with `role`, signed in.
+    pub async fn create_user(&self, admin: &Session, email: &str, role: &str) -> Session {
         self.ok(
             Some(&admin.access),
-            "mutation($u: ID!) { setUserRole(userId: $u, role: OPERATOR) { role } }",
-            json!({ "u": operator.user_id }),
+            "mutation($e: String!, $p: String!, $r: Role!) { createUser(email: $e, password: $p, role: $r) { id } }",
+            json!({ "e": email, "p": PASSWORD, "r": role }),
         )
         .await;
-        let operator = self.login("operator@example.com").await;
+        self.login(email).await
+    }
+
+    /// An admin (the first account) and a user of each other role, created by the admin.
+    pub async fn team(&self) -> Team {
+        let admin = self.register("admin@example.com").await;
+        let viewer = self
+            .create_user(&admin, "viewer@example.com", "VIEWER")
+            .await;
+        let operator = self
+            .create_user(&admin, "operator@example.com", "OPERATOR")
+            .await;
         Team {
             admin,
             operator,

@@ -272,7 +272,10 @@ async fn ten_thousand_bad_inputs_get_clear_errors_and_never_a_5xx() {
         .unwrap_or(DEFAULT_CASES);
     let deployment = Deployment::new(Sql::Sqlite, "fuzz").await;
     let api = deployment
-        .api(&["--login-attempts-per-minute", "100000"])
+        .api(&[
+            "--login-attempts-per-minute=100000",
+            "--device-requests-per-minute=1000000",
+        ])
         .await;
     let admin = api.register("admin@example.com").await.access;
     api.ok(

@@ -80,6 +80,8 @@ impl Proc {
         let child = Command::new(&self.bin)
             .args(&self.args)
             .env("RUST_LOG", "warn")
+            // The scenarios' webhook receivers listen on loopback.
+            .env("WEBHOOK_ALLOW_NETWORKS", "127.0.0.0/8")
             .stdout(Stdio::null())
             .stderr(log)
             .kill_on_drop(true)

@@ -5,6 +5,11 @@ import { AuthPayload, Session } from './session';
 
 const PAYLOAD = 'accessToken refreshToken expiresIn user { id email role createdAt }';
 
+export interface SignUpPolicy {
+  open: boolean;
+  bootstrapTokenRequired: boolean;
+}
+
 /** Signing in, registering, restoring a session after a reload, and signing out. */
 @Injectable({ providedIn: 'root' })
 export class Auth {
@@ -19,12 +24,22 @@ export class Auth {
     this.session.set(data.login);
   }
 
-  async register(email: string, password: string): Promise<void> {
+  /** `bootstrapToken`: the server's BOOTSTRAP_ADMIN_TOKEN, for a production deployment's first admin. */
+  async register(email: string, password: string, bootstrapToken?: string): Promise<void> {
     const data = await this.graphql.request<{ register: AuthPayload }>(
-      `mutation Register($email: String!, $password: String!) { register(email: $email, password: $password) { ${PAYLOAD} } }`,
-      { email, password },
+      `mutation Register($email: String!, $password: String!, $bootstrapToken: String) {
+        register(email: $email, password: $password, bootstrapToken: $bootstrapToken) { ${PAYLOAD} } }`,
+      { email, password, bootstrapToken: bootstrapToken || null },
     );
     this.session.set(data.register);
+  }
+
+  /** Whether anyone may register now (no account yet, or open sign-up) and whether that needs the bootstrap token. */
+  async signUpPolicy(): Promise<SignUpPolicy> {
+    const data = await this.graphql.request<{ signUpPolicy: SignUpPolicy }>(
+      '{ signUpPolicy { open bootstrapTokenRequired } }',
+    );
+    return data.signUpPolicy;
   }
 
   /** Whether a stored session is still good (refreshing it if it has to). */

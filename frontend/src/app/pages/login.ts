@@ -1,10 +1,13 @@
-import { Component, inject, signal } from '@angular/core';
+import { Component, OnInit, inject, signal } from '@angular/core';
 import { FormsModule } from '@angular/forms';
 import { ActivatedRoute, Router } from '@angular/router';
 import { explain } from '../core/api-error';
-import { Auth } from '../core/auth';
+import { Auth, SignUpPolicy } from '../core/auth';
 
-/** Sign in, or create an account (the first account becomes the admin). */
+/**
+ * Sign in, or create an account where the server takes one: the first account (the admin,
+ * with the bootstrap token in production), or anyone when the server allows open sign-up.
+ */
 @Component({
   selector: 'sf-login',
   imports: [FormsModule],
@@ -17,6 +20,12 @@ import { Auth } from '../core/auth';
           <input name="password" type="password" required minlength="8"
                  [attr.autocomplete]="registering() ? 'new-password' : 'current-password'" [(ngModel)]="password" />
         </label>
+        @if (registering() && policy()?.bootstrapTokenRequired) {
+          <label>Bootstrap token
+            <input name="bootstrapToken" type="password" autocomplete="off" required [(ngModel)]="bootstrapToken" />
+          </label>
+          <small class="muted">This deployment has no admin yet: the first account needs the server's BOOTSTRAP_ADMIN_TOKEN.</small>
+        }
         @if (error()) { <p class="error" role="alert">{{ error() }}</p> }
         <button type="submit" class="primary" [disabled]="busy()">
           {{ busy() ? 'Please wait…' : registering() ? 'Create account' : 'Sign in' }}
@@ -25,9 +34,11 @@ import { Auth } from '../core/auth';
       <p class="muted switch">
         @if (registering()) {
           Have an account? <button type="button" class="link" (click)="registering.set(false)">Sign in</button>
-        } @else {
+        } @else if (policy()?.open) {
           New here? <button type="button" class="link" (click)="registering.set(true)">Create an account</button>
           <br /><small>The first account is the admin; later ones start as viewers until an admin promotes them.</small>
+        } @else if (policy()) {
+          <small data-testid="signup-closed">New here? An admin creates accounts on this deployment.</small>
         }
       </p>
     </section>
@@ -39,7 +50,7 @@ import { Auth } from '../core/auth';
     .switch { margin-top: 1rem; font-size: 0.9rem; }
   `,
 })
-export class LoginPage {
+export class LoginPage implements OnInit {
   private readonly auth = inject(Auth);
   private readonly router = inject(Router);
   private readonly route = inject(ActivatedRoute);
@@ -48,12 +59,22 @@ export class LoginPage {
   protected readonly error = signal<string | null>(null);
   protected readonly email = signal('');
   protected readonly password = signal('');
+  protected readonly bootstrapToken = signal('');
+  protected readonly policy = signal<SignUpPolicy | null>(null);
+
+  async ngOnInit(): Promise<void> {
+    try {
+      this.policy.set(await this.auth.signUpPolicy());
+    } catch {
+      // Signing in still works; only the sign-up link stays hidden.
+    }
+  }
 
   async submit(): Promise<void> {
     this.busy.set(true);
     this.error.set(null);
     try {
-      if (this.registering()) await this.auth.register(this.email().trim(), this.password());
+      if (this.registering()) await this.auth.register(this.email().trim(), this.password(), this.bootstrapToken());
       else await this.auth.login(this.email().trim(), this.password());
       const next = this.route.snapshot.queryParamMap.get('next');
       await this.router.navigateByUrl(next && next.startsWith('/') ? next : '/');
