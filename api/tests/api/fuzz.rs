@@ -79,6 +79,8 @@ fn odd_string() -> impl Strategy<Value = String> {
         "[\\PC]{0,40}",
         Just(String::new()),
         Just("\u{0}\u{1}\u{7f}".to_owned()),
+        Just("a\u{0}b".to_owned()),
+        Just(format!("{}@example.com", "k".repeat(5000))),
         Just("\u{202e}gnirts\u{202d}".to_owned()),
         Just("😀".repeat(300)),
         Just("'; DROP TABLE jobs; --".to_owned()),
@@ -137,7 +139,13 @@ fn near_payload() -> impl Strategy<Value = Value> {
     ]
 }
 
-const OPERATIONS: [&str; 14] = [
+const OPERATIONS: [&str; 20] = [
+    "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { accessToken } }",
+    "mutation($e: String!, $p: String!, $b: String) { register(email: $e, password: $p, bootstrapToken: $b) { accessToken } }",
+    "mutation($e: String!, $p: String!, $r: Role!) { createUser(email: $e, password: $p, role: $r) { id } }",
+    "mutation($id: ID!, $e: Boolean!) { setChannelEnabled(id: $id, enabled: $e) { id } }",
+    "mutation($id: ID!) { deleteChannel(id: $id) }",
+    "mutation($t: String!) { logout(refreshToken: $t) }",
     "query($id: ID!) { job(id: $id) { id state attempts { attempt } } }",
     "query($f: JobsFilter, $n: Int, $a: String) { jobs(filter: $f, first: $n, after: $a) { edges { node { id } } } }",
     "query($k: String!, $n: Int!) { sensor(key: $k) { id readings(last: $n) { value } } }",
@@ -225,6 +233,26 @@ fn case() -> impl Strategy<Value = Case> {
         body: graphql(json!({ "query": format!("{}{}", "{".repeat(depth), "}".repeat(depth)) })),
         auth,
     });
+    // Aliases of plain lists: each alias counts, so many of them meet the complexity limit.
+    let aliases = (
+        1usize..400,
+        prop::sample::select(vec![
+            "sensors { id key rules { id kind } readings(last: 5) { value } }",
+            "channels { id url }",
+            "devices { id sensorKeys }",
+            "users(first: 50) { edges { node { id } } }",
+        ]),
+        auth(),
+    )
+        .prop_map(|(n, list, auth)| Case::Graphql {
+            body: graphql(json!({
+                "query": format!(
+                    "{{ {} }}",
+                    (0..n).map(|i| format!("a{i}: {list}")).collect::<Vec<_>>().join(" ")
+                )
+            })),
+            auth,
+        });
     let raw = (prop::collection::vec(any::<u8>(), 0..512), auth())
         .prop_map(|(body, auth)| Case::Graphql { body, auth });
     let not_an_operation = (json_value(), auth()).prop_map(|(body, auth)| Case::Graphql {
@@ -251,6 +279,7 @@ fn case() -> impl Strategy<Value = Case> {
         2 => mangled,
         1 => deep,
         1 => braces,
+        1 => aliases,
         1 => raw,
         1 => not_an_operation,
         2 => readings,
@@ -338,6 +367,15 @@ async fn ten_thousand_bad_inputs_get_clear_errors_and_never_a_5xx() {
             .expect("huge body")
             .status();
         assert_eq!(status.as_u16(), 413, "{path} with 5 MiB");
+    }
+
+    // Websocket frames past the limit: each socket is closed with 1009, the server stays up.
+    for size in [65 * 1024, 256 * 1024, 3 * 1024 * 1024] {
+        assert_eq!(
+            oversized_frame(&api, size).await,
+            Some(1009),
+            "a {size}-byte websocket frame"
+        );
     }
 
     let mut by_status: BTreeMap<u16, usize> = BTreeMap::new();
@@ -488,4 +526,28 @@ fn graphql_problem(status: u16, body: Option<&Value>) -> Option<String> {
         }
     }
     None
+}
+
+/// Sends one text frame of `size` bytes as `connection_init`; answers the close code.
+async fn oversized_frame(api: &super::common::Api, size: usize) -> Option<u16> {
+    use futures::SinkExt;
+    use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest, http::HeaderValue};
+    let mut request = api.ws_url().into_client_request().expect("ws request");
+    request.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        HeaderValue::from_static("graphql-transport-ws"),
+    );
+    let (mut socket, _) = tokio_tungstenite::connect_async(request)
+        .await
+        .expect("ws connects");
+    let frame = json!({ "type": "connection_init", "payload": { "pad": "x".repeat(size) } });
+    let _ = socket.send(Message::Text(frame.to_string().into())).await;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match tokio::time::timeout_at(deadline, socket.next()).await {
+            Ok(Some(Ok(Message::Close(frame)))) => return frame.map(|f| u16::from(f.code)),
+            Ok(Some(Ok(_))) => continue,
+            Ok(Some(Err(_)) | None) | Err(_) => return None,
+        }
+    }
 }
