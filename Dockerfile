@@ -37,8 +37,12 @@ FROM runtime AS api
 COPY --from=build /out/bin/api /usr/local/bin/api
 COPY --from=build /out/bin/migration /usr/local/bin/migration
 COPY --from=web /src/frontend/dist/browser /usr/share/steadfast/web
-ENV API_ADDR=0.0.0.0:8080 STATIC_DIR=/usr/share/steadfast/web
-EXPOSE 8080
+# Production mode: the development JWT secret is refused, GraphiQL and introspection are off,
+# and the first admin needs BOOTSTRAP_ADMIN_TOKEN. Metrics and the detailed readiness answer on
+# the operators' port (9464) only, which no Ingress or proxy of ours routes to.
+ENV API_ADDR=0.0.0.0:8080 OPS_ADDR=0.0.0.0:9464 STATIC_DIR=/usr/share/steadfast/web \
+    STEADFAST_ENV=production
+EXPOSE 8080 9464
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
   CMD ["/usr/local/bin/probe", "http://127.0.0.1:8080/health"]
 ENTRYPOINT ["/usr/local/bin/api"]
