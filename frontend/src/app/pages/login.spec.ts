@@ -17,9 +17,10 @@ describe('LoginPage', () => {
         : { errors: [{ message: 'sign-up is closed', extensions: { code: 'FORBIDDEN' } }] },
     );
     const fixture = TestBed.createComponent(LoginPage);
-    fixture.detectChanges();
     await fixture.whenStable();
-    fixture.detectChanges();
+    // The policy arrives by fetch, which the fixture does not wait for.
+    await new Promise((r) => setTimeout(r, 0));
+    await fixture.whenStable();
     return { fixture, calls, element: fixture.nativeElement as HTMLElement };
   }
 
@@ -35,7 +36,7 @@ describe('LoginPage', () => {
     const create = [...element.querySelectorAll('button')].find((b) => b.textContent?.trim() === 'Create an account');
     if (!create) throw new Error('no sign-up link');
     create.click();
-    fixture.detectChanges();
+    await fixture.whenStable();
     const token = element.querySelector<HTMLInputElement>('input[name="bootstrapToken"]');
     if (!token) throw new Error('no bootstrap token field');
     token.value = 'bootstrap-secret';
