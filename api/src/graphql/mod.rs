@@ -12,6 +12,7 @@ pub mod dead;
 pub mod devices;
 mod errors;
 pub mod jobs;
+pub mod ledger;
 pub mod page;
 pub mod queues;
 pub mod runs;
@@ -36,6 +37,7 @@ pub struct Query(
     sensors::SensorQuery,
     alerts::AlertQuery,
     audit::AuditQuery,
+    ledger::LedgerQuery,
 );
 
 #[derive(MergedObject, Default)]

@@ -405,3 +405,66 @@ fn secrets_stay_out_of_debug_output() {
         "the rest stays readable: {shown}"
     );
 }
+
+/// A job pushed around the API with a NUL in its payload (the API would refuse it) reaches a
+/// ledger on PostgreSQL: its events are quarantined, shown to admins only, and the pipeline's
+/// other jobs are recorded as ever.
+#[tokio::test]
+async fn quarantined_ledger_entries_are_shown_to_admins_and_the_ledger_goes_on() {
+    use entities::jobs;
+    use sea_orm::EntityTrait;
+    let deployment = Deployment::new(Sql::Postgres, "quarantine").await;
+    let api = deployment.api(&[]).await;
+    let team = api.team().await;
+    let pools = deployment.pools();
+    let engine = deployment.engine();
+    engine
+        .push(queue::NewJob::raw(
+            "ingest",
+            "ingest",
+            r#"{"readings":[],"note":"a\u0000b"}"#.into(),
+        ))
+        .await
+        .expect("push");
+    let good = engine
+        .push(queue::NewJob::raw(
+            "evaluate",
+            "evaluate",
+            r#"{"sensor":"nobody"}"#.into(),
+        ))
+        .await
+        .expect("push")
+        .id;
+    let list = "{ quarantinedEvents(first: 10) { nodes { streamId event error } } }";
+    let shown =
+        super::common::eventually(Duration::from_secs(20), "a quarantined event", || async {
+            let data = api.ok(Some(&team.admin.access), list, json!({})).await;
+            match data["quarantinedEvents"]["nodes"].as_array() {
+                Some(nodes) if !nodes.is_empty() => Ok(nodes.clone()),
+                _ => Err(data.to_string()),
+            }
+        })
+        .await;
+    assert!(
+        shown[0]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("Unicode")),
+        "{shown:?}"
+    );
+    assert_eq!(
+        code(&api.gql(Some(&team.viewer.access), list, json!({})).await),
+        "FORBIDDEN"
+    );
+    super::common::eventually(Duration::from_secs(20), "the good job recorded", || async {
+        match jobs::Entity::find_by_id(good.clone())
+            .one(deployment.db.db())
+            .await
+        {
+            Ok(Some(row)) => Ok(row),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    pools.stop().await;
+    api.stop().await;
+}
