@@ -269,6 +269,46 @@ async fn main() -> anyhow::Result<()> {
         engine.destroy_all_data().await?;
     }
 
+    // 1b. Rate-limit checks (one script call each): what a login or a device POST adds.
+    if wanted("rate-limit") {
+        let engine = fresh_engine(&url, "rate").await?;
+        let n = scale(20_000);
+        let budget = queue::RateLimit::per_minute(u32::MAX);
+        let started = Instant::now();
+        for i in 0..n {
+            engine.rate_limit(&format!("device:{}", i % 100), budget).await?;
+        }
+        let took = started.elapsed();
+        println!(
+            "rate-limit check, serial  {n:>8} calls {:>9.0} calls/s  ({:.1} us/call)",
+            n as f64 / took.as_secs_f64(),
+            took.as_micros() as f64 / n as f64
+        );
+        let started = Instant::now();
+        let tasks: Vec<_> = (0..16)
+            .map(|t| {
+                let engine = engine.clone();
+                tokio::spawn(async move {
+                    for i in 0..n / 16 {
+                        engine
+                            .rate_limit(&format!("device:{}", (t * 7 + i) % 100), budget)
+                            .await?;
+                    }
+                    anyhow::Ok(())
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await??;
+        }
+        let took = started.elapsed();
+        println!(
+            "rate-limit check, 16 at once {n:>5} calls {:>9.0} calls/s",
+            n as f64 / took.as_secs_f64()
+        );
+        engine.destroy_all_data().await?;
+    }
+
     // 2. Push in batches of 1,000.
     if wanted("push-batch") {
         let engine = fresh_engine(&url, "pushb").await?;
