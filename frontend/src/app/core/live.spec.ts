@@ -93,6 +93,20 @@ describe('Live', () => {
     handle.close();
   });
 
+  it('on 4403 (a disabled account) ends the session and does not reconnect', async () => {
+    const calls = fakeGraphql(() => ({
+      errors: [{ message: 'this account is disabled; ask an admin', extensions: { code: 'UNAUTHENTICATED' } }],
+    }));
+    const handle = follow();
+    await until(() => FakeSocket.sockets[0]?.subscriptions.length === 1, 'the subscription');
+    FakeSocket.latest().drop(4403);
+    await until(() => calls.some((c) => c.query.includes('refreshToken(')), 'the refresh');
+    await new Promise((r) => setTimeout(r, 50));
+    expect(localStorage.length).toBe(0);
+    expect(FakeSocket.sockets).toHaveLength(1);
+    handle.close();
+  });
+
   it('reloads once per burst of changes, and not after closing', async () => {
     const reload = vi.fn();
     const handle = live.reloadOn('subscription { alertUpdates { event } }', reload, 30);

@@ -2,6 +2,7 @@ import { Injectable, inject, signal } from '@angular/core';
 import { Client, createClient } from 'graphql-ws';
 import { ApiError, GraphqlErrorBody } from './api-error';
 import { Graphql } from './graphql';
+import { Session } from './session';
 
 export type LiveStatus = 'idle' | 'connecting' | 'live' | 'reconnecting';
 
@@ -22,17 +23,22 @@ export interface LiveHandle {
 }
 
 const UNAUTHORIZED = 4401;
+/** The server closed the socket of an account an admin disabled. */
+const FORBIDDEN = 4403;
 const MAX_BACKOFF_MS = 15_000;
 
 /**
  * GraphQL subscriptions over graphql-ws that survive network drops and expired tokens.
  * graphql-ws's own retry would resubscribe with the original variables and replay from
  * the first cursor; here every subscription resumes from the last cursor it saw instead,
- * and a 4401 close refreshes the token before reconnecting.
+ * and a 4401 close refreshes the token before reconnecting. A 4403 (an account an admin
+ * disabled) tries the same refresh; the server refuses it, the session ends, and nothing
+ * reconnects.
  */
 @Injectable({ providedIn: 'root' })
 export class Live {
   private readonly graphql = inject(Graphql);
+  private readonly session = inject(Session);
   readonly status = signal<LiveStatus>('idle');
   private client: Client | null = null;
   private active = 0;
@@ -85,7 +91,11 @@ export class Live {
       const code = closeCode(error);
       const delay = Math.min(MAX_BACKOFF_MS, 250 * 2 ** Math.min(failures - 1, 6)) * (0.5 + Math.random() / 2);
       const again = async () => {
-        if (code === UNAUTHORIZED) await this.graphql.refresh(true);
+        if (code === UNAUTHORIZED || code === FORBIDDEN) {
+          await this.graphql.refresh(true);
+          // Refused: the session has ended, and there is no one to reconnect as.
+          if (!this.session.stored()) return;
+        }
         start();
       };
       timer = setTimeout(() => void again(), failures === 1 && code === UNAUTHORIZED ? 0 : delay);
