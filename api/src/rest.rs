@@ -95,11 +95,11 @@ pub async fn sensor_data(
     headers: HeaderMap,
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    // The body's size is known before anything else: an oversized one is refused first.
-    let payload = body(raw);
+    // An oversized or malformed body is refused first, before any lookup: a client still
+    // sending the rest of a huge body gets its 413 at once.
+    let payload = body(raw)?;
     let device = device(&state, &headers).await?;
     limit_device(&state, &device).await?;
-    let payload = payload?;
     let ingest: Ingest =
         decode_payload(payload).map_err(|e| ApiError::bad_input(e.field, e.message))?;
     let keys: Vec<String> = ingest.readings.iter().map(|r| r.sensor.clone()).collect();
