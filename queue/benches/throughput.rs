@@ -276,7 +276,9 @@ async fn main() -> anyhow::Result<()> {
         let budget = queue::RateLimit::per_minute(u32::MAX);
         let started = Instant::now();
         for i in 0..n {
-            engine.rate_limit(&format!("device:{}", i % 100), budget).await?;
+            engine
+                .rate_limit(&format!("device:{}", i % 100), budget)
+                .await?;
         }
         let took = started.elapsed();
         println!(

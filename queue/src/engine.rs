@@ -401,7 +401,9 @@ impl Engine {
                     ("retry", error.clone(), delay.as_millis() as u64)
                 }
                 Outcome::Fail { error } => ("fail", error.clone(), 0),
-                Outcome::Snooze { delay } => ("snooze", String::new(), delay.as_millis() as u64),
+                Outcome::Snooze { delay, reason } => {
+                    ("snooze", reason.clone(), delay.as_millis() as u64)
+                }
                 Outcome::Cancelled => ("cancel", String::new(), 0),
                 Outcome::Release => ("release", String::new(), 0),
             };

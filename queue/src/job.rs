@@ -388,9 +388,11 @@ pub enum Outcome {
     Fail {
         error: String,
     },
-    /// Run again after `delay`; the attempt is given back.
+    /// Run again after `delay`; the attempt is given back. `reason` (may be empty) is the
+    /// job's last error meanwhile, and rides on its `snoozed` event.
     Snooze {
         delay: Duration,
+        reason: String,
     },
     Cancelled,
     /// Given back unstarted or unfinished at shutdown; the attempt is given back.

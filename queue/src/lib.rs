@@ -28,7 +28,8 @@ mod scripts;
 pub mod testing;
 
 pub use backend::{
-    JobContext, JobError, OutcomeLayer, OutcomeService, RedisBackend, WorkerCounters, WorkerOptions,
+    JobContext, JobError, OutcomeLayer, OutcomeService, PayloadDecoder, RedisBackend,
+    WorkerCounters, WorkerOptions, decode_json,
 };
 pub use breaker::{BreakerGate, BreakerPolicy, BreakerStatus};
 pub use config::EngineConfig;

@@ -58,10 +58,10 @@ pub enum JobError {
     /// Never retried: the job goes to the dead set (a bad payload, an unknown sensor).
     #[error("{0}")]
     Permanent(String),
-    /// Run again after the duration without spending an attempt (an open circuit breaker,
-    /// a rate limit, a `Retry-After`).
-    #[error("snoozed for {0:?}")]
-    Snooze(Duration),
+    /// Run again after `after` without spending an attempt (an open circuit breaker, a rate
+    /// limit, a `Retry-After`); `reason` is the job's last error while it waits.
+    #[error("snoozed for {after:?}: {reason}")]
+    Snooze { after: Duration, reason: String },
     /// The handler observed a cancel request and stopped.
     #[error("cancelled")]
     Cancelled,
@@ -73,5 +73,11 @@ impl JobError {
     }
     pub fn permanent(e: impl std::fmt::Display) -> Self {
         JobError::Permanent(e.to_string())
+    }
+    pub fn snooze(after: Duration, reason: impl std::fmt::Display) -> Self {
+        JobError::Snooze {
+            after,
+            reason: reason.to_string(),
+        }
     }
 }

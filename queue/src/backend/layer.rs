@@ -137,7 +137,10 @@ fn classify(
         return match e {
             JobError::Retryable(msg) => shared.retry_outcome(job, msg.clone()),
             JobError::Permanent(msg) => Outcome::Fail { error: msg.clone() },
-            JobError::Snooze(delay) => Outcome::Snooze { delay: *delay },
+            JobError::Snooze { after, reason } => Outcome::Snooze {
+                delay: *after,
+                reason: reason.clone(),
+            },
             JobError::Cancelled => Outcome::Cancelled,
         };
     }
@@ -149,6 +152,7 @@ fn classify(
     if let Some(e) = error.downcast_ref::<RetryAfterError>() {
         return Outcome::Snooze {
             delay: e.get_duration(),
+            reason: e.to_string(),
         };
     }
     shared.retry_outcome(job, error.to_string())

@@ -31,6 +31,15 @@ pub use layer::{OutcomeLayer, OutcomeService};
 pub use runtime::WorkerCounters;
 use runtime::{OutcomeMsg, Shared};
 
+/// Turns a leased job's payload (as pushed, with its schema version) into the handler's
+/// arguments, or says why it cannot; a failure sends the job to the dead set at once.
+pub type PayloadDecoder<Args> = fn(payload_version: u32, payload: &str) -> Result<Args, String>;
+
+/// The decoder a backend uses unless told otherwise: serde, any version.
+pub fn decode_json<Args: DeserializeOwned>(_version: u32, payload: &str) -> Result<Args, String> {
+    serde_json::from_str(payload).map_err(|e| e.to_string())
+}
+
 use crate::{Engine, NewJob, PushOutcome, QueueError, RetryPolicy, job::Outcome};
 
 /// How one worker runs one queue.
@@ -122,6 +131,8 @@ pub struct RedisBackend<Args> {
     /// The producer side (`TaskSink`): jobs buffered until flushed.
     push_buffer: Vec<NewJob>,
     pushing: Option<BoxFuture<'static, Result<Vec<PushOutcome>, QueueError>>>,
+    /// `None`: [`decode_json`].
+    decode: Option<PayloadDecoder<Args>>,
     _args: PhantomData<fn() -> Args>,
 }
 
@@ -157,8 +168,16 @@ impl<Args> RedisBackend<Args> {
             closing: None,
             push_buffer: Vec::new(),
             pushing: None,
+            decode: None,
             _args: PhantomData,
         }
+    }
+
+    /// Decodes leased payloads with `decode`, which sees each job's payload version: a kind
+    /// whose payload changed upgrades the previous version there.
+    pub fn decode_with(mut self, decode: PayloadDecoder<Args>) -> Self {
+        self.decode = Some(decode);
+        self
     }
 
     pub fn worker_id(&self) -> &str {
@@ -185,6 +204,7 @@ impl<Args: DeserializeOwned + Send + 'static> RedisBackend<Args> {
         self.fetcher = Some(tokio::spawn(runtime::fetcher(
             self.shared.clone(),
             tasks_tx,
+            self.decode.unwrap_or(decode_json::<Args>),
         )));
         self.background.push(tokio::spawn(runtime::acknowledger(
             self.shared.clone(),

@@ -15,11 +15,10 @@ use apalis_core::{
     task::{Task, builder::TaskBuilder, task_id::TaskId},
     worker::context::WorkerContext,
 };
-use serde::de::DeserializeOwned;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use super::{JobContext, WorkerOptions};
+use super::{JobContext, PayloadDecoder, WorkerOptions};
 use crate::{
     Engine, FetchRequest, QueueError,
     engine::RenewStatus,
@@ -170,7 +169,8 @@ impl Shared {
 
     /// Turns a leased job into an apalis task, or ends it at once when its payload does not
     /// decode (a permanent error: retrying cannot fix it).
-    fn dispatch<Args: DeserializeOwned>(&self, job: LeasedJob) -> Option<Task<Args>> {
+    fn dispatch<Args>(&self, job: LeasedJob, decode: PayloadDecoder<Args>) -> Option<Task<Args>> {
+        let decoded = decode(job.payload_version, &job.payload);
         let cancel = CancellationToken::new();
         let ctx = JobContext {
             queue: self.opts.queue.clone(),
@@ -195,7 +195,7 @@ impl Shared {
                 },
             );
         }
-        match serde_json::from_str::<Args>(&job.payload) {
+        match decoded {
             Ok(args) => Some(
                 TaskBuilder::new(args)
                     .task_id(TaskId::from_string(job.id))
@@ -218,9 +218,10 @@ impl Shared {
 }
 
 /// Leases jobs into free slots; idles on the queue's wake-up list when there is nothing to do.
-pub(crate) async fn fetcher<Args: DeserializeOwned + Send + 'static>(
+pub(crate) async fn fetcher<Args: Send + 'static>(
     shared: Arc<Shared>,
     tx: mpsc::Sender<Task<Args>>,
+    decode: PayloadDecoder<Args>,
 ) {
     let mut wake_conn = None;
     let mut failures: u32 = 0;
@@ -264,7 +265,7 @@ pub(crate) async fn fetcher<Args: DeserializeOwned + Send + 'static>(
                     .fetched
                     .fetch_add(got as u64, Ordering::Relaxed);
                 for job in fetched.jobs {
-                    if let Some(task) = shared.dispatch::<Args>(job)
+                    if let Some(task) = shared.dispatch(job, decode)
                         && let Err(unsent) = tx.send(task).await
                     {
                         // The worker is gone: give the job straight back.

@@ -74,7 +74,13 @@ for j = 0, n - 1 do
       a = a - 1
       redis.call('HSET', jk, 'st', 'SCHEDULED', 'a', a, 'ra', run_at, 'ua', now)
       redis.call('ZADD', qkey(q, 'sched'), run_at, id)
-      emit(id, q, k, 'snoozed', a, 'next', tostring(run_at))
+      if text ~= '' then
+        -- Why it waits (an open breaker, a Retry-After) shows as its last error meanwhile.
+        redis.call('HSET', jk, 'err', text)
+        emit(id, q, k, 'snoozed', a, 'err', text, 'next', tostring(run_at))
+      else
+        emit(id, q, k, 'snoozed', a, 'next', tostring(run_at))
+      end
     elseif outcome == 'cancel' then
       local eid = emit(id, q, k, 'cancelled', a)
       redis.call('HSET', jk, 'st', 'CANCELLED', 'ua', now, 'le', eid)

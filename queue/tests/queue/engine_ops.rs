@@ -262,6 +262,7 @@ async fn snooze_gives_the_attempt_back() {
             job.token,
             Outcome::Snooze {
                 delay: Duration::from_millis(20),
+                reason: String::new(),
             },
         )])
         .await

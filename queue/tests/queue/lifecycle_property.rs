@@ -295,6 +295,7 @@ async fn step(t: &TestQueue, m: &mut Model, op: &Op) {
                 },
                 _ => Outcome::Snooze {
                     delay: Duration::ZERO,
+                    reason: String::new(),
                 },
             };
             let applied = e

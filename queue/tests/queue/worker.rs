@@ -141,7 +141,7 @@ async fn permanent_errors_and_undecodable_payloads_go_dead_and_snoozes_spend_not
         match r.n {
             1 => Err(JobError::permanent("unknown sensor 'x'")),
             _ if snoozes.fetch_add(1, Ordering::SeqCst) < 2 => {
-                Err(JobError::Snooze(Duration::from_millis(10)))
+                Err(JobError::snooze(Duration::from_millis(10), ""))
             }
             _ => {
                 assert_eq!(ctx.attempt, 1, "snoozes gave their attempts back");
@@ -402,5 +402,124 @@ async fn a_worker_dropped_without_closing_stops_renewing_its_leases() {
     assert!(
         taken_over,
         "the dropped worker's lease expired and the job was leased again"
+    );
+}
+
+/// A payload of the previous schema version, upgraded by the backend's decoder: the handler
+/// only ever sees the current shape. Without `decode_with`, serde alone would refuse it.
+#[tokio::test]
+async fn the_backends_decoder_sees_the_payload_version_and_upgrades_old_payloads() {
+    let t = TestQueue::new("worker-decoder").await;
+    let old = t
+        .engine
+        .push(NewJob::raw("q", "q", r#"{"count":5}"#.into()).with_payload_version(1))
+        .await
+        .expect("push")
+        .id;
+    let new = t
+        .engine
+        .push(NewJob::raw("q", "q", r#"{"n":6}"#.into()).with_payload_version(2))
+        .await
+        .expect("push")
+        .id;
+    let future = t
+        .engine
+        .push(NewJob::raw("q", "q", r#"{"n":7}"#.into()).with_payload_version(3))
+        .await
+        .expect("push")
+        .id;
+    fn upgrade(version: u32, raw: &str) -> Result<Reading, String> {
+        #[derive(Deserialize)]
+        struct V1 {
+            count: u64,
+        }
+        match version {
+            1 => serde_json::from_str::<V1>(raw)
+                .map(|v| Reading { n: v.count })
+                .map_err(|e| e.to_string()),
+            2 => serde_json::from_str(raw).map_err(|e| e.to_string()),
+            other => Err(format!("payload version {other} is newer than this build")),
+        }
+    }
+    let seen = Arc::new(Mutex::new(Vec::<u64>::new()));
+    async fn handler(r: Reading, seen: Data<Arc<Mutex<Vec<u64>>>>) -> Result<(), JobError> {
+        seen.lock().expect("lock").push(r.n);
+        Ok(())
+    }
+    let worker = WorkerBuilder::new("worker-decoder")
+        .backend(RedisBackend::<Reading>::new(t.engine.clone(), options("q")).decode_with(upgrade))
+        .data(seen.clone())
+        .build(handler);
+    let engine = t.engine.clone();
+    let (o, n, f) = (old.clone(), new.clone(), future.clone());
+    worker
+        .run_until(async move {
+            wait_for_state(&engine, &o, JobState::Succeeded).await;
+            wait_for_state(&engine, &n, JobState::Succeeded).await;
+            wait_for_state(&engine, &f, JobState::Dead).await;
+            Ok::<(), std::io::Error>(())
+        })
+        .await
+        .expect("worker");
+    let mut values = seen.lock().expect("lock").clone();
+    values.sort_unstable();
+    assert_eq!(values, vec![5, 6], "the v1 payload arrived upgraded");
+    let dead = t.engine.job(&future).await.expect("job").expect("rec");
+    assert!(
+        dead.last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("newer than this build")),
+        "{:?}",
+        dead.last_error
+    );
+}
+
+/// A snooze's reason is the job's last error while it waits, and rides on its event.
+#[tokio::test]
+async fn a_snoozed_job_says_why_it_waits() {
+    let t = TestQueue::new("worker-snooze-reason").await;
+    let id = t.push_n("q", 1).await.remove(0);
+    let from = t
+        .engine
+        .stream_position(queue::EventStream::Jobs)
+        .await
+        .expect("position");
+    async fn handler(_: Reading) -> Result<(), JobError> {
+        Err(JobError::snooze(
+            Duration::from_secs(60),
+            "circuit breaker open for hooks.example:443",
+        ))
+    }
+    let worker = WorkerBuilder::new("worker-snooze-reason")
+        .backend(RedisBackend::<Reading>::new(t.engine.clone(), options("q")))
+        .build(handler);
+    let engine = t.engine.clone();
+    let waiting = id.clone();
+    worker
+        .run_until(async move {
+            wait_for_state(&engine, &waiting, JobState::Scheduled).await;
+            Ok::<(), std::io::Error>(())
+        })
+        .await
+        .expect("worker");
+    let rec = t.engine.job(&id).await.expect("job").expect("rec");
+    assert_eq!((rec.state, rec.attempt), (JobState::Scheduled, 0));
+    assert_eq!(
+        rec.last_error.as_deref(),
+        Some("circuit breaker open for hooks.example:443")
+    );
+    let events = t
+        .engine
+        .read_stream(queue::EventStream::Jobs, &from, 100)
+        .await
+        .expect("events");
+    let snoozed = events
+        .iter()
+        .filter_map(queue::JobEvent::from_entry)
+        .find(|e| e.job_id == id && e.event == "snoozed")
+        .expect("a snoozed event");
+    assert_eq!(
+        snoozed.error.as_deref(),
+        Some("circuit breaker open for hooks.example:443")
     );
 }
