@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use queue::RetryPolicy;
+use queue::{IdempotencyKey, NewJob, QueueError, RetryPolicy};
 use serde::{Serialize, de::DeserializeOwned};
 
 /// A payload that does not fit its kind: `field` is the dotted path of the offending input
@@ -30,19 +30,56 @@ pub struct JobPolicy {
     pub visibility_timeout: Duration,
 }
 
-/// One job kind: a serde payload with a kind name that never changes (renaming the type must
-/// not orphan queued jobs), its payload schema version, and its policy.
-pub trait Job: Serialize + DeserializeOwned + Send + Sync + 'static {
+/// One job kind's whole contract, in one place: its name (and the names it was known by), its
+/// payload and the payload's schema version with the upgrade from the previous one, its policy
+/// (attempts, backoff, lease), the idempotency key the pipeline pushes it under, and the one way
+/// to build its push. Every push site builds through [`BackgroundJob::to_push`] or
+/// [`BackgroundJob::to_submission`], so no site can forget the kind's attempts or its key.
+pub trait BackgroundJob: Serialize + DeserializeOwned + Send + Sync + 'static {
     /// The queue and kind name. Never change it.
     const KIND: &'static str;
+    /// Names this kind had before, still accepted from jobs queued under them.
+    const ALIASES: &'static [&'static str] = &[];
     /// The payload schema version written now. Handlers accept this one and the previous one,
     /// so workers can be upgraded one by one with jobs in flight.
     const PAYLOAD_VERSION: u32;
+    /// Whether the previous payload version still decodes into this type (set it when a change
+    /// keeps old payloads readable, e.g. a new optional field).
+    const ACCEPTS_PREVIOUS: bool = false;
 
     fn policy() -> JobPolicy;
 
     /// Checks what serde cannot (ranges, formats, lengths).
     fn validate(&self) -> Result<(), ValidationError>;
+
+    /// The key the pipeline pushes this job under, so that a repeated push (a retried
+    /// handler, several processes) is the same job. `None`: the kind has no natural key.
+    fn idempotency_key(&self) -> Option<IdempotencyKey> {
+        None
+    }
+
+    /// The push of this job as the pipeline makes it: kind, payload version, the kind's
+    /// attempts and its idempotency key.
+    fn to_push(&self) -> Result<NewJob, QueueError> {
+        let job = self.to_submission()?;
+        Ok(match self.idempotency_key() {
+            Some(key) => job.with_idempotency_key(key.key, key.scope),
+            None => job,
+        })
+    }
+
+    /// The push of this job as a client submits it: like [`BackgroundJob::to_push`] but
+    /// without the pipeline's key (a submitter brings its own, or none).
+    fn to_submission(&self) -> Result<NewJob, QueueError> {
+        Ok(NewJob::new(Self::KIND, self)?
+            .with_payload_version(Self::PAYLOAD_VERSION)
+            .with_max_attempts(Self::policy().retry.max_attempts))
+    }
+
+    /// Whether `kind` names this kind, under its name or an alias.
+    fn answers_to(kind: &str) -> bool {
+        kind == Self::KIND || Self::ALIASES.contains(&kind)
+    }
 
     /// Refuses a job whose payload was written at a version this build cannot read (the current
     /// one and, for kinds that changed, the previous one).
@@ -61,20 +98,25 @@ pub trait Job: Serialize + DeserializeOwned + Send + Sync + 'static {
         ))
     }
 
-    /// Whether the previous payload version still decodes into this type (set it when a change
-    /// keeps old payloads readable, e.g. a new optional field).
-    const ACCEPTS_PREVIOUS: bool = false;
-
     /// Reads a payload written at `version`. The default accepts only the current version;
-    /// a kind whose payload changed overrides it to also accept the previous one.
+    /// a kind whose payload changed overrides it to also accept the previous one. The worker
+    /// backend decodes every leased job through it.
     fn from_version(version: u32, payload: serde_json::Value) -> Result<Self, ValidationError> {
         Self::check_version(version)?;
         decode_payload(payload)
     }
+
+    /// [`BackgroundJob::from_version`] from the queue's raw payload text: the backend's
+    /// decoder (`RedisBackend::decode_with`).
+    fn decode_leased(version: u32, raw: &str) -> Result<Self, String> {
+        let payload: serde_json::Value =
+            serde_json::from_str(raw).map_err(|e| format!("payload is not JSON: {e}"))?;
+        Self::from_version(version, payload).map_err(|e| e.to_string())
+    }
 }
 
 /// Decodes a JSON payload and validates it; errors name the path of the offending field.
-pub fn decode_payload<J: Job>(payload: serde_json::Value) -> Result<J, ValidationError> {
+pub fn decode_payload<J: BackgroundJob>(payload: serde_json::Value) -> Result<J, ValidationError> {
     if let Some(field) = nul_at(&payload, "") {
         // PostgreSQL takes no NUL in text or JSON: refused here, it can never reach the ledger.
         return Err(ValidationError::new(
@@ -151,9 +193,12 @@ pub enum HandlerError {
     #[error("{0}")]
     Retryable(String),
     /// Run again after `after` without spending an attempt (an open circuit breaker, a
-    /// receiver's `Retry-After`).
+    /// receiver's `Retry-After`); `reason` is shown as the job's last error meanwhile.
     #[error("snoozed for {after:?}: {reason}")]
     Snooze { after: Duration, reason: String },
+    /// The handler saw the job's cancel request and stopped.
+    #[error("cancelled")]
+    Cancelled,
 }
 
 impl From<sea_orm::DbErr> for HandlerError {
@@ -179,10 +224,8 @@ impl From<HandlerError> for queue::JobError {
         match e {
             HandlerError::Permanent(msg) => queue::JobError::Permanent(msg),
             HandlerError::Retryable(msg) => queue::JobError::Retryable(msg),
-            HandlerError::Snooze { after, reason } => {
-                tracing::info!(?after, %reason, "job snoozed");
-                queue::JobError::Snooze(after)
-            }
+            HandlerError::Snooze { after, reason } => queue::JobError::Snooze { after, reason },
+            HandlerError::Cancelled => queue::JobError::Cancelled,
         }
     }
 }

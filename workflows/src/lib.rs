@@ -11,4 +11,4 @@ pub mod statistics;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use job::{HandlerError, Job, JobPolicy, ValidationError, decode_payload, run_of};
+pub use job::{BackgroundJob, HandlerError, JobPolicy, ValidationError, decode_payload, run_of};

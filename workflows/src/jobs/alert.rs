@@ -18,7 +18,7 @@ use std::{collections::HashMap, time::Duration};
 
 use chrono::Utc;
 use entities::{alert_signals, alerts, readings, rule_channels, rules, sensors};
-use queue::{Engine, KeyScope, NewJob, PushOutcome, RetryPolicy};
+use queue::{Engine, IdempotencyKey, KeyScope, PushOutcome, RetryPolicy};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
     EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, Set, TransactionTrait,
@@ -26,7 +26,7 @@ use sea_orm::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::{HandlerError, Job, JobPolicy, ValidationError, jobs::notify::Notify};
+use crate::{BackgroundJob, HandlerError, JobPolicy, ValidationError, jobs::notify::Notify};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -40,7 +40,7 @@ pub struct Alert {
     pub breach: bool,
 }
 
-impl Job for Alert {
+impl BackgroundJob for Alert {
     const KIND: &'static str = "alert";
     const PAYLOAD_VERSION: u32 = 1;
 
@@ -69,6 +69,25 @@ impl Job for Alert {
             ));
         }
         Ok(())
+    }
+
+    /// One job per signal, whoever raises it (`evaluate`, or `silence_check` for a silence
+    /// that began after the reading): a re-run of either pushes the same job.
+    fn idempotency_key(&self) -> Option<IdempotencyKey> {
+        let direction = if self.breach { "breach" } else { "clear" };
+        Some(IdempotencyKey {
+            key: format!("alert:{}:{}:{direction}", self.rule, self.reading),
+            scope: KeyScope::For(None),
+        })
+    }
+}
+
+/// The key of the notification of `alert` to `channel` for `reading`: one per alert, channel
+/// and notifying reading, so a re-run pushes the same notifications.
+pub fn notification_key(alert: i64, channel: i64, reading: i64) -> IdempotencyKey {
+    IdempotencyKey {
+        key: format!("notify:{alert}:{channel}:{reading}"),
+        scope: KeyScope::For(None),
     }
 }
 
@@ -413,7 +432,6 @@ async fn notify_channels(
         .into_iter()
         .map(|rc| rc.channel_id)
         .collect();
-    let policy = Notify::policy();
     let mut jobs = Vec::new();
     for (alert, reading, run) in wanted {
         for channel in &channels {
@@ -422,14 +440,11 @@ async fn notify_channels(
                 alert: Some(*alert),
                 message: None,
             };
-            let job = NewJob::new(Notify::KIND, &payload)?
-                .with_payload_version(Notify::PAYLOAD_VERSION)
-                .with_max_attempts(policy.retry.max_attempts)
+            let key = notification_key(*alert, *channel, *reading);
+            let job = payload
+                .to_push()?
                 .with_workflow_id(run.clone().unwrap_or_default())
-                .with_idempotency_key(
-                    format!("notify:{alert}:{channel}:{reading}"),
-                    KeyScope::For(None),
-                );
+                .with_idempotency_key(key.key, key.scope);
             jobs.push(job);
         }
     }

@@ -10,14 +10,14 @@
 use std::{collections::HashMap, time::Duration};
 
 use entities::{alerts, readings, rules, sensors};
-use queue::{Engine, KeyScope, NewJob, PushOutcome, RetryPolicy};
+use queue::{Engine, IdempotencyKey, KeyScope, PushOutcome, RetryPolicy};
 use sea_orm::{
     ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
     TransactionTrait, sea_query::Expr,
 };
 use serde::{Deserialize, Serialize};
 
-use crate::{HandlerError, Job, JobPolicy, ValidationError, jobs::alert::Alert};
+use crate::{BackgroundJob, HandlerError, JobPolicy, ValidationError, jobs::alert::Alert};
 
 /// Most readings one run evaluates; a longer backlog gets a follow-up evaluation.
 pub const MAX_READINGS_PER_RUN: u64 = 5000;
@@ -31,7 +31,7 @@ pub struct Evaluate {
     pub sensor: String,
 }
 
-impl Job for Evaluate {
+impl BackgroundJob for Evaluate {
     const KIND: &'static str = "evaluate";
     const PAYLOAD_VERSION: u32 = 1;
 
@@ -54,6 +54,14 @@ impl Job for Evaluate {
             ));
         }
         Ok(())
+    }
+
+    /// One waiting evaluation per sensor is enough: it reads every reading not yet evaluated.
+    fn idempotency_key(&self) -> Option<IdempotencyKey> {
+        Some(IdempotencyKey {
+            key: format!("sensor:{}", self.sensor),
+            scope: KeyScope::WhileWaiting,
+        })
     }
 }
 
@@ -195,7 +203,6 @@ async fn try_once(
     };
 
     // Enqueue first, move the cursor second: a crash in between re-runs with the same keys.
-    let alert_policy = Alert::policy();
     let run_of: HashMap<i64, &str> = fresh
         .iter()
         .map(|r| (r.id, r.ingest_job_id.as_str()))
@@ -210,16 +217,7 @@ async fn try_once(
                 reading: s.reading,
                 breach: s.breach,
             };
-            let direction = if s.breach { "breach" } else { "clear" };
-            NewJob::new(Alert::KIND, &alert).map(|job| {
-                job.with_payload_version(Alert::PAYLOAD_VERSION)
-                    .with_max_attempts(alert_policy.retry.max_attempts)
-                    .with_workflow_id(run)
-                    .with_idempotency_key(
-                        format!("alert:{}:{}:{direction}", s.rule, s.reading),
-                        KeyScope::For(None),
-                    )
-            })
+            alert.to_push().map(|job| job.with_workflow_id(run))
         })
         .collect::<Result<Vec<_>, _>>()?;
     let alerts = if jobs.is_empty() {
@@ -267,10 +265,7 @@ async fn try_once(
     }
     txn.commit().await?;
     if more {
-        let follow_up = NewJob::new(Evaluate::KIND, payload)?
-            .with_payload_version(Evaluate::PAYLOAD_VERSION)
-            .with_idempotency_key(format!("sensor:{}", sensor.key), KeyScope::WhileWaiting);
-        engine.push(follow_up).await?;
+        engine.push(payload.to_push()?).await?;
     }
     let breaches = signals.iter().filter(|s| s.breach).count() as u64;
     tracing::info!(sensor = %sensor.key, evaluated = fresh.len(), breaches, clears = signals.len() as u64 - breaches, "readings evaluated");

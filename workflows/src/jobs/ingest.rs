@@ -10,14 +10,14 @@ use std::{collections::BTreeMap, time::Duration};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use entities::{readings, sensors};
-use queue::{Engine, KeyScope, NewJob, PushOutcome, RetryPolicy};
+use queue::{Engine, PushOutcome, RetryPolicy};
 use sea_orm::{
     ColumnTrait, DatabaseConnection, EntityTrait, ExprTrait, QueryFilter, Set, TransactionTrait,
     sea_query::{Expr, OnConflict},
 };
 use serde::{Deserialize, Serialize};
 
-use crate::{HandlerError, Job, JobPolicy, ValidationError, jobs::evaluate::Evaluate};
+use crate::{BackgroundJob, HandlerError, JobPolicy, ValidationError, jobs::evaluate::Evaluate};
 
 /// Most readings in one ingest job.
 pub const MAX_READINGS: usize = 1000;
@@ -40,7 +40,7 @@ pub struct ReadingIn {
     pub seq: Option<i64>,
 }
 
-impl Job for Ingest {
+impl BackgroundJob for Ingest {
     const KIND: &'static str = "ingest";
     const PAYLOAD_VERSION: u32 = 1;
 
@@ -196,19 +196,13 @@ pub async fn run(
         .await?;
     txn.commit().await?;
 
-    let policy = Evaluate::policy();
     let evaluations = keys
         .iter()
         .map(|key| {
             let payload = Evaluate {
                 sensor: (*key).to_owned(),
             };
-            NewJob::new(Evaluate::KIND, &payload).map(|job| {
-                job.with_payload_version(Evaluate::PAYLOAD_VERSION)
-                    .with_max_attempts(policy.retry.max_attempts)
-                    .with_workflow_id(job_id)
-                    .with_idempotency_key(format!("sensor:{key}"), KeyScope::WhileWaiting)
-            })
+            payload.to_push().map(|job| job.with_workflow_id(job_id))
         })
         .collect::<Result<Vec<_>, _>>()?;
     let evaluations = engine.push_many(evaluations).await?;

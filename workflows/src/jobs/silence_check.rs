@@ -10,11 +10,11 @@ use std::time::Duration;
 
 use chrono::Utc;
 use entities::{readings, rules, sensors};
-use queue::{Engine, KeyScope, NewJob, PushOutcome, RetryPolicy};
+use queue::{Engine, KeyScope, PushOutcome, RetryPolicy};
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder};
 use serde::{Deserialize, Serialize};
 
-use crate::{HandlerError, Job, JobPolicy, ValidationError, jobs::alert::Alert};
+use crate::{BackgroundJob, HandlerError, JobPolicy, ValidationError, jobs::alert::Alert};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -23,7 +23,7 @@ pub struct SilenceCheck {
     pub tick_ms: u64,
 }
 
-impl Job for SilenceCheck {
+impl BackgroundJob for SilenceCheck {
     const KIND: &'static str = "silence_check";
     const PAYLOAD_VERSION: u32 = 1;
 
@@ -48,13 +48,11 @@ impl Job for SilenceCheck {
 pub async fn schedule_tick(engine: &Engine, every: Duration) -> Result<PushOutcome, HandlerError> {
     let every_ms = every.as_millis().max(1) as u64;
     let tick_ms = queue::now_ms() / every_ms * every_ms;
-    let job = NewJob::new(SilenceCheck::KIND, &SilenceCheck { tick_ms })?
-        .with_payload_version(SilenceCheck::PAYLOAD_VERSION)
-        .with_max_attempts(SilenceCheck::policy().retry.max_attempts)
-        .with_idempotency_key(
-            format!("{}:{tick_ms}", SilenceCheck::KIND),
-            KeyScope::For(Some(every * 10)),
-        );
+    // Several processes produce one tick: the key names the tick, held for ten periods.
+    let job = SilenceCheck { tick_ms }.to_push()?.with_idempotency_key(
+        format!("{}:{tick_ms}", SilenceCheck::KIND),
+        KeyScope::For(Some(every * 10)),
+    );
     Ok(engine.push(job).await?)
 }
 
@@ -70,7 +68,6 @@ pub async fn run(
         .all(db)
         .await?;
     let now = Utc::now();
-    let policy = Alert::policy();
     let mut jobs = Vec::new();
     let mut signals = Vec::new();
     for rule in rules {
@@ -100,16 +97,12 @@ pub async fn run(
             reading: last.id,
             breach: true,
         };
-        // The same key scheme as `evaluate`: one breach per silence that began after `last`.
-        let job = NewJob::new(Alert::KIND, &alert)?
-            .with_payload_version(Alert::PAYLOAD_VERSION)
-            .with_max_attempts(policy.retry.max_attempts)
-            .with_workflow_id(last.ingest_job_id.clone())
-            .with_idempotency_key(
-                format!("alert:{}:{}:breach", rule.id, last.id),
-                KeyScope::For(None),
-            );
-        jobs.push(job);
+        // The alert's own key: one breach per silence that began after `last`.
+        jobs.push(
+            alert
+                .to_push()?
+                .with_workflow_id(last.ingest_job_id.clone()),
+        );
     }
     if jobs.is_empty() {
         return Ok(Vec::new());

@@ -1,8 +1,10 @@
+use std::time::Duration;
+
 use chrono::{Duration as ChronoDuration, TimeZone, Utc};
 use entities::{alert_signals, alerts, sensors};
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder};
 use serde_json::json;
-use workflows::testing;
+use workflows::{BackgroundJob, testing};
 use workflows::{
     HandlerError,
     jobs::{
@@ -263,7 +265,54 @@ async fn evaluating_an_unknown_sensor_is_permanent() {
     );
 }
 
+/// An evaluation that leaves readings for later pushes its follow-up the one way every kind
+/// is pushed: with the kind's attempts (10, not the engine's default 25) and its while-waiting
+/// key, so the follow-up and an ingest's evaluation for the same sensor are one job.
+async fn the_follow_up_evaluation_carries_its_kinds_attempts_and_key(sql: Sql) {
+    let env = TestEnv::new(sql).await;
+    sensor_with_rule(&env, "busy", "ABOVE", 1e9, 1e9, 1).await;
+    let per_batch = ingest::MAX_READINGS as i64;
+    let batches = evaluate::MAX_READINGS_PER_RUN as i64 / per_batch + 1;
+    for b in 0..batches {
+        ingest_values(&env, "busy", b * per_batch, &vec![1.0; per_batch as usize]).await;
+    }
+    let lease = |engine: queue::Engine| async move {
+        engine
+            .fetch(&queue::FetchRequest {
+                queue: Evaluate::KIND,
+                worker_id: "w-test",
+                max_jobs: 10,
+                lease: Duration::from_secs(30),
+                backoff_base: Duration::ZERO,
+                backoff_cap: Duration::ZERO,
+            })
+            .await
+            .expect("fetch")
+            .jobs
+    };
+    // The ingests' evaluation (one for the sensor, whatever the number of ingests), leased.
+    let first = lease(env.engine.clone()).await;
+    assert_eq!(first.len(), 1, "one waiting evaluation per sensor");
+    let evaluated = evaluate_sensor(&env, "busy").await;
+    assert!(evaluated.more, "readings are left for a follow-up");
+    let follow_up = lease(env.engine.clone()).await;
+    assert_eq!(follow_up.len(), 1);
+    assert_eq!(
+        follow_up[0].max_attempts,
+        Evaluate::policy().retry.max_attempts,
+        "the kind's attempts"
+    );
+    let record = env
+        .engine
+        .job(&follow_up[0].id)
+        .await
+        .expect("job")
+        .expect("record");
+    assert_eq!(record.idempotency_key.as_deref(), Some("sensor:busy"));
+}
+
 on_both_databases!(
+    the_follow_up_evaluation_carries_its_kinds_attempts_and_key,
     thresholds_need_n_readings_and_clear_with_hysteresis,
     rate_of_change_breaches_and_clears,
     two_racing_evaluations_apply_once,

@@ -2,7 +2,7 @@ use entities::{readings, sensors};
 use sea_orm::{EntityTrait, PaginatorTrait};
 use serde_json::json;
 use workflows::{
-    HandlerError, Job,
+    BackgroundJob, HandlerError,
     jobs::ingest::{self, Ingest},
     testing,
 };

@@ -118,7 +118,7 @@ async fn every_process_scheduling_a_tick_makes_one_job(_sql: Sql) {
     );
     let stats = env
         .engine
-        .stats(<SilenceCheck as workflows::Job>::KIND)
+        .stats(<SilenceCheck as workflows::BackgroundJob>::KIND)
         .await
         .expect("query");
     assert_eq!(stats.ready, 1);

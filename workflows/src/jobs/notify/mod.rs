@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::Sha256;
 
-use crate::{HandlerError, Job, JobPolicy, ValidationError};
+use crate::{BackgroundJob, HandlerError, JobPolicy, ValidationError};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -44,7 +44,7 @@ pub struct Notify {
     pub message: Option<String>,
 }
 
-impl Job for Notify {
+impl BackgroundJob for Notify {
     const KIND: &'static str = "notify";
     const PAYLOAD_VERSION: u32 = 1;
 
