@@ -75,7 +75,7 @@ pub fn observe<T>(
 ) {
     let outcome = match result {
         Ok(_) => "succeeded",
-        Err(JobError::Snooze(_)) => "snoozed",
+        Err(JobError::Snooze { .. }) => "snoozed",
         Err(JobError::Cancelled) => "cancelled",
         Err(JobError::Permanent(_)) => "dead",
         Err(JobError::Retryable(_)) if job.is_last_attempt() => "dead",

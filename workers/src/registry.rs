@@ -7,7 +7,7 @@ use queue::{Engine, JobContext, JobError, RedisBackend, WorkerOptions};
 use sea_orm::DatabaseConnection;
 use tokio_util::sync::CancellationToken;
 use workflows::{
-    HandlerError, Job,
+    BackgroundJob, HandlerError,
     jobs::{
         alert::Alert,
         evaluate::Evaluate,
@@ -23,13 +23,7 @@ use workflows::{
 use crate::metrics;
 
 /// The queues this build runs (one per job kind).
-pub const QUEUES: [&str; 5] = [
-    Ingest::KIND,
-    Evaluate::KIND,
-    Alert::KIND,
-    Notify::KIND,
-    SilenceCheck::KIND,
-];
+pub const QUEUES: [&str; 5] = workflows::jobs::KINDS;
 
 /// What every handler gets.
 #[derive(Debug, Clone)]
@@ -119,7 +113,7 @@ impl PoolConfig {
     }
 }
 
-fn options<J: Job>(config: &PoolConfig) -> WorkerOptions {
+fn options<J: BackgroundJob>(config: &PoolConfig) -> WorkerOptions {
     let mut policy = J::policy();
     if let Some((base, cap)) = config.backoff {
         policy.retry.backoff_base = base;
@@ -138,64 +132,96 @@ fn options<J: Job>(config: &PoolConfig) -> WorkerOptions {
         .worker_id(format!("{}-{}", config.worker_id, J::KIND))
 }
 
-/// Runs one job: refuses a payload version this build cannot read (a permanent error, not a
-/// misread), then the handler, and counts the outcome.
-async fn handle<J: Job, R>(
-    job: &JobContext,
-    work: impl Future<Output = Result<R, HandlerError>>,
-) -> Result<R, JobError> {
+/// How the workers run a kind: its handler, given the job's context and the process's.
+/// One impl per kind; [`register`] does the rest the same way for all of them.
+pub trait Perform: BackgroundJob {
+    /// What a success leaves on the job (its `result`).
+    type Output: serde::Serialize + Send + Sync + 'static;
+
+    fn perform(
+        &self,
+        job: &JobContext,
+        ctx: &Context,
+    ) -> impl Future<Output = Result<Self::Output, HandlerError>> + Send;
+}
+
+impl Perform for Ingest {
+    type Output = workflows::jobs::ingest::Ingested;
+
+    async fn perform(&self, job: &JobContext, ctx: &Context) -> Result<Self::Output, HandlerError> {
+        workflows::jobs::ingest::run(&ctx.db, &ctx.engine, &job.id, self).await
+    }
+}
+
+impl Perform for Evaluate {
+    type Output = workflows::jobs::evaluate::Evaluated;
+
+    async fn perform(
+        &self,
+        _job: &JobContext,
+        ctx: &Context,
+    ) -> Result<Self::Output, HandlerError> {
+        workflows::jobs::evaluate::run(&ctx.db, &ctx.engine, self).await
+    }
+}
+
+impl Perform for Alert {
+    type Output = workflows::jobs::alert::Applied;
+
+    async fn perform(
+        &self,
+        _job: &JobContext,
+        ctx: &Context,
+    ) -> Result<Self::Output, HandlerError> {
+        workflows::jobs::alert::run(&ctx.db, &ctx.engine, self).await
+    }
+}
+
+impl Perform for Notify {
+    type Output = workflows::jobs::notify::Sent;
+
+    async fn perform(&self, job: &JobContext, ctx: &Context) -> Result<Self::Output, HandlerError> {
+        workflows::jobs::notify::run(&ctx.db, &ctx.engine, &ctx.notifier, &job.id, self).await
+    }
+}
+
+impl Perform for SilenceCheck {
+    type Output = Vec<queue::PushOutcome>;
+
+    async fn perform(
+        &self,
+        _job: &JobContext,
+        ctx: &Context,
+    ) -> Result<Self::Output, HandlerError> {
+        silence_check::run(&ctx.db, &ctx.engine, self).await
+    }
+}
+
+/// The apalis handler of every kind: runs [`Perform::perform`] and counts the outcome. The
+/// payload's version was checked when it was decoded ([`BackgroundJob::decode_leased`]).
+async fn handle<J: Perform>(
+    payload: J,
+    job: JobContext,
+    ctx: Data<Context>,
+) -> Result<J::Output, JobError> {
     let started = Instant::now();
-    let result = match J::check_version(job.payload_version) {
-        Err(e) => Err(JobError::Permanent(format!("invalid payload: {e}"))),
-        Ok(()) => work.await.map_err(Into::into),
-    };
-    metrics::observe(J::KIND, job, started, &result);
+    let result = payload.perform(&job, &ctx).await.map_err(Into::into);
+    metrics::observe(J::KIND, &job, started, &result);
     result
 }
 
-async fn ingest(
-    payload: Ingest,
-    job: JobContext,
-    ctx: Data<Context>,
-) -> Result<workflows::jobs::ingest::Ingested, JobError> {
-    let work = workflows::jobs::ingest::run(&ctx.db, &ctx.engine, &job.id, &payload);
-    handle::<Ingest, _>(&job, work).await
-}
-
-async fn evaluate(
-    payload: Evaluate,
-    job: JobContext,
-    ctx: Data<Context>,
-) -> Result<workflows::jobs::evaluate::Evaluated, JobError> {
-    let work = workflows::jobs::evaluate::run(&ctx.db, &ctx.engine, &payload);
-    handle::<Evaluate, _>(&job, work).await
-}
-
-async fn alert(
-    payload: Alert,
-    job: JobContext,
-    ctx: Data<Context>,
-) -> Result<workflows::jobs::alert::Applied, JobError> {
-    let work = workflows::jobs::alert::run(&ctx.db, &ctx.engine, &payload);
-    handle::<Alert, _>(&job, work).await
-}
-
-async fn notify(
-    payload: Notify,
-    job: JobContext,
-    ctx: Data<Context>,
-) -> Result<workflows::jobs::notify::Sent, JobError> {
-    let work = workflows::jobs::notify::run(&ctx.db, &ctx.engine, &ctx.notifier, &job.id, &payload);
-    handle::<Notify, _>(&job, work).await
-}
-
-async fn silence(
-    payload: SilenceCheck,
-    job: JobContext,
-    ctx: Data<Context>,
-) -> Result<Vec<queue::PushOutcome>, JobError> {
-    let work = silence_check::run(&ctx.db, &ctx.engine, &payload);
-    handle::<SilenceCheck, _>(&job, work).await
+/// Registers the worker of kind `J` on its queue: its options, its decoder and its handler.
+fn register<J: Perform>(monitor: Monitor, ctx: &Context, config: &PoolConfig) -> Monitor {
+    let (ctx, config) = (ctx.clone(), config.clone());
+    monitor.register(move |_| {
+        WorkerBuilder::new(format!("{}-{}", config.worker_id, J::KIND))
+            .backend(
+                RedisBackend::<J>::new(ctx.engine.clone(), options::<J>(&config))
+                    .decode_with(J::decode_leased),
+            )
+            .data(ctx.clone())
+            .build(handle::<J>)
+    })
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -206,22 +232,6 @@ pub enum PoolError {
     Monitor(String),
     #[error(transparent)]
     Ledger(#[from] workflows::ledger::LedgerError),
-}
-
-/// A worker for kind `$job` on its queue, handled by `$handler`.
-macro_rules! register {
-    ($monitor:expr, $ctx:expr, $cfg:expr, $job:ty, $handler:ident) => {{
-        let (ctx, cfg) = ($ctx.clone(), $cfg.clone());
-        $monitor.register(move |_| {
-            WorkerBuilder::new(format!("{}-{}", cfg.worker_id, <$job>::KIND))
-                .backend(RedisBackend::<$job>::new(
-                    ctx.engine.clone(),
-                    options::<$job>(&cfg),
-                ))
-                .data(ctx.clone())
-                .build($handler)
-        })
-    }};
 }
 
 /// Runs a worker per configured queue, plus the process's background duties (the ledger
@@ -235,11 +245,11 @@ pub async fn run_pools(
     let mut monitor = Monitor::new();
     for queue in &config.queues {
         monitor = match queue.as_str() {
-            Ingest::KIND => register!(monitor, ctx, config, Ingest, ingest),
-            Evaluate::KIND => register!(monitor, ctx, config, Evaluate, evaluate),
-            Alert::KIND => register!(monitor, ctx, config, Alert, alert),
-            Notify::KIND => register!(monitor, ctx, config, Notify, notify),
-            SilenceCheck::KIND => register!(monitor, ctx, config, SilenceCheck, silence),
+            Ingest::KIND => register::<Ingest>(monitor, &ctx, &config),
+            Evaluate::KIND => register::<Evaluate>(monitor, &ctx, &config),
+            Alert::KIND => register::<Alert>(monitor, &ctx, &config),
+            Notify::KIND => register::<Notify>(monitor, &ctx, &config),
+            SilenceCheck::KIND => register::<SilenceCheck>(monitor, &ctx, &config),
             other => return Err(PoolError::UnknownQueue(other.to_owned())),
         };
     }

@@ -12,7 +12,7 @@ use queue::{CancelOutcome, JobEvent, JobRecord, KeyScope, NewJob};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 use tokio::sync::OnceCell;
 use workflows::{
-    Job as JobKindTrait, decode_payload,
+    BackgroundJob, decode_payload,
     jobs::{alert::Alert, evaluate::Evaluate, ingest::Ingest, notify::Notify},
 };
 
@@ -470,7 +470,7 @@ pub struct SubmitResult {
 }
 
 /// Decodes and validates `payload` as a `J`; errors name the field under `{path}.payload`.
-fn decoded<J: JobKindTrait>(payload: serde_json::Value, path: &str) -> ApiResult<J> {
+fn decoded<J: BackgroundJob>(payload: serde_json::Value, path: &str) -> ApiResult<J> {
     decode_payload(payload).map_err(|e| {
         let field = if e.field == "payload" {
             format!("{path}.payload")
@@ -482,13 +482,11 @@ fn decoded<J: JobKindTrait>(payload: serde_json::Value, path: &str) -> ApiResult
 }
 
 /// The job to push for a valid payload, with its kind's version and attempts.
-fn new_job<J: JobKindTrait>(job: &J) -> ApiResult<NewJob> {
-    Ok(NewJob::new(J::KIND, job)?
-        .with_payload_version(J::PAYLOAD_VERSION)
-        .with_max_attempts(J::policy().retry.max_attempts))
+fn new_job<J: BackgroundJob>(job: &J) -> ApiResult<NewJob> {
+    Ok(job.to_submission()?)
 }
 
-fn typed<J: JobKindTrait>(payload: serde_json::Value, path: &str) -> ApiResult<NewJob> {
+fn typed<J: BackgroundJob>(payload: serde_json::Value, path: &str) -> ApiResult<NewJob> {
     new_job(&decoded::<J>(payload, path)?)
 }
 
