@@ -301,6 +301,80 @@ async fn natural_keys_are_enforced(db: &DatabaseConnection) {
     );
 }
 
+/// Every table's columns (name, type, nullability, default) and indexes, as the database
+/// reports them, in a stable order: the snapshot shows any schema change for review, beside the
+/// GraphQL SDL's.
+async fn describe_schema(db: &DatabaseConnection) -> String {
+    let backend = db.get_database_backend();
+    let rows = |sql: String| async move {
+        db.query_all_raw(Statement::from_string(backend, sql))
+            .await
+            .expect("schema query")
+    };
+    let text = |row: &sea_orm::QueryResult, column: &str| {
+        row.try_get::<Option<String>>("", column)
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+    };
+    let mut out = String::new();
+    for table in table_names(db).await {
+        if table == "seaql_migrations" || table.starts_with("sqlite_") {
+            continue;
+        }
+        out.push_str(&format!("table {table}\n"));
+        let (columns, indexes) = match backend {
+            DbBackend::Sqlite => (
+                format!(
+                    "SELECT name, type AS data_type, CASE WHEN \"notnull\" = 1 THEN 'not null' ELSE 'null' END AS nullable, dflt_value AS dflt FROM pragma_table_info('{table}') ORDER BY cid"
+                ),
+                format!(
+                    "SELECT name, sql AS def FROM sqlite_master WHERE type = 'index' AND tbl_name = '{table}' AND sql IS NOT NULL ORDER BY name"
+                ),
+            ),
+            _ => (
+                format!(
+                    "SELECT column_name AS name, data_type, CASE WHEN is_nullable = 'NO' THEN 'not null' ELSE 'null' END AS nullable, column_default AS dflt FROM information_schema.columns WHERE table_schema = 'public' AND table_name = '{table}' ORDER BY ordinal_position"
+                ),
+                format!(
+                    "SELECT indexname AS name, indexdef AS def FROM pg_indexes WHERE schemaname = 'public' AND tablename = '{table}' ORDER BY indexname"
+                ),
+            ),
+        };
+        for row in rows(columns).await {
+            let default = text(&row, "dflt");
+            out.push_str(&format!(
+                "  {} {} {}{}\n",
+                text(&row, "name"),
+                text(&row, "data_type"),
+                text(&row, "nullable"),
+                if default.is_empty() {
+                    String::new()
+                } else {
+                    format!(" default {default}")
+                }
+            ));
+        }
+        for row in rows(indexes).await {
+            out.push_str(&format!(
+                "  index {}: {}\n",
+                text(&row, "name"),
+                text(&row, "def")
+            ));
+        }
+    }
+    out
+}
+
+async fn the_schema_is_what_the_code_expects(db: &DatabaseConnection) {
+    Migrator::up(db, None).await.expect("up");
+    let schema = describe_schema(db).await;
+    match db.get_database_backend() {
+        DbBackend::Sqlite => insta::assert_snapshot!("schema_sqlite", schema),
+        _ => insta::assert_snapshot!("schema_postgres", schema),
+    }
+}
+
 /// Runs each scenario `async fn name(db: &DatabaseConnection)` on a fresh SQLite file and a
 /// fresh PostgreSQL database, as the tests `name::sqlite` and `name::postgres`.
 macro_rules! on_both_databases {
@@ -325,7 +399,8 @@ macro_rules! on_both_databases {
 
 on_both_databases!(
     migrations_apply_roll_back_and_apply_again,
-    natural_keys_are_enforced
+    natural_keys_are_enforced,
+    the_schema_is_what_the_code_expects
 );
 
 #[tokio::test]

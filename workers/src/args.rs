@@ -109,7 +109,7 @@ impl PoolArgs {
             .queues
             .iter()
             .chain(self.queue_concurrency.iter().map(|(q, _)| q))
-            .find(|q| !QUEUES.contains(&q.as_str()))
+            .find(|q| workflows::jobs::kind_named(q).is_none())
         {
             return Err(PoolArgsError::UnknownQueue(unknown.clone()));
         }

@@ -113,7 +113,7 @@ impl PoolConfig {
     }
 }
 
-fn options<J: BackgroundJob>(config: &PoolConfig) -> WorkerOptions {
+fn options<J: BackgroundJob>(config: &PoolConfig, queue: &str) -> WorkerOptions {
     let mut policy = J::policy();
     if let Some((base, cap)) = config.backoff {
         policy.retry.backoff_base = base;
@@ -121,15 +121,15 @@ fn options<J: BackgroundJob>(config: &PoolConfig) -> WorkerOptions {
     }
     let concurrency = config
         .queue_concurrency
-        .get(J::KIND)
+        .get(queue)
         .copied()
         .unwrap_or(config.concurrency);
-    WorkerOptions::new(J::KIND)
+    WorkerOptions::new(queue)
         .concurrency(concurrency)
         .lease(config.lease.unwrap_or(policy.visibility_timeout))
         .retry(policy.retry)
         .shutdown_grace(config.shutdown_grace)
-        .worker_id(format!("{}-{}", config.worker_id, J::KIND))
+        .worker_id(format!("{}-{queue}", config.worker_id))
 }
 
 /// How the workers run a kind: its handler, given the job's context and the process's.
@@ -210,13 +210,19 @@ async fn handle<J: Perform>(
     result
 }
 
-/// Registers the worker of kind `J` on its queue: its options, its decoder and its handler.
-fn register<J: Perform>(monitor: Monitor, ctx: &Context, config: &PoolConfig) -> Monitor {
-    let (ctx, config) = (ctx.clone(), config.clone());
+/// Registers a worker of kind `J` on `queue` (its own, or one of its aliases): its options,
+/// its decoder and its handler.
+fn register<J: Perform>(
+    monitor: Monitor,
+    ctx: &Context,
+    config: &PoolConfig,
+    queue: &str,
+) -> Monitor {
+    let (ctx, config, queue) = (ctx.clone(), config.clone(), queue.to_owned());
     monitor.register(move |_| {
-        WorkerBuilder::new(format!("{}-{}", config.worker_id, J::KIND))
+        WorkerBuilder::new(format!("{}-{queue}", config.worker_id))
             .backend(
-                RedisBackend::<J>::new(ctx.engine.clone(), options::<J>(&config))
+                RedisBackend::<J>::new(ctx.engine.clone(), options::<J>(&config, &queue))
                     .decode_with(J::decode_leased),
             )
             .data(ctx.clone())
@@ -244,13 +250,13 @@ pub async fn run_pools(
 ) -> Result<(), PoolError> {
     let mut monitor = Monitor::new();
     for queue in &config.queues {
-        monitor = match queue.as_str() {
-            Ingest::KIND => register::<Ingest>(monitor, &ctx, &config),
-            Evaluate::KIND => register::<Evaluate>(monitor, &ctx, &config),
-            Alert::KIND => register::<Alert>(monitor, &ctx, &config),
-            Notify::KIND => register::<Notify>(monitor, &ctx, &config),
-            SilenceCheck::KIND => register::<SilenceCheck>(monitor, &ctx, &config),
-            other => return Err(PoolError::UnknownQueue(other.to_owned())),
+        monitor = match workflows::jobs::kind_named(queue) {
+            Some(Ingest::KIND) => register::<Ingest>(monitor, &ctx, &config, queue),
+            Some(Evaluate::KIND) => register::<Evaluate>(monitor, &ctx, &config, queue),
+            Some(Alert::KIND) => register::<Alert>(monitor, &ctx, &config, queue),
+            Some(Notify::KIND) => register::<Notify>(monitor, &ctx, &config, queue),
+            Some(SilenceCheck::KIND) => register::<SilenceCheck>(monitor, &ctx, &config, queue),
+            _ => return Err(PoolError::UnknownQueue(queue.clone())),
         };
     }
     let stop = CancellationToken::new();
