@@ -185,7 +185,7 @@ pub async fn sensor_status(
         .await?;
     let open_alerts = alerts::Entity::find()
         .filter(alerts::Column::SensorId.eq(sensor.id))
-        .filter(alerts::Column::State.eq("OPEN"))
+        .filter(alerts::Column::State.eq(entities::states::AlertState::Open))
         .count(db)
         .await?;
     Ok(Json(json!({

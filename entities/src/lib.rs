@@ -19,6 +19,7 @@ pub mod refresh_tokens;
 pub mod rule_channels;
 pub mod rules;
 pub mod sensors;
+pub mod states;
 pub mod users;
 pub mod workflow_runs;
 pub mod workflow_steps;

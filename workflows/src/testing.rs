@@ -1,7 +1,10 @@
 //! Fixtures for tests of this and other crates: sensors, rules and channels.
 
 use chrono::Utc;
-use entities::{channels, rule_channels, rules, sensors};
+use entities::{
+    channels, rule_channels, rules, sensors,
+    states::{ChannelKind, RuleKind},
+};
 use sea_orm::{ActiveModelTrait, DatabaseConnection, Set};
 
 pub async fn sensor(db: &DatabaseConnection, key: &str) -> sensors::Model {
@@ -51,7 +54,10 @@ pub async fn rule(
 
 /// A `SILENCE` rule: a breach once `sensor` has received nothing for `seconds`.
 pub async fn silence_rule(db: &DatabaseConnection, sensor: i64, seconds: i32) -> rules::Model {
-    let mut active: rules::ActiveModel = rule(db, sensor, "SILENCE", 0.0, 0.0, 1, 300).await.into();
+    let mut active: rules::ActiveModel =
+        rule(db, sensor, RuleKind::Silence.as_str(), 0.0, 0.0, 1, 300)
+            .await
+            .into();
     active.threshold = Set(None);
     active.clear_threshold = Set(None);
     active.silence_seconds = Set(Some(seconds));
@@ -91,7 +97,7 @@ pub const WEBHOOK_SECRET: &str = "test-webhook-secret";
 
 /// A webhook channel to `url`, signed with [`WEBHOOK_SECRET`], that `rule` notifies.
 pub async fn webhook_for(db: &DatabaseConnection, rule: i64, url: &str) -> channels::Model {
-    let channel = channel_for(db, rule, "webhook", "WEBHOOK").await;
+    let channel = channel_for(db, rule, "webhook", ChannelKind::Webhook.as_str()).await;
     let mut active: channels::ActiveModel = channel.into();
     active.url = Set(Some(url.into()));
     active.secret = Set(Some(WEBHOOK_SECRET.into()));

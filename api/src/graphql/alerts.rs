@@ -19,7 +19,9 @@ use tokio_util::sync::CancellationToken;
 use super::{page, require, row_id, shared};
 use crate::{auth::Role, error::ApiError, hub::Hub};
 
+// Mirrors the stored `entities::states::AlertState` (conversions both ways).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[graphql(remote = "entities::states::AlertState")]
 pub enum AlertState {
     Open,
     Resolved,
@@ -51,11 +53,9 @@ impl From<alerts::Model> for Alert {
         Self {
             id: ID(a.id.to_string()),
             rule_id: ID(a.rule_id.to_string()),
-            state: if a.state == "OPEN" {
-                AlertState::Open
-            } else {
-                AlertState::Resolved
-            },
+            state: entities::states::AlertState::parse(&a.state)
+                .unwrap_or(entities::states::AlertState::Resolved)
+                .into(),
             count: a.count,
             workflow_run_id: a.workflow_run_id.map(ID),
             opened_at: a.opened_at,
@@ -164,10 +164,8 @@ impl AlertQuery {
         let filter = filter.unwrap_or_default();
         let mut query = alerts::Entity::find().order_by_desc(alerts::Column::Id);
         if let Some(state) = filter.state {
-            query = query.filter(alerts::Column::State.eq(match state {
-                AlertState::Open => "OPEN",
-                AlertState::Resolved => "RESOLVED",
-            }));
+            query =
+                query.filter(alerts::Column::State.eq(entities::states::AlertState::from(state)));
         }
         if let Some(key) = &filter.sensor {
             let sensor = sensors::Entity::find()

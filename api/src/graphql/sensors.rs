@@ -67,7 +67,9 @@ impl From<readings::Model> for Reading {
 }
 
 /// What makes a rule breach.
+// Mirrors the stored `entities::states::RuleKind` (conversions both ways).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[graphql(remote = "entities::states::RuleKind")]
 pub enum RuleKind {
     /// Value above `threshold`; clears at or below `clearThreshold`.
     Above,
@@ -81,23 +83,11 @@ pub enum RuleKind {
 
 impl RuleKind {
     fn name(self) -> &'static str {
-        match self {
-            RuleKind::Above => "ABOVE",
-            RuleKind::Below => "BELOW",
-            RuleKind::RateOfChange => "RATE_OF_CHANGE",
-            RuleKind::Silence => "SILENCE",
-        }
+        entities::states::RuleKind::from(self).as_str()
     }
 
     fn parse(raw: &str) -> Option<Self> {
-        [
-            RuleKind::Above,
-            RuleKind::Below,
-            RuleKind::RateOfChange,
-            RuleKind::Silence,
-        ]
-        .into_iter()
-        .find(|k| k.name() == raw)
+        entities::states::RuleKind::parse(raw).map(Into::into)
     }
 }
 
@@ -118,7 +108,9 @@ pub struct Rule {
     pub created_at: DateTime<Utc>,
 }
 
+// Mirrors the stored `entities::states::ChannelKind` (conversions both ways).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[graphql(remote = "entities::states::ChannelKind")]
 pub enum ChannelKind {
     /// A signed POST (`X-Steadfast-Signature: sha256=<HMAC of the body>`).
     Webhook,
@@ -128,10 +120,7 @@ pub enum ChannelKind {
 
 impl ChannelKind {
     fn name(self) -> &'static str {
-        match self {
-            ChannelKind::Webhook => "WEBHOOK",
-            ChannelKind::InApp => "IN_APP",
-        }
+        entities::states::ChannelKind::from(self).as_str()
     }
 }
 
@@ -161,11 +150,7 @@ impl Channel {
         Self {
             id: ID(c.id.to_string()),
             name: c.name,
-            kind: match c.kind.as_str() {
-                "WEBHOOK" => Some(ChannelKind::Webhook),
-                "IN_APP" => Some(ChannelKind::InApp),
-                _ => None,
-            },
+            kind: entities::states::ChannelKind::parse(&c.kind).map(Into::into),
             url,
             has_secret: c.secret.is_some_and(|s| !s.is_empty()),
             enabled: c.disabled_at.is_none(),
@@ -256,7 +241,7 @@ impl Sensor {
     async fn open_alerts(&self, ctx: &Context<'_>) -> async_graphql::Result<u64> {
         Ok(alerts::Entity::find()
             .filter(alerts::Column::SensorId.eq(self.row_id))
-            .filter(alerts::Column::State.eq("OPEN"))
+            .filter(alerts::Column::State.eq(entities::states::AlertState::Open))
             .count(&shared(ctx).db)
             .await
             .map_err(ApiError::from)?)

@@ -17,7 +17,9 @@
 use std::{collections::HashMap, time::Duration};
 
 use chrono::Utc;
-use entities::{alert_signals, alerts, readings, rule_channels, rules, sensors};
+use entities::{
+    alert_signals, alerts, readings, rule_channels, rules, sensors, states::AlertState,
+};
 use queue::{Engine, IdempotencyKey, KeyScope, PushOutcome, RetryPolicy};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
@@ -324,7 +326,7 @@ async fn apply(
             let fresh = alerts::ActiveModel {
                 rule_id: Set(rule.id),
                 sensor_id: Set(sensor.id),
-                state: Set("OPEN".into()),
+                state: Set(AlertState::Open.as_str().into()),
                 open_key: Set(Some(open_key.to_owned())),
                 count: Set(1),
                 opened_reading_id: Set(signal.reading_id),
@@ -366,7 +368,7 @@ async fn apply(
             Ok(Change::Raised)
         }
         (Some(mut alert), false) => {
-            alert.state = "RESOLVED".into();
+            alert.state = AlertState::Resolved.as_str().into();
             alert.open_key = None;
             alert.last_reading_id = signal.reading_id;
             alert.resolved_at = Some(now);

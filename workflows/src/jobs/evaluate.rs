@@ -9,7 +9,7 @@
 
 use std::{collections::HashMap, time::Duration};
 
-use entities::{alerts, readings, rules, sensors};
+use entities::{alerts, readings, rules, sensors, states::RuleKind};
 use queue::{Engine, IdempotencyKey, KeyScope, PushOutcome, RetryPolicy};
 use sea_orm::{
     ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
@@ -98,9 +98,10 @@ impl RuleState<'_> {
     /// Feeds one reading; returns the transition it causes, if any.
     fn feed(&mut self, reading: &readings::Model) -> Option<bool> {
         let rule = self.rule;
-        let (breaching, clearing) = match rule.kind.as_str() {
-            "ABOVE" | "BELOW" => {
-                let above = rule.kind == "ABOVE";
+        let kind = RuleKind::parse(&rule.kind);
+        let (breaching, clearing) = match kind {
+            Some(RuleKind::Above | RuleKind::Below) => {
+                let above = kind == Some(RuleKind::Above);
                 let threshold = rule.threshold?;
                 let clear = rule.clear_threshold.unwrap_or(threshold);
                 let v = reading.value;
@@ -110,7 +111,7 @@ impl RuleState<'_> {
                     (v < threshold, v >= clear)
                 }
             }
-            "RATE_OF_CHANGE" => {
+            Some(RuleKind::RateOfChange) => {
                 let threshold = rule.threshold?;
                 let clear = rule.clear_threshold.unwrap_or(threshold);
                 let previous = self.previous.replace((reading.ts, reading.value));
@@ -125,7 +126,7 @@ impl RuleState<'_> {
             // SILENCE breaches come from the periodic `silence_check`; `signals` clears them.
             _ => return None,
         };
-        if rule.kind != "RATE_OF_CHANGE" {
+        if kind != Some(RuleKind::RateOfChange) {
             self.previous = Some((reading.ts, reading.value));
         }
         self.consecutive = if breaching { self.consecutive + 1 } else { 0 };
@@ -318,7 +319,7 @@ async fn signals(
     history.reverse();
     let open_keys: Vec<String> = rules
         .iter()
-        .filter(|r| r.kind == "SILENCE")
+        .filter(|r| r.kind == RuleKind::Silence.as_str())
         .map(|r| format!("{}:{}", r.id, sensor.id))
         .collect();
     let open: Vec<String> = if open_keys.is_empty() {
@@ -347,7 +348,7 @@ async fn signals(
             // The episode state was committed with the cursor; the short replay above only
             // restores the consecutive count and the previous reading. A silence episode is
             // opened by the periodic check, so for SILENCE the alerts table says.
-            state.open = if rule.kind == "SILENCE" {
+            state.open = if rule.kind == RuleKind::Silence.as_str() {
                 open.contains(&format!("{}:{}", rule.id, sensor.id))
             } else {
                 rule.in_breach
@@ -372,7 +373,7 @@ async fn signals(
     if let Some(newest) = fresh.last() {
         for state in states
             .iter_mut()
-            .filter(|s| s.open && s.rule.kind == "SILENCE")
+            .filter(|s| s.open && s.rule.kind == RuleKind::Silence.as_str())
         {
             state.open = false;
             signals.push(Signal {

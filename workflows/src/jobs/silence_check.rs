@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use entities::{readings, rules, sensors};
+use entities::{readings, rules, sensors, states::RuleKind};
 use queue::{Engine, KeyScope, PushOutcome, RetryPolicy};
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder};
 use serde::{Deserialize, Serialize};
@@ -63,7 +63,7 @@ pub async fn run(
     _payload: &SilenceCheck,
 ) -> Result<Vec<PushOutcome>, HandlerError> {
     let rules = rules::Entity::find()
-        .filter(rules::Column::Kind.eq("SILENCE"))
+        .filter(rules::Column::Kind.eq(RuleKind::Silence))
         .filter(rules::Column::Enabled.eq(true))
         .all(db)
         .await?;

@@ -21,7 +21,10 @@ pub use destination::{DestinationPolicy, DestinationRefused, is_public};
 use std::{sync::Arc, time::Duration};
 
 use chrono::Utc;
-use entities::{alerts, channels, deliveries, readings, rules, sensors};
+use entities::{
+    alerts, channels, deliveries, readings, rules, sensors,
+    states::{ChannelKind, DeliveryStatus},
+};
 use hmac::{Hmac, KeyInit, Mac};
 use queue::{BreakerGate, BreakerPolicy, Engine, RetryPolicy};
 use sea_orm::{
@@ -201,19 +204,21 @@ pub async fn run(
     if delivery.status == STATUS_DELIVERED {
         return Ok(Sent::AlreadyDelivered);
     }
-    match channel.kind.as_str() {
-        "IN_APP" => deliver_in_app(db, engine, delivery, &body).await,
-        "WEBHOOK" => deliver_webhook(db, engine, notifier, &channel, delivery, &body).await,
-        other => Err(HandlerError::Permanent(format!(
-            "channel {} has unknown kind {other:?}",
-            channel.id
+    match ChannelKind::parse(&channel.kind) {
+        Some(ChannelKind::InApp) => deliver_in_app(db, engine, delivery, &body).await,
+        Some(ChannelKind::Webhook) => {
+            deliver_webhook(db, engine, notifier, &channel, delivery, &body).await
+        }
+        None => Err(HandlerError::Permanent(format!(
+            "channel {} has unknown kind {:?}",
+            channel.id, channel.kind
         ))),
     }
 }
 
-const STATUS_PENDING: &str = "PENDING";
-const STATUS_DELIVERED: &str = "DELIVERED";
-const STATUS_FAILED: &str = "FAILED";
+const STATUS_PENDING: &str = DeliveryStatus::Pending.as_str();
+const STATUS_DELIVERED: &str = DeliveryStatus::Delivered.as_str();
+const STATUS_FAILED: &str = DeliveryStatus::Failed.as_str();
 
 /// The delivery row of this job, created on its first run.
 async fn open_delivery(
