@@ -1,27 +1,229 @@
-//! Switching notification channels off and removing them (admin, audited). A disabled
-//! channel's notify jobs complete without sending; a deleted channel's pending ones die as
-//! "unknown channel", and its delivery history goes with it.
+//! Where notifications go: webhook or in-app channels, shown with their URL redacted to
+//! anyone but admins. Creating, switching off and removing them are admin actions, audited. A
+//! disabled channel's notify jobs complete without sending; a deleted channel's pending ones
+//! die as "unknown channel", and its delivery history goes with it.
 
-use async_graphql::{Context, ID, Object};
-use chrono::Utc;
+use async_graphql::{Context, Enum, ID, InputObject, Object, SimpleObject};
+use chrono::{DateTime, Utc};
 use entities::{channels, deliveries, rule_channels};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, Set, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set, TransactionTrait,
 };
 use serde_json::json;
 
-use super::{
-    require, row_id,
-    sensors::{Channel, redacted_url},
-    shared,
+use super::{page, require, row_id, sensors::check_text, shared};
+use crate::{
+    auth::Role,
+    error::{ApiError, ApiResult},
 };
-use crate::{auth::Role, error::ApiError};
+
+// Mirrors the stored `entities::states::ChannelKind` (conversions both ways).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[graphql(remote = "entities::states::ChannelKind")]
+pub enum ChannelKind {
+    /// A signed POST (`X-Steadfast-Signature: sha256=<HMAC of the body>`).
+    Webhook,
+    /// Shown in the web app.
+    InApp,
+}
+
+impl ChannelKind {
+    fn name(self) -> &'static str {
+        entities::states::ChannelKind::from(self).as_str()
+    }
+}
+
+#[derive(Debug, Clone, SimpleObject)]
+pub struct Channel {
+    pub id: ID,
+    pub name: String,
+    pub kind: Option<ChannelKind>,
+    /// The webhook's address. Admins see it whole; others see its scheme and host only
+    /// (`https://hooks.example.com/…`): paths and queries often carry tokens.
+    pub url: Option<String>,
+    /// Whether webhooks are signed (the secret itself is never shown again).
+    pub has_secret: bool,
+    /// False once an admin disabled it: its notifications are skipped.
+    pub enabled: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+impl Channel {
+    /// The channel as `viewer` may see it.
+    pub fn view(c: channels::Model, viewer: Role) -> Self {
+        let url = if viewer >= Role::Admin {
+            c.url
+        } else {
+            c.url.as_deref().map(redacted_url)
+        };
+        Self {
+            id: ID(c.id.to_string()),
+            name: c.name,
+            kind: entities::states::ChannelKind::parse(&c.kind).map(Into::into),
+            url,
+            has_secret: c.secret.is_some_and(|s| !s.is_empty()),
+            enabled: c.disabled_at.is_none(),
+            created_at: c.created_at,
+        }
+    }
+}
+
+/// `scheme://host[:port]/…`: no credentials, path or query.
+pub fn redacted_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "…".into();
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    let more = rest.len() > authority.len();
+    format!("{scheme}://{host}{}", if more { "/…" } else { "" })
+}
+
+#[derive(Default)]
+pub struct ChannelQuery;
+
+#[Object]
+impl ChannelQuery {
+    #[graphql(complexity = "page::list_complexity(page::expected::TOP_LEVEL, child_complexity)")]
+    async fn channels(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Channel>> {
+        let viewer = require(ctx, Role::Viewer)?;
+        Ok(channels::Entity::find()
+            .order_by_asc(channels::Column::Id)
+            .limit(5000)
+            .all(&shared(ctx).db)
+            .await
+            .map_err(ApiError::from)?
+            .into_iter()
+            .map(|c| Channel::view(c, viewer.role))
+            .collect())
+    }
+}
+
+#[derive(Debug, Clone, InputObject)]
+pub struct CreateChannelInput {
+    pub name: String,
+    pub kind: ChannelKind,
+    /// For WEBHOOK: the `http(s)://` address POSTed to.
+    pub url: Option<String>,
+    /// For WEBHOOK: the HMAC key of `X-Steadfast-Signature`.
+    pub secret: Option<String>,
+}
+
+/// Refuses a webhook whose host is an IP literal the workers would refuse (loopback, private,
+/// link-local) now, rather than at its first delivery. Names are checked at send time, on
+/// what they resolve to then.
+pub fn check_destination(config: &crate::ApiConfig, url: &str) -> ApiResult<()> {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    let host = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+    };
+    let policy = workflows::jobs::notify::DestinationPolicy::allowing(
+        config.pools.webhook_allow_networks.iter().copied(),
+    );
+    if let Some(reason) = host
+        .parse::<std::net::IpAddr>()
+        .ok()
+        .and_then(|ip| policy.refusal(ip))
+    {
+        return Err(ApiError::bad_input("input.url", reason));
+    }
+    Ok(())
+}
+
+/// An absolute http(s) URL with a host, normalised; `None` otherwise.
+fn reqwest_url(raw: &str) -> Option<String> {
+    let (scheme, rest) = raw.split_once("://")?;
+    let scheme = scheme.to_ascii_lowercase();
+    if scheme != "http" && scheme != "https" {
+        return None;
+    }
+    let host = rest.split(['/', '?', '#']).next()?;
+    if host.is_empty()
+        || host.chars().any(char::is_whitespace)
+        || raw.contains('\0')
+        || raw.len() > 2048
+    {
+        return None;
+    }
+    Some(raw.to_owned())
+}
 
 #[derive(Default)]
 pub struct ChannelMutation;
 
 #[Object]
 impl ChannelMutation {
+    async fn create_channel(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateChannelInput,
+    ) -> async_graphql::Result<Channel> {
+        let admin = require(ctx, Role::Admin)?;
+        let shared = shared(ctx);
+        let name = check_text("input.name", &input.name, 200)?;
+        let (url, secret) = match input.kind {
+            ChannelKind::Webhook => {
+                let url = input
+                    .url
+                    .as_deref()
+                    .map(str::trim)
+                    .filter(|u| !u.is_empty())
+                    .ok_or_else(|| {
+                        ApiError::bad_input("input.url", "a WEBHOOK channel needs a url")
+                    })?;
+                let parsed = reqwest_url(url).ok_or_else(|| {
+                    ApiError::bad_input("input.url", "enter an http:// or https:// address")
+                })?;
+                check_destination(&shared.config, &parsed)?;
+                let secret = input
+                    .secret
+                    .clone()
+                    .filter(|s| !s.is_empty())
+                    .ok_or_else(|| {
+                        ApiError::bad_input(
+                            "input.secret",
+                            "a WEBHOOK channel needs a secret: the key of the HMAC signature receivers check",
+                        )
+                    })?;
+                crate::auth::reject_nul("input.secret", &secret)?;
+                if secret.len() > 512 {
+                    return Err(ApiError::bad_input("input.secret", "at most 512 bytes").into());
+                }
+                (Some(parsed), Some(secret))
+            }
+            ChannelKind::InApp => (None, None),
+        };
+        let channel = channels::ActiveModel {
+            name: Set(name),
+            kind: Set(input.kind.name().to_owned()),
+            url: Set(url),
+            secret: Set(secret),
+            created_at: Set(Utc::now()),
+            ..Default::default()
+        }
+        .insert(&shared.db)
+        .await
+        .map_err(ApiError::from)?;
+        shared
+            .audit(
+                &shared.db,
+                Some(admin.user_id),
+                "channel.create",
+                &format!("channel:{}", channel.id),
+                json!({ "kind": channel.kind, "url": channel.url.as_deref().map(redacted_url) }),
+            )
+            .await?;
+        Ok(Channel::view(channel, admin.role))
+    }
+
     /// Disables a channel (its notifications are skipped, not sent) or enables it again.
     async fn set_channel_enabled(
         &self,

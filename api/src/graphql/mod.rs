@@ -15,6 +15,7 @@ pub mod jobs;
 pub mod ledger;
 pub mod page;
 pub mod queues;
+pub mod rules;
 pub mod runs;
 pub mod sensors;
 mod subscriptions;
@@ -35,6 +36,8 @@ pub struct Query(
     queues::QueueQuery,
     runs::RunQuery,
     sensors::SensorQuery,
+    channels::ChannelQuery,
+    devices::DeviceQuery,
     alerts::AlertQuery,
     audit::AuditQuery,
     ledger::LedgerQuery,
@@ -46,6 +49,7 @@ pub struct Mutation(
     jobs::JobMutation,
     dead::DeadMutation,
     sensors::SensorMutation,
+    rules::RuleMutation,
     channels::ChannelMutation,
     devices::DeviceMutation,
     alerts::AlertMutation,
