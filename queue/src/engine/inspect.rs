@@ -1,0 +1,129 @@
+//! Reading jobs and queues: records, queue names, stats, the oldest waiting job.
+
+use std::{collections::HashMap, time::Duration};
+
+use redis::AsyncCommands;
+
+use crate::{
+    Result,
+    job::{JobRecord, now_ms},
+};
+
+use super::Engine;
+
+/// Counts of one queue, each read in O(1).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueueStats {
+    pub queue: String,
+    pub ready: u64,
+    pub scheduled: u64,
+    pub running: u64,
+    pub dead: u64,
+    /// Finished jobs still held for the retention window.
+    pub finished_held: u64,
+    pub pushed_total: u64,
+    pub succeeded_total: u64,
+    /// Failed attempts that died (permanent errors and exhausted retries).
+    pub failed_total: u64,
+    pub retried_total: u64,
+    pub cancelled_total: u64,
+    pub requeued_total: u64,
+}
+
+impl Engine {
+    /// The job as Redis holds it, or `None` once it is gone (finished past retention, or never).
+    pub async fn job(&self, id: &str) -> Result<Option<JobRecord>> {
+        Ok(self.jobs(&[id.to_owned()]).await?.pop().flatten())
+    }
+
+    /// Many jobs in one round trip, in input order.
+    pub async fn jobs(&self, ids: &[String]) -> Result<Vec<Option<JobRecord>>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for id in ids {
+            pipe.hgetall(self.keys().job(id));
+        }
+        let hashes: Vec<HashMap<String, String>> = pipe.query_async(&mut self.conn()).await?;
+        Ok(ids
+            .iter()
+            .zip(hashes)
+            .map(|(id, h)| JobRecord::from_hash(id, h))
+            .collect())
+    }
+
+    /// The queues this deployment has seen a push for.
+    pub async fn queues(&self) -> Result<Vec<String>> {
+        let mut names: Vec<String> = self.conn().smembers(self.keys().queues()).await?;
+        names.sort();
+        Ok(names)
+    }
+
+    /// Counts of a queue, in one round trip of O(1) reads.
+    /// How long the next job to run on `queue` has waited since it last became runnable
+    /// (pushed, promoted from the schedule, released or requeued); `None` when none is ready.
+    /// The first sign that a queue lacks workers: depth can be high and healthy, age cannot.
+    pub async fn oldest_ready_age(&self, queue: &str) -> Result<Option<Duration>> {
+        // Cancelled jobs leave tombstones at the head until a fetch pops them: look past a few.
+        const LOOK_AT: isize = 16;
+        let mut conn = self.conn();
+        let head: Vec<String> = conn
+            .lrange(self.keys().queue(queue, "ready"), 0, LOOK_AT - 1)
+            .await?;
+        if head.is_empty() {
+            return Ok(None);
+        }
+        let mut pipe = redis::pipe();
+        for id in &head {
+            pipe.cmd("HMGET")
+                .arg(self.keys().job(id))
+                .arg(&["st", "ua", "ca"]);
+        }
+        let rows: Vec<(Option<String>, Option<u64>, Option<u64>)> =
+            pipe.query_async(&mut conn).await?;
+        let now = now_ms();
+        Ok(rows
+            .into_iter()
+            .find(|(state, _, _)| state.as_deref() == Some("QUEUED"))
+            .map(|(_, updated, created)| {
+                let since = updated.or(created).unwrap_or(now);
+                Duration::from_millis(now.saturating_sub(since))
+            }))
+    }
+
+    pub async fn stats(&self, queue: &str) -> Result<QueueStats> {
+        let k = |part: &str| self.keys().queue(queue, part);
+        let (ready, scheduled, running, dead, finished, counters): (
+            u64,
+            u64,
+            u64,
+            u64,
+            u64,
+            HashMap<String, i64>,
+        ) = redis::pipe()
+            .llen(k("ready"))
+            .zcard(k("sched"))
+            .zcard(k("lease"))
+            .zcard(k("dead"))
+            .llen(k("done"))
+            .hgetall(k("stats"))
+            .query_async(&mut self.conn())
+            .await?;
+        let c = |name: &str| counters.get(name).copied().unwrap_or(0).max(0) as u64;
+        Ok(QueueStats {
+            queue: queue.to_owned(),
+            ready: ready.saturating_sub(c("tomb")),
+            scheduled,
+            running,
+            dead,
+            finished_held: finished,
+            pushed_total: c("pushed"),
+            succeeded_total: c("succeeded"),
+            failed_total: c("failed"),
+            retried_total: c("retried"),
+            cancelled_total: c("cancelled"),
+            requeued_total: c("requeued"),
+        })
+    }
+}
