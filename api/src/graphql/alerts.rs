@@ -16,7 +16,7 @@ use sea_orm::{
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio_util::sync::CancellationToken;
 
-use super::{page, require, row_id, shared};
+use super::{page, require, row_id, row_or_not_found, shared};
 use crate::{auth::Role, error::ApiError, hub::Hub};
 
 // Mirrors the stored `entities::states::AlertState` (conversions both ways).
@@ -223,11 +223,7 @@ impl AlertMutation {
         let session = require(ctx, Role::Operator)?;
         let shared = shared(ctx);
         let id = row_id("id", &id)?;
-        let alert = alerts::Entity::find_by_id(id)
-            .one(&shared.db)
-            .await
-            .map_err(ApiError::from)?
-            .ok_or_else(|| ApiError::not_found(format!("no alert has id {id}")))?;
+        let alert = row_or_not_found::<alerts::Entity>(&shared.db, id, "alert").await?;
         if alert.acknowledged_at.is_some() {
             return Ok(alert.into());
         }

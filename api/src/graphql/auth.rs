@@ -10,7 +10,7 @@ use sea_orm::{
 };
 use serde_json::json;
 
-use super::{ClientAddress, page, require, row_id, session, shared};
+use super::{ClientAddress, page, require, row_id, row_or_not_found, session, shared};
 use crate::{
     auth::{
         Guarded, Role, hash_password, new_secret, secret_hash, secrets_match, validate_email,
@@ -235,11 +235,7 @@ impl AuthMutation {
             );
         }
         let txn = shared.db.begin().await.map_err(ApiError::from)?;
-        let user = users::Entity::find_by_id(id)
-            .one(&txn)
-            .await
-            .map_err(ApiError::from)?
-            .ok_or_else(|| ApiError::not_found(format!("no user has id {id}")))?;
+        let user = row_or_not_found::<users::Entity>(&txn, id, "user").await?;
         if disabled && user.role == Role::Admin.as_str() {
             let admins = users::Entity::find()
                 .filter(users::Column::Role.eq(Role::Admin.as_str()))
@@ -411,11 +407,7 @@ impl AuthMutation {
         let shared = shared(ctx);
         let id = row_id("userId", &user_id)?;
         let txn = shared.db.begin().await.map_err(ApiError::from)?;
-        let user = users::Entity::find_by_id(id)
-            .one(&txn)
-            .await
-            .map_err(ApiError::from)?
-            .ok_or_else(|| ApiError::not_found(format!("no user has id {id}")))?;
+        let user = row_or_not_found::<users::Entity>(&txn, id, "user").await?;
         if user.role == Role::Admin.as_str() && role != Role::Admin {
             let admins = users::Entity::find()
                 .filter(users::Column::Role.eq(Role::Admin.as_str()))

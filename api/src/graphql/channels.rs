@@ -12,7 +12,7 @@ use sea_orm::{
 };
 use serde_json::json;
 
-use super::{page, require, row_id, sensors::check_text, shared};
+use super::{page, require, row_id, row_or_not_found, sensors::check_text, shared};
 use crate::{
     auth::Role,
     error::{ApiError, ApiResult},
@@ -235,11 +235,7 @@ impl ChannelMutation {
         let shared = shared(ctx);
         let id = row_id("id", &id)?;
         let txn = shared.db.begin().await.map_err(ApiError::from)?;
-        let channel = channels::Entity::find_by_id(id)
-            .one(&txn)
-            .await
-            .map_err(ApiError::from)?
-            .ok_or_else(|| ApiError::not_found(format!("no channel has id {id}")))?;
+        let channel = row_or_not_found::<channels::Entity>(&txn, id, "channel").await?;
         let was_enabled = channel.disabled_at.is_none();
         let mut active: channels::ActiveModel = channel.into();
         active.disabled_at = Set((!enabled).then(Utc::now));

@@ -11,7 +11,7 @@ use sea_orm::{
 };
 use serde_json::json;
 
-use super::{page, require, row_id, sensors::check_text, shared};
+use super::{page, require, row_id, row_or_not_found, sensors::check_text, shared};
 use crate::{
     auth::{Role, new_secret},
     error::{ApiError, ApiResult},
@@ -188,11 +188,7 @@ impl DeviceMutation {
         let shared = shared(ctx);
         let id = row_id("id", &id)?;
         let txn = shared.db.begin().await.map_err(ApiError::from)?;
-        let device = devices::Entity::find_by_id(id)
-            .one(&txn)
-            .await
-            .map_err(ApiError::from)?
-            .ok_or_else(|| ApiError::not_found(format!("no device has id {id}")))?;
+        let device = row_or_not_found::<devices::Entity>(&txn, id, "device").await?;
         let already = device.revoked_at.is_some();
         let mut active: devices::ActiveModel = device.into();
         if !already {
@@ -224,11 +220,7 @@ impl DeviceMutation {
         let shared = shared(ctx);
         let id = row_id("id", &id)?;
         let txn = shared.db.begin().await.map_err(ApiError::from)?;
-        let device = devices::Entity::find_by_id(id)
-            .one(&txn)
-            .await
-            .map_err(ApiError::from)?
-            .ok_or_else(|| ApiError::not_found(format!("no device has id {id}")))?;
+        let device = row_or_not_found::<devices::Entity>(&txn, id, "device").await?;
         let was_revoked = device.revoked_at.is_some();
         let (api_key, hash) = new_secret("sfd_");
         let mut active: devices::ActiveModel = device.into();

@@ -152,6 +152,22 @@ pub(crate) fn require(ctx: &Context<'_>, role: Role) -> ApiResult<Session> {
     Ok(session)
 }
 
+/// Row `id` of table `E`, or `NOT_FOUND` naming it as `what` ("no channel has id 7").
+pub(crate) async fn row_or_not_found<E>(
+    db: &impl sea_orm::ConnectionTrait,
+    id: i64,
+    what: &str,
+) -> ApiResult<E::Model>
+where
+    E: sea_orm::EntityTrait,
+    <E::PrimaryKey as sea_orm::PrimaryKeyTrait>::ValueType: From<i64>,
+{
+    E::find_by_id(id)
+        .one(db)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no {what} has id {id}")))
+}
+
 /// Parses an integer row id given as `ID`.
 pub(crate) fn row_id(field: &str, id: &async_graphql::ID) -> ApiResult<i64> {
     id.parse::<i64>()

@@ -587,6 +587,34 @@ async fn channels_are_disabled_deleted_and_shown_redacted_to_non_admins() {
         !text.contains("s3cr3t"),
         "the audit log keeps no URL secret: {text}"
     );
+    // Unknown ids are a clear NOT_FOUND, whichever row they name.
+    for (mutation, what) in [
+        (
+            "mutation { setChannelEnabled(id: \"999\", enabled: false) { id } }",
+            "channel",
+        ),
+        ("mutation { revokeDevice(id: \"999\") { id } }", "device"),
+        (
+            "mutation { rotateDeviceKey(id: \"999\") { apiKey } }",
+            "device",
+        ),
+        (
+            "mutation { setUserDisabled(userId: \"999\", disabled: true) { id } }",
+            "user",
+        ),
+        (
+            "mutation { setUserRole(userId: \"999\", role: VIEWER) { id } }",
+            "user",
+        ),
+    ] {
+        let body = api.gql(admin, mutation, json!({})).await;
+        assert_eq!(code(&body), "NOT_FOUND", "{mutation}: {body}");
+        assert_eq!(
+            body["errors"][0]["message"],
+            format!("no {what} has id 999"),
+            "{mutation}"
+        );
+    }
     // A private address is refused when the channel is made, not at its first delivery.
     let private = api
         .gql(
