@@ -262,12 +262,7 @@ async fn websockets_refuse_oversized_frames_too_many_operations_and_too_many_soc
             )
             .await;
     }
-    let closed = loop {
-        match socket.next(Duration::from_secs(5)).await {
-            Some(WsEvent::Next(_)) => continue,
-            other => break other,
-        }
-    };
+    let closed = socket.next_not_data(Duration::from_secs(5)).await;
     assert!(
         matches!(closed, Some(WsEvent::Closed(Some(4429)))),
         "{closed:?}"
@@ -325,12 +320,7 @@ async fn a_resume_from_far_behind_is_refused_rather_than_replayed() {
             json!({ "a": start }),
         )
         .await;
-    let answer = loop {
-        match socket.next(Duration::from_secs(5)).await {
-            Some(WsEvent::Next(_)) => continue,
-            other => break other,
-        }
-    };
+    let answer = socket.next_not_data(Duration::from_secs(5)).await;
     let Some(WsEvent::Error(payload)) = answer else {
         panic!("expected CURSOR_EXPIRED, got {answer:?}");
     };

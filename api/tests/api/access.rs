@@ -220,12 +220,7 @@ async fn a_disabled_user_loses_tokens_refreshes_and_sockets_within_seconds() {
         },
     )
     .await;
-    let closed = loop {
-        match socket.next(Duration::from_secs(5)).await {
-            Some(WsEvent::Next(_)) => continue,
-            other => break other,
-        }
-    };
+    let closed = socket.next_not_data(Duration::from_secs(5)).await;
     assert!(
         matches!(closed, Some(WsEvent::Closed(Some(4403)))),
         "{closed:?}"

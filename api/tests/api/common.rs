@@ -342,6 +342,17 @@ impl WsClient {
         }
     }
 
+    /// The first thing the server says that is not subscription data (an error, a completion,
+    /// the close), reading past any data; each wait up to `within`.
+    pub async fn next_not_data(&mut self, within: Duration) -> Option<WsEvent> {
+        loop {
+            match self.next(within).await {
+                Some(WsEvent::Next(_)) => continue,
+                other => return other,
+            }
+        }
+    }
+
     /// The next data payload; fails the test on anything else.
     pub async fn next_data(&mut self, within: Duration) -> Value {
         match self.next(within).await {

@@ -279,12 +279,7 @@ async fn an_expired_token_closes_the_socket_with_4401_and_a_bad_one_is_refused()
         stats["queueStats"].as_array().is_some_and(|q| q.len() == 5),
         "{stats}"
     );
-    let closed = loop {
-        match client.next(Duration::from_secs(5)).await {
-            Some(WsEvent::Next(_)) => continue,
-            other => break other,
-        }
-    };
+    let closed = client.next_not_data(Duration::from_secs(5)).await;
     assert!(
         matches!(closed, Some(WsEvent::Closed(Some(4401)))),
         "{closed:?}"
