@@ -74,6 +74,19 @@ stored_enum! {
 }
 
 stored_enum! {
+    /// `workflow_runs.state`: running until every step is finished, then how it ended.
+    RunState {
+        Running => "RUNNING",
+        /// Every step succeeded.
+        Succeeded => "SUCCEEDED",
+        /// A step is dead (requeueing it makes the run `RUNNING` again).
+        Failed => "FAILED",
+        /// A step was cancelled, none is dead.
+        Cancelled => "CANCELLED",
+    }
+}
+
+stored_enum! {
     /// `channels.kind`.
     ChannelKind {
         /// A signed POST to the channel's URL.
@@ -100,6 +113,9 @@ mod tests {
         }
         for v in ChannelKind::ALL {
             assert_eq!(ChannelKind::parse(v.as_str()), Some(*v));
+        }
+        for v in RunState::ALL {
+            assert_eq!(RunState::parse(v.as_str()), Some(*v));
         }
         assert_eq!(RuleKind::parse("above"), None, "stored text is exact");
     }

@@ -6,7 +6,10 @@ use std::{
 };
 
 use chrono::{DateTime, TimeZone, Utc};
-use entities::{dead_jobs, job_attempts, jobs, ledger_quarantine, workflow_runs, workflow_steps};
+use entities::{
+    dead_jobs, job_attempts, jobs, ledger_quarantine, states::RunState, workflow_runs,
+    workflow_steps,
+};
 use queue::{Consumer, Engine, EventStream, JobEvent, JobRecord, JobState};
 use sea_orm::{
     ColumnTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder,
@@ -618,7 +621,7 @@ async fn write_runs<'a>(
         .map(|id| workflow_runs::ActiveModel {
             id: Set(id.clone()),
             workflow: Set(SENSOR_PIPELINE.into()),
-            state: Set("RUNNING".into()),
+            state: Set(RunState::Running.as_str().into()),
             steps_total: Set(0),
             steps_finished: Set(0),
             created_at: Set(now),
@@ -714,18 +717,18 @@ async fn write_runs<'a>(
     for run in runs {
         let steps = by_run.get(run.id.as_str()).cloned().unwrap_or_default();
         let progress = RunProgress::of(&steps);
-        if (progress.state, progress.total, progress.finished)
+        if (progress.state.as_str(), progress.total, progress.finished)
             == (run.state.as_str(), run.steps_total, run.steps_finished)
         {
             continue;
         }
         let last_step = steps.iter().map(|s| s.updated_at).max().unwrap_or(now);
         let mut active: workflow_runs::ActiveModel = run.into();
-        active.state = Set(progress.state.into());
+        active.state = Set(progress.state.as_str().into());
         active.steps_total = Set(progress.total);
         active.steps_finished = Set(progress.finished);
         active.updated_at = Set(now);
-        active.finished_at = Set((progress.state != "RUNNING").then_some(last_step));
+        active.finished_at = Set((progress.state != RunState::Running).then_some(last_step));
         changed.push(active);
     }
     // One multi-row upsert per chunk rather than an UPDATE per run: a batch touches dozens of
@@ -752,24 +755,26 @@ async fn write_runs<'a>(
 /// A run is terminal when every step it has is: `FAILED` if a step is dead, `CANCELLED` if a
 /// step was cancelled, else `SUCCEEDED`. A requeued dead step makes it `RUNNING` again.
 struct RunProgress {
-    state: &'static str,
+    state: RunState,
     total: i32,
     finished: i32,
 }
 
 impl RunProgress {
     fn of(steps: &[&workflow_steps::Model]) -> Self {
-        let terminal = |s: &str| matches!(s, "SUCCEEDED" | "DEAD" | "CANCELLED");
-        let finished = steps.iter().filter(|s| terminal(&s.state)).count() as i32;
+        let state_of = |s: &workflow_steps::Model| s.state.parse::<JobState>().ok();
+        let terminal = |s: &&&workflow_steps::Model| state_of(s).is_some_and(JobState::is_terminal);
+        let finished = steps.iter().filter(terminal).count() as i32;
         let total = steps.len() as i32;
+        let any = |wanted: JobState| steps.iter().any(|s| state_of(s) == Some(wanted));
         let state = if finished < total {
-            "RUNNING"
-        } else if steps.iter().any(|s| s.state == "DEAD") {
-            "FAILED"
-        } else if steps.iter().any(|s| s.state == "CANCELLED") {
-            "CANCELLED"
+            RunState::Running
+        } else if any(JobState::Dead) {
+            RunState::Failed
+        } else if any(JobState::Cancelled) {
+            RunState::Cancelled
         } else {
-            "SUCCEEDED"
+            RunState::Succeeded
         };
         Self {
             state,
