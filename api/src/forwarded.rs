@@ -8,13 +8,8 @@ use std::net::IpAddr;
 use axum::http::HeaderMap;
 use ipnet::IpNet;
 
-/// `10.0.0.0/8` or a single address (`10.1.2.3`).
-pub fn parse_trusted(raw: &str) -> Result<IpNet, String> {
-    let raw = raw.trim();
-    raw.parse::<IpNet>()
-        .or_else(|_| raw.parse::<IpAddr>().map(IpNet::from))
-        .map_err(|_| format!("{raw:?} is neither an address nor a CIDR range"))
-}
+/// `10.0.0.0/8` or a single address (`10.1.2.3`): the same parser as the webhook allow-list.
+pub use workers::args::parse_network as parse_trusted;
 
 /// The client's address: the TCP peer, unless the peer is a trusted proxy; then the nearest
 /// address in `X-Forwarded-For` that is not itself a trusted proxy (walking from the right,

@@ -74,12 +74,17 @@ pub fn redacted_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return "…".into();
     };
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let host = authority
-        .rsplit_once('@')
-        .map_or(authority, |(_, host)| host);
-    let more = rest.len() > authority.len();
+    let host = host_and_port(rest);
+    let more = rest.len() > rest.split(['/', '?', '#']).next().unwrap_or_default().len();
     format!("{scheme}://{host}{}", if more { "/…" } else { "" })
+}
+
+/// `host[:port]` of what follows a URL's `scheme://`, without any `user:password@`.
+fn host_and_port(rest: &str) -> &str {
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host)
 }
 
 #[derive(Default)]
@@ -116,11 +121,7 @@ pub struct CreateChannelInput {
 /// link-local) now, rather than at its first delivery. Names are checked at send time, on
 /// what they resolve to then.
 pub fn check_destination(config: &crate::ApiConfig, url: &str) -> ApiResult<()> {
-    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let host = authority
-        .rsplit_once('@')
-        .map_or(authority, |(_, host)| host);
+    let host = host_and_port(url.split_once("://").map_or(url, |(_, rest)| rest));
     let host = match host.strip_prefix('[') {
         Some(v6) => v6.split(']').next().unwrap_or_default(),
         None => host.rsplit_once(':').map_or(host, |(h, _)| h),
