@@ -75,22 +75,7 @@ async fn nul_characters_are_refused_at_the_field_and_nothing_is_queued() {
     assert_eq!(field(&body), "email", "{body}");
 
     // The device endpoint refuses it the same way.
-    api.ok(
-        Some(&team.admin.access),
-        "mutation { createSensor(input: {key: \"t1\", name: \"t1\", unit: \"C\"}) { id } }",
-        json!({}),
-    )
-    .await;
-    let key = api
-        .ok(
-            Some(&team.admin.access),
-            "mutation { createDevice(input: {name: \"gw\", sensorKeys: [\"t1\"]}) { apiKey } }",
-            json!({}),
-        )
-        .await["createDevice"]["apiKey"]
-        .as_str()
-        .expect("key")
-        .to_owned();
+    let (_, key) = api.sensor_with_device(&team.admin.access, "t1").await;
     let mut payload = readings("t1", 0, &[1.0]);
     payload["readings"][0]["note"] = json!("x\u{0}");
     let response = api
@@ -113,26 +98,11 @@ async fn a_submitter_cannot_borrow_a_devices_idempotency_key() {
     let deployment = Deployment::new(Sql::Sqlite, "key-spaces").await;
     let api = deployment.api(&[]).await;
     let team = api.team().await;
-    let admin = Some(team.admin.access.as_str());
-    api.ok(
-        admin,
-        "mutation { createSensor(input: {key: \"t1\", name: \"t1\", unit: \"C\"}) { id } }",
-        json!({}),
-    )
-    .await;
-    let device = api
-        .ok(
-            admin,
-            "mutation { createDevice(input: {name: \"gw\", sensorKeys: [\"t1\"]}) { apiKey device { id } } }",
-            json!({}),
-        )
-        .await;
-    let key = device["createDevice"]["apiKey"].as_str().expect("key");
-    let device_id = device["createDevice"]["device"]["id"].as_str().expect("id");
+    let (device_id, key) = api.sensor_with_device(&team.admin.access, "t1").await;
     let posted: Value = api
         .http
         .post(format!("{}/api/sensors/data", api.url))
-        .bearer_auth(key)
+        .bearer_auth(&key)
         .header("idempotency-key", "batch-1")
         .body(readings("t1", 0, &[1.0]).to_string())
         .send()

@@ -326,30 +326,8 @@ mod refresh_racing_sign_out {
 /// An admin, one sensor and a device that writes it; answers (admin token, device id, key).
 async fn device_setup(api: &Api) -> (String, String, String) {
     let admin = api.register("admin@example.com").await;
-    api.ok(
-        Some(&admin.access),
-        "mutation { createSensor(input: {key: \"tank\", name: \"Tank\", unit: \"C\"}) { id } }",
-        json!({}),
-    )
-    .await;
-    let device = api
-        .ok(
-            Some(&admin.access),
-            "mutation { createDevice(input: {name: \"gw\", sensorKeys: [\"tank\"]}) { apiKey device { id } } }",
-            json!({}),
-        )
-        .await;
-    (
-        admin.access,
-        device["createDevice"]["device"]["id"]
-            .as_str()
-            .expect("id")
-            .to_owned(),
-        device["createDevice"]["apiKey"]
-            .as_str()
-            .expect("key")
-            .to_owned(),
-    )
+    let (device, key) = api.sensor_with_device(&admin.access, "tank").await;
+    (admin.access, device, key)
 }
 
 /// POSTs readings with `key` (and an idempotency key); answers the status, the body and the

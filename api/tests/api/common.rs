@@ -196,6 +196,31 @@ impl Api {
         Session::from(&data["login"])
     }
 
+    /// Sensor `key` and a device that writes it, made by `admin`; answers (device id, API key).
+    pub async fn sensor_with_device(&self, admin: &str, key: &str) -> (String, String) {
+        self.ok(
+            Some(admin),
+            "mutation($k: String!) { createSensor(input: {key: $k, name: $k, unit: \"C\"}) { id } }",
+            json!({ "k": key }),
+        )
+        .await;
+        let device = self
+            .ok(
+                Some(admin),
+                "mutation($k: String!) { createDevice(input: {name: $k, sensorKeys: [$k]}) { apiKey device { id } } }",
+                json!({ "k": key }),
+            )
+            .await;
+        let field = |path: &[&str]| {
+            path.iter()
+                .fold(&device["createDevice"], |v, p| &v[*p])
+                .as_str()
+                .expect("device field")
+                .to_owned()
+        };
+        (field(&["device", "id"]), field(&["apiKey"]))
+    }
+
     pub fn ws_url(&self) -> String {
         format!("{}/graphql/ws", self.url.replacen("http", "ws", 1))
     }
