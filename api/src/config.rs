@@ -2,7 +2,7 @@
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
-use workers::PoolArgs;
+use runtime::PoolArgs;
 
 /// The JWT secret used when none is configured: fine on a laptop, refused in production.
 pub const DEFAULT_JWT_SECRET: &str = "steadfast-development-secret-change-me";
@@ -115,7 +115,7 @@ pub struct ApiConfig {
     #[arg(long, env = "TRUSTED_PROXIES", value_delimiter = ',', value_parser = crate::forwarded::parse_trusted)]
     pub trusted_proxies: Vec<ipnet::IpNet>,
     #[command(flatten)]
-    pub telemetry: workers::telemetry::TelemetryArgs,
+    pub telemetry: telemetry::TelemetryArgs,
     /// Run the worker pools in this process too: one process serves everything.
     #[arg(long, env = "WITH_WORKERS")]
     pub with_workers: bool,

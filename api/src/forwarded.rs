@@ -9,7 +9,7 @@ use axum::http::HeaderMap;
 use ipnet::IpNet;
 
 /// `10.0.0.0/8` or a single address (`10.1.2.3`): the same parser as the webhook allow-list.
-pub use workers::args::parse_network as parse_trusted;
+pub use runtime::args::parse_network as parse_trusted;
 
 /// The client's address: the TCP peer, unless the peer is a trusted proxy; then the nearest
 /// address in `X-Forwarded-For` that is not itself a trusted proxy (walking from the right,

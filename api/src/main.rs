@@ -21,11 +21,8 @@ async fn shutdown_signal() {
 
 fn main() -> anyhow::Result<()> {
     let config = api::ApiConfig::parse();
-    let telemetry = workers::telemetry::Telemetry::init(
-        &config.telemetry,
-        "steadfast-api",
-        "info,tower_http=warn",
-    )?;
+    let telemetry =
+        telemetry::Telemetry::init(&config.telemetry, "steadfast-api", "info,tower_http=warn")?;
     let result = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -51,7 +51,7 @@ pub enum StartError {
         source: queue::QueueError,
     },
     #[error("worker pools: {0}")]
-    Pools(#[from] workers::PoolArgsError),
+    Pools(#[from] runtime::PoolArgsError),
     #[error("{0}")]
     Setup(String),
 }
@@ -76,7 +76,7 @@ fn metrics_handle() -> Option<PrometheusHandle> {
     static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            let handle = workers::metrics::install_recorder().ok();
+            let handle = runtime::metrics::install_recorder().ok();
             crate::http_metrics::describe();
             handle
         })
@@ -91,7 +91,7 @@ pub struct Running {
     pub ops_addr: Option<SocketAddr>,
     pub state: AppState,
     served: tokio::task::JoinHandle<std::io::Result<()>>,
-    pools: Option<tokio::task::JoinHandle<Result<(), workers::PoolError>>>,
+    pools: Option<tokio::task::JoinHandle<Result<(), runtime::PoolError>>>,
 }
 
 impl Running {
@@ -181,11 +181,11 @@ pub async fn start(config: ApiConfig, listener: TcpListener) -> Result<Running, 
     };
     let pools = if config.with_workers {
         let pool_config = config.pools.pool_config(true)?;
-        let ctx = workers::Context::new(db, engine, config.pools.notifier()?)
+        let ctx = runtime::Context::new(db, engine, config.pools.notifier()?)
             .with_ledger_pool(&config.database_url, pool_config.ledger_recorders)
             .await?;
         let stop = stop.clone();
-        Some(tokio::spawn(workers::run_pools(
+        Some(tokio::spawn(runtime::run_pools(
             ctx,
             pool_config,
             async move {
@@ -293,11 +293,7 @@ fn request_span<B>(request: &axum::http::Request<B>) -> tracing::Span {
         trace_id = tracing::field::Empty,
     );
     let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok());
-    workers::telemetry::W3cTraceContext::continue_span(
-        &span,
-        header("traceparent"),
-        header("tracestate"),
-    );
+    telemetry::W3cTraceContext::continue_span(&span, header("traceparent"), header("tracestate"));
     span
 }
 

@@ -28,8 +28,8 @@ mod scripts;
 pub mod testing;
 
 pub use backend::{
-    JobContext, JobError, OutcomeLayer, OutcomeService, PayloadDecoder, RedisBackend,
-    WorkerCounters, WorkerOptions, decode_json,
+    InlineRun, InlineStep, InlineWorker, JobContext, JobError, OutcomeLayer, OutcomeService,
+    PayloadDecoder, RedisBackend, WorkerCounters, WorkerOptions, decode_json,
 };
 pub use breaker::{BreakerGate, BreakerPolicy, BreakerStatus};
 pub use config::EngineConfig;

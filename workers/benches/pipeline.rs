@@ -21,12 +21,10 @@ use entities::alerts;
 use hdrhistogram::Histogram;
 use migration::testing::TestDb;
 use queue::{BreakerPolicy, NewJob, testing::TestPrefix};
+use runtime::{Context, PoolConfig};
 use sea_orm::EntityTrait;
-use workers::{Context, PoolConfig};
-use workflows::{
-    jobs::notify::{DestinationPolicy, Notifier, NotifyConfig},
-    testing::{self, Receiver},
-};
+use testkit::{Receiver, fixtures as testing};
+use workflows::jobs::notify::{DestinationPolicy, Notifier, NotifyConfig};
 
 const SENSORS: usize = 100;
 const READINGS_PER_JOB: usize = 100;
@@ -123,7 +121,7 @@ async fn main() {
         .await
         .expect("ledger pool");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let pools = tokio::spawn(workers::run_pools(ctx, config, async move {
+    let pools = tokio::spawn(runtime::run_pools(ctx, config, async move {
         let _ = stopped.await;
         Ok(())
     }));

@@ -6,11 +6,11 @@ use std::net::SocketAddr;
 use anyhow::Context as _;
 use clap::Parser;
 use migration::MigratorTrait;
+use runtime::{Context, PoolArgs};
+use telemetry::{Telemetry, TelemetryArgs};
 use tokio_util::sync::CancellationToken;
-use workers::{
-    Context, PoolArgs,
-    telemetry::{Telemetry, TelemetryArgs},
-};
+
+mod http;
 
 /// The workers binary's whole configuration, from flags or the environment. Not `Debug`: its
 /// URLs may carry passwords.
@@ -92,12 +92,12 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let http = if config.no_metrics {
         None
     } else {
-        let metrics = workers::metrics::install_recorder().context("installing metrics")?;
+        let metrics = runtime::metrics::install_recorder().context("installing metrics")?;
         let listener = tokio::net::TcpListener::bind(config.metrics_addr)
             .await
             .with_context(|| format!("serving metrics on {}", config.metrics_addr))?;
         let stop = http_stop.clone();
-        Some(tokio::spawn(workers::http::serve(
+        Some(tokio::spawn(http::serve(
             listener,
             metrics,
             engine.clone(),
@@ -109,7 +109,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         .with_ledger_pool(&config.database_url, pools.ledger_recorders)
         .await
         .context("connecting the ledger's pool")?;
-    let ran = workers::run_pools(ctx, pools, shutdown_signal()).await;
+    let ran = runtime::run_pools(ctx, pools, shutdown_signal()).await;
     http_stop.cancel();
     if let Some(http) = http {
         http.await

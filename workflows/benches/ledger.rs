@@ -18,10 +18,8 @@ use entities::{jobs, workflow_runs};
 use migration::testing::TestDb;
 use queue::{NewJob, testing::TestPrefix};
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
-use workflows::{
-    ledger::{Recorder, RecorderConfig},
-    testing,
-};
+use testkit::fixtures as testing;
+use workflows::ledger::{Recorder, RecorderConfig};
 
 const STEPS: [&str; 3] = ["evaluate", "alert", "notify"];
 

@@ -8,7 +8,5 @@ pub mod jobs;
 pub mod ledger;
 pub mod retention;
 pub mod statistics;
-#[cfg(feature = "testing")]
-pub mod testing;
 
 pub use job::{BackgroundJob, HandlerError, JobPolicy, ValidationError, decode_payload, run_of};

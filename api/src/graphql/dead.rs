@@ -85,7 +85,7 @@ pub struct RequeueDeadJobsFilter {
 fn kinds_or_all(kinds: Option<&Vec<JobKind>>) -> Vec<&'static str> {
     match kinds {
         Some(kinds) => kinds.iter().map(|k| k.name()).collect(),
-        None => workers::QUEUES.to_vec(),
+        None => runtime::QUEUES.to_vec(),
     }
 }
 
@@ -162,7 +162,7 @@ impl DeadQuery {
         let shared = shared(ctx);
         // The queues' groups read concurrently: one pipelined burst on the shared connection.
         let per_queue = futures::future::try_join_all(
-            workers::QUEUES.map(|queue| shared.redis(shared.engine.dead_groups(queue))),
+            runtime::QUEUES.map(|queue| shared.redis(shared.engine.dead_groups(queue))),
         )
         .await?;
         let mut groups: Vec<DeadJobGroup> = per_queue

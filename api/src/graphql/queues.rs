@@ -104,7 +104,7 @@ impl QueueWatch {
     pub async fn read(&self, engine: &Engine) -> Result<Vec<Queue>, queue::QueueError> {
         // Concurrent: the shared connection pipelines them into one burst.
         let stats =
-            futures::future::try_join_all(workers::QUEUES.map(|name| engine.stats(name))).await?;
+            futures::future::try_join_all(runtime::QUEUES.map(|name| engine.stats(name))).await?;
         let now = std::time::Instant::now();
         let mut history = self.history.lock().unwrap_or_else(|e| e.into_inner());
         while history

@@ -8,12 +8,12 @@ use futures::{SinkExt, StreamExt};
 use migration::testing::TestDb;
 use queue::{Engine, testing::TestPrefix};
 use serde_json::{Value, json};
+pub use testkit::Pools;
 use tokio::net::TcpStream;
 use tokio_tungstenite::{
     MaybeTlsStream, WebSocketStream, connect_async,
     tungstenite::{Message, client::IntoClientRequest, http::HeaderValue},
 };
-pub use workers::testing::Pools;
 
 pub const JWT_SECRET: &str = "test-secret-of-at-least-thirty-two-bytes!";
 pub const PASSWORD: &str = "correct horse battery staple";
@@ -91,7 +91,7 @@ impl Deployment {
     /// Worker pools for every queue in the test process (20-60 ms backoff; breakers that stay
     /// closed through the few failures these tests script).
     pub fn pools(&self) -> Pools {
-        workers::testing::start_pools(&self.db, self.engine(), 50, |config| {
+        testkit::start_pools(&self.db, self.engine(), 50, |config| {
             config.worker_id = "api-test".into();
             config.backoff = Some((Duration::from_millis(20), Duration::from_millis(60)));
         })

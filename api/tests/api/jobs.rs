@@ -169,7 +169,7 @@ async fn contract_walk(sql: Sql) {
     let team = api.team().await;
     let admin = Some(team.admin.access.as_str());
     let op = Some(team.operator.access.as_str());
-    let receiver = workflows::testing::Receiver::start().await;
+    let receiver = testkit::Receiver::start().await;
 
     // Sensors, a channel, a rule that breaches above 50, a device.
     api.ok(admin, "mutation { createSensor(input: {key: \"boiler\", name: \"Boiler\", unit: \"C\"}) { key } }", json!({}))

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use queue::EventStream;
 use serde_json::{Value, json};
-use workflows::testing::{Receiver, Reply};
+use testkit::{Receiver, Reply};
 
 use super::common::{Deployment, SUBMIT, Sql, WsClient, WsEvent, readings};
 

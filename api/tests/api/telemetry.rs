@@ -19,7 +19,7 @@ use opentelemetry_proto::tonic::{
 };
 use prost::Message as _;
 use serde_json::{Value, json};
-use workflows::testing::Receiver;
+use testkit::Receiver;
 
 use super::common::{
     Api, Deployment, Reaped, SUBMIT, Sql, WsClient, eventually, http, readings, sibling_bin,

@@ -64,16 +64,7 @@ where
             // Not one of ours (cannot happen with this backend); run it untracked.
             return async move { fut.await.map_err(Into::into) }.boxed();
         };
-        let span = tracing::info_span!(
-            "job",
-            job.id = %job.id,
-            job.kind = %job.kind,
-            job.attempt = job.attempt,
-            job.queue = %job.queue,
-            worker.id = %shared.worker_id,
-            trace_id = tracing::field::Empty,
-        );
-        crate::propagation::continue_job(&span, job.trace_context.as_deref());
+        let span = job_span(&shared, &job);
         async move {
             let run = AssertUnwindSafe(fut).catch_unwind();
             let released = shared.release.clone();
@@ -85,23 +76,12 @@ where
             let (outcome, reply) = match result {
                 None => {
                     tracing::warn!("shutdown deadline passed: releasing the job unfinished");
-                    (Outcome::Release, Err(BoxDynError::from("released at shutdown")))
+                    (
+                        Outcome::Release,
+                        Err(BoxDynError::from("released at shutdown")),
+                    )
                 }
-                Some(Err(panic)) => {
-                    let error = format!("handler panicked: {}", panic_message(&*panic));
-                    tracing::error!(%error);
-                    (shared.retry_outcome(&job, error.clone()), Err(BoxDynError::from(error)))
-                }
-                Some(Ok(Ok(response))) => {
-                    let result = stored_result(&response);
-                    (Outcome::Succeeded { result }, Ok(response))
-                }
-                Some(Ok(Err(error))) => {
-                    let error: BoxDynError = error.into();
-                    let outcome = classify(&shared, &job, &*error);
-                    tracing::warn!(error = %error, outcome = ?outcome_name(&outcome), "job attempt failed");
-                    (outcome, Err(error))
-                }
+                Some(result) => outcome_of(&shared, &job, result),
             };
             tracing::debug!(outcome = outcome_name(&outcome), "attempt finished");
             shared.finish(&job, outcome);
@@ -109,6 +89,51 @@ where
         }
         .instrument(span)
         .boxed()
+    }
+}
+
+/// The span every attempt runs in: job id, kind, attempt, queue and worker, continuing the
+/// trace the job carries.
+pub(crate) fn job_span(shared: &Shared, job: &JobContext) -> tracing::Span {
+    let span = tracing::info_span!(
+        "job",
+        job.id = %job.id,
+        job.kind = %job.kind,
+        job.attempt = job.attempt,
+        job.queue = %job.queue,
+        worker.id = %shared.worker_id,
+        trace_id = tracing::field::Empty,
+    );
+    crate::propagation::continue_job(&span, job.trace_context.as_deref());
+    span
+}
+
+/// What an attempt's end (a panic, a value, an error) means for the job, and the handler's
+/// reply with panics turned into errors.
+pub(crate) fn outcome_of<R: serde::Serialize, E: Into<BoxDynError>>(
+    shared: &Shared,
+    job: &JobContext,
+    ended: std::thread::Result<Result<R, E>>,
+) -> (Outcome, Result<R, BoxDynError>) {
+    match ended {
+        Err(panic) => {
+            let error = format!("handler panicked: {}", panic_message(&*panic));
+            tracing::error!(%error);
+            (
+                shared.retry_outcome(job, error.clone()),
+                Err(BoxDynError::from(error)),
+            )
+        }
+        Ok(Ok(response)) => {
+            let result = stored_result(&response);
+            (Outcome::Succeeded { result }, Ok(response))
+        }
+        Ok(Err(error)) => {
+            let error: BoxDynError = error.into();
+            let outcome = classify(shared, job, &*error);
+            tracing::warn!(error = %error, outcome = ?outcome_name(&outcome), "job attempt failed");
+            (outcome, Err(error))
+        }
     }
 }
 

@@ -6,6 +6,7 @@
 //! snooze, or cancel.
 
 mod context;
+mod inline;
 mod layer;
 mod runtime;
 
@@ -27,6 +28,7 @@ use serde::{Serialize, de::DeserializeOwned};
 use tokio::{sync::mpsc, task::JoinHandle};
 
 pub use context::{JobContext, JobError};
+pub use inline::{InlineRun, InlineStep, InlineWorker};
 pub use layer::{OutcomeLayer, OutcomeService};
 pub use runtime::WorkerCounters;
 use runtime::{OutcomeMsg, Shared};

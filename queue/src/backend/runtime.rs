@@ -104,7 +104,7 @@ impl Shared {
         (shared, rx)
     }
 
-    pub fn retry_outcome(&self, job: &JobContext, error: String) -> Outcome {
+    pub(crate) fn retry_outcome(&self, job: &JobContext, error: String) -> Outcome {
         Outcome::Retry {
             error,
             delay: self.opts.retry.delay(job.attempt),
@@ -156,7 +156,7 @@ impl Shared {
         }
     }
 
-    fn fetch_request(&self, max_jobs: usize) -> FetchRequest<'_> {
+    pub(crate) fn fetch_request(&self, max_jobs: usize) -> FetchRequest<'_> {
         FetchRequest {
             queue: &self.opts.queue,
             worker_id: &self.worker_id,
@@ -167,35 +167,38 @@ impl Shared {
         }
     }
 
-    /// Turns a leased job into an apalis task, or ends it at once when its payload does not
-    /// decode (a permanent error: retrying cannot fix it).
-    fn dispatch<Args>(&self, job: LeasedJob, decode: PayloadDecoder<Args>) -> Option<Task<Args>> {
-        let decoded = decode(job.payload_version, &job.payload);
-        let cancel = CancellationToken::new();
-        let ctx = JobContext {
+    /// What the handler of `job` is told about it (a fresh cancel token of its own).
+    pub(crate) fn job_context(&self, job: &LeasedJob) -> JobContext {
+        JobContext {
             queue: self.opts.queue.clone(),
-            kind: job.kind,
+            kind: job.kind.clone(),
             attempt: job.attempt,
             max_attempts: job.max_attempts,
             payload_version: job.payload_version,
-            workflow_id: job.workflow_id,
-            correlation_id: job.correlation_id,
-            trace_context: job.trace_context,
+            workflow_id: job.workflow_id.clone(),
+            correlation_id: job.correlation_id.clone(),
+            trace_context: job.trace_context.clone(),
             created_at_ms: job.created_at_ms,
             token: job.token.clone(),
-            cancel: cancel.clone(),
+            cancel: CancellationToken::new(),
             id: job.id.clone(),
-        };
+        }
+    }
+
+    /// Turns a leased job into an apalis task, or ends it at once when its payload does not
+    /// decode (a permanent error: retrying cannot fix it).
+    fn dispatch<Args>(&self, job: LeasedJob, decode: PayloadDecoder<Args>) -> Option<Task<Args>> {
+        let ctx = self.job_context(&job);
         if let Ok(mut m) = self.in_flight.lock() {
             m.insert(
                 job.id.clone(),
                 InFlight {
-                    token: job.token,
-                    cancel,
+                    token: job.token.clone(),
+                    cancel: ctx.cancel.clone(),
                 },
             );
         }
-        match decoded {
+        match decode_leased(&ctx, &job, decode) {
             Ok(args) => Some(
                 TaskBuilder::new(args)
                     .task_id(TaskId::from_string(job.id))
@@ -204,17 +207,29 @@ impl Shared {
                     .data(ctx)
                     .build(),
             ),
-            Err(e) => {
-                let error = format!(
-                    "payload does not decode as {}: {e}",
-                    std::any::type_name::<Args>()
-                );
-                tracing::warn!(job.id = %ctx.id, job.kind = %ctx.kind, %error);
-                self.finish(&ctx, Outcome::Fail { error });
+            Err(outcome) => {
+                self.finish(&ctx, outcome);
                 None
             }
         }
     }
+}
+
+/// Decodes a leased job's payload, or answers the outcome of a payload that cannot be decoded
+/// (dead at once: retrying cannot fix it).
+pub(crate) fn decode_leased<Args>(
+    ctx: &JobContext,
+    job: &LeasedJob,
+    decode: PayloadDecoder<Args>,
+) -> Result<Args, Outcome> {
+    decode(job.payload_version, &job.payload).map_err(|e| {
+        let error = format!(
+            "payload does not decode as {}: {e}",
+            std::any::type_name::<Args>()
+        );
+        tracing::warn!(job.id = %ctx.id, job.kind = %ctx.kind, %error);
+        Outcome::Fail { error }
+    })
 }
 
 /// Leases jobs into free slots; idles on the queue's wake-up list when there is nothing to do.

@@ -6,7 +6,7 @@ use redis::AsyncCommands;
 
 use crate::{
     Result,
-    job::{JobRecord, now_ms},
+    job::{JobRecord, JobState, now_ms},
 };
 
 use super::Engine;
@@ -60,7 +60,6 @@ impl Engine {
         Ok(names)
     }
 
-    /// Counts of a queue, in one round trip of O(1) reads.
     /// How long the next job to run on `queue` has waited since it last became runnable
     /// (pushed, promoted from the schedule, released or requeued); `None` when none is ready.
     /// The first sign that a queue lacks workers: depth can be high and healthy, age cannot.
@@ -92,6 +91,7 @@ impl Engine {
             }))
     }
 
+    /// Counts of a queue, in one round trip of O(1) reads.
     pub async fn stats(&self, queue: &str) -> Result<QueueStats> {
         let k = |part: &str| self.keys().queue(queue, part);
         let (ready, scheduled, running, dead, finished, counters): (
@@ -125,5 +125,34 @@ impl Engine {
             cancelled_total: c("cancelled"),
             requeued_total: c("requeued"),
         })
+    }
+
+    /// The jobs of `queue` waiting to run, at most `limit` of each: the ready ones in the
+    /// order they will be leased, then the scheduled ones (delayed, snoozed, retrying) by run
+    /// time. Two range reads and one read per job: for tests and operators' listings, not
+    /// for hot paths.
+    pub async fn waiting(&self, queue: &str, limit: usize) -> Result<Vec<JobRecord>> {
+        let last = isize::try_from(limit)
+            .unwrap_or(isize::MAX)
+            .saturating_sub(1);
+        let (ready, scheduled): (Vec<String>, Vec<String>) = redis::pipe()
+            .lrange(self.keys().queue(queue, "ready"), 0, last)
+            .zrange(self.keys().queue(queue, "sched"), 0, last)
+            .query_async(&mut self.conn())
+            .await?;
+        let ids: Vec<String> = ready.into_iter().chain(scheduled).collect();
+        Ok(self
+            .jobs(&ids)
+            .await?
+            .into_iter()
+            .flatten()
+            // Cancelled jobs leave tombstones in the ready list until a fetch pops them.
+            .filter(|job| {
+                matches!(
+                    job.state,
+                    JobState::Queued | JobState::Scheduled | JobState::Retrying
+                )
+            })
+            .collect())
     }
 }

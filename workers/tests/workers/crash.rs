@@ -10,8 +10,8 @@ use std::{
 use entities::{alerts, deliveries, job_attempts, jobs, readings, rules, sensors};
 use queue::NewJob;
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder};
+use testkit::fixtures as testing;
 use tokio::process::{Child, Command};
-use workflows::testing;
 
 use super::common::{Sql, TestApp, eventually, readings as batch};
 
@@ -138,7 +138,7 @@ async fn a_worker_killed_mid_pipeline_loses_nothing_and_applies_nothing_twice() 
     let mut second = spawn_worker(&app, metrics_port);
     let settled = |engine: queue::Engine| async move {
         let mut busy = Vec::new();
-        for queue in workers::QUEUES {
+        for queue in runtime::QUEUES {
             let s = engine.stats(queue).await.map_err(|e| e.to_string())?;
             if s.dead > 0 {
                 let filter = queue::DeadFilter {
@@ -233,7 +233,7 @@ async fn a_worker_killed_mid_pipeline_loses_nothing_and_applies_nothing_twice() 
                 .await
                 .map_err(|e| e.to_string())?;
             let mut total = 0;
-            for queue in workers::QUEUES {
+            for queue in runtime::QUEUES {
                 total += engine
                     .stats(queue)
                     .await

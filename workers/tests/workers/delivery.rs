@@ -5,7 +5,7 @@ use std::time::Duration;
 use entities::deliveries;
 use queue::{JobState, NewJob};
 use sea_orm::{DatabaseConnection, EntityTrait};
-use workflows::testing::{self, Receiver, Reply};
+use testkit::{Receiver, Reply, fixtures as testing};
 
 use super::common::{Sql, TestApp, eventually};
 

@@ -3,7 +3,8 @@ use std::time::Duration;
 use entities::{alerts, deliveries, jobs, workflow_runs, workflow_steps};
 use queue::{EventStream, JobState, NewJob};
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
-use workflows::{jobs::notify, testing};
+use testkit::fixtures as testing;
+use workflows::jobs::notify;
 
 use super::common::{Sql, TestApp, eventually, readings};
 
@@ -58,7 +59,7 @@ async fn an_ingest_flows_to_a_signed_webhook_and_the_ledger_matches(sql: Sql) {
 
     // Heartbeats: the process lists itself per queue while it runs.
     let listed = app.engine.workers().await.expect("workers");
-    for queue in workers::QUEUES {
+    for queue in runtime::QUEUES {
         assert!(
             listed.iter().any(|w| w.queues.iter().any(|q| q == queue)),
             "no heartbeat for {queue}: {listed:?}"
@@ -179,6 +180,8 @@ mod pipeline_to_webhook {
 #[tokio::test]
 async fn a_payload_version_this_build_cannot_read_goes_dead_with_a_clear_error() {
     let app = TestApp::new(Sql::Postgres, "workers-version").await;
+    // The end-of-test check: this job, and only it, is meant to die.
+    app.expect_dead(1);
     testing::sensor(app.db(), "boiler").await;
     let pools = app.start_pools(|c| c.queues = vec!["evaluate".into()]);
     let future = NewJob::new("evaluate", &serde_json::json!({"sensor": "boiler"}))

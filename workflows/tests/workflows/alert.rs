@@ -2,13 +2,13 @@ use entities::alerts;
 use queue::EventStream;
 use sea_orm::{EntityTrait, PaginatorTrait};
 use serde_json::json;
+use testkit::fixtures as testing;
 use workflows::{
     HandlerError,
     jobs::{
         alert::{self, Alert, Change},
         ingest,
     },
-    testing,
 };
 
 use super::env::{Sql, TestEnv, on_both_databases};
@@ -62,7 +62,7 @@ fn signal(rule: i64, reading: i64, breach: bool) -> Alert {
 }
 
 async fn one_open_alert_per_episode_notified_once_and_idempotent(sql: Sql) {
-    let env = TestEnv::new(sql).await;
+    let env = TestEnv::new(sql, "wf").await;
     let rule = setup(&env, 300, 5).await;
     let opened = apply(&env, rule, 1, true).await.expect("open");
     assert_eq!(opened.change, Change::Opened);
@@ -146,7 +146,7 @@ async fn one_open_alert_per_episode_notified_once_and_idempotent(sql: Sql) {
 }
 
 async fn with_no_throttle_every_breach_notifies(sql: Sql) {
-    let env = TestEnv::new(sql).await;
+    let env = TestEnv::new(sql, "wf").await;
     let rule = setup(&env, 0, 3).await;
     let mut sent = 0;
     for reading in 1..=3 {
@@ -167,7 +167,7 @@ async fn with_no_throttle_every_breach_notifies(sql: Sql) {
 /// an older build, which pushed one per signal): whichever runs first applies every pending
 /// signal of the rule up to its own, in reading order.
 async fn signals_applied_out_of_order_keep_episodes_and_counts(sql: Sql) {
-    let env = TestEnv::new(sql).await;
+    let env = TestEnv::new(sql, "wf").await;
     let rule = setup(&env, 300, 4).await;
     let missing = alert::run(env.db(), &env.engine, &signal(rule, 1, true)).await;
     assert!(
@@ -211,7 +211,7 @@ async fn signals_applied_out_of_order_keep_episodes_and_counts(sql: Sql) {
 /// Many of one rule's alert jobs at once (as concurrent alert workers run them): one alert,
 /// counting every breach.
 async fn concurrent_breaches_of_one_rule_open_one_alert_and_count_all(sql: Sql) {
-    let env = TestEnv::new(sql).await;
+    let env = TestEnv::new(sql, "wf").await;
     let rule = setup(&env, 300, 12).await;
     let evaluation: Vec<_> = (1..=12).map(|r| (rule, r, true)).collect();
     alert::record_signals(env.db(), &evaluation)
@@ -237,7 +237,7 @@ async fn concurrent_breaches_of_one_rule_open_one_alert_and_count_all(sql: Sql) 
 /// signal). The job commits, then crashes before its `notify` jobs reach Redis: the retry
 /// pushes them, although the signal that notified is not the job's own.
 async fn a_retry_after_a_crash_before_the_enqueue_sends_the_batch_notifications(sql: Sql) {
-    let env = TestEnv::new(sql).await;
+    let env = TestEnv::new(sql, "wf").await;
     let rule = setup(&env, 300, 3).await;
     let evaluation = [(rule, 1, true), (rule, 2, true), (rule, 3, true)];
     alert::record_signals(env.db(), &evaluation)
@@ -304,7 +304,7 @@ on_both_databases!(
 
 #[tokio::test]
 async fn unknown_rules_and_foreign_readings_are_permanent() {
-    let env = TestEnv::new(Sql::Sqlite).await;
+    let env = TestEnv::new(Sql::Sqlite, "wf").await;
     let rule = setup(&env, 300, 1).await;
     let unknown_rule = alert::run(env.db(), &env.engine, &signal(rule + 100, 1, true)).await;
     assert!(

@@ -4,7 +4,8 @@ use chrono::{Duration as ChronoDuration, TimeZone, Utc};
 use entities::{alert_signals, alerts, sensors};
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder};
 use serde_json::json;
-use workflows::{BackgroundJob, testing};
+use testkit::fixtures as testing;
+use workflows::BackgroundJob;
 use workflows::{
     HandlerError,
     jobs::{
@@ -84,7 +85,7 @@ async fn signals_of(env: &TestEnv, rule: i64) -> Vec<(bool, f64)> {
 }
 
 async fn thresholds_need_n_readings_and_clear_with_hysteresis(sql: Sql) {
-    let env = TestEnv::new(sql).await;
+    let env = TestEnv::new(sql, "wf").await;
     let rule = sensor_with_rule(&env, "boiler", "ABOVE", 80.0, 75.0, 3).await;
     // Two above the threshold: not yet an alert (the rule wants three in a row).
     ingest_values(&env, "boiler", 0, &[81.0, 82.0]).await;
@@ -152,7 +153,7 @@ async fn thresholds_need_n_readings_and_clear_with_hysteresis(sql: Sql) {
 }
 
 async fn rate_of_change_breaches_and_clears(sql: Sql) {
-    let env = TestEnv::new(sql).await;
+    let env = TestEnv::new(sql, "wf").await;
     let rule = sensor_with_rule(&env, "tank", "RATE_OF_CHANGE", 5.0, 2.0, 1).await;
     ingest_values(&env, "tank", 0, &[10.0, 11.0, 30.0, 31.0]).await;
     let done = evaluate_sensor(&env, "tank").await;
@@ -165,7 +166,7 @@ async fn rate_of_change_breaches_and_clears(sql: Sql) {
 }
 
 async fn two_racing_evaluations_apply_once(sql: Sql) {
-    let env = TestEnv::new(sql).await;
+    let env = TestEnv::new(sql, "wf").await;
     let rule = sensor_with_rule(&env, "race", "ABOVE", 50.0, 40.0, 2).await;
     let values: Vec<f64> = (0..200)
         .map(|i| if (i / 5) % 2 == 0 { 60.0 } else { 30.0 })
@@ -205,7 +206,7 @@ async fn two_racing_evaluations_apply_once(sql: Sql) {
 /// Ingests of one sensor racing with its evaluations: no reading may commit behind the cursor
 /// (under a smaller id than one already evaluated), or it would never be evaluated.
 async fn ingests_racing_evaluations_never_leave_a_reading_behind(sql: Sql) {
-    let env = TestEnv::new(sql).await;
+    let env = TestEnv::new(sql, "wf").await;
     // Every reading breaches: each one evaluated yields exactly one signal.
     let rule = sensor_with_rule(&env, "busy", "ABOVE", 0.0, -1.0, 1).await;
     const WRITERS: i64 = 8;
@@ -249,7 +250,7 @@ async fn ingests_racing_evaluations_never_leave_a_reading_behind(sql: Sql) {
 
 #[tokio::test]
 async fn evaluating_an_unknown_sensor_is_permanent() {
-    let env = TestEnv::new(Sql::Sqlite).await;
+    let env = TestEnv::new(Sql::Sqlite, "wf").await;
     let err = evaluate::run(
         env.db(),
         &env.engine,
@@ -269,7 +270,7 @@ async fn evaluating_an_unknown_sensor_is_permanent() {
 /// is pushed: with the kind's attempts (10, not the engine's default 25) and its while-waiting
 /// key, so the follow-up and an ingest's evaluation for the same sensor are one job.
 async fn the_follow_up_evaluation_carries_its_kinds_attempts_and_key(sql: Sql) {
-    let env = TestEnv::new(sql).await;
+    let env = TestEnv::new(sql, "wf").await;
     sensor_with_rule(&env, "busy", "ABOVE", 1e9, 1e9, 1).await;
     let per_batch = ingest::MAX_READINGS as i64;
     let batches = evaluate::MAX_READINGS_PER_RUN as i64 / per_batch + 1;

@@ -1,10 +1,10 @@
 use entities::{readings, sensors};
 use sea_orm::{EntityTrait, PaginatorTrait};
 use serde_json::json;
+use testkit::fixtures as testing;
 use workflows::{
     BackgroundJob, HandlerError,
     jobs::ingest::{self, Ingest},
-    testing,
 };
 
 use super::env::{Sql, TestEnv, on_both_databases};
@@ -14,7 +14,7 @@ fn payload(value: serde_json::Value) -> Ingest {
 }
 
 async fn stores_readings_once_and_enqueues_one_evaluation_per_sensor(sql: Sql) {
-    let env = TestEnv::new(sql).await;
+    let env = TestEnv::new(sql, "wf").await;
     testing::sensor(env.db(), "boiler").await;
     testing::sensor(env.db(), "pump").await;
     let batch = payload(json!({"readings": [
@@ -81,7 +81,7 @@ async fn stores_readings_once_and_enqueues_one_evaluation_per_sensor(sql: Sql) {
 }
 
 async fn an_unknown_sensor_is_a_permanent_error_and_stores_nothing(sql: Sql) {
-    let env = TestEnv::new(sql).await;
+    let env = TestEnv::new(sql, "wf").await;
     testing::sensor(env.db(), "boiler").await;
     let batch = payload(json!({"readings": [
         {"sensor": "boiler", "ts": "2026-11-21T10:00:00Z", "value": 1.0},

@@ -105,7 +105,7 @@ async fn play(engine: &Engine) -> (String, String, String) {
 }
 
 async fn the_ledger_records_jobs_attempts_dead_jobs_and_runs(sql: Sql) {
-    let env = TestEnv::new(sql).await;
+    let env = TestEnv::new(sql, "wf").await;
     let (ingest, evaluate, notify) = play(&env.engine).await;
     let mut recorder = start_recorder(&env, "ledger").await;
     catch_up(&mut recorder).await;
@@ -276,7 +276,7 @@ async fn the_ledger_records_jobs_attempts_dead_jobs_and_runs(sql: Sql) {
 }
 
 async fn a_dead_job_redis_lost_is_requeued_from_its_sql_record(sql: Sql) {
-    let env = TestEnv::new(sql).await;
+    let env = TestEnv::new(sql, "wf").await;
     let (_, _, notify) = play(&env.engine).await;
     let mut recorder = start_recorder(&env, "ledger").await;
     catch_up(&mut recorder).await;
@@ -332,7 +332,7 @@ async fn a_dead_job_redis_lost_is_requeued_from_its_sql_record(sql: Sql) {
 /// An attempt's outcome survives the job's later events when they come in later batches
 /// (`promoted` carries the attempt number of the retry that scheduled it).
 async fn an_attempt_outcome_survives_later_batches(sql: Sql) {
-    let env = TestEnv::new(sql).await;
+    let env = TestEnv::new(sql, "wf").await;
     let id = env
         .engine
         .push(
@@ -384,7 +384,7 @@ async fn an_attempt_outcome_survives_later_batches(sql: Sql) {
 /// wrote its count over the other's.
 async fn two_recorders_leave_every_run_with_all_its_steps(sql: Sql) {
     const RUNS: usize = 300;
-    let env = TestEnv::new(sql).await;
+    let env = TestEnv::new(sql, "wf").await;
     let ingests: Vec<NewJob> = (0..RUNS)
         .map(|i| NewJob::raw("ingest", "ingest", format!(r#"{{"readings":[{i}]}}"#)))
         .collect();
@@ -398,7 +398,7 @@ async fn two_recorders_leave_every_run_with_all_its_steps(sql: Sql) {
         })
         .collect();
     env.engine.push_many(steps).await.expect("push");
-    workflows::testing::complete_interleaved(&env.engine, &["ingest", "evaluate", "notify"], 25)
+    testkit::fixtures::complete_interleaved(&env.engine, &["ingest", "evaluate", "notify"], 25)
         .await;
 
     let mut tasks = Vec::new();
@@ -460,7 +460,7 @@ async fn two_recorders_leave_every_run_with_all_its_steps(sql: Sql) {
 /// either: a cache of 0 would leave every statement prepared and never closed.
 #[tokio::test]
 async fn the_ledger_pool_keeps_few_statements_prepared_whatever_the_batch_sizes() {
-    let env = TestEnv::new(Sql::Postgres).await;
+    let env = TestEnv::new(Sql::Postgres, "wf").await;
     let ledger_db = entities::connect_bulk_writer(
         env.db.url(),
         env.db(),
@@ -484,7 +484,7 @@ async fn the_ledger_pool_keeps_few_statements_prepared_whatever_the_batch_sizes(
             .collect();
         env.engine.push_many(jobs).await.expect("push");
         pushed += size;
-        workflows::testing::complete_interleaved(&env.engine, &["ingest"], 250).await;
+        testkit::fixtures::complete_interleaved(&env.engine, &["ingest"], 250).await;
         catch_up(&mut recorder).await;
     }
 
@@ -522,7 +522,7 @@ on_both_databases!(
 /// error, every other job is recorded, and the group is left with nothing pending.
 async fn an_event_the_database_refuses_is_quarantined_and_the_rest_recorded(sql: Sql) {
     use entities::ledger_quarantine;
-    let env = TestEnv::new(sql).await;
+    let env = TestEnv::new(sql, "wf").await;
     let group = "ledger-poison";
     let mut recorder = start_recorder(&env, group).await;
     let before = env

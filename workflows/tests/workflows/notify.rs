@@ -4,6 +4,7 @@ use entities::deliveries;
 use queue::{BreakerPolicy, EventStream};
 use sea_orm::{EntityTrait, PaginatorTrait};
 use serde_json::json;
+use testkit::{Receiver, Reply, fixtures as testing};
 use workflows::{
     HandlerError,
     jobs::{
@@ -11,7 +12,6 @@ use workflows::{
         ingest,
         notify::{self, DestinationPolicy, Notifier, Notify, NotifyConfig, Sent},
     },
-    testing::{self, Receiver, Reply},
 };
 
 use super::env::{Sql, TestEnv, on_both_databases};
@@ -77,7 +77,7 @@ async fn delivery(env: &TestEnv, job_id: &str) -> deliveries::Model {
 }
 
 async fn a_signed_webhook_is_delivered_once(sql: Sql) {
-    let env = TestEnv::new(sql).await;
+    let env = TestEnv::new(sql, "wf").await;
     let receiver = Receiver::start().await;
     let (alert, channel) = open_alert(&env, &receiver.url()).await;
     let notifier = notifier();
@@ -127,7 +127,7 @@ async fn a_signed_webhook_is_delivered_once(sql: Sql) {
 }
 
 async fn each_answer_is_classified(sql: Sql) {
-    let env = TestEnv::new(sql).await;
+    let env = TestEnv::new(sql, "wf").await;
     let receiver = Receiver::start().await;
     let (alert, channel) = open_alert(&env, &receiver.url()).await;
     let notifier = notifier();
@@ -176,7 +176,7 @@ async fn each_answer_is_classified(sql: Sql) {
 }
 
 async fn a_down_receiver_opens_the_breaker_and_jobs_snooze_until_it_returns(sql: Sql) {
-    let env = TestEnv::new(sql).await;
+    let env = TestEnv::new(sql, "wf").await;
     let receiver = Receiver::start().await;
     let addr = receiver.addr;
     let (alert, channel) = open_alert(&env, &receiver.url()).await;
@@ -220,7 +220,7 @@ async fn a_down_receiver_opens_the_breaker_and_jobs_snooze_until_it_returns(sql:
 }
 
 async fn in_app_delivery_is_a_row_and_an_event(sql: Sql) {
-    let env = TestEnv::new(sql).await;
+    let env = TestEnv::new(sql, "wf").await;
     let sensor = testing::sensor(env.db(), "tank").await;
     let rule = testing::rule(env.db(), sensor.id, "ABOVE", 80.0, 75.0, 1, 300).await;
     let channel = testing::channel_for(env.db(), rule.id, "in-app", "IN_APP").await;
@@ -254,7 +254,7 @@ async fn in_app_delivery_is_a_row_and_an_event(sql: Sql) {
 }
 
 async fn bad_channels_are_permanent_errors(sql: Sql) {
-    let env = TestEnv::new(sql).await;
+    let env = TestEnv::new(sql, "wf").await;
     let notifier = notifier();
     let unknown = Notify {
         channel: 999,
@@ -285,7 +285,7 @@ async fn bad_channels_are_permanent_errors(sql: Sql) {
 /// Loopback, private, link-local (metadata) addresses are refused by default, as IP literals
 /// and as names that resolve to them, and nothing is sent; an allow-listed network passes.
 async fn webhooks_to_non_public_addresses_are_refused_unless_allowed(sql: Sql) {
-    let env = TestEnv::new(sql).await;
+    let env = TestEnv::new(sql, "wf").await;
     let receiver = Receiver::start().await;
     let (alert, channel) = open_alert(&env, &receiver.url()).await;
     let guarded = Notifier::new(NotifyConfig {
@@ -347,7 +347,7 @@ async fn set_url(env: &TestEnv, channel: i64, url: &str) {
 /// A receiver that always answers 429 snoozes a delivery only `snooze_limit` times; after that
 /// a 429 spends attempts like a 503.
 async fn a_receiver_that_always_answers_429_cannot_snooze_a_job_for_ever(sql: Sql) {
-    let env = TestEnv::new(sql).await;
+    let env = TestEnv::new(sql, "wf").await;
     let receiver = Receiver::start().await;
     let (alert, channel) = open_alert(&env, &receiver.url()).await;
     let notifier = notifier(); // snooze_limit: 4
@@ -368,7 +368,7 @@ async fn a_receiver_that_always_answers_429_cannot_snooze_a_job_for_ever(sql: Sq
 
 /// A delivery's error never carries the URL: its query may hold a token.
 async fn errors_never_carry_the_webhook_url(sql: Sql) {
-    let env = TestEnv::new(sql).await;
+    let env = TestEnv::new(sql, "wf").await;
     let receiver = Receiver::start().await;
     let (alert, channel) = open_alert(&env, &receiver.url()).await;
     let port = receiver.addr.port();

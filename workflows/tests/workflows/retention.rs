@@ -4,13 +4,13 @@ use chrono::Utc;
 use entities::{job_attempts, jobs, readings};
 use sea_orm::{ActiveModelTrait, EntityTrait, PaginatorTrait, Set, sea_query::Expr};
 use serde_json::json;
+use testkit::fixtures as testing;
 use workflows::{
     jobs::{
         evaluate::{self, Evaluate},
         ingest,
     },
     retention::{self, RetentionConfig},
-    testing,
 };
 
 use super::env::{Sql, TestEnv, on_both_databases};
@@ -61,7 +61,7 @@ async fn ledger_row(env: &TestEnv, id: &str, finished_days_ago: Option<i64>) {
 }
 
 async fn old_rows_go_in_bounded_batches_and_unevaluated_readings_stay(sql: Sql) {
-    let env = TestEnv::new(sql).await;
+    let env = TestEnv::new(sql, "wf").await;
     testing::sensor(env.db(), "old").await;
     let readings_json: Vec<_> = (0..30)
         .map(|i| json!({"sensor": "old", "ts": format!("2026-01-01T00:00:{i:02}Z"), "value": 1, "seq": i}))

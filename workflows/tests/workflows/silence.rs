@@ -4,14 +4,12 @@ use chrono::Utc;
 use entities::{alerts, readings};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
 use serde_json::json;
-use workflows::{
-    jobs::{
-        alert::{self, Alert, Change},
-        evaluate::{self, Evaluate},
-        ingest,
-        silence_check::{self, SilenceCheck},
-    },
-    testing,
+use testkit::fixtures as testing;
+use workflows::jobs::{
+    alert::{self, Alert, Change},
+    evaluate::{self, Evaluate},
+    ingest,
+    silence_check::{self, SilenceCheck},
 };
 
 use super::env::{Sql, TestEnv, on_both_databases};
@@ -42,7 +40,7 @@ async fn check(env: &TestEnv) -> Vec<queue::PushOutcome> {
 }
 
 async fn a_silent_sensor_raises_one_alert_and_its_next_reading_clears_it(sql: Sql) {
-    let env = TestEnv::new(sql).await;
+    let env = TestEnv::new(sql, "wf").await;
     let sensor = testing::sensor(env.db(), "pump").await;
     let rule = testing::silence_rule(env.db(), sensor.id, 60).await;
     // A sensor that never reported is not silent: there is nothing to measure from.
@@ -103,7 +101,7 @@ async fn a_silent_sensor_raises_one_alert_and_its_next_reading_clears_it(sql: Sq
 }
 
 async fn every_process_scheduling_a_tick_makes_one_job(_sql: Sql) {
-    let env = TestEnv::new(Sql::Postgres).await;
+    let env = TestEnv::new(Sql::Postgres, "wf").await;
     let every = Duration::from_secs(3600);
     let first = silence_check::schedule_tick(&env.engine, every)
         .await

@@ -30,7 +30,7 @@ async fn analyzed_tables(env: &TestEnv) -> Vec<String> {
 
 /// The workers analyze the growing tables exactly when the server's autovacuum would not.
 async fn growing_tables_are_analyzed_only_where_autovacuum_is_off(sql: Sql) {
-    let env = TestEnv::new(sql).await;
+    let env = TestEnv::new(sql, "wf").await;
     let autovacuum = statistics::autovacuum_on(env.db()).await.expect("setting");
     let analyzed = statistics::refresh_if_unattended(env.db())
         .await

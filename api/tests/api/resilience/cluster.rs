@@ -16,8 +16,8 @@ use queue::{
     testing::{OwnRedis, free_port},
 };
 use serde_json::{Value, json};
+use testkit::{Received, Receiver};
 use tokio::process::{Child, Command};
-use workflows::testing::{Received, Receiver};
 
 use super::proxy::TcpProxy;
 use crate::api::common::{JWT_SECRET, PASSWORD, eventually, http, workers_bin};

@@ -8,7 +8,7 @@ use std::{
 };
 
 use rand::{Rng, SeedableRng, rngs::StdRng};
-use workflows::testing::Reply;
+use testkit::Reply;
 
 use super::{
     books::settle,

@@ -6,7 +6,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use workflows::testing::Reply;
+use testkit::Reply;
 
 use super::{
     books::{PIPELINE, event_counts, settle},

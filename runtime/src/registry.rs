@@ -113,7 +113,8 @@ impl PoolConfig {
     }
 }
 
-fn options<J: BackgroundJob>(config: &PoolConfig, queue: &str) -> WorkerOptions {
+/// The worker options of kind `J` on `queue` under `config` (its policy, the overrides).
+pub(crate) fn options<J: BackgroundJob>(config: &PoolConfig, queue: &str) -> WorkerOptions {
     let mut policy = J::policy();
     if let Some((base, cap)) = config.backoff {
         policy.retry.backoff_base = base;
@@ -197,37 +198,73 @@ impl Perform for SilenceCheck {
     }
 }
 
-/// The apalis handler of every kind: runs [`Perform::perform`] and counts the outcome. The
-/// payload's version was checked when it was decoded ([`BackgroundJob::decode_leased`]).
+/// One attempt of a job of kind `J`, as every worker runs it: [`Perform::perform`], counted
+/// in the job metrics. The payload's version was checked when it was decoded
+/// ([`BackgroundJob::decode_leased`]).
+pub(crate) async fn attempt<J: Perform>(
+    payload: J,
+    job: JobContext,
+    ctx: &Context,
+) -> Result<J::Output, JobError> {
+    let started = Instant::now();
+    let result = payload.perform(&job, ctx).await.map_err(Into::into);
+    metrics::observe(J::KIND, &job, started, &result);
+    result
+}
+
+/// The apalis handler of every kind.
 async fn handle<J: Perform>(
     payload: J,
     job: JobContext,
     ctx: Data<Context>,
 ) -> Result<J::Output, JobError> {
-    let started = Instant::now();
-    let result = payload.perform(&job, &ctx).await.map_err(Into::into);
-    metrics::observe(J::KIND, &job, started, &result);
-    result
+    attempt::<J>(payload, job, &ctx).await
 }
 
-/// Registers a worker of kind `J` on `queue` (its own, or one of its aliases): its options,
-/// its decoder and its handler.
-fn register<J: Perform>(
-    monitor: Monitor,
-    ctx: &Context,
-    config: &PoolConfig,
-    queue: &str,
-) -> Monitor {
-    let (ctx, config, queue) = (ctx.clone(), config.clone(), queue.to_owned());
-    monitor.register(move |_| {
-        WorkerBuilder::new(format!("{}-{queue}", config.worker_id))
-            .backend(
-                RedisBackend::<J>::new(ctx.engine.clone(), options::<J>(&config, &queue))
-                    .decode_with(J::decode_leased),
-            )
-            .data(ctx.clone())
-            .build(handle::<J>)
+/// Something done for one kind, chosen by a queue's name: [`for_kind`] calls `visit` with
+/// the kind's type, so code that must treat every kind (registering workers, performing a
+/// job inline) is written once, generically.
+pub trait KindVisitor {
+    type Output;
+    fn visit<J: Perform>(self, queue: &str) -> Self::Output;
+}
+
+/// The one list of the kinds this build runs: calls `visitor` with the kind `queue` names
+/// (its name or an alias); `None` for an unknown queue.
+pub fn for_kind<V: KindVisitor>(queue: &str, visitor: V) -> Option<V::Output> {
+    Some(match workflows::jobs::kind_named(queue)? {
+        Ingest::KIND => visitor.visit::<Ingest>(queue),
+        Evaluate::KIND => visitor.visit::<Evaluate>(queue),
+        Alert::KIND => visitor.visit::<Alert>(queue),
+        Notify::KIND => visitor.visit::<Notify>(queue),
+        SilenceCheck::KIND => visitor.visit::<SilenceCheck>(queue),
+        _ => return None,
     })
+}
+
+/// Registers a worker of the visited kind on the queue: its options, its decoder and its
+/// handler.
+struct Register<'a> {
+    monitor: Monitor,
+    ctx: &'a Context,
+    config: &'a PoolConfig,
+}
+
+impl KindVisitor for Register<'_> {
+    type Output = Monitor;
+
+    fn visit<J: Perform>(self, queue: &str) -> Monitor {
+        let (ctx, config, queue) = (self.ctx.clone(), self.config.clone(), queue.to_owned());
+        self.monitor.register(move |_| {
+            WorkerBuilder::new(format!("{}-{queue}", config.worker_id))
+                .backend(
+                    RedisBackend::<J>::new(ctx.engine.clone(), options::<J>(&config, &queue))
+                        .decode_with(J::decode_leased),
+                )
+                .data(ctx.clone())
+                .build(handle::<J>)
+        })
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -250,14 +287,13 @@ pub async fn run_pools(
 ) -> Result<(), PoolError> {
     let mut monitor = Monitor::new();
     for queue in &config.queues {
-        monitor = match workflows::jobs::kind_named(queue) {
-            Some(Ingest::KIND) => register::<Ingest>(monitor, &ctx, &config, queue),
-            Some(Evaluate::KIND) => register::<Evaluate>(monitor, &ctx, &config, queue),
-            Some(Alert::KIND) => register::<Alert>(monitor, &ctx, &config, queue),
-            Some(Notify::KIND) => register::<Notify>(monitor, &ctx, &config, queue),
-            Some(SilenceCheck::KIND) => register::<SilenceCheck>(monitor, &ctx, &config, queue),
-            _ => return Err(PoolError::UnknownQueue(queue.clone())),
+        let register = Register {
+            monitor,
+            ctx: &ctx,
+            config: &config,
         };
+        monitor =
+            for_kind(queue, register).ok_or_else(|| PoolError::UnknownQueue(queue.clone()))?;
     }
     let stop = CancellationToken::new();
     let mut duties = tokio::task::JoinSet::new();

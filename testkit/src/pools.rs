@@ -1,4 +1,4 @@
-//! For tests of this and other crates: worker pools in the test process, tuned for tests
+//! Worker pools in the test process, tuned for tests
 //! (millisecond backoff and breaker, short timeouts), stopped on demand.
 
 use std::time::Duration;
@@ -8,7 +8,32 @@ use queue::{BreakerPolicy, Engine};
 use tokio::{sync::oneshot, task::JoinHandle};
 use workflows::jobs::notify::{DestinationPolicy, Notifier, NotifyConfig};
 
-use crate::{Context, PoolConfig, PoolError};
+use runtime::{Context, PoolConfig, PoolError};
+
+/// The webhook notifier the tests use: short timeouts, loopback receivers allowed, a breaker
+/// that opens after `breaker_failures` and cools down in 300 ms.
+pub(crate) fn notifier(breaker_failures: u32) -> Notifier {
+    Notifier::new(NotifyConfig {
+        timeout: Duration::from_millis(500),
+        breaker: BreakerPolicy {
+            failure_threshold: breaker_failures,
+            cool_down: Duration::from_millis(300),
+            probe_timeout: Duration::from_millis(500),
+        },
+        destinations: DestinationPolicy::allowing_loopback(),
+        ..NotifyConfig::default()
+    })
+    .expect("notifier")
+}
+
+/// Every queue, four wide, with millisecond backoff and a short shutdown grace.
+pub(crate) fn test_config() -> PoolConfig {
+    let mut config = PoolConfig::all_queues("test");
+    config.concurrency = 4;
+    config.backoff = Some((Duration::from_millis(5), Duration::from_millis(50)));
+    config.shutdown_grace = Duration::from_millis(500);
+    config
+}
 
 /// Runs every queue's pool over `db` and `engine`, with the connections the binaries use (the
 /// recorders' own pool on PostgreSQL); `tweak` adjusts the test settings, and
@@ -19,21 +44,8 @@ pub fn start_pools(
     breaker_failures: u32,
     tweak: impl FnOnce(&mut PoolConfig),
 ) -> Pools {
-    let notifier = Notifier::new(NotifyConfig {
-        timeout: Duration::from_millis(500),
-        breaker: BreakerPolicy {
-            failure_threshold: breaker_failures,
-            cool_down: Duration::from_millis(300),
-            probe_timeout: Duration::from_millis(500),
-        },
-        destinations: DestinationPolicy::allowing_loopback(),
-        ..NotifyConfig::default()
-    })
-    .expect("notifier");
-    let mut config = PoolConfig::all_queues("test");
-    config.concurrency = 4;
-    config.backoff = Some((Duration::from_millis(5), Duration::from_millis(50)));
-    config.shutdown_grace = Duration::from_millis(500);
+    let notifier = notifier(breaker_failures);
+    let mut config = test_config();
     tweak(&mut config);
     let ctx = Context::new(db.db().clone(), engine.clone(), notifier);
     let url = db.url().to_owned();
@@ -43,7 +55,7 @@ pub fn start_pools(
             .with_ledger_pool(&url, config.ledger_recorders)
             .await
             .expect("the ledger's pool");
-        crate::run_pools(ctx, config, async move {
+        runtime::run_pools(ctx, config, async move {
             let _ = stopped.await;
             Ok(())
         })

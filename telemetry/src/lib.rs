@@ -98,6 +98,7 @@ impl Telemetry {
             .with_target("api", Level::INFO)
             .with_target("queue", Level::INFO)
             .with_target("workflows", Level::INFO)
+            .with_target("runtime", Level::INFO)
             .with_target("workers", Level::INFO);
         tracing_subscriber::registry()
             .with(logs.with_filter(filter))
