@@ -399,6 +399,20 @@ pub enum Outcome {
     Release,
 }
 
+impl Outcome {
+    /// The outcome's name in logs and test reports.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Outcome::Succeeded { .. } => "succeeded",
+            Outcome::Retry { .. } => "retry",
+            Outcome::Fail { .. } => "dead",
+            Outcome::Snooze { .. } => "snooze",
+            Outcome::Cancelled => "cancelled",
+            Outcome::Release => "released",
+        }
+    }
+}
+
 /// Whether the engine applied an outcome.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Applied {

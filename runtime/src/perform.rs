@@ -45,7 +45,7 @@ async fn perform_leased<J: Perform>(
 ) -> Result<Performed, QueueError> {
     let mut options = options::<J>(config, queue);
     options = options.worker_id(format!("{}-inline-{queue}", config.worker_id));
-    let worker = InlineWorker::<J>::with_decoder(ctx.engine.clone(), options, J::decode_leased);
+    let worker = InlineWorker::<J>::new(ctx.engine.clone(), options, J::decode_leased);
     worker
         .run_next(|payload, job| attempt::<J>(payload, job, ctx))
         .await

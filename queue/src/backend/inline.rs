@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use super::{
-    JobContext, PayloadDecoder, WorkerOptions, decode_json, layer,
+    JobContext, PayloadDecoder, WorkerOptions, layer,
     runtime::{OutcomeMsg, Shared, decode_leased},
 };
 use crate::{Applied, Engine, QueueError, job::Outcome};
@@ -53,20 +53,10 @@ pub enum InlineStep {
     },
 }
 
-impl<Args: serde::de::DeserializeOwned> InlineWorker<Args> {
-    /// A worker of `options.queue` decoding payloads as JSON.
-    pub fn new(engine: Engine, options: WorkerOptions) -> Self {
-        Self::with_decoder(engine, options, decode_json::<Args>)
-    }
-}
-
 impl<Args> InlineWorker<Args> {
-    /// A worker decoding leased payloads with `decode` (as `RedisBackend::decode_with`).
-    pub fn with_decoder(
-        engine: Engine,
-        options: WorkerOptions,
-        decode: PayloadDecoder<Args>,
-    ) -> Self {
+    /// A worker of `options.queue` decoding leased payloads with `decode` (as
+    /// `RedisBackend::decode_with`).
+    pub fn new(engine: Engine, options: WorkerOptions, decode: PayloadDecoder<Args>) -> Self {
         let worker_id = options
             .worker_id
             .clone()

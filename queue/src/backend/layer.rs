@@ -83,7 +83,7 @@ where
                 }
                 Some(result) => outcome_of(&shared, &job, result),
             };
-            tracing::debug!(outcome = outcome_name(&outcome), "attempt finished");
+            tracing::debug!(outcome = outcome.name(), "attempt finished");
             shared.finish(&job, outcome);
             reply
         }
@@ -131,7 +131,7 @@ pub(crate) fn outcome_of<R: serde::Serialize, E: Into<BoxDynError>>(
         Ok(Err(error)) => {
             let error: BoxDynError = error.into();
             let outcome = classify(shared, job, &*error);
-            tracing::warn!(error = %error, outcome = ?outcome_name(&outcome), "job attempt failed");
+            tracing::warn!(error = %error, outcome = outcome.name(), "job attempt failed");
             (outcome, Err(error))
         }
     }
@@ -181,17 +181,6 @@ fn classify(
         };
     }
     shared.retry_outcome(job, error.to_string())
-}
-
-fn outcome_name(outcome: &Outcome) -> &'static str {
-    match outcome {
-        Outcome::Succeeded { .. } => "succeeded",
-        Outcome::Retry { .. } => "retry",
-        Outcome::Fail { .. } => "dead",
-        Outcome::Snooze { .. } => "snooze",
-        Outcome::Cancelled => "cancelled",
-        Outcome::Release => "released",
-    }
 }
 
 fn panic_message(panic: &(dyn Any + Send)) -> String {
