@@ -1,6 +1,6 @@
 #![allow(dead_code)]
 
-use std::{future::Future, time::Duration};
+use std::time::Duration;
 
 use api::{ApiConfig, Running};
 use clap::Parser;
@@ -8,7 +8,7 @@ use futures::{SinkExt, StreamExt};
 use migration::testing::TestDb;
 use queue::{Engine, testing::TestPrefix};
 use serde_json::{Value, json};
-pub use testkit::Pools;
+pub use testkit::{Pools, eventually};
 use tokio::net::TcpStream;
 use tokio_tungstenite::{
     MaybeTlsStream, WebSocketStream, connect_async,
@@ -388,24 +388,6 @@ impl WsClient {
 
     pub async fn close(mut self) {
         let _ = self.socket.close(None).await;
-    }
-}
-
-/// Polls `check` until it returns `Ok`, failing with the last `Err` after `within`.
-pub async fn eventually<T, F, Fut>(within: Duration, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, String>>,
-{
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        match check().await {
-            Ok(value) => return value,
-            Err(state) if tokio::time::Instant::now() >= deadline => {
-                panic!("{what} did not happen within {within:?}; last seen: {state}")
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-        }
     }
 }
 
