@@ -6,5 +6,6 @@ mod workers {
     pub mod common;
     mod crash;
     mod delivery;
+    mod kit;
     mod pipeline;
 }
