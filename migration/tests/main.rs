@@ -8,6 +8,7 @@ use migration::{Migrator, MigratorTrait, testing::TestDb};
 use sea_orm::{
     ActiveModelTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, Set, Statement,
 };
+use testkit::{Sql, on_both_databases};
 
 const TABLES: [&str; 18] = [
     "ledger_quarantine",
@@ -84,7 +85,9 @@ async fn table_names(db: &DatabaseConnection) -> Vec<String> {
         .collect()
 }
 
-async fn migrations_apply_roll_back_and_apply_again(db: &DatabaseConnection) {
+async fn migrations_apply_roll_back_and_apply_again(sql: Sql) {
+    let fresh = sql.fresh().await;
+    let db = fresh.db();
     Migrator::up(db, None).await.expect("up");
     let tables = table_names(db).await;
     for table in TABLES {
@@ -196,7 +199,9 @@ fn alert(rule: i64, sensor: i64, open_key: Option<String>) -> alerts::ActiveMode
 }
 
 /// The natural keys the handlers rely on for exactly-once effects hold on this database.
-async fn natural_keys_are_enforced(db: &DatabaseConnection) {
+async fn natural_keys_are_enforced(sql: Sql) {
+    let fresh = sql.fresh().await;
+    let db = fresh.db();
     Migrator::up(db, None).await.expect("up");
     let sensor = new_sensor(db, "boiler-1").await;
     reading(sensor.id, "seq:1")
@@ -366,35 +371,15 @@ async fn describe_schema(db: &DatabaseConnection) -> String {
     out
 }
 
-async fn the_schema_is_what_the_code_expects(db: &DatabaseConnection) {
+async fn the_schema_is_what_the_code_expects(sql: Sql) {
+    let fresh = sql.fresh().await;
+    let db = fresh.db();
     Migrator::up(db, None).await.expect("up");
     let schema = describe_schema(db).await;
     match db.get_database_backend() {
         DbBackend::Sqlite => insta::assert_snapshot!("schema_sqlite", schema),
         _ => insta::assert_snapshot!("schema_postgres", schema),
     }
-}
-
-/// Runs each scenario `async fn name(db: &DatabaseConnection)` on a fresh SQLite file and a
-/// fresh PostgreSQL database, as the tests `name::sqlite` and `name::postgres`.
-macro_rules! on_both_databases {
-    ($($scenario:ident),+ $(,)?) => {
-        $(
-            mod $scenario {
-                use migration::testing::TestDb;
-
-                #[tokio::test]
-                async fn sqlite() {
-                    super::$scenario(TestDb::sqlite().await.db()).await;
-                }
-
-                #[tokio::test]
-                async fn postgres() {
-                    super::$scenario(TestDb::postgres().await.db()).await;
-                }
-            }
-        )+
-    };
 }
 
 on_both_databases!(

@@ -425,6 +425,15 @@ async fn quarantined_ledger_entries_are_shown_to_admins_and_the_ledger_goes_on()
         }
     })
     .await;
+    // Both jobs die by design: a payload that does not decode, a sensor that does not exist.
+    super::common::eventually(Duration::from_secs(20), "both jobs dead", || async {
+        match deployment.dead_jobs().await {
+            2 => Ok(()),
+            n => Err(format!("{n} dead")),
+        }
+    })
+    .await;
+    deployment.expect_dead(2);
     pools.stop().await;
     api.stop().await;
 }

@@ -5,10 +5,9 @@ use std::time::Duration;
 use api::{ApiConfig, Running};
 use clap::Parser;
 use futures::{SinkExt, StreamExt};
-use migration::testing::TestDb;
-use queue::{Engine, testing::TestPrefix};
+use queue::Engine;
 use serde_json::{Value, json};
-pub use testkit::{Pools, eventually};
+pub use testkit::{Pools, Sql, TestApp, eventually};
 use tokio::net::TcpStream;
 use tokio_tungstenite::{
     MaybeTlsStream, WebSocketStream, connect_async,
@@ -18,18 +17,20 @@ use tokio_tungstenite::{
 pub const JWT_SECRET: &str = "test-secret-of-at-least-thirty-two-bytes!";
 pub const PASSWORD: &str = "correct horse battery staple";
 
-#[derive(Debug, Clone, Copy)]
-pub enum Sql {
-    Sqlite,
-    Postgres,
+/// One deployment: the test kit's [`TestApp`] (a migrated database, a Redis prefix and a
+/// receiver of the test's own, with its end-of-test dead-job check) and API processes (in this
+/// test process, each with its own engine, hub and port) serving them.
+pub struct Deployment {
+    pub app: TestApp,
+    pub redis_url: String,
 }
 
-/// One deployment: a migrated database and a Redis prefix of the test's own, and API
-/// processes (in this test process, each with its own engine, hub and port) serving them.
-pub struct Deployment {
-    pub db: TestDb,
-    pub redis: TestPrefix,
-    pub redis_url: String,
+impl std::ops::Deref for Deployment {
+    type Target = TestApp;
+
+    fn deref(&self) -> &TestApp {
+        &self.app
+    }
 }
 
 impl Deployment {
@@ -39,14 +40,8 @@ impl Deployment {
 
     /// Against the Redis at `redis_url` (a test's own server).
     pub async fn at(sql: Sql, tag: &str, redis_url: &str) -> Self {
-        let db = match sql {
-            Sql::Sqlite => TestDb::migrated_sqlite().await,
-            Sql::Postgres => TestDb::migrated_postgres().await,
-        };
-        let redis = TestPrefix::at(redis_url, tag, |_| {}).await;
         Self {
-            db,
-            redis,
+            app: TestApp::at(sql, tag, redis_url).await,
             redis_url: redis_url.to_owned(),
         }
     }
@@ -91,7 +86,7 @@ impl Deployment {
     /// Worker pools for every queue in the test process (20-60 ms backoff; breakers that stay
     /// closed through the few failures these tests script).
     pub fn pools(&self) -> Pools {
-        testkit::start_pools(&self.db, self.engine(), 50, |config| {
+        self.app.start_pools_with(50, |config| {
             config.worker_id = "api-test".into();
             config.backoff = Some((Duration::from_millis(20), Duration::from_millis(60)));
         })
