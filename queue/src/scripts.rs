@@ -21,6 +21,7 @@ pub(crate) struct Scripts {
     pub complete: Script,
     pub renew: Script,
     pub cancel: Script,
+    pub drain: Script,
     pub requeue: Script,
     pub discard: Script,
     pub cleanup: Script,
@@ -40,6 +41,7 @@ impl Scripts {
             complete: engine_script!("complete.lua"),
             renew: engine_script!("renew.lua"),
             cancel: engine_script!("cancel.lua"),
+            drain: engine_script!("drain.lua"),
             requeue: engine_script!("requeue.lua"),
             discard: engine_script!("discard.lua"),
             cleanup: engine_script!("cleanup.lua"),
@@ -50,13 +52,14 @@ impl Scripts {
         }
     }
 
-    pub fn all(&self) -> [&Script; 12] {
+    pub fn all(&self) -> [&Script; 13] {
         [
             &self.push,
             &self.fetch,
             &self.complete,
             &self.renew,
             &self.cancel,
+            &self.drain,
             &self.requeue,
             &self.discard,
             &self.cleanup,

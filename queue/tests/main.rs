@@ -8,6 +8,7 @@ mod queue {
     mod engine_ops;
     mod lifecycle_property;
     mod propagation;
+    mod queue_controls;
     mod refusals;
     mod streams;
     mod worker;

@@ -49,6 +49,10 @@ fn describe() {
         "How long the next job to run has waited since it became runnable (0: none ready)"
     );
     metrics::describe_gauge!(
+        "steadfast_queue_paused",
+        "1 while the queue is paused (workers lease nothing from it), else 0"
+    );
+    metrics::describe_gauge!(
         "steadfast_breakers",
         "Circuit breakers by state (open, half_open); closed ones are not counted"
     );
@@ -121,6 +125,13 @@ pub async fn sample_depth(engine: Engine, queues: Vec<String>, every: Duration) 
                         metrics::gauge!("steadfast_queue_depth", "queue" => queue.clone(), "state" => state)
                             .set(n as f64);
                     }
+                    metrics::gauge!("steadfast_queue_paused", "queue" => queue.clone()).set(
+                        if stats.paused_since_ms.is_some() {
+                            1.0
+                        } else {
+                            0.0
+                        },
+                    );
                 }
                 Err(e) => tracing::debug!(error = %e, queue, "queue depth not sampled"),
             }

@@ -28,6 +28,8 @@ pub struct QueueStats {
     pub retried_total: u64,
     pub cancelled_total: u64,
     pub requeued_total: u64,
+    /// Since when workers lease nothing from it (Unix ms; [`Engine::pause`]), or `None`.
+    pub paused_since_ms: Option<u64>,
 }
 
 impl Engine {
@@ -94,13 +96,14 @@ impl Engine {
     /// Counts of a queue, in one round trip of O(1) reads.
     pub async fn stats(&self, queue: &str) -> Result<QueueStats> {
         let k = |part: &str| self.keys().queue(queue, part);
-        let (ready, scheduled, running, dead, finished, counters): (
+        let (ready, scheduled, running, dead, finished, counters, paused_since_ms): (
             u64,
             u64,
             u64,
             u64,
             u64,
             HashMap<String, i64>,
+            Option<u64>,
         ) = redis::pipe()
             .llen(k("ready"))
             .zcard(k("sched"))
@@ -108,6 +111,7 @@ impl Engine {
             .zcard(k("dead"))
             .llen(k("done"))
             .hgetall(k("stats"))
+            .get(k("paused"))
             .query_async(&mut self.conn())
             .await?;
         let c = |name: &str| counters.get(name).copied().unwrap_or(0).max(0) as u64;
@@ -124,6 +128,7 @@ impl Engine {
             retried_total: c("retried"),
             cancelled_total: c("cancelled"),
             requeued_total: c("requeued"),
+            paused_since_ms,
         })
     }
 

@@ -20,6 +20,7 @@ mod inspect;
 mod lease;
 mod maintenance;
 mod push;
+mod queue_controls;
 
 pub use control::{CancelOutcome, DeadFilter, DeadGroup, DeadOpOutcome};
 pub use inspect::QueueStats;

@@ -1,4 +1,5 @@
--- Reap expired leases, promote due scheduled jobs, then lease up to N ready jobs.
+-- Reap expired leases, promote due scheduled jobs, then lease up to N ready jobs (none while
+-- the queue is paused: reaping and promotion go on, so nothing stalls or is lost).
 -- KEYS[1] events
 -- ARGV[1] prefix, ARGV[2] queue, ARGV[3] max jobs, ARGV[4] lease ms, ARGV[5] worker id,
 -- ARGV[6] promote chunk, ARGV[7] reap chunk, ARGV[8] backoff base ms, ARGV[9] backoff cap ms,
@@ -14,6 +15,7 @@ local token_salt = ARGV[10]
 local now = now_ms()
 local now_s = int(now)
 local ready, sched, lease = qkey(q, 'ready'), qkey(q, 'sched'), qkey(q, 'lease')
+local paused = redis.call('EXISTS', qkey(q, 'paused')) == 1
 
 -- 1. Leases that expired: the attempt is spent; retry with backoff or die.
 local expired = redis.call('ZRANGEBYSCORE', lease, '-inf', now, 'LIMIT', 0, tonumber(ARGV[7]))
@@ -67,7 +69,7 @@ local leased = 0
 local skipped = 0
 local leases = {}
 local deadline_s = int(now + lease_ms)
-while leased < want and skipped < 1000 do
+while not paused and leased < want and skipped < 1000 do
   local ids = redis.call('LPOP', ready, want - leased)
   if not ids then break end
   for _, id in ipairs(ids) do
@@ -106,8 +108,8 @@ while leased < want and skipped < 1000 do
 end
 if #leases > 0 then call_many('ZADD', lease, leases) end
 
--- Another idle worker may take what is left.
-local more_ready = redis.call('LLEN', ready) > 0
+-- Another idle worker may take what is left. A paused queue wakes nobody: resuming does.
+local more_ready = not paused and redis.call('LLEN', ready) > 0
 if more_ready then wake(q) end
 
 -- How long an idle worker may block before something here falls due (only an idle worker,
@@ -118,7 +120,7 @@ if leased > 0 then
   return out
 end
 local first_sched = redis.call('ZRANGE', sched, 0, 0, 'WITHSCORES')
-if first_sched[2] then hint = math.max(0, tonumber(first_sched[2]) - now) end
+if first_sched[2] and not paused then hint = math.max(0, tonumber(first_sched[2]) - now) end
 local first_lease = redis.call('ZRANGE', lease, 0, 0, 'WITHSCORES')
 if first_lease[2] then
   local l = math.max(0, tonumber(first_lease[2]) - now)
