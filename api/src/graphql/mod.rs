@@ -48,6 +48,7 @@ pub struct Mutation(
     auth::AuthMutation,
     jobs::JobMutation,
     dead::DeadMutation,
+    queues::QueueMutation,
     sensors::SensorMutation,
     rules::RuleMutation,
     channels::ChannelMutation,

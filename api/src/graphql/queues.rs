@@ -1,5 +1,5 @@
-//! Queues, workers and circuit breakers: the counts an operator watches, and `queueStats`, the
-//! same counts pushed every second.
+//! Queues, workers and circuit breakers: the counts an operator watches, `queueStats` (the
+//! same counts pushed every second), and the queue controls: pause, resume, drain.
 
 use std::{collections::VecDeque, sync::Arc, time::Duration};
 
@@ -11,7 +11,11 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::{jobs::ms_time, require, shared};
-use crate::auth::Role;
+use crate::{
+    auth::Role,
+    error::{ApiError, ApiResult},
+    state::SharedState,
+};
 
 /// One queue's counts.
 #[derive(Debug, Clone, PartialEq, SimpleObject)]
@@ -29,6 +33,12 @@ pub struct Queue {
     pub cancelled: u64,
     /// Jobs finished (succeeded or dead) per minute, over the last minute.
     pub throughput_per_minute: f64,
+    /// Whether workers are held from leasing its jobs (`pauseQueue`).
+    pub paused: bool,
+    pub paused_since: Option<DateTime<Utc>>,
+    /// How long the next job to run has waited since it became runnable, in milliseconds;
+    /// null when none is ready. High on a queue that is not paused: too few or stuck workers.
+    pub oldest_ready_age_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, SimpleObject)]
@@ -103,8 +113,13 @@ impl QueueWatch {
     /// Every queue's counts now, with throughput from the samples of the last minute.
     pub async fn read(&self, engine: &Engine) -> Result<Vec<Queue>, queue::QueueError> {
         // Concurrent: the shared connection pipelines them into one burst.
-        let stats =
-            futures::future::try_join_all(runtime::QUEUES.map(|name| engine.stats(name))).await?;
+        let (stats, ages) = futures::future::try_join(
+            futures::future::try_join_all(runtime::QUEUES.map(|name| engine.stats(name))),
+            futures::future::try_join_all(
+                runtime::QUEUES.map(|name| engine.oldest_ready_age(name)),
+            ),
+        )
+        .await?;
         let now = std::time::Instant::now();
         let mut history = self.history.lock().unwrap_or_else(|e| e.into_inner());
         while history
@@ -124,7 +139,8 @@ impl QueueWatch {
         ));
         Ok(stats
             .into_iter()
-            .map(|s| {
+            .zip(ages)
+            .map(|(s, age)| {
                 let throughput = oldest
                     .as_ref()
                     .and_then(|(at, totals)| {
@@ -145,6 +161,9 @@ impl QueueWatch {
                     retried: s.retried_total,
                     cancelled: s.cancelled_total,
                     throughput_per_minute: (throughput * 10.0).round() / 10.0,
+                    paused: s.paused_since_ms.is_some(),
+                    paused_since: s.paused_since_ms.map(ms_time),
+                    oldest_ready_age_ms: age.map(|a| a.as_millis() as u64),
                 }
             })
             .collect())
@@ -230,5 +249,105 @@ impl QueueSubscription {
             .queue_watch
             .updates()
             .map(|queues| queues.as_ref().clone()))
+    }
+}
+
+/// How many waiting jobs one drain script call cancels: Redis is never held long.
+const DRAIN_CHUNK: usize = 500;
+
+/// `name` if it is one of the deployment's queues.
+fn known_queue(name: &str) -> ApiResult<&'static str> {
+    runtime::QUEUES
+        .iter()
+        .copied()
+        .find(|q| *q == name)
+        .ok_or_else(|| {
+            ApiError::bad_input(
+                "name",
+                format!(
+                    "no queue is named {name:?}; the queues are {}",
+                    runtime::QUEUES.join(", ")
+                ),
+            )
+        })
+}
+
+async fn queue_now(shared: &SharedState, name: &str) -> ApiResult<Queue> {
+    let queues = shared
+        .redis(shared.queue_watch.read(&shared.engine))
+        .await?;
+    queues
+        .into_iter()
+        .find(|q| q.name == name)
+        .ok_or_else(|| ApiError::not_found(format!("no queue is named {name:?}")))
+}
+
+#[derive(Default)]
+pub struct QueueMutation;
+
+#[Object]
+impl QueueMutation {
+    /// Holds workers from leasing the queue's jobs (operator): jobs running now finish, pushes
+    /// are still taken, retries and schedules still fall due; nothing is lost. Audited.
+    async fn pause_queue(&self, ctx: &Context<'_>, name: String) -> async_graphql::Result<Queue> {
+        let session = require(ctx, Role::Operator)?;
+        let shared = shared(ctx);
+        let queue = known_queue(&name)?;
+        let changed = shared.redis(shared.engine.pause(queue)).await?;
+        shared
+            .audit(
+                &shared.db,
+                Some(session.user_id),
+                "queue.pause",
+                &format!("queue:{queue}"),
+                serde_json::json!({ "was_paused": !changed }),
+            )
+            .await?;
+        tracing::info!(queue, user = session.user_id, "queue paused");
+        Ok(queue_now(shared, queue).await?)
+    }
+
+    /// Lets workers lease the queue's jobs again, at once (operator). Audited.
+    async fn resume_queue(&self, ctx: &Context<'_>, name: String) -> async_graphql::Result<Queue> {
+        let session = require(ctx, Role::Operator)?;
+        let shared = shared(ctx);
+        let queue = known_queue(&name)?;
+        let changed = shared.redis(shared.engine.resume(queue)).await?;
+        shared
+            .audit(
+                &shared.db,
+                Some(session.user_id),
+                "queue.resume",
+                &format!("queue:{queue}"),
+                serde_json::json!({ "was_paused": changed }),
+            )
+            .await?;
+        tracing::info!(queue, user = session.user_id, "queue resumed");
+        Ok(queue_now(shared, queue).await?)
+    }
+
+    /// Cancels every job waiting on the queue, ready or scheduled (admin); running jobs
+    /// finish. Each job is recorded as cancelled. Answers how many were cancelled. Audited.
+    async fn drain_queue(&self, ctx: &Context<'_>, name: String) -> async_graphql::Result<u64> {
+        let admin = require(ctx, Role::Admin)?;
+        let shared = shared(ctx);
+        let queue = known_queue(&name)?;
+        // Not bounded by the Redis timeout: a deep queue takes many bounded calls.
+        let cancelled = shared
+            .engine
+            .drain(queue, DRAIN_CHUNK)
+            .await
+            .map_err(ApiError::from)?;
+        shared
+            .audit(
+                &shared.db,
+                Some(admin.user_id),
+                "queue.drain",
+                &format!("queue:{queue}"),
+                serde_json::json!({ "cancelled": cancelled }),
+            )
+            .await?;
+        tracing::info!(queue, user = admin.user_id, cancelled, "queue drained");
+        Ok(cancelled)
     }
 }

@@ -8,6 +8,8 @@ export const routes: Routes = [
     canActivate: [signedIn],
     children: [
       { path: '', loadComponent: () => import('./pages/overview').then((m) => m.OverviewPage), title: 'Overview · Steadfast' },
+      // The source documents' name for the overview.
+      { path: 'dashboard', pathMatch: 'full', redirectTo: '' },
       { path: 'submit', loadComponent: () => import('./pages/submit').then((m) => m.SubmitPage), title: 'Submit · Steadfast' },
       { path: 'jobs', loadComponent: () => import('./pages/jobs').then((m) => m.JobsPage), title: 'Jobs · Steadfast' },
       { path: 'jobs/:id', loadComponent: () => import('./pages/job').then((m) => m.JobPage), title: 'Job · Steadfast' },

@@ -1,10 +1,13 @@
-import { Component, DestroyRef, OnInit, inject, signal } from '@angular/core';
+import { Component, DestroyRef, OnInit, computed, inject, signal } from '@angular/core';
 import { RouterLink } from '@angular/router';
 import { explain } from '../core/api-error';
 import { when } from '../core/format';
 import { Graphql } from '../core/graphql';
 import { Live } from '../core/live';
+import { QueueControl, queueAction, waitedFor } from '../core/queues';
+import { Session } from '../core/session';
 import { Throughput } from '../core/throughput';
+import { ConfirmBar } from '../shared/confirm-bar';
 import { LineChart, Series } from '../shared/line-chart';
 
 interface Queue {
@@ -17,6 +20,8 @@ interface Queue {
   failed: number;
   retried: number;
   throughputPerMinute: number;
+  paused: boolean;
+  oldestReadyAgeMs: number | null;
 }
 interface Worker {
   id: string;
@@ -41,33 +46,48 @@ interface OpenAlert {
   acknowledgedAt: string | null;
 }
 
-const QUEUE_FIELDS = 'name ready scheduled running dead completed failed retried throughputPerMinute';
+const QUEUE_FIELDS = 'name ready scheduled running dead completed failed retried throughputPerMinute paused oldestReadyAgeMs';
 const WORKERS_EVERY_MS = 5_000;
 
 /** The state of the whole system at a glance, live. */
 @Component({
   selector: 'sf-overview',
-  imports: [LineChart, RouterLink],
+  imports: [LineChart, RouterLink, ConfirmBar],
   template: `
     <h1>Overview</h1>
     @if (error()) { <p class="error" role="alert">{{ error() }}</p> }
+    @if (done()) { <p class="notice" role="status" data-testid="done">{{ done() }}</p> }
+    @if (draining(); as name) {
+      <sf-confirm [message]="'Cancel every job waiting on ' + name + '? Running jobs finish; the cancelled ones cannot be run again.'"
+        action="Drain" [busy]="busy()" (confirmed)="drain(name)" (cancelled)="draining.set(null)" />
+    }
     <section class="panel">
       <h2>Queues</h2>
       <div class="table-wrap">
         <table data-testid="queues">
-          <thead><tr><th>Queue</th><th class="num">Ready</th><th class="num">Scheduled</th><th class="num">Running</th>
-            <th class="num">Dead</th><th class="num">Succeeded</th><th class="num">Failed</th><th class="num">Per minute</th></tr></thead>
+          <thead><tr><th>Queue</th><th class="num">Ready</th><th class="num">Oldest waiting</th><th class="num">Scheduled</th><th class="num">Running</th>
+            <th class="num">Dead</th><th class="num">Succeeded</th><th class="num">Failed</th><th class="num">Per minute</th>
+            @if (operator()) { <th></th> }</tr></thead>
           <tbody>
             @for (q of queues(); track q.name) {
-              <tr [attr.data-queue]="q.name">
-                <td><a [routerLink]="['/jobs']" [queryParams]="{ kind: q.name.toUpperCase() }">{{ q.name }}</a></td>
-                <td class="num">{{ q.ready }}</td><td class="num">{{ q.scheduled }}</td><td class="num">{{ q.running }}</td>
+              <tr [attr.data-queue]="q.name" [class.paused]="q.paused">
+                <td><a [routerLink]="['/jobs']" [queryParams]="{ kind: q.name.toUpperCase() }">{{ q.name }}</a>
+                  @if (q.paused) { <span class="badge" data-testid="paused">paused</span> }</td>
+                <td class="num">{{ q.ready }}</td><td class="num">{{ waitedFor(q.oldestReadyAgeMs) }}</td>
+                <td class="num">{{ q.scheduled }}</td><td class="num">{{ q.running }}</td>
                 <td class="num">@if (q.dead > 0) { <a routerLink="/dead">{{ q.dead }}</a> } @else { 0 }</td>
                 <td class="num">{{ q.completed }}</td><td class="num">{{ q.failed }}</td>
                 <td class="num">{{ q.throughputPerMinute.toFixed(0) }}</td>
+                @if (operator()) {
+                  <td class="acts">
+                    @let action = queueAction(q);
+                    <button type="button" (click)="control(q.name, action)" [disabled]="busy()">{{ action.label }}</button>
+                    @if (admin()) { <button type="button" (click)="draining.set(q.name)" [disabled]="busy() || q.ready + q.scheduled === 0">Drain</button> }
+                  </td>
+                }
               </tr>
             } @empty {
-              <tr><td colspan="8" class="muted">Loading queue counts…</td></tr>
+              <tr><td colspan="10" class="muted">Loading queue counts…</td></tr>
             }
           </tbody>
         </table>
@@ -120,13 +140,26 @@ const WORKERS_EVERY_MS = 5_000;
       </section>
     </div>
   `,
-  styles: `.alerts { padding-left: 1.1rem; margin: 0; } .alerts li { margin: 0.3rem 0; }`,
+  styles: `
+    .alerts { padding-left: 1.1rem; margin: 0; } .alerts li { margin: 0.3rem 0; }
+    tr.paused { background: #fffbeb; }
+    .badge { margin-left: 0.4rem; padding: 0 0.4rem; border-radius: 4px; background: #f59e0b; color: #fff; font-size: 0.75rem; }
+    .acts { white-space: nowrap; } .acts button { margin-right: 0.25rem; }
+  `,
 })
 export class OverviewPage implements OnInit {
   private readonly graphql = inject(Graphql);
   private readonly live = inject(Live);
   private readonly destroyRef = inject(DestroyRef);
+  private readonly session = inject(Session);
   protected readonly when = when;
+  protected readonly waitedFor = waitedFor;
+  protected readonly queueAction = queueAction;
+  protected readonly operator = computed(() => this.session.can('OPERATOR'));
+  protected readonly admin = computed(() => this.session.can('ADMIN'));
+  protected readonly busy = signal(false);
+  protected readonly done = signal<string | null>(null);
+  protected readonly draining = signal<string | null>(null);
   protected readonly minutes = 5;
   protected readonly queues = signal<Queue[]>([]);
   protected readonly workers = signal<Worker[]>([]);
@@ -163,12 +196,46 @@ export class OverviewPage implements OnInit {
     ]);
   }
 
-  private async loadQueues(): Promise<void> {
+  private async loadQueues(replace = false): Promise<void> {
     try {
       const data = await this.graphql.request<{ queues: Queue[] }>(`{ queues { ${QUEUE_FIELDS} } }`);
-      if (this.queues().length === 0) this.queues.set(data.queues);
+      if (replace || this.queues().length === 0) this.queues.set(data.queues);
     } catch (e) {
       this.error.set(explain(e));
+    }
+  }
+
+  protected async control(name: string, action: QueueControl): Promise<void> {
+    await this.act(async () => {
+      const data = await this.graphql.request<Record<string, Queue>>(
+        `mutation($n: String!) { ${action.mutation}(name: $n) { ${QUEUE_FIELDS} } }`,
+        { n: name },
+      );
+      const changed = data[action.mutation];
+      this.queues.update((qs) => qs.map((q) => (q.name === changed.name ? changed : q)));
+      this.done.set(`${name} ${changed.paused ? 'paused: workers lease nothing from it' : 'resumed'}.`);
+    });
+  }
+
+  protected async drain(name: string): Promise<void> {
+    await this.act(async () => {
+      const data = await this.graphql.request<{ drainQueue: number }>(`mutation($n: String!) { drainQueue(name: $n) }`, { n: name });
+      this.draining.set(null);
+      this.done.set(`${name} drained: ${data.drainQueue} waiting job(s) cancelled.`);
+      await this.loadQueues(true);
+    });
+  }
+
+  private async act(work: () => Promise<void>): Promise<void> {
+    this.busy.set(true);
+    this.error.set(null);
+    this.done.set(null);
+    try {
+      await work();
+    } catch (e) {
+      this.error.set(explain(e));
+    } finally {
+      this.busy.set(false);
     }
   }
 
