@@ -17,6 +17,8 @@ pub enum Code {
     Forbidden,
     BadUserInput,
     NotFound,
+    /// An edit named a version of the row that is no longer current.
+    Conflict,
     Unavailable,
     RateLimited,
     LimitExceeded,
@@ -31,6 +33,7 @@ impl Code {
             Code::Forbidden => "FORBIDDEN",
             Code::BadUserInput => "BAD_USER_INPUT",
             Code::NotFound => "NOT_FOUND",
+            Code::Conflict => "CONFLICT",
             Code::Unavailable => "UNAVAILABLE",
             Code::RateLimited => "RATE_LIMITED",
             Code::LimitExceeded => "LIMIT_EXCEEDED",
@@ -45,6 +48,7 @@ impl Code {
             Code::Forbidden => StatusCode::FORBIDDEN,
             Code::BadUserInput => StatusCode::BAD_REQUEST,
             Code::NotFound => StatusCode::NOT_FOUND,
+            Code::Conflict => StatusCode::CONFLICT,
             Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Code::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Code::LimitExceeded => StatusCode::PAYLOAD_TOO_LARGE,
@@ -93,6 +97,22 @@ impl ApiError {
 
     pub fn not_found(what: impl Into<String>) -> Self {
         Self::new(Code::NotFound, what)
+    }
+
+    /// An edit made against version `expected` of a row that moved on (to `current`, when
+    /// known): nothing changed.
+    pub fn stale(what: &str, expected: i64, current: Option<i64>) -> Self {
+        let now = current.map_or_else(|| "a newer one".to_owned(), |v| v.to_string());
+        Self {
+            field: Some("expectedVersion".into()),
+            ..Self::new(
+                Code::Conflict,
+                format!(
+                    "the {what} changed since you read it (you had version {expected}, it is at \
+                     {now} now); nothing was changed: reload it and apply your edit again"
+                ),
+            )
+        }
     }
 
     pub fn limit(message: impl Into<String>) -> Self {

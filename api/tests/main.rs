@@ -10,6 +10,7 @@ mod api {
     mod fuzz;
     mod jobs;
     mod limits;
+    mod manage;
     mod queues;
     mod resilience;
     mod rest;

@@ -15,6 +15,9 @@ pub struct Model {
     pub created_at: DateTimeUtc,
     /// Set by an admin: notifications to it are skipped, not sent.
     pub disabled_at: Option<DateTimeUtc>,
+    /// Raised by every update, which names the version it read: a stale one is refused.
+    pub version: i64,
+    pub updated_at: Option<DateTimeUtc>,
 }
 
 impl ActiveModelBehavior for ActiveModel {}

@@ -26,6 +26,11 @@ pub struct Model {
     /// cursor than this read the two apart, and starts over.
     pub evaluated_to: i64,
     pub created_at: DateTimeUtc,
+    /// Raised by every update, which names the version it read: a stale one is refused.
+    pub version: i64,
+    pub updated_at: Option<DateTimeUtc>,
+    /// Set when deleted: the rule is kept for its alerts' history, hidden and never evaluated.
+    pub archived_at: Option<DateTimeUtc>,
 }
 
 impl ActiveModelBehavior for ActiveModel {}

@@ -16,6 +16,9 @@ pub struct Model {
     pub eval_cursor: i64,
     pub last_reading_at: Option<DateTimeUtc>,
     pub created_at: DateTimeUtc,
+    /// Raised by every update, which names the version it read: a stale one is refused.
+    pub version: i64,
+    pub updated_at: Option<DateTimeUtc>,
 }
 
 impl ActiveModelBehavior for ActiveModel {}

@@ -12,7 +12,10 @@ use sea_orm::{
 };
 use serde_json::json;
 
-use super::{page, require, row_id, row_or_not_found, sensors::check_text, shared};
+use super::{
+    check_version, page, require, row_id, row_or_not_found, sensors::check_text, shared,
+    update_if_version,
+};
 use crate::{
     auth::Role,
     error::{ApiError, ApiResult},
@@ -46,7 +49,10 @@ pub struct Channel {
     pub has_secret: bool,
     /// False once an admin disabled it: its notifications are skipped.
     pub enabled: bool,
+    /// Raised by every edit; an edit names the version it read (`expectedVersion`).
+    pub version: i64,
     pub created_at: DateTime<Utc>,
+    pub updated_at: Option<DateTime<Utc>>,
 }
 
 impl Channel {
@@ -64,7 +70,9 @@ impl Channel {
             url,
             has_secret: c.secret.is_some_and(|s| !s.is_empty()),
             enabled: c.disabled_at.is_none(),
+            version: c.version,
             created_at: c.created_at,
+            updated_at: c.updated_at,
         }
     }
 }
@@ -157,6 +165,55 @@ fn reqwest_url(raw: &str) -> Option<String> {
     Some(raw.to_owned())
 }
 
+/// A webhook address the workers may POST to, normalised.
+fn check_url(config: &crate::ApiConfig, raw: &str) -> ApiResult<String> {
+    let url = raw.trim();
+    if url.is_empty() {
+        return Err(ApiError::bad_input(
+            "input.url",
+            "a WEBHOOK channel needs a url",
+        ));
+    }
+    let parsed = reqwest_url(url)
+        .ok_or_else(|| ApiError::bad_input("input.url", "enter an http:// or https:// address"))?;
+    check_destination(config, &parsed)?;
+    Ok(parsed)
+}
+
+fn check_secret(secret: &str) -> ApiResult<String> {
+    if secret.is_empty() {
+        return Err(ApiError::bad_input(
+            "input.secret",
+            "a WEBHOOK channel needs a secret: the key of the HMAC signature receivers check",
+        ));
+    }
+    crate::auth::reject_nul("input.secret", secret)?;
+    if secret.len() > 512 {
+        return Err(ApiError::bad_input("input.secret", "at most 512 bytes"));
+    }
+    Ok(secret.to_owned())
+}
+
+/// The fields to change; absent ones keep their value. `url` and `secret` are for webhooks
+/// (a new secret rotates the signing key from the next delivery).
+#[derive(Debug, Clone, Default, InputObject)]
+pub struct UpdateChannelInput {
+    pub name: Option<String>,
+    pub url: Option<String>,
+    pub secret: Option<String>,
+}
+
+/// The channel as the audit log keeps it: the URL redacted, the secret never.
+fn audited(c: &channels::Model) -> serde_json::Value {
+    json!({
+        "name": c.name,
+        "kind": c.kind,
+        "url": c.url.as_deref().map(redacted_url),
+        "enabled": c.disabled_at.is_none(),
+        "version": c.version,
+    })
+}
+
 #[derive(Default)]
 pub struct ChannelMutation;
 
@@ -172,33 +229,14 @@ impl ChannelMutation {
         let name = check_text("input.name", &input.name, 200)?;
         let (url, secret) = match input.kind {
             ChannelKind::Webhook => {
-                let url = input
-                    .url
-                    .as_deref()
-                    .map(str::trim)
-                    .filter(|u| !u.is_empty())
-                    .ok_or_else(|| {
+                let url = check_url(
+                    &shared.config,
+                    input.url.as_deref().ok_or_else(|| {
                         ApiError::bad_input("input.url", "a WEBHOOK channel needs a url")
-                    })?;
-                let parsed = reqwest_url(url).ok_or_else(|| {
-                    ApiError::bad_input("input.url", "enter an http:// or https:// address")
-                })?;
-                check_destination(&shared.config, &parsed)?;
-                let secret = input
-                    .secret
-                    .clone()
-                    .filter(|s| !s.is_empty())
-                    .ok_or_else(|| {
-                        ApiError::bad_input(
-                            "input.secret",
-                            "a WEBHOOK channel needs a secret: the key of the HMAC signature receivers check",
-                        )
-                    })?;
-                crate::auth::reject_nul("input.secret", &secret)?;
-                if secret.len() > 512 {
-                    return Err(ApiError::bad_input("input.secret", "at most 512 bytes").into());
-                }
-                (Some(parsed), Some(secret))
+                    })?,
+                )?;
+                let secret = check_secret(input.secret.as_deref().unwrap_or_default())?;
+                (Some(url), Some(secret))
             }
             ChannelKind::InApp => (None, None),
         };
@@ -207,6 +245,8 @@ impl ChannelMutation {
             kind: Set(input.kind.name().to_owned()),
             url: Set(url),
             secret: Set(secret),
+            version: Set(1),
+            updated_at: Set(None),
             created_at: Set(Utc::now()),
             ..Default::default()
         }
@@ -225,6 +265,73 @@ impl ChannelMutation {
         Ok(Channel::view(channel, admin.role))
     }
 
+    /// Renames a channel, moves its webhook or rotates its secret (admin). `expectedVersion`
+    /// is the version the edit was made against: if the channel changed since, nothing is
+    /// written (`CONFLICT`). Notifications already queued use the channel as it is when sent.
+    async fn update_channel(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        expected_version: i64,
+        input: UpdateChannelInput,
+    ) -> async_graphql::Result<Channel> {
+        let admin = require(ctx, Role::Admin)?;
+        let shared = shared(ctx);
+        let id = row_id("id", &id)?;
+        let name = input
+            .name
+            .as_deref()
+            .map(|n| check_text("input.name", n, 200))
+            .transpose()?;
+        let txn = shared.db.begin().await.map_err(ApiError::from)?;
+        let before = row_or_not_found::<channels::Entity>(&txn, id, "channel").await?;
+        check_version("channel", before.version, expected_version)?;
+        let webhook =
+            entities::states::ChannelKind::parse(&before.kind) == Some(ChannelKind::Webhook.into());
+        if !webhook {
+            for (field, given) in [("input.url", &input.url), ("input.secret", &input.secret)] {
+                if given.is_some() {
+                    return Err(ApiError::bad_input(field, "only a WEBHOOK channel has one").into());
+                }
+            }
+        }
+        let mut active: channels::ActiveModel = before.clone().into();
+        if let Some(name) = name {
+            active.name = Set(name);
+        }
+        if let Some(url) = &input.url {
+            active.url = Set(Some(check_url(&shared.config, url)?));
+        }
+        if let Some(secret) = &input.secret {
+            active.secret = Set(Some(check_secret(secret)?));
+        }
+        active.version = Set(expected_version + 1);
+        active.updated_at = Set(Some(Utc::now()));
+        let after = update_if_version(
+            &txn,
+            active,
+            channels::Column::Version,
+            expected_version,
+            "channel",
+        )
+        .await?;
+        shared
+            .audit(
+                &txn,
+                Some(admin.user_id),
+                "channel.update",
+                &format!("channel:{id}"),
+                json!({
+                    "before": audited(&before),
+                    "after": audited(&after),
+                    "secretRotated": input.secret.is_some(),
+                }),
+            )
+            .await?;
+        txn.commit().await.map_err(ApiError::from)?;
+        Ok(Channel::view(after, admin.role))
+    }
+
     /// Disables a channel (its notifications are skipped, not sent) or enables it again.
     async fn set_channel_enabled(
         &self,
@@ -238,8 +345,11 @@ impl ChannelMutation {
         let txn = shared.db.begin().await.map_err(ApiError::from)?;
         let channel = row_or_not_found::<channels::Entity>(&txn, id, "channel").await?;
         let was_enabled = channel.disabled_at.is_none();
+        let channel_version = channel.version;
         let mut active: channels::ActiveModel = channel.into();
         active.disabled_at = Set((!enabled).then(Utc::now));
+        active.version = Set(channel_version + 1);
+        active.updated_at = Set(Some(Utc::now()));
         let channel = active.update(&txn).await.map_err(ApiError::from)?;
         shared
             .audit(

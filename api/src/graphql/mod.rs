@@ -174,3 +174,40 @@ pub(crate) fn row_id(field: &str, id: &async_graphql::ID) -> ApiResult<i64> {
     id.parse::<i64>()
         .map_err(|_| ApiError::bad_input(field, format!("{:?} is not an id here", id.as_str())))
 }
+
+/// Writes `active` (its version already raised) only if the row is still at version
+/// `expected`: the compare and the write are one `UPDATE ... WHERE version = $expected`, so of
+/// two concurrent edits of one version only one lands. The other gets `CONFLICT` and nothing
+/// changes. `what` names the row in the error ("rule").
+pub(crate) async fn update_if_version<A>(
+    db: &impl sea_orm::ConnectionTrait,
+    active: A,
+    version: <A::Entity as sea_orm::EntityTrait>::Column,
+    expected: i64,
+    what: &str,
+) -> ApiResult<<A::Entity as sea_orm::EntityTrait>::Model>
+where
+    A: sea_orm::ActiveModelTrait + Send,
+    <A::Entity as sea_orm::EntityTrait>::Model: sea_orm::IntoActiveModel<A>,
+{
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    match A::Entity::update(active)
+        .validate()?
+        .filter(version.eq(expected))
+        .exec(db)
+        .await
+    {
+        Ok(model) => Ok(model),
+        Err(sea_orm::DbErr::RecordNotUpdated) => Err(ApiError::stale(what, expected, None)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `CONFLICT` unless the row read is at the version the edit was made against.
+pub(crate) fn check_version(what: &str, current: i64, expected: i64) -> ApiResult<()> {
+    if current == expected {
+        Ok(())
+    } else {
+        Err(ApiError::stale(what, expected, Some(current)))
+    }
+}

@@ -1,4 +1,5 @@
-//! Sensors with their status and readings. Creating one is an admin action, audited; their
+//! Sensors with their status and readings. Creating and editing one are admin actions,
+//! audited (an edit with the sensor before and after, against the version it read); their
 //! rules, the channels alerts go to and the devices that write them have modules of their own.
 
 use async_graphql::{ComplexObject, Context, ID, InputObject, Object, SimpleObject};
@@ -11,7 +12,7 @@ use sea_orm::{
 use serde_json::json;
 
 use super::rules::{Rule, rules_of};
-use super::{page, require, shared};
+use super::{check_version, page, require, shared, update_if_version};
 use crate::{
     auth::Role,
     error::{ApiError, ApiResult},
@@ -26,7 +27,10 @@ pub struct Sensor {
     pub unit: String,
     /// When its newest reading was taken.
     pub last_seen_at: Option<DateTime<Utc>>,
+    /// Raised by every edit; an edit names the version it read (`expectedVersion`).
+    pub version: i64,
     pub created_at: DateTime<Utc>,
+    pub updated_at: Option<DateTime<Utc>>,
     #[graphql(skip)]
     row_id: i64,
     #[graphql(skip)]
@@ -41,7 +45,9 @@ impl From<sensors::Model> for Sensor {
             name: s.name,
             unit: s.unit,
             last_seen_at: s.last_reading_at,
+            version: s.version,
             created_at: s.created_at,
+            updated_at: s.updated_at,
             row_id: s.id,
             device_id: s.device_id,
         }
@@ -171,6 +177,19 @@ pub struct CreateSensorInput {
     pub unit: String,
 }
 
+/// The fields to change; absent ones keep their value. The key never changes: devices and
+/// jobs name the sensor by it.
+#[derive(Debug, Clone, Default, InputObject)]
+pub struct UpdateSensorInput {
+    pub name: Option<String>,
+    pub unit: Option<String>,
+}
+
+fn check_unit(unit: &str) -> ApiResult<String> {
+    crate::auth::reject_nul("input.unit", unit)?;
+    Ok(unit.trim().chars().take(32).collect())
+}
+
 pub(crate) fn check_text(field: &str, value: &str, max: usize) -> ApiResult<String> {
     crate::auth::reject_nul(field, value)?;
     let value = value.trim();
@@ -213,7 +232,7 @@ impl SensorMutation {
         let shared = shared(ctx);
         let key = check_key("input.key", &input.key)?;
         let name = check_text("input.name", &input.name, 200)?;
-        let unit = input.unit.trim().chars().take(32).collect::<String>();
+        let unit = check_unit(&input.unit)?;
         let txn = shared.db.begin().await.map_err(ApiError::from)?;
         let taken = sensors::Entity::find()
             .filter(sensors::Column::Key.eq(&key))
@@ -231,6 +250,8 @@ impl SensorMutation {
             device_id: Set(None),
             eval_cursor: Set(0),
             last_reading_at: Set(None),
+            version: Set(1),
+            updated_at: Set(None),
             created_at: Set(Utc::now()),
             ..Default::default()
         }
@@ -248,5 +269,62 @@ impl SensorMutation {
             .await?;
         txn.commit().await.map_err(ApiError::from)?;
         Ok(sensor.into())
+    }
+
+    /// Renames a sensor or changes its unit (admin). `expectedVersion` is the version the edit
+    /// was made against: if the sensor changed since, nothing is written (`CONFLICT`).
+    async fn update_sensor(
+        &self,
+        ctx: &Context<'_>,
+        key: String,
+        expected_version: i64,
+        input: UpdateSensorInput,
+    ) -> async_graphql::Result<Sensor> {
+        let admin = require(ctx, Role::Admin)?;
+        let shared = shared(ctx);
+        let name = input
+            .name
+            .as_deref()
+            .map(|n| check_text("input.name", n, 200))
+            .transpose()?;
+        let unit = input.unit.as_deref().map(check_unit).transpose()?;
+        let txn = shared.db.begin().await.map_err(ApiError::from)?;
+        let before = sensors::Entity::find()
+            .filter(sensors::Column::Key.eq(&key))
+            .one(&txn)
+            .await
+            .map_err(ApiError::from)?
+            .ok_or_else(|| ApiError::not_found(format!("no sensor has key {key:?}")))?;
+        check_version("sensor", before.version, expected_version)?;
+        let mut active: sensors::ActiveModel = before.clone().into();
+        if let Some(name) = name {
+            active.name = Set(name);
+        }
+        if let Some(unit) = unit {
+            active.unit = Set(unit);
+        }
+        active.version = Set(expected_version + 1);
+        active.updated_at = Set(Some(Utc::now()));
+        let after = update_if_version(
+            &txn,
+            active,
+            sensors::Column::Version,
+            expected_version,
+            "sensor",
+        )
+        .await?;
+        let audited =
+            |s: &sensors::Model| json!({ "name": s.name, "unit": s.unit, "version": s.version });
+        shared
+            .audit(
+                &txn,
+                Some(admin.user_id),
+                "sensor.update",
+                &format!("sensor:{key}"),
+                json!({ "before": audited(&before), "after": audited(&after) }),
+            )
+            .await?;
+        txn.commit().await.map_err(ApiError::from)?;
+        Ok(after.into())
     }
 }

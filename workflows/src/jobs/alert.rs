@@ -13,6 +13,10 @@
 //! (`notified_alert_id`), so a job retried after a crash between that commit and its enqueue
 //! (or any job whose signal that batch applied) pushes the batch's `notify` jobs again under
 //! the same keys.
+//!
+//! An edit that changes how a rule judges readings, or a rule switched off or archived, ends
+//! its episode at once ([`end_episode`]): the open alert is resolved and the signals judged
+//! under the old rule are set aside, so no alert stays open that its rule would not close.
 
 use std::{collections::HashMap, time::Duration};
 
@@ -206,8 +210,23 @@ pub async fn run(
         .one(&txn)
         .await?;
     let Some(own) = own else {
-        // Its evaluation pushes the job before it commits the signal.
+        // Its evaluation pushes the job before it commits the signal, and commits the signal
+        // with the sensor's cursor. A cursor past the reading without the signal means that
+        // evaluation lost to another that judged the reading otherwise (its rule was edited in
+        // between): the signal will never come.
+        let cursor = sensors::Entity::find_by_id(sensor.id)
+            .one(&txn)
+            .await?
+            .map_or(0, |s| s.eval_cursor);
         txn.rollback().await?;
+        if cursor >= reading.id {
+            tracing::info!(rule = rule.id, sensor = %sensor.key, reading = reading.id, "signal never recorded: the reading was judged otherwise");
+            return Ok(Applied {
+                alert_id: None,
+                change: Change::Unchanged,
+                notifications: Vec::new(),
+            });
+        }
         return Err(HandlerError::Retryable(format!(
             "the signal of reading {} is not recorded yet",
             reading.id
@@ -283,17 +302,7 @@ pub async fn run(
 
     let notifications = notify_channels(db, engine, rule.id, &walk.notify).await?;
     for (event, alert) in &walk.events {
-        let (id, count) = (alert.id.to_string(), alert.count.to_string());
-        engine
-            .publish_app_event(&[
-                ("type", event),
-                ("alert", &id),
-                ("rule", &rule.id.to_string()),
-                ("sensor", &sensor.key),
-                ("state", &alert.state),
-                ("count", &count),
-            ])
-            .await?;
+        publish_alert_event(engine, event, alert, &sensor.key).await?;
     }
     let alert_id = walk
         .events
@@ -307,6 +316,70 @@ pub async fn run(
         change: walk.change,
         notifications,
     })
+}
+
+/// Tells every subscriber (through the domain-event stream) that `alert` changed: `event` is
+/// `alert_opened`, `alert_updated` or `alert_resolved`.
+pub async fn publish_alert_event(
+    engine: &Engine,
+    event: &str,
+    alert: &alerts::Model,
+    sensor_key: &str,
+) -> Result<(), HandlerError> {
+    let (id, rule, count) = (
+        alert.id.to_string(),
+        alert.rule_id.to_string(),
+        alert.count.to_string(),
+    );
+    engine
+        .publish_app_event(&[
+            ("type", event),
+            ("alert", &id),
+            ("rule", &rule),
+            ("sensor", sensor_key),
+            ("state", &alert.state),
+            ("count", &count),
+        ])
+        .await?;
+    Ok(())
+}
+
+/// Ends rule `rule`'s breach episode now: its pending signals (judged under the rule as it
+/// was) are set aside, so their alert jobs change nothing; its open alert is resolved; and
+/// the next evaluation starts outside a breach. For an edit that changes how the rule judges
+/// readings, and for a rule switched off or archived. Call it in the transaction that changes
+/// the rule, holding the sensor's and the rule's row locks (the order `evaluate` takes them);
+/// answers the resolved alert, to publish with [`publish_alert_event`] after the commit.
+pub async fn end_episode(
+    txn: &DatabaseTransaction,
+    rule: i64,
+) -> Result<Option<alerts::Model>, HandlerError> {
+    let now = Utc::now();
+    alert_signals::Entity::update_many()
+        .col_expr(alert_signals::Column::AppliedAt, Expr::value(now))
+        .filter(alert_signals::Column::RuleId.eq(rule))
+        .filter(alert_signals::Column::AppliedAt.is_null())
+        .exec(txn)
+        .await?;
+    rules::Entity::update_many()
+        .col_expr(rules::Column::InBreach, Expr::value(false))
+        .filter(rules::Column::Id.eq(rule))
+        .exec(txn)
+        .await?;
+    let Some(open) = alerts::Entity::find()
+        .filter(alerts::Column::RuleId.eq(rule))
+        .filter(alerts::Column::OpenKey.is_not_null())
+        .one(txn)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let mut alert = open.into_active_model();
+    alert.state = Set(AlertState::Resolved.as_str().into());
+    alert.open_key = Set(None);
+    alert.resolved_at = Set(Some(now));
+    alert.updated_at = Set(now);
+    Ok(Some(alert.update(txn).await?))
 }
 
 /// Applies one signal to the rule's open alert.

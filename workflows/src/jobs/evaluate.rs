@@ -239,6 +239,23 @@ async fn try_once(
         txn.rollback().await?;
         return Ok(None);
     }
+    // The cursor's row lock is held now, and a rule edit takes it before changing a rule: the
+    // rules read now are final for this commit. Any other than those judged with starts over.
+    let judged: Vec<(i64, i64)> = rules.iter().map(|r| (r.id, r.version)).collect();
+    let current: Vec<(i64, i64)> = rules::Entity::find()
+        .select_only()
+        .column(rules::Column::Id)
+        .column(rules::Column::Version)
+        .filter(rules::Column::SensorId.eq(sensor.id))
+        .filter(rules::Column::Enabled.eq(true))
+        .order_by_asc(rules::Column::Id)
+        .into_tuple()
+        .all(&txn)
+        .await?;
+    if current != judged {
+        txn.rollback().await?;
+        return Ok(None);
+    }
     // Only the winner of the cursor records the signals and moves the rules' episode state,
     // in the same commit.
     let recorded: Vec<(i64, i64, bool)> = signals

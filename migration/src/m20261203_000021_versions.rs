@@ -1,0 +1,65 @@
+//! What editing needs: a `version` on sensors, rules and channels that every update checks
+//! and raises (optimistic concurrency: two operators cannot overwrite each other silently),
+//! when each was last changed, and `rules.archived_at` (a deleted rule is archived, because
+//! its alerts and signals keep referring to it).
+
+use sea_orm_migration::{prelude::*, schema::*};
+
+#[derive(DeriveMigrationName)]
+pub struct Migration;
+
+const EDITABLE: [&str; 3] = ["sensors", "rules", "channels"];
+
+#[async_trait::async_trait]
+impl MigrationTrait for Migration {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        // One column per statement: SQLite's ALTER TABLE adds one at a time.
+        for table in EDITABLE {
+            for column in [
+                big_integer(Alias::new("version")).default(1).to_owned(),
+                timestamp_with_time_zone_null(Alias::new("updated_at")),
+            ] {
+                manager
+                    .alter_table(
+                        Table::alter()
+                            .table(Alias::new(table))
+                            .add_column(column)
+                            .to_owned(),
+                    )
+                    .await?;
+            }
+        }
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(Alias::new("rules"))
+                    .add_column(timestamp_with_time_zone_null(Alias::new("archived_at")))
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(Alias::new("rules"))
+                    .drop_column(Alias::new("archived_at"))
+                    .to_owned(),
+            )
+            .await?;
+        for table in EDITABLE.into_iter().rev() {
+            for column in ["updated_at", "version"] {
+                manager
+                    .alter_table(
+                        Table::alter()
+                            .table(Alias::new(table))
+                            .drop_column(Alias::new(column))
+                            .to_owned(),
+                    )
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+}
