@@ -183,6 +183,36 @@ test('a paused queue holds a submitted job until the operator resumes it', async
   await expect(page.getByTestId('job-state')).toHaveText('SUCCEEDED', { timeout: 15_000 });
 });
 
+test('an admin edits a rule and the next breach follows the new threshold', async ({ page }) => {
+  await signIn(page, ADMIN);
+  await page.goto(`${baseUrl()}/sensors/boiler-1`);
+  const rule = page.getByTestId('rules').locator('tbody tr').first();
+  await rule.getByRole('button', { name: 'Edit' }).click();
+  const form = page.getByTestId('edit-rule');
+  await form.getByLabel('Threshold').fill('99');
+  await form.getByRole('button', { name: 'Save rule' }).click();
+  await expect(form).toHaveCount(0);
+  await expect(rule.locator('td').nth(2)).toHaveText('99');
+  // The edit resolved the alert the old threshold had opened.
+  await expect(page.getByText('0 open alert(s)')).toBeVisible();
+  await shot(page, 'rule-edited');
+
+  // 95 breached the old threshold (80), not the new one: evaluated, and no alert.
+  const below = await submit(page, 'INGEST', { readings: [{ sensor: 'boiler-1', ts: new Date().toISOString(), value: 95 }] });
+  await page.goto(`${baseUrl()}/runs/${below}`);
+  await expect(page.getByTestId('run-graph').locator('[data-stage="EVALUATE"] [data-state="SUCCEEDED"]')).toBeVisible({ timeout: 15_000 });
+  await expect(page.getByTestId('run-state')).toHaveText('SUCCEEDED', { timeout: 15_000 });
+  await expect(page.getByTestId('run-graph').locator('[data-stage="ALERT"] [data-step]')).toHaveCount(0);
+  await page.goto(`${baseUrl()}/sensors/boiler-1`);
+  await expect(page.getByText('0 open alert(s)')).toBeVisible();
+
+  const above = await submit(page, 'INGEST', { readings: [{ sensor: 'boiler-1', ts: new Date().toISOString(), value: 100 }] });
+  await page.goto(`${baseUrl()}/runs/${above}`);
+  await expect(page.getByTestId('run-graph').locator('[data-stage="ALERT"] [data-state="SUCCEEDED"]').first()).toBeVisible({ timeout: 15_000 });
+  await page.goto(`${baseUrl()}/sensors/boiler-1`);
+  await expect(page.getByText('1 open alert(s)')).toBeVisible();
+});
+
 test('a notify to a failing receiver retries, dies, and succeeds once requeued from the dead-jobs page', async ({ page }) => {
   await signIn(page, ADMIN);
 

@@ -10,6 +10,7 @@ export type ErrorCode =
   | 'FORBIDDEN'
   | 'BAD_USER_INPUT'
   | 'NOT_FOUND'
+  | 'CONFLICT'
   | 'UNAVAILABLE'
   | 'RATE_LIMITED'
   | 'LIMIT_EXCEEDED'
@@ -52,6 +53,8 @@ export function explain(error: unknown): string {
       const wait = error.retryAfterSeconds;
       return wait ? `${error.message}. Try again in ${wait} s.` : `${error.message}. Try again shortly.`;
     }
+    case 'CONFLICT':
+      return 'Someone changed this since you loaded it, so nothing was saved. The page shows it as it is now: apply your change again.';
     case 'INTERNAL':
       return 'The server hit an unexpected error; it has been logged. Try again, or tell your operator.';
     default:
@@ -61,5 +64,7 @@ export function explain(error: unknown): string {
 
 /** Like `explain`, prefixed with the input field the server blames, for a form. */
 export function explainForm(error: unknown): string {
-  return error instanceof ApiError && error.field ? `${error.field}: ${error.message}` : explain(error);
+  return error instanceof ApiError && error.field && error.code !== 'CONFLICT'
+    ? `${error.field}: ${error.message}`
+    : explain(error);
 }

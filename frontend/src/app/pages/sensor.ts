@@ -6,21 +6,12 @@ import { when } from '../core/format';
 import { Graphql } from '../core/graphql';
 import { Live } from '../core/live';
 import { Session } from '../core/session';
+import { RuleForm, RuleRow, formOf, numberOrNull, ruleChanges } from '../core/rules';
+import { ConfirmBar } from '../shared/confirm-bar';
 import { LineChart } from '../shared/line-chart';
 import { ChannelRow } from './sensors';
 
-interface Rule {
-  id: string;
-  kind: string | null;
-  threshold: number | null;
-  clearThreshold: number | null;
-  forReadings: number;
-  silenceSeconds: number | null;
-  throttleSeconds: number;
-  enabled: boolean;
-  inBreach: boolean;
-  channelIds: string[];
-}
+type Rule = RuleRow;
 interface SensorDetail {
   id: string;
   key: string;
@@ -37,7 +28,7 @@ type RuleKind = 'ABOVE' | 'BELOW' | 'RATE_OF_CHANGE' | 'SILENCE';
 /** One sensor: a chart of its recent readings, its rules, and a form for a new rule. */
 @Component({
   selector: 'sf-sensor',
-  imports: [FormsModule, RouterLink, LineChart],
+  imports: [FormsModule, RouterLink, LineChart, ConfirmBar],
   template: `
     <p><a routerLink="/sensors">← Sensors</a></p>
     @if (error()) { <p class="error" role="alert">{{ error() }}</p> }
@@ -56,17 +47,48 @@ type RuleKind = 'ABOVE' | 'BELOW' | 'RATE_OF_CHANGE' | 'SILENCE';
         <h2>Rules</h2>
         <div class="table-wrap">
           <table data-testid="rules">
-            <thead><tr><th>#</th><th>Kind</th><th>Breach at</th><th>Clears at</th><th>For</th><th>Channels</th><th>Now</th></tr></thead>
+            <thead><tr><th>#</th><th>Kind</th><th>Breach at</th><th>Clears at</th><th>For</th><th>Channels</th><th>Now</th>
+              @if (admin()) { <th></th> }</tr></thead>
             <tbody>
               @for (r of s.rules; track r.id) {
-                <tr><td>{{ r.id }}</td><td>{{ r.kind?.toLowerCase() }}</td>
+                <tr [attr.data-rule]="r.id" [class.off]="!r.enabled"><td>{{ r.id }}</td><td>{{ r.kind?.toLowerCase() }}</td>
                   <td>{{ r.kind === 'SILENCE' ? r.silenceSeconds + ' s silent' : r.threshold }}</td><td>{{ r.clearThreshold ?? '—' }}</td>
                   <td>{{ r.forReadings }} reading(s)</td><td>{{ r.channelIds.join(', ') || '—' }}</td>
-                  <td>{{ r.inBreach ? 'in breach' : 'ok' }}</td></tr>
-              } @empty { <tr><td colspan="7" class="muted">No rules: readings are stored but never raise alerts.</td></tr> }
+                  <td>{{ !r.enabled ? 'off' : r.inBreach ? 'in breach' : 'ok' }}</td>
+                  @if (admin()) {
+                    <td class="acts">
+                      <button type="button" (click)="startEdit(r)" [disabled]="busy()">Edit</button>
+                      <button type="button" (click)="setEnabled(r, !r.enabled)" [disabled]="busy()">{{ r.enabled ? 'Disable' : 'Enable' }}</button>
+                      <button type="button" (click)="archiving.set(r)" [disabled]="busy()">Delete</button>
+                    </td>
+                  }
+                </tr>
+              } @empty { <tr><td [attr.colspan]="admin() ? 8 : 7" class="muted">No rules: readings are stored but never raise alerts.</td></tr> }
             </tbody>
           </table>
         </div>
+        @if (archiving(); as r) {
+          <sf-confirm [message]="'Delete rule ' + r.id + '? It stops raising alerts and its open alert is resolved; its past alerts stay.'"
+            action="Delete rule" [busy]="busy()" (confirmed)="archive(r)" (cancelled)="archiving.set(null)" />
+        }
+        @if (editing(); as r) {
+          <form (ngSubmit)="saveEdit(r)" data-testid="edit-rule">
+            <h2>Edit rule {{ r.id }}</h2>
+            <p class="muted">A new threshold resolves the rule's open alert and applies from the next reading.</p>
+            <div class="row">
+              @if (r.kind === 'SILENCE') {
+                <label>Silent for (s) <input name="editSilence" type="number" min="1" [(ngModel)]="edit.silenceSeconds" /></label>
+              } @else {
+                <label>Threshold <input name="editThreshold" type="number" step="any" [(ngModel)]="edit.threshold" /></label>
+                <label>Clears at <input name="editClear" type="number" step="any" [(ngModel)]="edit.clearThreshold" /></label>
+                <label>Breaching readings before alert <input name="editFor" type="number" min="1" [(ngModel)]="edit.forReadings" /></label>
+              }
+            </div>
+            <button type="submit" class="primary" [disabled]="busy()">Save rule</button>
+            <button type="button" (click)="editing.set(null)" [disabled]="busy()">Cancel</button>
+            @if (editError()) { <p class="field-error" role="alert">{{ editError() }}</p> }
+          </form>
+        }
         @if (admin()) {
           <form (ngSubmit)="createRule()" data-testid="create-rule">
             <h2>New rule</h2>
@@ -102,7 +124,8 @@ type RuleKind = 'ABOVE' | 'BELOW' | 'RATE_OF_CHANGE' | 'SILENCE';
     }
   `,
   styles: `fieldset { border: 1px solid var(--border); border-radius: 6px; margin: 0.75rem 0; }
-    .check { flex-direction: row; align-items: center; gap: 0.4rem; }`,
+    .check { flex-direction: row; align-items: center; gap: 0.4rem; }
+    tr.off { color: #6b7280; } .acts { white-space: nowrap; } .acts button { margin-right: 0.25rem; }`,
 })
 export class SensorPage implements OnInit {
   private readonly graphql = inject(Graphql);
@@ -126,6 +149,10 @@ export class SensorPage implements OnInit {
   protected readonly forReadings = signal<number | null>(1);
   protected readonly silenceSeconds = signal<number | null>(300);
   protected readonly chosen = signal<ReadonlySet<string>>(new Set());
+  protected readonly editing = signal<Rule | null>(null);
+  protected readonly archiving = signal<Rule | null>(null);
+  protected readonly editError = signal<string | null>(null);
+  protected edit: RuleForm = { threshold: null, clearThreshold: null, forReadings: null, silenceSeconds: null };
   private key = '';
 
   ngOnInit(): void {
@@ -157,7 +184,7 @@ export class SensorPage implements OnInit {
       const data = await this.graphql.request<{ sensor: SensorDetail | null; channels: ChannelRow[] }>(
         `query Sensor($key: String!) { sensor(key: $key) { id key name unit lastSeenAt openAlerts
           readings(last: 200) { id ts value }
-          rules { id kind threshold clearThreshold forReadings silenceSeconds throttleSeconds enabled inBreach channelIds } }
+          rules { id kind threshold clearThreshold forReadings silenceSeconds throttleSeconds enabled inBreach channelIds version } }
           channels { id name kind url hasSecret } }`,
         { key: this.key },
       );
@@ -169,6 +196,58 @@ export class SensorPage implements OnInit {
       this.channels.set(data.channels);
     } catch (e) {
       this.error.set(explain(e));
+    }
+  }
+
+  startEdit(rule: Rule): void {
+    this.edit = formOf(rule);
+    this.editError.set(null);
+    this.editing.set(rule);
+  }
+
+  async saveEdit(rule: Rule): Promise<void> {
+    const input = ruleChanges(rule, this.edit);
+    if (Object.keys(input).length === 0) {
+      this.editing.set(null);
+      return;
+    }
+    await this.change(
+      `mutation E($id: ID!, $v: Int!, $input: UpdateRuleInput!) { updateRule(id: $id, expectedVersion: $v, input: $input) { id } }`,
+      { id: rule.id, v: rule.version, input },
+      (e) => this.editError.set(explainForm(e)),
+    );
+    if (!this.editError()) this.editing.set(null);
+  }
+
+  async setEnabled(rule: Rule, enabled: boolean): Promise<void> {
+    await this.change(
+      `mutation S($id: ID!, $v: Int!, $on: Boolean!) { setRuleEnabled(id: $id, expectedVersion: $v, enabled: $on) { id } }`,
+      { id: rule.id, v: rule.version, on: enabled },
+      (e) => this.error.set(explain(e)),
+    );
+  }
+
+  async archive(rule: Rule): Promise<void> {
+    await this.change(
+      `mutation A($id: ID!, $v: Int!) { archiveRule(id: $id, expectedVersion: $v) }`,
+      { id: rule.id, v: rule.version },
+      (e) => this.error.set(explain(e)),
+    );
+    this.archiving.set(null);
+  }
+
+  /** Runs an edit; whatever the answer (a stale version included), shows the rules as they are now. */
+  private async change(query: string, variables: Record<string, unknown>, failed: (e: unknown) => void): Promise<void> {
+    this.busy.set(true);
+    this.error.set(null);
+    this.editError.set(null);
+    try {
+      await this.graphql.request(query, variables);
+    } catch (e) {
+      failed(e);
+    } finally {
+      this.busy.set(false);
+      await this.load();
     }
   }
 
@@ -195,10 +274,4 @@ export class SensorPage implements OnInit {
       this.busy.set(false);
     }
   }
-}
-
-function numberOrNull(value: number | string | null): number | null {
-  if (value === null || value === '') return null;
-  const n = Number(value);
-  return Number.isFinite(n) ? n : null;
 }
