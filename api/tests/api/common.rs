@@ -216,6 +216,29 @@ impl Api {
         (field(&["device", "id"]), field(&["apiKey"]))
     }
 
+    /// The newest audit-log entries (up to 50) whose action starts with `prefix`, as
+    /// `{action, target, details}`, read by `token`'s holder.
+    pub async fn audit_entries(&self, token: &str, prefix: &str) -> Vec<Value> {
+        self.ok(
+            Some(token),
+            "query($p: String) { auditLog(first: 50, actionPrefix: $p) { edges { node { action target details } } } }",
+            json!({ "p": prefix }),
+        )
+        .await["auditLog"]["edges"]
+            .as_array()
+            .map(|edges| edges.iter().map(|e| e["node"].clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// The actions of [`Api::audit_entries`].
+    pub async fn audit_actions(&self, token: &str, prefix: &str) -> Vec<String> {
+        self.audit_entries(token, prefix)
+            .await
+            .iter()
+            .filter_map(|e| e["action"].as_str().map(str::to_owned))
+            .collect()
+    }
+
     pub fn ws_url(&self) -> String {
         format!("{}/graphql/ws", self.url.replacen("http", "ws", 1))
     }

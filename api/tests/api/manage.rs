@@ -32,18 +32,6 @@ fn open(alerts: &[Value]) -> Vec<&Value> {
     alerts.iter().filter(|a| a["state"] == "OPEN").collect()
 }
 
-async fn audit(api: &Api, admin: &str, prefix: &str) -> Vec<Value> {
-    api.ok(
-        Some(admin),
-        "query($p: String) { auditLog(first: 50, actionPrefix: $p) { edges { node { action target details } } } }",
-        json!({ "p": prefix }),
-    )
-    .await["auditLog"]["edges"]
-        .as_array()
-        .map(|edges| edges.iter().map(|e| e["node"].clone()).collect())
-        .unwrap_or_default()
-}
-
 async fn rules_edited_follow_their_version_and_keep_alerts_consistent(sql: Sql) {
     let deployment = Deployment::new(sql, "manage-rules").await;
     let api = deployment.api(&[]).await;
@@ -234,7 +222,7 @@ async fn rules_edited_follow_their_version_and_keep_alerts_consistent(sql: Sql) 
     assert_eq!(code(&body), "NOT_FOUND", "{body}");
 
     // Every change is in the audit log with the rule before and after.
-    let log = audit(&api, admin, "rule.").await;
+    let log = api.audit_entries(admin, "rule.").await;
     let update = log
         .iter()
         .find(|e| e["action"] == "rule.update" && e["details"]["before"]["version"] == 1)
@@ -422,7 +410,7 @@ async fn sensors_and_channels_are_edited_against_their_version(sql: Sql) {
         "{body}"
     );
 
-    let log = audit(&api, admin, "").await;
+    let log = api.audit_entries(admin, "").await;
     let sensor = log
         .iter()
         .find(|e| e["action"] == "sensor.update")

@@ -123,8 +123,9 @@ async fn publish_resolved(shared: &SharedState, edited: &Edited) {
 }
 
 /// Runs `change` on rule `id` in one transaction holding the sensor's and the rule's locks,
-/// then audits it with the rule before and after; `change` answers the rule to write (or
-/// `None`: nothing to change) and whether its episode ends.
+/// audits it with the rule before and after, and after the commit publishes the alert it
+/// resolved; `change` answers the rule to write, its new channels (`None`: as they are) and
+/// whether its episode ends.
 async fn edit_rule(
     shared: &SharedState,
     actor: i64,
@@ -179,12 +180,14 @@ async fn edit_rule(
         )
         .await?;
     txn.commit().await?;
-    Ok(Edited {
+    let edited = Edited {
         rule,
         links,
         resolved,
         sensor,
-    })
+    };
+    publish_resolved(shared, &edited).await;
+    Ok(edited)
 }
 
 async fn live_or_archived(txn: &DatabaseTransaction, id: i64) -> ApiResult<rules::Model> {
@@ -309,7 +312,6 @@ impl RuleMutation {
             },
         )
         .await?;
-        publish_resolved(shared, &edited).await;
         Ok(rule_view(edited.rule, &edited.links))
     }
 
@@ -342,7 +344,6 @@ impl RuleMutation {
             },
         )
         .await?;
-        publish_resolved(shared, &edited).await;
         Ok(rule_view(edited.rule, &edited.links))
     }
 
@@ -357,7 +358,7 @@ impl RuleMutation {
         let admin = require(ctx, Role::Admin)?;
         let shared = shared(ctx);
         let id = row_id("id", &id)?;
-        let edited = edit_rule(
+        edit_rule(
             shared,
             admin.user_id,
             "rule.archive",
@@ -371,7 +372,6 @@ impl RuleMutation {
             },
         )
         .await?;
-        publish_resolved(shared, &edited).await;
         Ok(true)
     }
 }
