@@ -114,6 +114,11 @@ pub struct ApiConfig {
     /// address, whatever the header says.
     #[arg(long, env = "TRUSTED_PROXIES", value_delimiter = ',', value_parser = crate::forwarded::parse_trusted)]
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Web origins (`https://ops.example.com`, comma-separated) whose pages may call the API
+    /// from a browser (CORS). None by default: only the web app served by this process, from
+    /// its own origin.
+    #[arg(long, env = "CORS_ALLOWED_ORIGINS", value_delimiter = ',', value_parser = parse_origin)]
+    pub cors_allowed_origins: Vec<axum::http::HeaderValue>,
     #[command(flatten)]
     pub telemetry: telemetry::TelemetryArgs,
     /// Run the worker pools in this process too: one process serves everything.
@@ -218,4 +223,18 @@ impl std::fmt::Debug for ApiConfig {
             .field("pools", &self.pools)
             .finish_non_exhaustive()
     }
+}
+
+/// A web origin: `scheme://host[:port]`, no path, no wildcard.
+fn parse_origin(raw: &str) -> Result<axum::http::HeaderValue, String> {
+    let origin = raw.trim().trim_end_matches('/');
+    let well_formed = origin.split_once("://").is_some_and(|(scheme, host)| {
+        matches!(scheme, "http" | "https") && !host.is_empty() && !host.contains(['/', '*', ' '])
+    });
+    if !well_formed {
+        return Err(format!(
+            "{raw:?} is not an origin: give scheme://host[:port], e.g. https://ops.example.com"
+        ));
+    }
+    axum::http::HeaderValue::from_str(origin).map_err(|e| format!("{raw:?}: {e}"))
 }

@@ -42,6 +42,23 @@ impl Code {
         }
     }
 
+    pub const ALL: [Code; 10] = [
+        Code::Unauthenticated,
+        Code::Forbidden,
+        Code::BadUserInput,
+        Code::NotFound,
+        Code::Conflict,
+        Code::Unavailable,
+        Code::RateLimited,
+        Code::LimitExceeded,
+        Code::CursorExpired,
+        Code::Internal,
+    ];
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.as_str() == raw)
+    }
+
     pub fn status(self) -> StatusCode {
         match self {
             Code::Unauthenticated => StatusCode::UNAUTHORIZED,
@@ -140,6 +157,26 @@ impl ApiError {
             Code::Internal,
             "internal error; the server log has the details",
         )
+    }
+
+    /// The error a GraphQL answer carried, as the REST surface answers it.
+    pub fn from_graphql(error: &async_graphql::ServerError) -> Self {
+        let extension = |name: &str| {
+            error
+                .extensions
+                .as_ref()
+                .and_then(|e| e.get(name))
+                .and_then(|v| v.clone().into_json().ok())
+        };
+        let code = extension("code")
+            .and_then(|v| v.as_str().and_then(Code::parse))
+            .unwrap_or(Code::Internal);
+        Self {
+            code,
+            message: error.message.clone(),
+            field: extension("field").and_then(|v| v.as_str().map(str::to_owned)),
+            retry_after_seconds: extension("retryAfterSeconds").and_then(|v| v.as_u64()),
+        }
     }
 
     pub fn into_gql(self) -> async_graphql::Error {

@@ -10,6 +10,7 @@ pub mod graphql;
 pub mod http_metrics;
 pub mod hub;
 pub mod rest;
+pub mod rest_operations;
 pub mod revocation;
 pub mod server;
 pub mod state;

@@ -256,6 +256,11 @@ pub fn router(state: AppState, config: &ApiConfig) -> Router {
         .route("/graphql/ws", get(graphql_ws))
         .route("/api/sensors/data", post(rest::sensor_data))
         .route("/api/sensors/{key}/status", get(rest::sensor_status))
+        .route(
+            "/api/openapi.json",
+            get(crate::rest_operations::openapi_document),
+        )
+        .merge(crate::rest_operations::routes())
         .route("/health", get(rest::health));
     // With an operators' port, the public one tells load balancers only whether it is ready.
     api = if config.ops_addr.is_some() {
@@ -266,7 +271,25 @@ pub fn router(state: AppState, config: &ApiConfig) -> Router {
     };
     let api = api
         .route_layer(axum::middleware::from_fn(crate::http_metrics::record))
-        .layer(DefaultBodyLimit::max(config.body_limit_bytes))
+        .layer(DefaultBodyLimit::max(config.body_limit_bytes));
+    // Only the origins named: a browser page elsewhere cannot read the answers.
+    let api = if config.cors_allowed_origins.is_empty() {
+        api
+    } else {
+        api.layer(
+            tower_http::cors::CorsLayer::new()
+                .allow_origin(config.cors_allowed_origins.clone())
+                .allow_methods([axum::http::Method::GET, axum::http::Method::POST])
+                .allow_headers([
+                    header::AUTHORIZATION,
+                    header::CONTENT_TYPE,
+                    axum::http::HeaderName::from_static("idempotency-key"),
+                    axum::http::HeaderName::from_static("x-api-key"),
+                ])
+                .max_age(std::time::Duration::from_secs(600)),
+        )
+    };
+    let api = api
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .with_state(state);
     match config.web_app_dir() {
@@ -340,7 +363,7 @@ fn graphql_error(error: ApiError) -> Response {
         .into_response()
 }
 
-fn caller(state: &AppState, headers: &HeaderMap) -> Caller {
+pub(crate) fn caller(state: &AppState, headers: &HeaderMap) -> Caller {
     match headers
         .get(header::AUTHORIZATION)
         .map(|v| v.to_str().unwrap_or_default())

@@ -14,6 +14,7 @@ mod api {
     mod queues;
     mod resilience;
     mod rest;
+    mod rest_operations;
     mod schema;
     mod subscriptions;
     mod telemetry;

@@ -161,6 +161,9 @@ test('an admin registers, builds a sensor pipeline, watches a breach become a de
 
 test('a paused queue holds a submitted job until the operator resumes it', async ({ page }) => {
   await signIn(page, ADMIN);
+  // `/dashboard`, the source documents' name for it, opens the overview.
+  await page.goto(`${baseUrl()}/dashboard`);
+  await expect(page.getByRole('heading', { name: 'Overview' })).toBeVisible();
   const row = page.locator('[data-queue="ingest"]');
   await row.getByRole('button', { name: 'Pause' }).click();
   await expect(row.getByTestId('paused')).toBeVisible();
