@@ -1,5 +1,5 @@
 //! The JSON REST surface for clients that do not speak GraphQL: sign-up, sign-in, token
-//! refresh, and alerts. Each route runs one fixed GraphQL operation against the same schema,
+//! refresh, and alerts (list, read, open by hand). Each route runs one fixed GraphQL operation against the same schema,
 //! so it shares the resolvers' checks, roles, limits and errors (a GraphQL error's code becomes
 //! the HTTP status: `BAD_USER_INPUT` 400, `UNAUTHENTICATED` 401, `FORBIDDEN` 403, `NOT_FOUND`
 //! 404, `CONFLICT` 409, `RATE_LIMITED` 429 with `Retry-After`, `UNAVAILABLE` 503). The same
@@ -106,7 +106,7 @@ const SESSION_EXAMPLE: &str = r#"{"accessToken": "eyJ...", "refreshToken": "sfr_
 const ALERT_EXAMPLE: &str = r#"{"id": "7", "ruleId": "3", "sensor": "boiler-1", "state": "OPEN", "count": 4, "workflowRunId": "01J...", "openedAt": "2026-12-03T08:00:00Z", "updatedAt": "2026-12-03T08:01:00Z", "resolvedAt": null, "acknowledgedBy": null, "acknowledgedAt": null, "lastNotifiedAt": "2026-12-03T08:00:00Z"}"#;
 
 /// Every REST route backed by an operation, in the order the document lists them.
-pub static OPERATIONS: [Operation; 5] = [
+pub static OPERATIONS: [Operation; 6] = [
     Operation {
         id: "register",
         method: Method::Post,
@@ -253,6 +253,40 @@ pub static OPERATIONS: [Operation; 5] = [
             required: true,
             doc: "The alert's id.",
         }],
+        example: ALERT_EXAMPLE,
+    },
+    Operation {
+        id: "createAlert",
+        method: Method::Post,
+        path: "/api/alerts",
+        summary: "Open an alert for a rule by hand (operator), notifying its channels like a raised one.",
+        signed_in: true,
+        document: concat!(
+            "mutation($input: CreateAlertInput!) { createAlert(input: $input) { ",
+            alert_fields!(),
+            " } }"
+        ),
+        field: "createAlert",
+        success: StatusCode::CREATED,
+        not_found: None,
+        body: &[
+            Param {
+                name: "ruleId",
+                variable: "input.ruleId",
+                kind: Kind::String,
+                required: true,
+                doc: "The rule the alert belongs to.",
+            },
+            Param {
+                name: "note",
+                variable: "input.note",
+                kind: Kind::String,
+                required: false,
+                doc: "Why, for the audit log (up to 500 characters).",
+            },
+        ],
+        query: &[],
+        path_params: &[],
         example: ALERT_EXAMPLE,
     },
 ];

@@ -5,6 +5,7 @@
 #![allow(missing_debug_implementations)]
 
 pub mod alerts;
+pub mod alerts_by_hand;
 pub mod audit;
 pub mod auth;
 pub mod channels;
@@ -54,6 +55,7 @@ pub struct Mutation(
     channels::ChannelMutation,
     devices::DeviceMutation,
     alerts::AlertMutation,
+    alerts_by_hand::AlertByHandMutation,
 );
 
 #[derive(MergedSubscription, Default)]

@@ -433,7 +433,124 @@ async fn sensors_and_channels_are_edited_against_their_version(sql: Sql) {
     api.stop().await;
 }
 
+async fn alerts_are_opened_and_resolved_by_hand(sql: Sql) {
+    let deployment = Deployment::new(sql, "manage-alerts").await;
+    let api = deployment.api(&[]).await;
+    let team = api.team().await;
+    let (admin, op, viewer) = (
+        team.admin.access.as_str(),
+        team.operator.access.as_str(),
+        team.viewer.access.as_str(),
+    );
+    api.sensor_with_device(admin, "pump").await;
+    let channel = api
+        .ok(
+            Some(admin),
+            "mutation($u: String!) { createChannel(input: {name: \"ops\", kind: WEBHOOK, url: $u, secret: \"k\"}) { id } }",
+            json!({ "u": deployment.receiver.url() }),
+        )
+        .await["createChannel"]["id"]
+        .clone();
+    let rule = api
+        .ok(
+            Some(admin),
+            "mutation($c: [ID!]) { createRule(input: {sensor: \"pump\", kind: ABOVE, threshold: 50, channelIds: $c}) { id } }",
+            json!({ "c": [channel] }),
+        )
+        .await["createRule"]["id"]
+        .clone();
+    let create = "mutation($r: ID!, $n: String) { createAlert(input: {ruleId: $r, note: $n}) { id state count ruleId sensor } }";
+    let resolve = "mutation($id: ID!) { resolveAlert(id: $id) { id state resolvedAt } }";
+
+    let body = api.gql(Some(op), create, json!({ "r": rule })).await;
+    assert_eq!(
+        (code(&body), field(&body)),
+        ("BAD_USER_INPUT", "input.ruleId"),
+        "{body}"
+    );
+    assert!(body.to_string().contains("no reading"), "{body}");
+    ingest(&api, op, "pump", 0, &[10.0]).await;
+    deployment.drain().await;
+    assert!(alerts(&api, op, "pump").await.is_empty());
+    let body = api.gql(Some(viewer), create, json!({ "r": rule })).await;
+    assert_eq!(code(&body), "FORBIDDEN", "{body}");
+    let body = api.gql(Some(op), create, json!({ "r": "999999" })).await;
+    assert_eq!(
+        (code(&body), field(&body)),
+        ("BAD_USER_INPUT", "input.ruleId"),
+        "{body}"
+    );
+
+    // Opened by hand: an open alert of the rule, notifying its channel like a raised one.
+    let opened = api
+        .ok(
+            Some(op),
+            create,
+            json!({ "r": rule, "n": "smoke seen by the night shift" }),
+        )
+        .await["createAlert"]
+        .clone();
+    assert_eq!(
+        (
+            opened["state"].clone(),
+            opened["count"].clone(),
+            opened["sensor"].clone()
+        ),
+        (json!("OPEN"), json!(1), json!("pump"))
+    );
+    deployment.drain().await;
+    assert_eq!(
+        deployment.receiver.received().len(),
+        1,
+        "one signed POST to the channel"
+    );
+    let body = api.gql(Some(op), create, json!({ "r": rule })).await;
+    assert_eq!(code(&body), "BAD_USER_INPUT", "{body}");
+    assert!(
+        body.to_string().contains("open for this rule already"),
+        "{body}"
+    );
+
+    // Resolved by hand, twice: the second changes nothing.
+    let id = opened["id"].clone();
+    let resolved = api.ok(Some(op), resolve, json!({ "id": id })).await["resolveAlert"].clone();
+    assert_eq!(resolved["state"], "RESOLVED");
+    let again = api.ok(Some(op), resolve, json!({ "id": id })).await["resolveAlert"].clone();
+    assert_eq!(again["resolvedAt"], resolved["resolvedAt"]);
+    let body = api.gql(Some(op), resolve, json!({ "id": "424242" })).await;
+    assert_eq!(code(&body), "NOT_FOUND", "{body}");
+
+    // The pipeline goes on: a breach opens an alert; resolved by hand while the readings still
+    // breach, the next breaching reading opens a fresh one.
+    ingest(&api, op, "pump", 1, &[60.0]).await;
+    deployment.drain().await;
+    let now = alerts(&api, op, "pump").await;
+    let raised = open(&now);
+    assert_eq!((now.len(), raised.len()), (2, 1), "{now:?}");
+    let raised = raised[0]["id"].clone();
+    api.ok(Some(op), resolve, json!({ "id": raised })).await;
+    ingest(&api, op, "pump", 2, &[70.0]).await;
+    deployment.drain().await;
+    let now = alerts(&api, op, "pump").await;
+    assert_eq!((now.len(), open(&now).len()), (3, 1), "{now:?}");
+
+    // Two resolutions changed something; the repeat did not, and is not audited.
+    let actions = api.audit_actions(admin, "alert.").await;
+    assert_eq!(
+        actions.iter().filter(|a| *a == "alert.resolve").count(),
+        2,
+        "{actions:?}"
+    );
+    let created = api.audit_entries(admin, "alert.create").await;
+    assert_eq!(
+        created[0]["details"]["note"],
+        "smoke seen by the night shift"
+    );
+    api.stop().await;
+}
+
 on_both_databases!(
+    alerts_are_opened_and_resolved_by_hand,
     rules_edited_follow_their_version_and_keep_alerts_consistent,
     of_two_concurrent_edits_of_one_version_exactly_one_lands,
     sensors_and_channels_are_edited_against_their_version,

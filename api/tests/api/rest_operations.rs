@@ -179,6 +179,44 @@ async fn clients_sign_up_sign_in_refresh_and_read_alerts_over_rest() {
         (StatusCode::OK, json!(id), json!(1))
     );
 
+    // Opened by hand over REST: refused while the rule's alert is open, as in GraphQL.
+    let rule_id = alert["ruleId"].as_str().expect("rule").to_owned();
+    let by_hand = json!({ "ruleId": rule_id, "note": "checked on site" }).to_string();
+    let (status, body) = call(
+        &api,
+        Method::POST,
+        "/api/alerts",
+        Some(&token),
+        Some(&by_hand),
+    )
+    .await;
+    assert_eq!(
+        (status, error_of(&body)),
+        (StatusCode::BAD_REQUEST, ("BAD_USER_INPUT", "input.ruleId")),
+        "{body}"
+    );
+    api.ok(
+        Some(&token),
+        "mutation($id: ID!) { resolveAlert(id: $id) { id } }",
+        json!({ "id": id }),
+    )
+    .await;
+    let (status, created) = call(
+        &api,
+        Method::POST,
+        "/api/alerts",
+        Some(&token),
+        Some(&by_hand),
+    )
+    .await;
+    assert_eq!(
+        (status, created["state"].clone()),
+        (StatusCode::CREATED, json!("OPEN")),
+        "{created}"
+    );
+    let (status, _) = call(&api, Method::POST, "/api/alerts", None, Some(&by_hand)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
     for (path, status, code, field) in [
         ("/api/alerts/424242", StatusCode::NOT_FOUND, "NOT_FOUND", ""),
         (

@@ -490,8 +490,9 @@ async fn renotify(
         .collect())
 }
 
-/// One `notify` job per channel of the rule for each (alert, reading), keyed by both.
-async fn notify_channels(
+/// One `notify` job per channel of the rule for each `(alert, reading, workflow run)`, keyed
+/// by alert, channel and reading: pushing the same again queues nothing.
+pub async fn notify_channels(
     db: &DatabaseConnection,
     engine: &Engine,
     rule: i64,

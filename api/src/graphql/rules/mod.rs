@@ -6,10 +6,10 @@ mod mutations;
 
 use async_graphql::{Enum, ID, SimpleObject};
 use chrono::{DateTime, Utc};
-use entities::{channels, rule_channels, rules};
+use entities::{channels, rule_channels, rules, sensors};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
-    QueryOrder, Set,
+    QueryOrder, Set, sea_query::Expr,
 };
 
 pub use mutations::{CreateRuleInput, RuleMutation, UpdateRuleInput};
@@ -98,6 +98,26 @@ fn rule_view(r: rules::Model, links: &[rule_channels::Model]) -> Rule {
         created_at: r.created_at,
         updated_at: r.updated_at,
     }
+}
+
+/// Takes the rule's sensor row lock (the first lock `evaluate` takes), so an evaluation either
+/// commits before this edit or sees it after; answers the sensor.
+pub(crate) async fn lock_sensor(
+    txn: &sea_orm::DatabaseTransaction,
+    sensor: i64,
+) -> ApiResult<sensors::Model> {
+    sensors::Entity::update_many()
+        .col_expr(
+            sensors::Column::EvalCursor,
+            Expr::col(sensors::Column::EvalCursor),
+        )
+        .filter(sensors::Column::Id.eq(sensor))
+        .exec(txn)
+        .await?;
+    sensors::Entity::find_by_id(sensor)
+        .one(txn)
+        .await?
+        .ok_or_else(|| ApiError::internal(format!("rule of a missing sensor {sensor}")))
 }
 
 /// How a rule judges readings, checked whole: what `createRule` stores, and what an edit

@@ -9,14 +9,14 @@ use chrono::Utc;
 use entities::{rules, sensors};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, DatabaseTransaction, EntityTrait, IntoActiveModel, QueryFilter,
-    Set, TransactionTrait, sea_query::Expr,
+    Set, TransactionTrait,
 };
 use serde_json::json;
 use workflows::jobs::alert::{end_episode, publish_alert_event};
 
 use super::{
     Judgement, Rule, RuleFields, RuleKind, audited, check_channels, check_spec, link_channels,
-    links_of, rule_view,
+    links_of, lock_sensor, rule_view,
 };
 use crate::{
     auth::Role,
@@ -72,23 +72,6 @@ async fn live_rule(txn: &DatabaseTransaction, id: i64) -> ApiResult<rules::Model
         .one(txn)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no rule has id {id}")))
-}
-
-/// Takes the rule's sensor row lock (the first lock `evaluate` takes), so an evaluation either
-/// commits before this edit or sees it after; answers the sensor.
-async fn lock_sensor(txn: &DatabaseTransaction, sensor: i64) -> ApiResult<sensors::Model> {
-    sensors::Entity::update_many()
-        .col_expr(
-            sensors::Column::EvalCursor,
-            Expr::col(sensors::Column::EvalCursor),
-        )
-        .filter(sensors::Column::Id.eq(sensor))
-        .exec(txn)
-        .await?;
-    sensors::Entity::find_by_id(sensor)
-        .one(txn)
-        .await?
-        .ok_or_else(|| ApiError::internal(format!("rule of a missing sensor {sensor}")))
 }
 
 /// Raises the rule's version and writes it if it is still at `expected`.
