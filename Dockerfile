@@ -1,7 +1,8 @@
 # syntax=docker/dockerfile:1
 # Two images from one file, each a few tens of MB on distroless, running as a non-root user:
 #   docker build --target api -t steadfast-api .        the API, with the web app at /
-#   docker build --target workers -t steadfast-workers . the worker pools and `migration`
+#   docker build --target workers -t steadfast-workers . the worker pools, `migration` and the
+#                                                        `steadfast` command line
 # Both carry `probe`, the health check (distroless has no shell or curl).
 
 # The web app. Angular 22 needs Node >= 22.22.
@@ -20,10 +21,10 @@ ENV CARGO_PROFILE_RELEASE_STRIP=symbols
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked --bin api --bin workers --bin probe --bin migration \
+    cargo build --release --locked --bin api --bin workers --bin probe --bin migration --bin steadfast \
     && mkdir -p /out/bin /out/data \
     && cp target/release/api target/release/workers target/release/probe \
-       target/release/migration /out/bin/
+       target/release/migration target/release/steadfast /out/bin/
 
 # glibc and libgcc, CA certificates for webhooks; uid 65532, no shell.
 FROM gcr.io/distroless/cc-debian12:nonroot AS runtime
@@ -50,6 +51,7 @@ ENTRYPOINT ["/usr/local/bin/api"]
 FROM runtime AS workers
 COPY --from=build /out/bin/workers /usr/local/bin/workers
 COPY --from=build /out/bin/migration /usr/local/bin/migration
+COPY --from=build /out/bin/steadfast /usr/local/bin/steadfast
 ENV METRICS_ADDR=0.0.0.0:9464
 EXPOSE 9464
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \

@@ -3,6 +3,7 @@
 
 mod workers {
     mod binary;
+    mod cli;
     pub mod common;
     mod crash;
     mod delivery;

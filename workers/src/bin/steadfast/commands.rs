@@ -1,0 +1,527 @@
+//! Each command: what it reads, what it changes, what it prints. Changes are audited as the
+//! API audits them, with no user (`actor_user_id` null) and `via: cli` with the OS user.
+
+use chrono::{DateTime, Utc};
+use entities::{audit_log, devices, jobs, sensors, users};
+use queue::{DeadFilter, DeadOpOutcome, Engine, EngineConfig, JobRecord};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect, Set,
+};
+use serde_json::{Value, json};
+
+use crate::{CliError, Command, Config, DeviceAction, output};
+
+/// How many dead jobs one requeue script call moves.
+const REQUEUE_CHUNK: usize = 500;
+
+async fn engine(config: &Config) -> Result<Engine, CliError> {
+    Engine::connect(&config.redis_url, EngineConfig::with_prefix(&config.prefix))
+        .await
+        .map_err(|e| {
+            CliError::Unavailable(format!(
+                "cannot reach Redis at {}: {e}",
+                queue::redact_url(&config.redis_url)
+            ))
+        })
+}
+
+async fn database(config: &Config) -> Result<DatabaseConnection, CliError> {
+    entities::connect(&config.database_url).await.map_err(|e| {
+        CliError::Unavailable(format!(
+            "cannot open the database {}: {e}",
+            queue::redact_url(&config.database_url)
+        ))
+    })
+}
+
+fn known_queue(name: &str) -> Result<&'static str, CliError> {
+    runtime::QUEUES
+        .iter()
+        .copied()
+        .find(|q| *q == name)
+        .ok_or_else(|| {
+            CliError::NotFound(format!(
+                "no queue is named {name:?}; the queues are {}",
+                runtime::QUEUES.join(", ")
+            ))
+        })
+}
+
+fn time(ms: u64) -> Value {
+    DateTime::<Utc>::from_timestamp_millis(ms as i64).map_or(Value::Null, |t| json!(t.to_rfc3339()))
+}
+
+async fn audit(
+    db: &DatabaseConnection,
+    action: &str,
+    target: &str,
+    details: Value,
+) -> Result<(), CliError> {
+    let mut details = details;
+    details["via"] = json!("cli");
+    details["osUser"] = json!(std::env::var("USER").unwrap_or_default());
+    audit_log::ActiveModel {
+        actor_user_id: Set(None),
+        action: Set(action.to_owned()),
+        target: Set(target.to_owned()),
+        details: Set(details),
+        at: Set(Utc::now()),
+        ..Default::default()
+    }
+    .insert(db)
+    .await?;
+    Ok(())
+}
+
+pub async fn run(config: &Config) -> Result<(), CliError> {
+    let json = config.json;
+    match &config.command {
+        Command::Queues => queues(config).await,
+        Command::Jobs { kind, state, limit } => {
+            let db = database(config).await?;
+            let mut query = jobs::Entity::find().order_by_desc(jobs::Column::CreatedAt);
+            if let Some(kind) = kind {
+                query = query.filter(jobs::Column::Kind.eq(kind.to_lowercase()));
+            }
+            if let Some(state) = state {
+                let state = state.to_uppercase();
+                if !queue::JobState::ALL.iter().any(|s| s.as_str() == state) {
+                    return Err(CliError::Refused(format!(
+                        "no state is named {state}; the states are {}",
+                        queue::JobState::ALL.map(|s| s.as_str()).join(", ")
+                    )));
+                }
+                query = query.filter(jobs::Column::State.eq(state));
+            }
+            let rows: Vec<Value> = query
+                .limit(*limit)
+                .all(&db)
+                .await?
+                .into_iter()
+                .map(|j| {
+                    json!({ "id": j.id, "kind": j.kind, "state": j.state, "attempt": j.attempt,
+                        "maxAttempts": j.max_attempts, "createdAt": j.created_at.to_rfc3339(),
+                        "lastError": j.last_error })
+                })
+                .collect();
+            output::rows(
+                json,
+                &["id", "kind", "state", "attempt", "createdAt", "lastError"],
+                &rows,
+            );
+            Ok(())
+        }
+        Command::Job { id } => job(config, id).await,
+        Command::Dead { queue } => {
+            let engine = engine(config).await?;
+            let queues = match queue {
+                Some(q) => vec![known_queue(q)?],
+                None => runtime::QUEUES.to_vec(),
+            };
+            let mut rows = Vec::new();
+            for q in queues {
+                for g in engine.dead_groups(q).await? {
+                    rows.push(
+                        json!({ "queue": g.queue, "fingerprint": g.fingerprint, "count": g.count,
+                        "sampleError": g.sample_error, "lastDiedAt": time(g.last_died_at_ms) }),
+                    );
+                }
+            }
+            output::rows(
+                json,
+                &["queue", "count", "fingerprint", "sampleError", "lastDiedAt"],
+                &rows,
+            );
+            Ok(())
+        }
+        Command::Requeue {
+            ids,
+            queue,
+            fingerprint,
+            dry_run,
+        } => {
+            dead_action(
+                config,
+                DeadAction::Requeue,
+                ids,
+                queue.as_deref(),
+                fingerprint.as_deref(),
+                *dry_run,
+            )
+            .await
+        }
+        Command::Discard {
+            ids,
+            queue,
+            fingerprint,
+            dry_run,
+        } => {
+            dead_action(
+                config,
+                DeadAction::Discard,
+                ids,
+                queue.as_deref(),
+                fingerprint.as_deref(),
+                *dry_run,
+            )
+            .await
+        }
+        Command::Pause { queue } | Command::Resume { queue } => {
+            let pause = matches!(config.command, Command::Pause { .. });
+            let q = known_queue(queue)?;
+            let engine = engine(config).await?;
+            let changed = if pause {
+                engine.pause(q).await?
+            } else {
+                engine.resume(q).await?
+            };
+            let db = database(config).await?;
+            let action = if pause { "queue.pause" } else { "queue.resume" };
+            audit(
+                &db,
+                action,
+                &format!("queue:{q}"),
+                json!({ "changed": changed }),
+            )
+            .await?;
+            let state = if pause { "paused" } else { "running" };
+            let sentence = match (pause, changed) {
+                (true, true) => {
+                    format!("{q} paused: workers lease nothing from it; running jobs finish")
+                }
+                (true, false) => format!("{q} was paused already"),
+                (false, true) => format!("{q} resumed"),
+                (false, false) => format!("{q} was not paused"),
+            };
+            output::done(
+                json,
+                &json!({ "queue": q, "state": state, "changed": changed }),
+                &sentence,
+            );
+            Ok(())
+        }
+        Command::Drain {
+            queue,
+            yes,
+            dry_run,
+        } => {
+            let q = known_queue(queue)?;
+            let engine = engine(config).await?;
+            let stats = engine.stats(q).await?;
+            let waiting = stats.ready + stats.scheduled;
+            if *dry_run {
+                output::done(
+                    json,
+                    &json!({ "queue": q, "wouldCancel": waiting }),
+                    &format!("{waiting} job(s) waiting on {q} would be cancelled"),
+                );
+                return Ok(());
+            }
+            if !yes {
+                return Err(CliError::Refused(format!(
+                    "a drain cancels the {waiting} job(s) waiting on {q} for good: run again with --yes (or --dry-run)"
+                )));
+            }
+            let cancelled = engine.drain(q, 500).await?;
+            let db = database(config).await?;
+            audit(
+                &db,
+                "queue.drain",
+                &format!("queue:{q}"),
+                json!({ "cancelled": cancelled }),
+            )
+            .await?;
+            output::done(
+                json,
+                &json!({ "queue": q, "cancelled": cancelled }),
+                &format!("{q} drained: {cancelled} waiting job(s) cancelled"),
+            );
+            Ok(())
+        }
+        Command::Users => {
+            let db = database(config).await?;
+            let rows: Vec<Value> = users::Entity::find()
+                .order_by_asc(users::Column::Id)
+                .all(&db)
+                .await?
+                .into_iter()
+                .map(|u| {
+                    json!({ "id": u.id, "email": u.email, "role": u.role,
+                    "disabled": u.disabled_at.is_some(), "createdAt": u.created_at.to_rfc3339() })
+                })
+                .collect();
+            output::rows(
+                json,
+                &["id", "email", "role", "disabled", "createdAt"],
+                &rows,
+            );
+            Ok(())
+        }
+        Command::Devices {
+            action: DeviceAction::List,
+        } => {
+            let db = database(config).await?;
+            let mut rows = Vec::new();
+            for d in devices::Entity::find()
+                .order_by_asc(devices::Column::Id)
+                .all(&db)
+                .await?
+            {
+                let sensors = sensors::Entity::find()
+                    .filter(sensors::Column::DeviceId.eq(d.id))
+                    .count(&db)
+                    .await?;
+                rows.push(json!({ "id": d.id, "name": d.name, "sensors": sensors,
+                    "revoked": d.revoked_at.is_some(), "createdAt": d.created_at.to_rfc3339() }));
+            }
+            output::rows(
+                json,
+                &["id", "name", "sensors", "revoked", "createdAt"],
+                &rows,
+            );
+            Ok(())
+        }
+        Command::Devices {
+            action: DeviceAction::Revoke { id },
+        } => {
+            let db = database(config).await?;
+            let device = devices::Entity::find_by_id(*id)
+                .one(&db)
+                .await?
+                .ok_or_else(|| CliError::NotFound(format!("no device has id {id}")))?;
+            let already = device.revoked_at.is_some();
+            if !already {
+                let mut active: devices::ActiveModel = device.clone().into();
+                active.revoked_at = Set(Some(Utc::now()));
+                active.update(&db).await?;
+                audit(
+                    &db,
+                    "device.revoke",
+                    &format!("device:{id}"),
+                    json!({ "name": device.name }),
+                )
+                .await?;
+            }
+            let sentence = if already {
+                format!("device {id} ({}) was revoked already", device.name)
+            } else {
+                format!(
+                    "device {id} ({}) revoked: its key is refused from its next request",
+                    device.name
+                )
+            };
+            output::done(
+                json,
+                &json!({ "device": id, "revoked": true, "changed": !already }),
+                &sentence,
+            );
+            Ok(())
+        }
+    }
+}
+
+async fn queues(config: &Config) -> Result<(), CliError> {
+    let engine = engine(config).await?;
+    let mut rows = Vec::new();
+    for q in runtime::QUEUES {
+        let stats = engine.stats(q).await?;
+        let age = engine.oldest_ready_age(q).await?;
+        rows.push(json!({
+            "queue": q, "ready": stats.ready, "scheduled": stats.scheduled, "running": stats.running,
+            "dead": stats.dead, "paused": stats.paused_since_ms.is_some(),
+            "oldestReadyAgeMs": age.map(|a| a.as_millis() as u64),
+            "succeeded": stats.succeeded_total, "failed": stats.failed_total,
+        }));
+    }
+    output::rows(
+        config.json,
+        &[
+            "queue",
+            "ready",
+            "scheduled",
+            "running",
+            "dead",
+            "paused",
+            "oldestReadyAgeMs",
+            "succeeded",
+            "failed",
+        ],
+        &rows,
+    );
+    Ok(())
+}
+
+fn live_job(j: &JobRecord) -> Value {
+    json!({
+        "id": j.id, "queue": j.queue, "kind": j.kind, "state": j.state.as_str(),
+        "attempt": j.attempt, "maxAttempts": j.max_attempts, "createdAt": time(j.created_at_ms),
+        "runAt": j.run_at_ms.map(time), "lastError": j.last_error, "fingerprint": j.fingerprint,
+        "workflowRunId": j.workflow_id, "payload": j.payload, "source": "redis",
+    })
+}
+
+async fn job(config: &Config, id: &str) -> Result<(), CliError> {
+    let engine = engine(config).await?;
+    if let Some(job) = engine.job(id).await? {
+        output::one(config.json, &live_job(&job));
+        return Ok(());
+    }
+    let db = database(config).await?;
+    let job = jobs::Entity::find_by_id(id.to_owned())
+        .one(&db)
+        .await?
+        .ok_or_else(|| CliError::NotFound(format!("no job has id {id}")))?;
+    output::one(
+        config.json,
+        &json!({
+            "id": job.id, "queue": job.queue, "kind": job.kind, "state": job.state,
+            "attempt": job.attempt, "maxAttempts": job.max_attempts,
+            "createdAt": job.created_at.to_rfc3339(), "finishedAt": job.finished_at.map(|t| t.to_rfc3339()),
+            "lastError": job.last_error, "workflowRunId": job.workflow_run_id,
+            "payload": job.payload.to_string(), "source": "ledger",
+        }),
+    );
+    Ok(())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DeadAction {
+    Requeue,
+    Discard,
+}
+
+/// Requeue or discard: by ids, or by queue (and fingerprint). `--dry-run` counts.
+async fn dead_action(
+    config: &Config,
+    action: DeadAction,
+    ids: &[String],
+    queue: Option<&str>,
+    fingerprint: Option<&str>,
+    dry_run: bool,
+) -> Result<(), CliError> {
+    let verb = match action {
+        DeadAction::Requeue => "requeue",
+        DeadAction::Discard => "discard",
+    };
+    if ids.is_empty() == queue.is_none() {
+        return Err(CliError::Refused(format!(
+            "{verb} takes job ids, or --queue (with --fingerprint), not both and not neither"
+        )));
+    }
+    let engine = engine(config).await?;
+    let db = database(config).await?;
+    let json = config.json;
+    if !ids.is_empty() {
+        let records = engine.jobs(ids).await?;
+        let dead: Vec<String> = ids
+            .iter()
+            .zip(&records)
+            .filter(|(_, r)| r.as_ref().is_some_and(|r| r.state == queue::JobState::Dead))
+            .map(|(id, _)| id.clone())
+            .collect();
+        if dry_run {
+            output::done(
+                json,
+                &json!({ "wouldChange": dead.len(), "of": ids.len() }),
+                &format!(
+                    "{} of {} job(s) are dead and would be {verb}d",
+                    dead.len(),
+                    ids.len()
+                ),
+            );
+            return Ok(());
+        }
+        let outcomes = match action {
+            DeadAction::Requeue => engine.requeue_dead(ids).await?,
+            DeadAction::Discard => engine.discard_dead_many(ids).await?,
+        };
+        let changed = outcomes
+            .iter()
+            .filter(|o| matches!(o, DeadOpOutcome::Done))
+            .count();
+        audit(
+            &db,
+            &format!("dead_job.{verb}_many"),
+            "jobs",
+            json!({ "count": changed, "ids": ids.len() }),
+        )
+        .await?;
+        output::done(
+            json,
+            &json!({ "changed": changed, "of": ids.len() }),
+            &format!("{changed} of {} job(s) {verb}d", ids.len()),
+        );
+        if changed == 0 {
+            return Err(CliError::Refused(format!(
+                "none of the jobs given is dead: nothing to {verb}"
+            )));
+        }
+        return Ok(());
+    }
+    let q = known_queue(queue.unwrap_or_default())?;
+    let filter = DeadFilter {
+        queue: q.to_owned(),
+        since_ms: None,
+        until_ms: None,
+        fingerprint: fingerprint.map(str::to_owned),
+    };
+    let matching: u64 = engine
+        .dead_groups(q)
+        .await?
+        .iter()
+        .filter(|g| fingerprint.is_none_or(|fp| g.fingerprint == fp))
+        .map(|g| g.count)
+        .sum();
+    if dry_run {
+        output::done(
+            json,
+            &json!({ "queue": q, "wouldChange": matching }),
+            &format!("{matching} dead job(s) of {q} would be {verb}d"),
+        );
+        return Ok(());
+    }
+    let changed = match action {
+        DeadAction::Requeue => engine.requeue_dead_matching(&filter, REQUEUE_CHUNK).await?,
+        DeadAction::Discard => {
+            let mut total = 0u64;
+            loop {
+                let page: Vec<String> = engine
+                    .dead_jobs(&filter, 0, 500)
+                    .await?
+                    .into_iter()
+                    .map(|j| j.id)
+                    .collect();
+                if page.is_empty() {
+                    break;
+                }
+                let outcomes = engine.discard_dead_many(&page).await?;
+                let done = outcomes
+                    .iter()
+                    .filter(|o| matches!(o, DeadOpOutcome::Done))
+                    .count() as u64;
+                total += done;
+                if !json {
+                    eprintln!("discarded {total} of {matching}…");
+                }
+                if done == 0 {
+                    break;
+                }
+            }
+            total
+        }
+    };
+    audit(
+        &db,
+        &format!("dead_job.{verb}_many"),
+        "jobs",
+        json!({ "count": changed, "queue": q, "fingerprint": fingerprint }),
+    )
+    .await?;
+    output::done(
+        json,
+        &json!({ "queue": q, "changed": changed }),
+        &format!("{changed} dead job(s) of {q} {verb}d"),
+    );
+    Ok(())
+}

@@ -1,0 +1,174 @@
+//! `steadfast`: the operators' command line. It reads and changes what the servers hold,
+//! through the same engine and database, with the same connection settings (`REDIS_URL`,
+//! `STEADFAST_PREFIX`, `DATABASE_URL`). Tables for people, `--json` for scripts.
+//!
+//! Exit codes scripts can rely on: 0 done; 1 a dependency failed (Redis, the database); 2 bad
+//! usage (clap's own); 3 nothing matched (an unknown job, queue, user or device); 4 refused
+//! (a job not in a state the command needs, or a drain without `--yes`).
+
+mod commands;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// The command line's whole configuration. Not `Debug`: its URLs may carry passwords.
+#[derive(Parser)]
+#[command(
+    version,
+    about = "Steadfast from the command line: queues, jobs, dead jobs, users, devices"
+)]
+pub(crate) struct Config {
+    #[arg(
+        long,
+        env = "REDIS_URL",
+        default_value = "redis://127.0.0.1:6379",
+        global = true
+    )]
+    pub redis_url: String,
+    #[arg(
+        long,
+        env = "STEADFAST_PREFIX",
+        default_value = "steadfast",
+        global = true
+    )]
+    pub prefix: String,
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://steadfast.db?mode=rwc",
+        global = true
+    )]
+    pub database_url: String,
+    /// JSON on stdout instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Every queue's counts, whether it is paused, and how long its next job has waited.
+    Queues,
+    /// Jobs from the ledger, newest first.
+    Jobs {
+        #[arg(long)]
+        kind: Option<String>,
+        /// QUEUED, SCHEDULED, RUNNING, RETRYING, SUCCEEDED, DEAD or CANCELLED.
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u64,
+    },
+    /// One job: from Redis while it is live, else from the ledger.
+    Job { id: String },
+    /// Dead jobs grouped by error fingerprint.
+    Dead {
+        #[arg(long)]
+        queue: Option<String>,
+    },
+    /// Requeues dead jobs: the ids given, or every dead job of `--queue` (with `--fingerprint`).
+    Requeue {
+        ids: Vec<String>,
+        #[arg(long)]
+        queue: Option<String>,
+        #[arg(long)]
+        fingerprint: Option<String>,
+        /// Count what would be requeued; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Deletes dead jobs for good: the ids given, or every dead job of `--queue`.
+    Discard {
+        ids: Vec<String>,
+        #[arg(long)]
+        queue: Option<String>,
+        #[arg(long)]
+        fingerprint: Option<String>,
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Holds workers from leasing the queue's jobs (running ones finish; nothing is lost).
+    Pause { queue: String },
+    /// Lets workers lease the queue's jobs again.
+    Resume { queue: String },
+    /// Cancels every job waiting on the queue (needs `--yes`; `--dry-run` counts them).
+    Drain {
+        queue: String,
+        #[arg(long)]
+        yes: bool,
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Accounts, with their roles.
+    Users,
+    /// Device keys.
+    Devices {
+        #[command(subcommand)]
+        action: DeviceAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum DeviceAction {
+    /// Every device, with its sensors' count and whether its key is revoked.
+    List,
+    /// Refuses the device's key from its next request on.
+    Revoke { id: i64 },
+}
+
+/// Why a command did not do what it was asked, and the exit code that says so.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum CliError {
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Refused(String),
+}
+
+impl CliError {
+    fn code(&self) -> u8 {
+        match self {
+            CliError::Unavailable(_) => 1,
+            CliError::NotFound(_) => 3,
+            CliError::Refused(_) => 4,
+        }
+    }
+}
+
+impl From<queue::QueueError> for CliError {
+    fn from(e: queue::QueueError) -> Self {
+        CliError::Unavailable(format!("redis: {e}"))
+    }
+}
+
+impl From<sea_orm::DbErr> for CliError {
+    fn from(e: sea_orm::DbErr) -> Self {
+        CliError::Unavailable(format!("database: {e}"))
+    }
+}
+
+fn main() -> ExitCode {
+    let config = Config::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("steadfast: cannot start: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(commands::run(&config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("steadfast: {e}");
+            ExitCode::from(e.code())
+        }
+    }
+}

@@ -1,0 +1,234 @@
+//! The `steadfast` command line, run as a process against the real Redis and both databases:
+//! what it reads, what it changes (audited), its JSON for scripts, and its exit codes.
+
+use chrono::Utc;
+use entities::{audit_log, devices, users};
+use sea_orm::{ActiveModelTrait, EntityTrait, Set};
+use serde_json::Value;
+use testkit::{fixtures, on_both_databases};
+use workflows::{BackgroundJob, jobs::evaluate::Evaluate};
+
+use super::common::{Sql, TestApp};
+
+/// Runs `steadfast args...` against `app`; answers the exit code, stdout and stderr.
+async fn steadfast(app: &TestApp, args: &[&str]) -> (i32, String, String) {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_steadfast"));
+    command
+        .args(args)
+        .env("REDIS_URL", &app.redis.url)
+        .env("STEADFAST_PREFIX", &app.redis.prefix)
+        .env("DATABASE_URL", app.db.url())
+        .env_remove("RUST_LOG");
+    let output = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .expect("task")
+        .expect("the steadfast binary runs");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// `steadfast --json args...`, which must succeed; answers its JSON.
+async fn json(app: &TestApp, args: &[&str]) -> Value {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    let (code, out, err) = steadfast(app, &all).await;
+    assert_eq!(code, 0, "steadfast {args:?}: {err}");
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("steadfast {args:?} printed {out:?}: {e}"))
+}
+
+fn queue_row<'a>(queues: &'a Value, name: &str) -> &'a Value {
+    queues
+        .as_array()
+        .and_then(|rows| rows.iter().find(|r| r["queue"] == name))
+        .unwrap_or_else(|| panic!("no {name} in {queues}"))
+}
+
+async fn push_evaluate(app: &TestApp, sensor: &str) -> String {
+    let job = Evaluate {
+        sensor: sensor.into(),
+    }
+    .to_push()
+    .expect("job");
+    app.engine.push(job).await.expect("push").id
+}
+
+async fn the_command_line_reads_and_changes_what_the_servers_hold(sql: Sql) {
+    let app = TestApp::new(sql, "cli").await;
+    fixtures::sensor(app.db(), "boiler").await;
+    // Two jobs that die at once: their sensors do not exist.
+    let ghost = push_evaluate(&app, "ghost-a").await;
+    push_evaluate(&app, "ghost-b").await;
+    let drained = app.drain().await;
+    assert_eq!(drained.count("evaluate", "dead"), 2);
+
+    let queues = json(&app, &["queues"]).await;
+    assert_eq!(queue_row(&queues, "evaluate")["dead"], 2);
+    assert_eq!(queue_row(&queues, "evaluate")["paused"], false);
+    let (code, table, _) = steadfast(&app, &["queues"]).await;
+    assert_eq!(code, 0);
+    assert!(
+        table.contains("queue") && table.contains("evaluate"),
+        "{table}"
+    );
+
+    let groups = json(&app, &["dead", "--queue", "evaluate"]).await;
+    let total: u64 = groups
+        .as_array()
+        .expect("groups")
+        .iter()
+        .filter_map(|g| g["count"].as_u64())
+        .sum();
+    assert_eq!(total, 2, "{groups}");
+
+    // A dry run counts and changes nothing; a requeue by id puts the job back in the queue.
+    let dry = json(&app, &["requeue", "--queue", "evaluate", "--dry-run"]).await;
+    assert_eq!(dry["wouldChange"], 2);
+    assert_eq!(app.dead_jobs().await, 2);
+    let requeued = json(&app, &["requeue", &ghost]).await;
+    assert_eq!(requeued["changed"], 1);
+    let job = json(&app, &["job", &ghost]).await;
+    assert_eq!(
+        (job["state"].clone(), job["source"].clone()),
+        ("QUEUED".into(), "redis".into())
+    );
+    assert_eq!(
+        app.drain().await.count("evaluate", "dead"),
+        1,
+        "it dies again"
+    );
+    let (code, _, err) = steadfast(&app, &["requeue"]).await;
+    assert_eq!(code, 4, "neither ids nor a queue: {err}");
+    let (code, _, err) = steadfast(&app, &["job", "01NOSUCHJOB"]).await;
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("no job has id"), "{err}");
+
+    // Pause and resume, as the API does it.
+    let paused = json(&app, &["pause", "evaluate"]).await;
+    assert_eq!(
+        (paused["state"].clone(), paused["changed"].clone()),
+        ("paused".into(), true.into())
+    );
+    assert!(
+        app.engine
+            .stats("evaluate")
+            .await
+            .expect("stats")
+            .paused_since_ms
+            .is_some()
+    );
+    assert_eq!(json(&app, &["pause", "evaluate"]).await["changed"], false);
+    let (code, _, err) = steadfast(&app, &["pause", "nope"]).await;
+    assert_eq!(code, 3, "{err}");
+    json(&app, &["resume", "evaluate"]).await;
+    assert!(
+        app.engine
+            .stats("evaluate")
+            .await
+            .expect("stats")
+            .paused_since_ms
+            .is_none()
+    );
+
+    // A drain needs --yes; --dry-run counts.
+    push_evaluate(&app, "boiler").await;
+    let (code, _, err) = steadfast(&app, &["drain", "evaluate"]).await;
+    assert_eq!(code, 4, "{err}");
+    assert!(err.contains("--yes"), "{err}");
+    assert_eq!(
+        json(&app, &["drain", "evaluate", "--dry-run"]).await["wouldCancel"],
+        1
+    );
+    assert_eq!(
+        json(&app, &["drain", "evaluate", "--yes"]).await["cancelled"],
+        1
+    );
+
+    let discarded = json(&app, &["discard", "--queue", "evaluate"]).await;
+    assert_eq!(discarded["changed"], 2);
+    assert_eq!(app.dead_jobs().await, 0);
+
+    // Users and devices.
+    users::ActiveModel {
+        email: Set("ops@example.com".into()),
+        password_hash: Set("x".into()),
+        role: Set("ADMIN".into()),
+        created_at: Set(Utc::now()),
+        disabled_at: Set(None),
+        ..Default::default()
+    }
+    .insert(app.db())
+    .await
+    .expect("user");
+    let listed = json(&app, &["users"]).await;
+    assert_eq!(listed[0]["email"], "ops@example.com");
+    let device = devices::ActiveModel {
+        name: Set("gateway".into()),
+        api_key_hash: Set("hash".into()),
+        created_at: Set(Utc::now()),
+        revoked_at: Set(None),
+        ..Default::default()
+    }
+    .insert(app.db())
+    .await
+    .expect("device");
+    let id = device.id.to_string();
+    assert_eq!(json(&app, &["devices", "list"]).await[0]["revoked"], false);
+    assert_eq!(
+        json(&app, &["devices", "revoke", &id]).await["changed"],
+        true
+    );
+    assert_eq!(
+        json(&app, &["devices", "revoke", &id]).await["changed"],
+        false
+    );
+    let stored = devices::Entity::find_by_id(device.id)
+        .one(app.db())
+        .await
+        .expect("read")
+        .expect("device");
+    assert!(stored.revoked_at.is_some());
+    let (code, _, _) = steadfast(&app, &["devices", "revoke", "999999"]).await;
+    assert_eq!(code, 3);
+
+    // The ledger listing (empty here: no recorder ran) and its filters.
+    assert!(json(&app, &["jobs", "--kind", "evaluate"]).await.is_array());
+    let (code, _, err) = steadfast(&app, &["jobs", "--state", "NOPE"]).await;
+    assert_eq!(code, 4, "{err}");
+
+    // Every change is audited, as done from the command line.
+    let log = audit_log::Entity::find()
+        .all(app.db())
+        .await
+        .expect("audit");
+    for action in [
+        "dead_job.requeue_many",
+        "queue.pause",
+        "queue.resume",
+        "queue.drain",
+        "dead_job.discard_many",
+        "device.revoke",
+    ] {
+        let entry = log
+            .iter()
+            .find(|e| e.action == action)
+            .unwrap_or_else(|| panic!("{action} not audited: {log:?}"));
+        assert_eq!(entry.details["via"], "cli", "{entry:?}");
+    }
+
+    // A dependency down: exit code 1 and a message that names it, never a password.
+    let (code, _, err) = steadfast(
+        &app,
+        &["queues", "--redis-url", "redis://user:s3cret@127.0.0.1:1"],
+    )
+    .await;
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("cannot reach Redis") && !err.contains("s3cret"),
+        "{err}"
+    );
+}
+
+on_both_databases!(the_command_line_reads_and_changes_what_the_servers_hold);
