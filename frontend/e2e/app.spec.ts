@@ -216,6 +216,34 @@ test('an admin edits a rule and the next breach follows the new threshold', asyn
   await expect(page.getByText('1 open alert(s)')).toBeVisible();
 });
 
+test('an admin creates a device, its key writes readings, and once revoked its next POST is refused', async ({ page }) => {
+  await signIn(page, ADMIN);
+  await page.getByRole('link', { name: 'Devices', exact: true }).click();
+  const form = page.getByTestId('create-device');
+  await form.getByLabel('Name').fill('gateway');
+  await form.getByLabel('Sensors it writes').fill('boiler-1');
+  await form.getByRole('button', { name: 'Create device' }).click();
+  const key = (await page.getByTestId('device-key').locator('code').textContent())?.trim() ?? '';
+  expect(key).toMatch(/^sfd_/);
+  await shot(page, 'devices');
+
+  const post = () =>
+    fetch(`${baseUrl()}/api/sensors/data`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ readings: [{ sensor: 'boiler-1', ts: new Date().toISOString(), value: 20 }] }),
+    });
+  expect((await post()).status).toBe(202);
+
+  const row = page.locator('[data-device="gateway"]');
+  await row.getByRole('button', { name: 'Revoke' }).click();
+  await page.getByRole('alertdialog').getByRole('button', { name: 'Revoke' }).click();
+  await expect(row.getByTestId('revoked')).toBeVisible();
+  const refused = await post();
+  expect(refused.status).toBe(401);
+  expect(((await refused.json()) as { error: { message: string } }).error.message).toContain('revoked');
+});
+
 test('a notify to a failing receiver retries, dies, and succeeds once requeued from the dead-jobs page', async ({ page }) => {
   await signIn(page, ADMIN);
 

@@ -21,6 +21,10 @@ import { Session } from './core/session';
           <a routerLink="/dead" routerLinkActive="active">Dead jobs</a>
           <a routerLink="/sensors" routerLinkActive="active">Sensors</a>
           <a routerLink="/alerts" routerLinkActive="active">Alerts</a>
+          @if (session.can('ADMIN')) {
+            <a routerLink="/devices" routerLinkActive="active">Devices</a>
+            <a routerLink="/users" routerLinkActive="active">Users</a>
+          }
         </nav>
         <span class="live" [attr.data-status]="live.status()" [title]="liveTitle()">
           <i></i>{{ liveLabel() }}
