@@ -118,6 +118,18 @@ pub async fn sensor_data(
             ..ApiError::forbidden(format!("this device may not write sensor {key:?}"))
         });
     }
+    if let Some((i, key)) = keys.iter().enumerate().find(|(_, key)| {
+        owned
+            .iter()
+            .any(|s| &s.key == *key && s.disabled_at.is_some())
+    }) {
+        return Err(ApiError::bad_input(
+            format!("readings.{i}.sensor"),
+            format!(
+                "sensor {key:?} is switched off: its readings are refused until an admin enables it"
+            ),
+        ));
+    }
     let mut job = ingest_job(&ingest)?;
     if let Some(key) = headers.get("idempotency-key") {
         let key = key

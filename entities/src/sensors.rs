@@ -19,6 +19,9 @@ pub struct Model {
     /// Raised by every update, which names the version it read: a stale one is refused.
     pub version: i64,
     pub updated_at: Option<DateTimeUtc>,
+    /// Set by an admin: its readings are refused (by the API and by `ingest`), and it is never
+    /// reported silent.
+    pub disabled_at: Option<DateTimeUtc>,
 }
 
 impl ActiveModelBehavior for ActiveModel {}

@@ -1,7 +1,8 @@
 //! What editing needs: a `version` on sensors, rules and channels that every update checks
 //! and raises (optimistic concurrency: two operators cannot overwrite each other silently),
-//! when each was last changed, and `rules.archived_at` (a deleted rule is archived, because
-//! its alerts and signals keep referring to it).
+//! when each was last changed, `rules.archived_at` (a deleted rule is archived, because its
+//! alerts and signals keep referring to it), and `sensors.disabled_at` (a switched-off sensor's
+//! readings are refused).
 
 use sea_orm_migration::{prelude::*, schema::*};
 
@@ -9,6 +10,9 @@ use sea_orm_migration::{prelude::*, schema::*};
 pub struct Migration;
 
 const EDITABLE: [&str; 3] = ["sensors", "rules", "channels"];
+
+/// `(table, column)`: the nullable timestamps this migration adds.
+const NULLABLE_TIMES: [(&str, &str); 2] = [("rules", "archived_at"), ("sensors", "disabled_at")];
 
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
@@ -29,25 +33,30 @@ impl MigrationTrait for Migration {
                     .await?;
             }
         }
-        manager
-            .alter_table(
-                Table::alter()
-                    .table(Alias::new("rules"))
-                    .add_column(timestamp_with_time_zone_null(Alias::new("archived_at")))
-                    .to_owned(),
-            )
-            .await
+        for (table, column) in NULLABLE_TIMES {
+            manager
+                .alter_table(
+                    Table::alter()
+                        .table(Alias::new(table))
+                        .add_column(timestamp_with_time_zone_null(Alias::new(column)))
+                        .to_owned(),
+                )
+                .await?;
+        }
+        Ok(())
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager
-            .alter_table(
-                Table::alter()
-                    .table(Alias::new("rules"))
-                    .drop_column(Alias::new("archived_at"))
-                    .to_owned(),
-            )
-            .await?;
+        for (table, column) in NULLABLE_TIMES.into_iter().rev() {
+            manager
+                .alter_table(
+                    Table::alter()
+                        .table(Alias::new(table))
+                        .drop_column(Alias::new(column))
+                        .to_owned(),
+                )
+                .await?;
+        }
         for table in EDITABLE.into_iter().rev() {
             for column in ["updated_at", "version"] {
                 manager

@@ -27,6 +27,8 @@ pub struct Sensor {
     pub unit: String,
     /// When its newest reading was taken.
     pub last_seen_at: Option<DateTime<Utc>>,
+    /// False once an admin switched it off: its readings are refused.
+    pub enabled: bool,
     /// Raised by every edit; an edit names the version it read (`expectedVersion`).
     pub version: i64,
     pub created_at: DateTime<Utc>,
@@ -45,6 +47,7 @@ impl From<sensors::Model> for Sensor {
             name: s.name,
             unit: s.unit,
             last_seen_at: s.last_reading_at,
+            enabled: s.disabled_at.is_none(),
             version: s.version,
             created_at: s.created_at,
             updated_at: s.updated_at,
@@ -252,6 +255,7 @@ impl SensorMutation {
             last_reading_at: Set(None),
             version: Set(1),
             updated_at: Set(None),
+            disabled_at: Set(None),
             created_at: Set(Utc::now()),
             ..Default::default()
         }
@@ -322,6 +326,59 @@ impl SensorMutation {
                 "sensor.update",
                 &format!("sensor:{key}"),
                 json!({ "before": audited(&before), "after": audited(&after) }),
+            )
+            .await?;
+        txn.commit().await.map_err(ApiError::from)?;
+        Ok(after.into())
+    }
+
+    /// Switches a sensor off or on again (admin). Switched off, its readings are refused: the
+    /// device's POST answers why, and readings already queued are dropped by `ingest` (counted
+    /// as `refused`); its silence rules stay quiet. Its history and rules are kept.
+    async fn set_sensor_enabled(
+        &self,
+        ctx: &Context<'_>,
+        key: String,
+        enabled: bool,
+        expected_version: i64,
+    ) -> async_graphql::Result<Sensor> {
+        let admin = require(ctx, Role::Admin)?;
+        let shared = shared(ctx);
+        let txn = shared.db.begin().await.map_err(ApiError::from)?;
+        let before = sensors::Entity::find()
+            .filter(sensors::Column::Key.eq(&key))
+            .one(&txn)
+            .await
+            .map_err(ApiError::from)?
+            .ok_or_else(|| ApiError::not_found(format!("no sensor has key {key:?}")))?;
+        check_version("sensor", before.version, expected_version)?;
+        let mut active: sensors::ActiveModel = before.clone().into();
+        active.disabled_at = Set(if enabled {
+            None
+        } else {
+            before.disabled_at.or(Some(Utc::now()))
+        });
+        active.version = Set(expected_version + 1);
+        active.updated_at = Set(Some(Utc::now()));
+        let after = update_if_version(
+            &txn,
+            active,
+            sensors::Column::Version,
+            expected_version,
+            "sensor",
+        )
+        .await?;
+        shared
+            .audit(
+                &txn,
+                Some(admin.user_id),
+                if enabled {
+                    "sensor.enable"
+                } else {
+                    "sensor.disable"
+                },
+                &format!("sensor:{key}"),
+                json!({ "wasEnabled": before.disabled_at.is_none(), "version": after.version }),
             )
             .await?;
         txn.commit().await.map_err(ApiError::from)?;

@@ -549,7 +549,113 @@ async fn alerts_are_opened_and_resolved_by_hand(sql: Sql) {
     api.stop().await;
 }
 
+async fn a_switched_off_sensor_refuses_readings_and_is_never_silent(sql: Sql) {
+    use workflows::{BackgroundJob, jobs::silence_check::SilenceCheck};
+    let deployment = Deployment::new(sql, "manage-sensor-off").await;
+    let api = deployment.api(&[]).await;
+    let team = api.team().await;
+    let (admin, op) = (team.admin.access.as_str(), team.operator.access.as_str());
+    let (_, key) = api.sensor_with_device(admin, "still").await;
+    api.sensor_with_device(admin, "other").await;
+    api.ok(Some(admin), "mutation { createRule(input: {sensor: \"still\", kind: SILENCE, silenceSeconds: 1}) { id } }", json!({}))
+        .await;
+    let set_enabled = "mutation($v: Int!, $on: Boolean!) { setSensorEnabled(key: \"still\", expectedVersion: $v, enabled: $on) { enabled version } }";
+    let post = |value: f64| {
+        api.http
+            .post(format!("{}/api/sensors/data", api.url))
+            .bearer_auth(&key)
+            .json(&readings("still", value as i64, &[value]))
+            .send()
+    };
+    assert_eq!(post(1.0).await.expect("post").status(), 202);
+    deployment.drain().await;
+
+    let body = api
+        .gql(Some(op), set_enabled, json!({ "v": 1, "on": false }))
+        .await;
+    assert_eq!(code(&body), "FORBIDDEN", "{body}");
+    let off = api
+        .ok(Some(admin), set_enabled, json!({ "v": 1, "on": false }))
+        .await;
+    assert_eq!(
+        off["setSensorEnabled"],
+        json!({ "enabled": false, "version": 2 })
+    );
+    let body = api
+        .gql(Some(admin), set_enabled, json!({ "v": 1, "on": true }))
+        .await;
+    assert_eq!(code(&body), "CONFLICT", "{body}");
+
+    // The device is told why; a batch already queued keeps its other sensors' readings.
+    let refused = post(2.0).await.expect("post");
+    assert_eq!(refused.status(), 400);
+    let body: Value = refused.json().await.expect("json");
+    assert_eq!(body["error"]["field"], "readings.0.sensor", "{body}");
+    assert!(body.to_string().contains("switched off"), "{body}");
+    let mut batch = readings("still", 3, &[3.0]);
+    batch["readings"].as_array_mut().expect("readings").extend(
+        readings("other", 1, &[5.0])["readings"]
+            .as_array()
+            .expect("readings")
+            .clone(),
+    );
+    let submitted = api
+        .ok(
+            Some(op),
+            SUBMIT,
+            json!({ "input": { "kind": "INGEST", "payload": batch } }),
+        )
+        .await;
+    let job = submitted["submitJob"]["job"]["id"].clone();
+    deployment.drain().await;
+    let result = api
+        .ok(
+            Some(op),
+            "query($id: ID!) { job(id: $id) { state result } }",
+            json!({ "id": job }),
+        )
+        .await;
+    assert_eq!(result["job"]["state"], "SUCCEEDED");
+    assert_eq!(
+        (
+            result["job"]["result"]["stored"].clone(),
+            result["job"]["result"]["refused"].clone()
+        ),
+        (json!(1), json!(1)),
+        "{result}"
+    );
+    let stored = api
+        .ok(
+            Some(op),
+            "{ sensor(key: \"still\") { readings { value } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(stored["sensor"]["readings"], json!([{ "value": 1.0 }]));
+
+    // Silent for longer than its rule allows, yet switched off: no alert. Switched on: one.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let deployment = &deployment;
+    let check = |tick_ms: u64| async move {
+        deployment
+            .engine
+            .push(SilenceCheck { tick_ms }.to_push().expect("job"))
+            .await
+            .expect("push");
+        deployment.drain().await;
+    };
+    check(1).await;
+    assert!(alerts(&api, op, "still").await.is_empty());
+    api.ok(Some(admin), set_enabled, json!({ "v": 2, "on": true }))
+        .await;
+    check(2).await;
+    assert_eq!(open(&alerts(&api, op, "still").await).len(), 1);
+    assert_eq!(post(4.0).await.expect("post").status(), 202);
+    api.stop().await;
+}
+
 on_both_databases!(
+    a_switched_off_sensor_refuses_readings_and_is_never_silent,
     alerts_are_opened_and_resolved_by_hand,
     rules_edited_follow_their_version_and_keep_alerts_consistent,
     of_two_concurrent_edits_of_one_version_exactly_one_lands,

@@ -111,6 +111,8 @@ pub struct Ingested {
     /// Readings stored by this run (the rest were stored before).
     pub stored: u64,
     pub duplicates: u64,
+    /// Readings of switched-off sensors, not stored.
+    pub refused: u64,
     /// One per sensor of the batch: the `evaluate` job, or the one already waiting.
     pub evaluations: Vec<PushOutcome>,
 }
@@ -129,17 +131,29 @@ pub async fn run(
         keys.dedup();
         keys
     };
-    let known: BTreeMap<String, i64> = sensors::Entity::find()
+    let found = sensors::Entity::find()
         .filter(sensors::Column::Key.is_in(keys.iter().copied()))
         .all(db)
-        .await?
-        .into_iter()
-        .map(|s| (s.key, s.id))
-        .collect();
-    if let Some(unknown) = keys.iter().find(|k| !known.contains_key(**k)) {
+        .await?;
+    if let Some(unknown) = keys.iter().find(|k| !found.iter().any(|s| s.key == **k)) {
         return Err(HandlerError::Permanent(format!(
             "unknown sensor '{unknown}'"
         )));
+    }
+    // A switched-off sensor's readings are dropped, the batch's others stored: the device may
+    // not know yet, and one sensor must not hold the rest back.
+    let known: BTreeMap<String, i64> = found
+        .iter()
+        .filter(|s| s.disabled_at.is_none())
+        .map(|s| (s.key.clone(), s.id))
+        .collect();
+    let refused = payload
+        .readings
+        .iter()
+        .filter(|r| !known.contains_key(&r.sensor))
+        .count() as u64;
+    if refused > 0 {
+        tracing::info!(refused, "readings of switched-off sensors refused");
     }
 
     let now = Utc::now();
@@ -149,7 +163,9 @@ pub async fn run(
         let ts = r
             .timestamp()
             .map_err(|e| HandlerError::Permanent(e.to_string()))?;
-        let sensor_id = known[&r.sensor];
+        let Some(&sensor_id) = known.get(&r.sensor) else {
+            continue;
+        };
         latest
             .entry(sensor_id)
             .and_modify(|t| *t = Ord::max(*t, ts))
@@ -186,18 +202,23 @@ pub async fn run(
             .exec(&txn)
             .await?;
     }
-    let stored = readings::Entity::insert_many(rows)
-        .on_conflict(
-            OnConflict::columns([readings::Column::SensorId, readings::Column::NaturalKey])
-                .do_nothing()
-                .to_owned(),
-        )
-        .exec_without_returning(&txn)
-        .await?;
+    let stored = if rows.is_empty() {
+        0
+    } else {
+        readings::Entity::insert_many(rows)
+            .on_conflict(
+                OnConflict::columns([readings::Column::SensorId, readings::Column::NaturalKey])
+                    .do_nothing()
+                    .to_owned(),
+            )
+            .exec_without_returning(&txn)
+            .await?
+    };
     txn.commit().await?;
 
     let evaluations = keys
         .iter()
+        .filter(|key| known.contains_key(**key))
         .map(|key| {
             let payload = Evaluate {
                 sensor: (*key).to_owned(),
@@ -206,11 +227,12 @@ pub async fn run(
         })
         .collect::<Result<Vec<_>, _>>()?;
     let evaluations = engine.push_many(evaluations).await?;
-    let total = payload.readings.len() as u64;
-    tracing::info!(job.id = %job_id, stored, duplicates = total - stored, sensors = keys.len(), "readings ingested");
+    let duplicates = payload.readings.len() as u64 - refused - stored;
+    tracing::info!(job.id = %job_id, stored, duplicates, refused, sensors = keys.len(), "readings ingested");
     Ok(Ingested {
         stored,
-        duplicates: total - stored,
+        duplicates,
+        refused,
         evaluations,
     })
 }

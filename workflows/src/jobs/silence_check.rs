@@ -87,7 +87,12 @@ pub async fn run(
         if now - last.created_at < chrono::Duration::seconds(i64::from(seconds)) {
             continue;
         }
-        let Some(sensor) = sensors::Entity::find_by_id(rule.sensor_id).one(db).await? else {
+        // A switched-off sensor is silent by design.
+        let Some(sensor) = sensors::Entity::find_by_id(rule.sensor_id)
+            .filter(sensors::Column::DisabledAt.is_null())
+            .one(db)
+            .await?
+        else {
             continue;
         };
         signals.push((rule.id, last.id, true));
