@@ -95,25 +95,37 @@ impl Engine {
         let until = filter.until_ms.unwrap_or_else(crate::now_ms);
         let mut total = 0;
         loop {
-            let n: u64 = self
-                .inner
-                .scripts
-                .requeue
-                .key(self.keys().job_events())
-                .arg(&self.keys().prefix)
-                .arg("filter")
-                .arg(&filter.queue)
-                .arg(filter.since_ms.unwrap_or(0))
-                .arg(until)
-                .arg(filter.fingerprint.as_deref().unwrap_or(""))
-                .arg(chunk.max(1))
-                .invoke_async(&mut self.conn())
-                .await?;
+            let n = self.requeue_dead_chunk(filter, until, chunk).await?;
             total += n;
             if n == 0 {
                 return Ok(total);
             }
         }
+    }
+
+    /// Requeues up to `chunk` dead jobs matching the filter that died before `until_ms` (fix it
+    /// once for a whole bulk requeue, so jobs requeued and dead again are not taken twice);
+    /// returns how many. For callers that report progress between chunks.
+    pub async fn requeue_dead_chunk(
+        &self,
+        filter: &DeadFilter,
+        until_ms: u64,
+        chunk: usize,
+    ) -> Result<u64> {
+        Ok(self
+            .inner
+            .scripts
+            .requeue
+            .key(self.keys().job_events())
+            .arg(&self.keys().prefix)
+            .arg("filter")
+            .arg(&filter.queue)
+            .arg(filter.since_ms.unwrap_or(0))
+            .arg(until_ms)
+            .arg(filter.fingerprint.as_deref().unwrap_or(""))
+            .arg(chunk.max(1))
+            .invoke_async(&mut self.conn())
+            .await?)
     }
 
     /// Deletes a dead job for good (the event stream records that it happened).

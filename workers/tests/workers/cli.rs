@@ -146,6 +146,17 @@ async fn the_command_line_reads_and_changes_what_the_servers_hold(sql: Sql) {
         1
     );
 
+    // A bulk requeue by queue reports its progress to people (stderr), its result on stdout.
+    let (code, out, err) = steadfast(&app, &["requeue", "--queue", "evaluate"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("requeued 2 of 2"), "{err}");
+    assert!(out.contains("2 dead job(s) of evaluate requeued"), "{out}");
+    assert_eq!(
+        app.drain().await.count("evaluate", "dead"),
+        2,
+        "both die again"
+    );
+
     let discarded = json(&app, &["discard", "--queue", "evaluate"]).await;
     assert_eq!(discarded["changed"], 2);
     assert_eq!(app.dead_jobs().await, 0);

@@ -482,7 +482,23 @@ async fn dead_action(
         return Ok(());
     }
     let changed = match action {
-        DeadAction::Requeue => engine.requeue_dead_matching(&filter, REQUEUE_CHUNK).await?,
+        DeadAction::Requeue => {
+            let until = queue::now_ms();
+            let mut total = 0u64;
+            loop {
+                let n = engine
+                    .requeue_dead_chunk(&filter, until, REQUEUE_CHUNK)
+                    .await?;
+                if n == 0 {
+                    break;
+                }
+                total += n;
+                if !json {
+                    eprintln!("requeued {total} of {matching}…");
+                }
+            }
+            total
+        }
         DeadAction::Discard => {
             let mut total = 0u64;
             loop {
