@@ -244,6 +244,32 @@ test('an admin creates a device, its key writes readings, and once revoked its n
   expect(((await refused.json()) as { error: { message: string } }).error.message).toContain('revoked');
 });
 
+test('an admin switches a sensor off, its readings are refused, and on again they are taken', async ({ page }) => {
+  const token = await login(baseUrl(), ADMIN.email, ADMIN.password);
+  await graphql(baseUrl(), token, `mutation { createSensor(input: {key: "chiller-1", name: "Chiller", unit: "°C"}) { id } }`);
+  const device = await graphql<{ createDevice: { apiKey: string } }>(
+    baseUrl(),
+    token,
+    `mutation { createDevice(input: {name: "chiller gateway", sensorKeys: ["chiller-1"]}) { apiKey } }`,
+  );
+  const post = () =>
+    fetch(`${baseUrl()}/api/sensors/data`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${device.createDevice.apiKey}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ readings: [{ sensor: 'chiller-1', ts: new Date().toISOString(), value: 20 }] }),
+    });
+  await signIn(page, ADMIN);
+  await page.goto(`${baseUrl()}/sensors/chiller-1`);
+  await page.getByRole('button', { name: 'Switch sensor off' }).click();
+  await expect(page.getByTestId('sensor-off')).toBeVisible();
+  const refused = await post();
+  expect(refused.status).toBe(400);
+  expect(((await refused.json()) as { error: { field: string } }).error.field).toBe('readings.0.sensor');
+  await page.getByRole('button', { name: 'Switch sensor on' }).click();
+  await expect(page.getByTestId('sensor-off')).toHaveCount(0);
+  expect((await post()).status).toBe(202);
+});
+
 test('a notify to a failing receiver retries, dies, and succeeds once requeued from the dead-jobs page', async ({ page }) => {
   await signIn(page, ADMIN);
 

@@ -15,6 +15,8 @@ type Rule = RuleRow;
 interface SensorDetail {
   id: string;
   key: string;
+  enabled: boolean;
+  version: number;
   name: string;
   unit: string;
   lastSeenAt: string | null;
@@ -35,6 +37,12 @@ type RuleKind = 'ABOVE' | 'BELOW' | 'RATE_OF_CHANGE' | 'SILENCE';
     @if (sensor(); as s) {
       <h1>{{ s.name }} <code>{{ s.key }}</code></h1>
       <p class="muted">Last seen {{ when(s.lastSeenAt) }} · {{ s.openAlerts }} open alert(s)</p>
+      @if (!s.enabled) {
+        <p class="notice" data-testid="sensor-off">Switched off: its readings are refused and it is never reported silent.</p>
+      }
+      @if (admin()) {
+        <p><button type="button" (click)="setSensorEnabled(s, !s.enabled)" [disabled]="busy()">{{ s.enabled ? 'Switch sensor off' : 'Switch sensor on' }}</button></p>
+      }
       <section class="panel">
         <h2>Recent readings</h2>
         @if (s.readings.length === 0) {
@@ -182,7 +190,7 @@ export class SensorPage implements OnInit {
   async load(): Promise<void> {
     try {
       const data = await this.graphql.request<{ sensor: SensorDetail | null; channels: ChannelRow[] }>(
-        `query Sensor($key: String!) { sensor(key: $key) { id key name unit lastSeenAt openAlerts
+        `query Sensor($key: String!) { sensor(key: $key) { id key name unit lastSeenAt openAlerts enabled version
           readings(last: 200) { id ts value }
           rules { id kind threshold clearThreshold forReadings silenceSeconds throttleSeconds enabled inBreach channelIds version } }
           channels { id name kind url hasSecret } }`,
@@ -223,6 +231,14 @@ export class SensorPage implements OnInit {
     await this.change(
       `mutation S($id: ID!, $v: Int!, $on: Boolean!) { setRuleEnabled(id: $id, expectedVersion: $v, enabled: $on) { id } }`,
       { id: rule.id, v: rule.version, on: enabled },
+      (e) => this.error.set(explain(e)),
+    );
+  }
+
+  async setSensorEnabled(sensor: SensorDetail, enabled: boolean): Promise<void> {
+    await this.change(
+      `mutation S($k: String!, $v: Int!, $on: Boolean!) { setSensorEnabled(key: $k, expectedVersion: $v, enabled: $on) { enabled } }`,
+      { k: sensor.key, v: sensor.version, on: enabled },
       (e) => this.error.set(explain(e)),
     );
   }
