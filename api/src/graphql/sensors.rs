@@ -16,6 +16,7 @@ use super::{check_version, page, require, shared, update_if_version};
 use crate::{
     auth::Role,
     error::{ApiError, ApiResult},
+    state::SharedState,
 };
 
 #[derive(Debug, Clone, SimpleObject)]
@@ -285,51 +286,29 @@ impl SensorMutation {
         input: UpdateSensorInput,
     ) -> async_graphql::Result<Sensor> {
         let admin = require(ctx, Role::Admin)?;
-        let shared = shared(ctx);
         let name = input
             .name
             .as_deref()
             .map(|n| check_text("input.name", n, 200))
             .transpose()?;
         let unit = input.unit.as_deref().map(check_unit).transpose()?;
-        let txn = shared.db.begin().await.map_err(ApiError::from)?;
-        let before = sensors::Entity::find()
-            .filter(sensors::Column::Key.eq(&key))
-            .one(&txn)
-            .await
-            .map_err(ApiError::from)?
-            .ok_or_else(|| ApiError::not_found(format!("no sensor has key {key:?}")))?;
-        check_version("sensor", before.version, expected_version)?;
-        let mut active: sensors::ActiveModel = before.clone().into();
-        if let Some(name) = name {
-            active.name = Set(name);
-        }
-        if let Some(unit) = unit {
-            active.unit = Set(unit);
-        }
-        active.version = Set(expected_version + 1);
-        active.updated_at = Set(Some(Utc::now()));
-        let after = update_if_version(
-            &txn,
-            active,
-            sensors::Column::Version,
+        let edited = edit_sensor(
+            shared(ctx),
+            admin.user_id,
+            "sensor.update",
+            &key,
             expected_version,
-            "sensor",
+            |_, active| {
+                if let Some(name) = name {
+                    active.name = Set(name);
+                }
+                if let Some(unit) = unit {
+                    active.unit = Set(unit);
+                }
+            },
         )
         .await?;
-        let audited =
-            |s: &sensors::Model| json!({ "name": s.name, "unit": s.unit, "version": s.version });
-        shared
-            .audit(
-                &txn,
-                Some(admin.user_id),
-                "sensor.update",
-                &format!("sensor:{key}"),
-                json!({ "before": audited(&before), "after": audited(&after) }),
-            )
-            .await?;
-        txn.commit().await.map_err(ApiError::from)?;
-        Ok(after.into())
+        Ok(edited.into())
     }
 
     /// Switches a sensor off or on again (admin). Switched off, its readings are refused: the
@@ -343,45 +322,67 @@ impl SensorMutation {
         expected_version: i64,
     ) -> async_graphql::Result<Sensor> {
         let admin = require(ctx, Role::Admin)?;
-        let shared = shared(ctx);
-        let txn = shared.db.begin().await.map_err(ApiError::from)?;
-        let before = sensors::Entity::find()
-            .filter(sensors::Column::Key.eq(&key))
-            .one(&txn)
-            .await
-            .map_err(ApiError::from)?
-            .ok_or_else(|| ApiError::not_found(format!("no sensor has key {key:?}")))?;
-        check_version("sensor", before.version, expected_version)?;
-        let mut active: sensors::ActiveModel = before.clone().into();
-        active.disabled_at = Set(if enabled {
-            None
-        } else {
-            before.disabled_at.or(Some(Utc::now()))
-        });
-        active.version = Set(expected_version + 1);
-        active.updated_at = Set(Some(Utc::now()));
-        let after = update_if_version(
-            &txn,
-            active,
-            sensors::Column::Version,
+        let edited = edit_sensor(
+            shared(ctx),
+            admin.user_id,
+            if enabled {
+                "sensor.enable"
+            } else {
+                "sensor.disable"
+            },
+            &key,
             expected_version,
-            "sensor",
+            |before, active| {
+                active.disabled_at = Set(if enabled {
+                    None
+                } else {
+                    before.disabled_at.or(Some(Utc::now()))
+                });
+            },
         )
         .await?;
-        shared
-            .audit(
-                &txn,
-                Some(admin.user_id),
-                if enabled {
-                    "sensor.enable"
-                } else {
-                    "sensor.disable"
-                },
-                &format!("sensor:{key}"),
-                json!({ "wasEnabled": before.disabled_at.is_none(), "version": after.version }),
-            )
-            .await?;
-        txn.commit().await.map_err(ApiError::from)?;
-        Ok(after.into())
+        Ok(edited.into())
     }
+}
+
+/// The sensor as the audit log keeps it (before and after an edit).
+fn audited(s: &sensors::Model) -> serde_json::Value {
+    json!({ "name": s.name, "unit": s.unit, "enabled": s.disabled_at.is_none(), "version": s.version })
+}
+
+/// Edits the sensor `key` in one transaction: reads it, refuses a stale `expected` version,
+/// applies `change`, writes it with its version raised (a compare-and-set), and audits it as
+/// `action` with the sensor before and after.
+async fn edit_sensor(
+    shared: &SharedState,
+    actor: i64,
+    action: &str,
+    key: &str,
+    expected: i64,
+    change: impl FnOnce(&sensors::Model, &mut sensors::ActiveModel),
+) -> ApiResult<sensors::Model> {
+    let txn = shared.db.begin().await?;
+    let before = sensors::Entity::find()
+        .filter(sensors::Column::Key.eq(key))
+        .one(&txn)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no sensor has key {key:?}")))?;
+    check_version("sensor", before.version, expected)?;
+    let mut active: sensors::ActiveModel = before.clone().into();
+    change(&before, &mut active);
+    active.version = Set(expected + 1);
+    active.updated_at = Set(Some(Utc::now()));
+    let after =
+        update_if_version(&txn, active, sensors::Column::Version, expected, "sensor").await?;
+    shared
+        .audit(
+            &txn,
+            Some(actor),
+            action,
+            &format!("sensor:{key}"),
+            json!({ "before": audited(&before), "after": audited(&after) }),
+        )
+        .await?;
+    txn.commit().await?;
+    Ok(after)
 }

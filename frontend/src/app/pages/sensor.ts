@@ -7,6 +7,7 @@ import { Graphql } from '../core/graphql';
 import { Live } from '../core/live';
 import { Session } from '../core/session';
 import { RuleForm, RuleRow, formOf, numberOrNull, ruleChanges } from '../core/rules';
+import { runAction } from '../shared/action';
 import { ConfirmBar } from '../shared/confirm-bar';
 import { LineChart } from '../shared/line-chart';
 import { ChannelRow } from './sensors';
@@ -254,17 +255,9 @@ export class SensorPage implements OnInit {
 
   /** Runs an edit; whatever the answer (a stale version included), shows the rules as they are now. */
   private async change(query: string, variables: Record<string, unknown>, failed: (e: unknown) => void): Promise<void> {
-    this.busy.set(true);
     this.error.set(null);
     this.editError.set(null);
-    try {
-      await this.graphql.request(query, variables);
-    } catch (e) {
-      failed(e);
-    } finally {
-      this.busy.set(false);
-      await this.load();
-    }
+    await runAction(this.busy, () => this.graphql.request(query, variables).then(() => undefined), failed, () => this.load());
   }
 
   async createRule(): Promise<void> {

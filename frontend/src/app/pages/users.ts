@@ -5,6 +5,7 @@ import { explain, explainForm } from '../core/api-error';
 import { when } from '../core/format';
 import { Graphql } from '../core/graphql';
 import { Session } from '../core/session';
+import { runAction } from '../shared/action';
 import { ConfirmBar } from '../shared/confirm-bar';
 
 interface User {
@@ -131,15 +132,7 @@ export class UsersPage implements OnInit {
   }
 
   private async act(work: () => Promise<void>, failed: (e: unknown) => void): Promise<void> {
-    this.busy.set(true);
     this.error.set(null);
-    try {
-      await work();
-    } catch (e) {
-      failed(e);
-    } finally {
-      this.busy.set(false);
-      await this.load();
-    }
+    await runAction(this.busy, work, failed, () => this.load());
   }
 }
