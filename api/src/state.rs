@@ -3,9 +3,8 @@
 
 use std::sync::Arc;
 
-use chrono::Utc;
 use queue::Engine;
-use sea_orm::{ActiveModelTrait, ConnectionTrait, DatabaseConnection, Set};
+use sea_orm::{ConnectionTrait, DatabaseConnection};
 
 use crate::{
     auth::{AuthLimits, TokenKeys},
@@ -47,17 +46,7 @@ impl Shared {
         target: &str,
         details: serde_json::Value,
     ) -> ApiResult<()> {
-        entities::audit_log::ActiveModel {
-            actor_user_id: Set(actor),
-            action: Set(action.to_owned()),
-            target: Set(target.to_owned()),
-            details: Set(details),
-            at: Set(Utc::now()),
-            ..Default::default()
-        }
-        .insert(db)
-        .await?;
-        Ok(())
+        Ok(entities::audit_log::record(db, actor, action, target, details).await?)
     }
 }
 

@@ -17,3 +17,24 @@ pub struct Model {
 }
 
 impl ActiveModelBehavior for ActiveModel {}
+
+/// Appends one entry, now: the one way the API and the command line write the audit log.
+pub async fn record(
+    db: &impl ConnectionTrait,
+    actor: Option<i64>,
+    action: &str,
+    target: &str,
+    details: Json,
+) -> Result<(), DbErr> {
+    ActiveModel {
+        actor_user_id: sea_orm::Set(actor),
+        action: sea_orm::Set(action.to_owned()),
+        target: sea_orm::Set(target.to_owned()),
+        details: sea_orm::Set(details),
+        at: sea_orm::Set(chrono::Utc::now()),
+        ..Default::default()
+    }
+    .insert(db)
+    .await?;
+    Ok(())
+}

@@ -61,17 +61,7 @@ async fn audit(
     let mut details = details;
     details["via"] = json!("cli");
     details["osUser"] = json!(std::env::var("USER").unwrap_or_default());
-    audit_log::ActiveModel {
-        actor_user_id: Set(None),
-        action: Set(action.to_owned()),
-        target: Set(target.to_owned()),
-        details: Set(details),
-        at: Set(Utc::now()),
-        ..Default::default()
-    }
-    .insert(db)
-    .await?;
-    Ok(())
+    Ok(audit_log::record(db, None, action, target, details).await?)
 }
 
 pub async fn run(config: &Config) -> Result<(), CliError> {
