@@ -7,6 +7,7 @@ mod workers {
     pub mod common;
     mod crash;
     mod delivery;
+    mod judged;
     mod kit;
     mod pipeline;
 }
