@@ -244,6 +244,22 @@ impl From<sea_orm::DbErr> for ApiError {
     }
 }
 
+impl From<entities::manage::ManageError> for ApiError {
+    fn from(e: entities::manage::ManageError) -> Self {
+        use entities::manage::ManageError;
+        match e {
+            ManageError::NotFound(what) => ApiError::not_found(what),
+            ManageError::Stale {
+                what,
+                expected,
+                current,
+            } => ApiError::stale(what, expected, current),
+            ManageError::Refused { field, message } => ApiError::bad_input(field, message),
+            ManageError::Db(e) => e.into(),
+        }
+    }
+}
+
 impl From<workflows::ledger::LedgerError> for ApiError {
     fn from(e: workflows::ledger::LedgerError) -> Self {
         match e {

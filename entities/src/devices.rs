@@ -13,6 +13,9 @@ pub struct Model {
     pub created_at: DateTimeUtc,
     /// Set by an admin: the key is refused from then on (a rotation replaces the hash instead).
     pub revoked_at: Option<DateTimeUtc>,
+    /// Raised by every change, which names the version it read: a stale one is refused.
+    pub version: i64,
+    pub updated_at: Option<DateTimeUtc>,
 }
 
 impl ActiveModelBehavior for ActiveModel {}

@@ -14,6 +14,7 @@ pub mod devices;
 pub mod job_attempts;
 pub mod jobs;
 pub mod ledger_quarantine;
+pub mod manage;
 pub mod readings;
 pub mod refresh_tokens;
 pub mod rule_channels;

@@ -15,6 +15,9 @@ pub struct Model {
     pub created_at: DateTimeUtc,
     /// Set by an admin: the user cannot sign in, refresh or keep a socket open.
     pub disabled_at: Option<DateTimeUtc>,
+    /// Raised by every change, which names the version it read: a stale one is refused.
+    pub version: i64,
+    pub updated_at: Option<DateTimeUtc>,
 }
 
 impl ActiveModelBehavior for ActiveModel {}

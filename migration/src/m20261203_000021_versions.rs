@@ -1,6 +1,6 @@
-//! What editing needs: a `version` on sensors, rules and channels that every update checks
-//! and raises (optimistic concurrency: two operators cannot overwrite each other silently),
-//! when each was last changed, `rules.archived_at` (a deleted rule is archived, because its
+//! What editing needs: a `version` on sensors, rules, channels, devices and users that every
+//! update checks and raises (optimistic concurrency: two operators cannot overwrite each other
+//! silently), when each was last changed, `rules.archived_at` (a deleted rule is archived, because its
 //! alerts and signals keep referring to it), and `sensors.disabled_at` (a switched-off sensor's
 //! readings are refused).
 
@@ -9,7 +9,7 @@ use sea_orm_migration::{prelude::*, schema::*};
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
-const EDITABLE: [&str; 3] = ["sensors", "rules", "channels"];
+const EDITABLE: [&str; 5] = ["sensors", "rules", "channels", "devices", "users"];
 
 /// `(table, column)`: the nullable timestamps this migration adds.
 const NULLABLE_TIMES: [(&str, &str); 2] = [("rules", "archived_at"), ("sensors", "disabled_at")];

@@ -1,7 +1,7 @@
 //! Accounts and sessions: register, login, refresh (rotating, reuse-detecting), sign out, roles.
 
-use async_graphql::{Context, ID, Object, SimpleObject};
-use chrono::{DateTime, Utc};
+use async_graphql::{Context, Object, SimpleObject};
+use chrono::Utc;
 use entities::{refresh_tokens, users};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseTransaction,
@@ -10,7 +10,7 @@ use sea_orm::{
 };
 use serde_json::json;
 
-use super::{ClientAddress, page, require, row_id, row_or_not_found, session, shared};
+use super::{ClientAddress, session, shared, users::User};
 use crate::{
     auth::{
         Guarded, Role, hash_password, new_secret, secret_hash, secrets_match, validate_email,
@@ -19,28 +19,6 @@ use crate::{
     error::{ApiError, ApiResult},
     state::Shared,
 };
-
-#[derive(Debug, Clone, SimpleObject)]
-pub struct User {
-    pub id: ID,
-    pub email: String,
-    pub role: Role,
-    pub created_at: DateTime<Utc>,
-    /// When an admin disabled the account; null while it may sign in.
-    pub disabled_at: Option<DateTime<Utc>>,
-}
-
-impl From<users::Model> for User {
-    fn from(u: users::Model) -> Self {
-        Self {
-            id: ID(u.id.to_string()),
-            email: u.email,
-            role: Role::parse(&u.role).unwrap_or(Role::Viewer),
-            created_at: u.created_at,
-            disabled_at: u.disabled_at,
-        }
-    }
-}
 
 /// How accounts come to be here, for the sign-in page.
 #[derive(Debug, Clone, SimpleObject)]
@@ -91,33 +69,6 @@ impl AuthQuery {
             .ok_or_else(|| ApiError::unauthenticated("this account no longer exists"))?;
         Ok(user.into())
     }
-
-    /// Every account (admin), newest first.
-    #[graphql(complexity = "page::complexity(first, child_complexity)")]
-    async fn users(
-        &self,
-        ctx: &Context<'_>,
-        first: Option<i32>,
-        after: Option<String>,
-    ) -> async_graphql::Result<page::Page<User>> {
-        require(ctx, Role::Admin)?;
-        let limit = page::first(first)?;
-        let after = page::int_cursor(after.as_deref())?;
-        let shared = shared(ctx);
-        let mut query = users::Entity::find().order_by_desc(users::Column::Id);
-        if let Some(after) = after {
-            query = query.filter(users::Column::Id.lt(after));
-        }
-        Ok(page::fetch(
-            &shared.db,
-            query,
-            limit,
-            None,
-            |u| u.id.to_string(),
-            User::from,
-        )
-        .await?)
-    }
 }
 
 #[derive(Default)]
@@ -151,7 +102,7 @@ impl AuthMutation {
             .await?;
         let hash = hash_password(password).await?;
         let txn = shared.db.begin().await.map_err(ApiError::from)?;
-        lock_users(&txn).await?;
+        entities::manage::users::lock_users(&txn).await?;
         let first_user = users::Entity::find()
             .count(&txn)
             .await
@@ -186,101 +137,6 @@ impl AuthMutation {
         let payload = issue(shared, &txn, user, None).await?;
         txn.commit().await.map_err(ApiError::from)?;
         Ok(payload)
-    }
-
-    /// Creates an account (admin), with its role; audited. The user signs in with the
-    /// password given here.
-    async fn create_user(
-        &self,
-        ctx: &Context<'_>,
-        email: String,
-        password: String,
-        #[graphql(default_with = "Role::Viewer")] role: Role,
-    ) -> async_graphql::Result<User> {
-        let admin = require(ctx, Role::Admin)?;
-        let shared = shared(ctx);
-        let email = validate_email(&email)?;
-        validate_password(&password)?;
-        let hash = hash_password(password).await?;
-        let txn = shared.db.begin().await.map_err(ApiError::from)?;
-        let user = insert_user(&txn, &email, hash, role).await?;
-        shared
-            .audit(
-                &txn,
-                Some(admin.user_id),
-                "user.create",
-                &format!("user:{}", user.id),
-                json!({ "email": email, "role": role.as_str() }),
-            )
-            .await?;
-        txn.commit().await.map_err(ApiError::from)?;
-        Ok(user.into())
-    }
-
-    /// Disables an account (admin) or enables it again; audited. A disabled user's sessions
-    /// end: their refresh tokens are revoked at once, and every API process refuses their
-    /// access tokens and closes their sockets (4403) within about a second.
-    async fn set_user_disabled(
-        &self,
-        ctx: &Context<'_>,
-        user_id: ID,
-        disabled: bool,
-    ) -> async_graphql::Result<User> {
-        let admin = require(ctx, Role::Admin)?;
-        let shared = shared(ctx);
-        let id = row_id("userId", &user_id)?;
-        if disabled && id == admin.user_id {
-            return Err(
-                ApiError::bad_input("userId", "you cannot disable your own account").into(),
-            );
-        }
-        let txn = shared.db.begin().await.map_err(ApiError::from)?;
-        let user = row_or_not_found::<users::Entity>(&txn, id, "user").await?;
-        if disabled && user.role == Role::Admin.as_str() {
-            let admins = users::Entity::find()
-                .filter(users::Column::Role.eq(Role::Admin.as_str()))
-                .filter(users::Column::DisabledAt.is_null())
-                .count(&txn)
-                .await
-                .map_err(ApiError::from)?;
-            if admins <= 1 {
-                return Err(ApiError::bad_input(
-                    "userId",
-                    "this is the last admin: promote another user first",
-                )
-                .into());
-            }
-        }
-        let now = Utc::now();
-        let before = user.disabled_at;
-        let mut active: users::ActiveModel = user.into();
-        active.disabled_at = Set(disabled.then_some(before.unwrap_or(now)));
-        let user = active.update(&txn).await.map_err(ApiError::from)?;
-        if disabled {
-            refresh_tokens::Entity::update_many()
-                .col_expr(refresh_tokens::Column::RevokedAt, Expr::value(now))
-                .filter(refresh_tokens::Column::UserId.eq(id))
-                .filter(refresh_tokens::Column::RevokedAt.is_null())
-                .exec(&txn)
-                .await
-                .map_err(ApiError::from)?;
-        }
-        shared
-            .audit(
-                &txn,
-                Some(admin.user_id),
-                if disabled {
-                    "user.disable"
-                } else {
-                    "user.enable"
-                },
-                &format!("user:{id}"),
-                json!({ "email": user.email, "wasDisabled": before.is_some() }),
-            )
-            .await?;
-        txn.commit().await.map_err(ApiError::from)?;
-        shared.revocations.mark(id, disabled);
-        Ok(user.into())
     }
 
     /// Signs in. Limited per account and per client address (`RATE_LIMITED`).
@@ -394,50 +250,6 @@ impl AuthMutation {
         txn.commit().await.map_err(ApiError::from)?;
         Ok(true)
     }
-
-    /// Changes a user's role (admin). The change reaches the user's access token at its next
-    /// refresh (within the access token lifetime).
-    async fn set_user_role(
-        &self,
-        ctx: &Context<'_>,
-        user_id: ID,
-        role: Role,
-    ) -> async_graphql::Result<User> {
-        let admin = require(ctx, Role::Admin)?;
-        let shared = shared(ctx);
-        let id = row_id("userId", &user_id)?;
-        let txn = shared.db.begin().await.map_err(ApiError::from)?;
-        let user = row_or_not_found::<users::Entity>(&txn, id, "user").await?;
-        if user.role == Role::Admin.as_str() && role != Role::Admin {
-            let admins = users::Entity::find()
-                .filter(users::Column::Role.eq(Role::Admin.as_str()))
-                .count(&txn)
-                .await
-                .map_err(ApiError::from)?;
-            if admins <= 1 {
-                return Err(ApiError::bad_input(
-                    "role",
-                    "this is the last admin: promote another user first",
-                )
-                .into());
-            }
-        }
-        let before = user.role.clone();
-        let mut active: users::ActiveModel = user.into();
-        active.role = Set(role.as_str().to_owned());
-        let user = active.update(&txn).await.map_err(ApiError::from)?;
-        shared
-            .audit(
-                &txn,
-                Some(admin.user_id),
-                "user.set_role",
-                &format!("user:{id}"),
-                json!({ "from": before, "to": role.as_str() }),
-            )
-            .await?;
-        txn.commit().await.map_err(ApiError::from)?;
-        Ok(user.into())
-    }
 }
 
 fn disabled_account() -> ApiError {
@@ -457,17 +269,7 @@ fn check_bootstrap(expected: Option<&str>, given: Option<&str>) -> ApiResult<()>
     }
 }
 
-/// Serialises registrations, so two first registrations at once do not both become admin
-/// (SQLite serialises every transaction already).
-async fn lock_users(txn: &DatabaseTransaction) -> ApiResult<()> {
-    if txn.get_database_backend() == DatabaseBackend::Postgres {
-        txn.execute_unprepared("LOCK TABLE users IN SHARE ROW EXCLUSIVE MODE")
-            .await?;
-    }
-    Ok(())
-}
-
-async fn insert_user(
+pub(super) async fn insert_user(
     txn: &DatabaseTransaction,
     email: &str,
     password_hash: String,

@@ -1,20 +1,25 @@
-//! Devices that write readings with an API key (shown once, stored hashed). Creating,
-//! revoking and rotating keys are admin actions, audited. Keys are looked up by hash on every
-//! request, so a revoked or replaced key gets 401 from the next request on, on every replica.
+//! Devices that write readings with an API key (shown once, stored hashed). Creating, editing,
+//! revoking, rotating keys and deleting are admin actions, audited with the device before and
+//! after (the checks live in `entities::manage::devices`, shared with the command line). Keys
+//! are looked up by hash on every request, so a revoked or replaced key gets 401 from the next
+//! request on, on every replica.
 
 use async_graphql::{Context, ID, InputObject, Object, SimpleObject};
 use chrono::{DateTime, Utc};
-use entities::{devices, sensors};
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
-    TransactionTrait,
+use entities::{
+    devices,
+    manage::{
+        self, Actor,
+        devices::{DeviceEdit, DeviceWithSensors},
+    },
+    sensors,
 };
-use serde_json::json;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
-use super::{page, require, row_id, row_or_not_found, sensors::check_text, shared};
+use super::{page, require, row_id, sensors::check_text, shared};
 use crate::{
     auth::{Role, new_secret},
-    error::{ApiError, ApiResult},
+    error::ApiError,
 };
 
 #[derive(Debug, Clone, SimpleObject)]
@@ -25,6 +30,29 @@ pub struct Device {
     pub created_at: DateTime<Utc>,
     /// When an admin revoked its key; a revoked device gets 401.
     pub revoked_at: Option<DateTime<Utc>>,
+    /// Raised by every change; name it as `expectedVersion` to change the device.
+    pub version: i64,
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+impl Device {
+    fn new(device: devices::Model, sensor_keys: Vec<String>) -> Self {
+        Self {
+            id: ID(device.id.to_string()),
+            name: device.name,
+            sensor_keys,
+            created_at: device.created_at,
+            revoked_at: device.revoked_at,
+            version: device.version,
+            updated_at: device.updated_at,
+        }
+    }
+}
+
+impl From<DeviceWithSensors> for Device {
+    fn from(d: DeviceWithSensors) -> Self {
+        Device::new(d.device, d.sensor_keys)
+    }
 }
 
 #[derive(Debug, Clone, SimpleObject)]
@@ -51,21 +79,19 @@ impl DeviceQuery {
             .map_err(ApiError::from)?;
         let owned = sensors::Entity::find()
             .filter(sensors::Column::DeviceId.is_not_null())
+            .order_by_asc(sensors::Column::Key)
             .all(db)
             .await
             .map_err(ApiError::from)?;
         Ok(rows
             .into_iter()
-            .map(|d| Device {
-                id: ID(d.id.to_string()),
-                sensor_keys: owned
+            .map(|d| {
+                let keys = owned
                     .iter()
                     .filter(|s| s.device_id == Some(d.id))
                     .map(|s| s.key.clone())
-                    .collect(),
-                name: d.name,
-                created_at: d.created_at,
-                revoked_at: d.revoked_at,
+                    .collect();
+                Device::new(d, keys)
             })
             .collect())
     }
@@ -81,26 +107,6 @@ pub struct CreateDeviceInput {
 #[derive(Default)]
 pub struct DeviceMutation;
 
-async fn device_view(
-    db: &impl sea_orm::ConnectionTrait,
-    device: devices::Model,
-) -> ApiResult<Device> {
-    let sensor_keys = sensors::Entity::find()
-        .filter(sensors::Column::DeviceId.eq(device.id))
-        .all(db)
-        .await?
-        .into_iter()
-        .map(|s| s.key)
-        .collect();
-    Ok(Device {
-        id: ID(device.id.to_string()),
-        name: device.name,
-        sensor_keys,
-        created_at: device.created_at,
-        revoked_at: device.revoked_at,
-    })
-}
-
 #[Object]
 impl DeviceMutation {
     /// Registers a device and answers its API key, shown this once.
@@ -112,101 +118,69 @@ impl DeviceMutation {
         let admin = require(ctx, Role::Admin)?;
         let shared = shared(ctx);
         let name = check_text("input.name", &input.name, 200)?;
-        if input.sensor_keys.is_empty() || input.sensor_keys.len() > 1000 {
-            return Err(ApiError::bad_input("input.sensorKeys", "name 1 to 1000 sensors").into());
-        }
-        let txn = shared.db.begin().await.map_err(ApiError::from)?;
-        let found = sensors::Entity::find()
-            .filter(sensors::Column::Key.is_in(input.sensor_keys.clone()))
-            .all(&txn)
-            .await
-            .map_err(ApiError::from)?;
-        for (i, key) in input.sensor_keys.iter().enumerate() {
-            match found.iter().find(|s| &s.key == key) {
-                None => {
-                    return Err(ApiError::bad_input(
-                        format!("input.sensorKeys.{i}"),
-                        format!("no sensor has key {key:?}"),
-                    )
-                    .into());
-                }
-                Some(s) if s.device_id.is_some() => {
-                    return Err(ApiError::bad_input(
-                        format!("input.sensorKeys.{i}"),
-                        format!("sensor {key:?} already belongs to another device"),
-                    )
-                    .into());
-                }
-                Some(_) => {}
-            }
-        }
         let (api_key, hash) = new_secret("sfd_");
-        let device = devices::ActiveModel {
-            name: Set(name),
-            api_key_hash: Set(hash),
-            created_at: Set(Utc::now()),
-            ..Default::default()
-        }
-        .insert(&txn)
+        let created = manage::devices::create(
+            &shared.db,
+            &Actor::User(admin.user_id),
+            name,
+            &input.sensor_keys,
+            hash,
+        )
         .await
-        .map_err(ApiError::from)?;
-        sensors::Entity::update_many()
-            .col_expr(
-                sensors::Column::DeviceId,
-                sea_orm::sea_query::Expr::value(device.id),
-            )
-            .filter(sensors::Column::Key.is_in(input.sensor_keys.clone()))
-            .exec(&txn)
-            .await
-            .map_err(ApiError::from)?;
-        shared
-            .audit(
-                &txn,
-                Some(admin.user_id),
-                "device.create",
-                &format!("device:{}", device.id),
-                json!({ "sensors": input.sensor_keys }),
-            )
-            .await?;
-        txn.commit().await.map_err(ApiError::from)?;
+        .map_err(|e| in_input(e.into()))?;
         Ok(CreatedDevice {
-            device: Device {
-                id: ID(device.id.to_string()),
-                name: device.name,
-                sensor_keys: input.sensor_keys,
-                created_at: device.created_at,
-                revoked_at: None,
-            },
+            device: created.into(),
             api_key,
         })
     }
 
-    /// Revokes a device's key: its next request gets 401. `rotateDeviceKey` gives it a new
-    /// one.
-    async fn revoke_device(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Device> {
+    /// Renames a device or changes the sensors it writes (admin), against the version read:
+    /// a stale `expectedVersion` is `CONFLICT` and changes nothing. `sensorKeys`, when given,
+    /// is the whole new list: sensors left out are released (their readings stay), and each
+    /// named one must belong to no other device.
+    async fn update_device(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        expected_version: i64,
+        name: Option<String>,
+        sensor_keys: Option<Vec<String>>,
+    ) -> async_graphql::Result<Device> {
         let admin = require(ctx, Role::Admin)?;
         let shared = shared(ctx);
         let id = row_id("id", &id)?;
-        let txn = shared.db.begin().await.map_err(ApiError::from)?;
-        let device = row_or_not_found::<devices::Entity>(&txn, id, "device").await?;
-        let already = device.revoked_at.is_some();
-        let mut active: devices::ActiveModel = device.into();
-        if !already {
-            active.revoked_at = Set(Some(Utc::now()));
-        }
-        let device = active.update(&txn).await.map_err(ApiError::from)?;
-        shared
-            .audit(
-                &txn,
-                Some(admin.user_id),
-                "device.revoke",
-                &format!("device:{id}"),
-                json!({ "name": device.name, "alreadyRevoked": already }),
-            )
-            .await?;
-        let view = device_view(&txn, device).await?;
-        txn.commit().await.map_err(ApiError::from)?;
-        Ok(view)
+        let name = name.map(|n| check_text("name", &n, 200)).transpose()?;
+        let edited = manage::devices::update(
+            &shared.db,
+            &Actor::User(admin.user_id),
+            id,
+            expected_version,
+            DeviceEdit { name, sensor_keys },
+        )
+        .await
+        .map_err(ApiError::from)?;
+        Ok(edited.into())
+    }
+
+    /// Revokes a device's key: its next request gets 401. `rotateDeviceKey` gives it a new
+    /// one. `expectedVersion`, when given, refuses the change if the device changed since.
+    async fn revoke_device(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        expected_version: Option<i64>,
+    ) -> async_graphql::Result<Device> {
+        let admin = require(ctx, Role::Admin)?;
+        let id = row_id("id", &id)?;
+        let revoked = manage::devices::revoke(
+            &shared(ctx).db,
+            &Actor::User(admin.user_id),
+            id,
+            expected_version,
+        )
+        .await
+        .map_err(ApiError::from)?;
+        Ok(revoked.into())
     }
 
     /// Gives a device a new key, shown this once; the old key gets 401 from now on. A revoked
@@ -215,32 +189,52 @@ impl DeviceMutation {
         &self,
         ctx: &Context<'_>,
         id: ID,
+        expected_version: Option<i64>,
     ) -> async_graphql::Result<CreatedDevice> {
         let admin = require(ctx, Role::Admin)?;
-        let shared = shared(ctx);
         let id = row_id("id", &id)?;
-        let txn = shared.db.begin().await.map_err(ApiError::from)?;
-        let device = row_or_not_found::<devices::Entity>(&txn, id, "device").await?;
-        let was_revoked = device.revoked_at.is_some();
         let (api_key, hash) = new_secret("sfd_");
-        let mut active: devices::ActiveModel = device.into();
-        active.api_key_hash = Set(hash);
-        active.revoked_at = Set(None);
-        let device = active.update(&txn).await.map_err(ApiError::from)?;
-        shared
-            .audit(
-                &txn,
-                Some(admin.user_id),
-                "device.rotate_key",
-                &format!("device:{id}"),
-                json!({ "name": device.name, "wasRevoked": was_revoked }),
-            )
-            .await?;
-        let view = device_view(&txn, device).await?;
-        txn.commit().await.map_err(ApiError::from)?;
+        let rotated = manage::devices::rotate_key(
+            &shared(ctx).db,
+            &Actor::User(admin.user_id),
+            id,
+            expected_version,
+            hash,
+        )
+        .await
+        .map_err(ApiError::from)?;
         Ok(CreatedDevice {
-            device: view,
+            device: rotated.into(),
             api_key,
         })
     }
+
+    /// Deletes a device (admin), against the version read: its key is refused at once and its
+    /// sensors are released (their readings and rules stay). Answers the device as it was.
+    async fn delete_device(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        expected_version: i64,
+    ) -> async_graphql::Result<Device> {
+        let admin = require(ctx, Role::Admin)?;
+        let id = row_id("id", &id)?;
+        let deleted = manage::devices::delete(
+            &shared(ctx).db,
+            &Actor::User(admin.user_id),
+            id,
+            expected_version,
+        )
+        .await
+        .map_err(ApiError::from)?;
+        Ok(deleted.into())
+    }
+}
+
+/// `createDevice` takes one input object: its fields are named under `input.`.
+fn in_input(mut e: ApiError) -> ApiError {
+    if let Some(field) = e.field.take() {
+        e.field = Some(format!("input.{field}"));
+    }
+    e
 }

@@ -20,6 +20,7 @@ pub mod rules;
 pub mod runs;
 pub mod sensors;
 mod subscriptions;
+pub mod users;
 
 use async_graphql::{Context, MergedObject, MergedSubscription, Schema};
 
@@ -32,6 +33,7 @@ use crate::{
 #[derive(MergedObject, Default)]
 pub struct Query(
     auth::AuthQuery,
+    users::UserQuery,
     jobs::JobQuery,
     dead::DeadQuery,
     queues::QueueQuery,
@@ -47,6 +49,7 @@ pub struct Query(
 #[derive(MergedObject, Default)]
 pub struct Mutation(
     auth::AuthMutation,
+    users::UserMutation,
     jobs::JobMutation,
     dead::DeadMutation,
     queues::QueueMutation,

@@ -654,9 +654,260 @@ async fn a_switched_off_sensor_refuses_readings_and_is_never_silent(sql: Sql) {
     api.stop().await;
 }
 
+/// The error's code and field (`""` when it names none).
+fn code_and_field(body: &Value) -> (&str, &str) {
+    let field = body["errors"][0]["extensions"]["field"]
+        .as_str()
+        .unwrap_or("");
+    (code(body), field)
+}
+
+const UPDATE_DEVICE: &str = "mutation($id: ID!, $v: Int!, $n: String, $s: [String!]) { updateDevice(id: $id, expectedVersion: $v, name: $n, sensorKeys: $s) { id name sensorKeys version } }";
+
+async fn devices_are_edited_against_their_version(sql: Sql) {
+    let deployment = Deployment::new(sql, "manage-devices").await;
+    let api = deployment.api(&[]).await;
+    let team = api.team().await;
+    let (admin, op) = (team.admin.access.as_str(), team.operator.access.as_str());
+    let (device, key) = api.sensor_with_device(admin, "north").await;
+    let (other, _) = api.sensor_with_device(admin, "south").await;
+    api.ok(
+        Some(admin),
+        "mutation { createSensor(input: {key: \"east\", name: \"east\", unit: \"C\"}) { id } }",
+        json!({}),
+    )
+    .await;
+    let post = |sensor: &'static str, seq: i64| {
+        let request = api
+            .http
+            .post(format!("{}/api/sensors/data", api.url))
+            .bearer_auth(&key)
+            .json(&readings(sensor, seq, &[1.0]));
+        async move { request.send().await.expect("post").status().as_u16() }
+    };
+    assert_eq!(post("east", 0).await, 403, "not its sensor yet");
+
+    // Bad edits change nothing and name their field.
+    for (vars, expected) in [
+        (
+            json!({ "id": device, "v": 1, "n": " " }),
+            ("BAD_USER_INPUT", "name"),
+        ),
+        (
+            json!({ "id": device, "v": 1, "s": ["nope"] }),
+            ("BAD_USER_INPUT", "sensorKeys.0"),
+        ),
+        (
+            json!({ "id": device, "v": 1, "s": ["east", "south"] }),
+            ("BAD_USER_INPUT", "sensorKeys.1"),
+        ),
+        (
+            json!({ "id": device, "v": 1, "s": [] }),
+            ("BAD_USER_INPUT", "sensorKeys"),
+        ),
+        (
+            json!({ "id": device, "v": 7, "n": "x" }),
+            ("CONFLICT", "expectedVersion"),
+        ),
+        (
+            json!({ "id": "999999", "v": 1, "n": "x" }),
+            ("NOT_FOUND", ""),
+        ),
+    ] {
+        let body = api.gql(Some(admin), UPDATE_DEVICE, vars.clone()).await;
+        assert_eq!(code_and_field(&body), expected, "{vars} -> {body}");
+    }
+    let body = api
+        .gql(
+            Some(op),
+            UPDATE_DEVICE,
+            json!({ "id": device, "v": 1, "n": "x" }),
+        )
+        .await;
+    assert_eq!(code(&body), "FORBIDDEN");
+    let unchanged = api
+        .ok(
+            Some(admin),
+            "{ devices { id name sensorKeys version } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        unchanged["devices"][0],
+        json!({ "id": device, "name": "north", "sensorKeys": ["north"], "version": 1 })
+    );
+
+    // Moving the device from `north` to `east`: the key now writes east and no longer north.
+    let edited = api
+        .ok(
+            Some(admin),
+            UPDATE_DEVICE,
+            json!({ "id": device, "v": 1, "n": "North gate", "s": ["east"] }),
+        )
+        .await;
+    assert_eq!(
+        edited["updateDevice"],
+        json!({ "id": device, "name": "North gate", "sensorKeys": ["east"], "version": 2 })
+    );
+    assert_eq!(post("east", 1).await, 202);
+    assert_eq!(post("north", 1).await, 403);
+    let entry = &api.audit_entries(admin, "device.update").await[0];
+    assert_eq!(entry["details"]["before"]["sensors"], json!(["north"]));
+    assert_eq!(entry["details"]["after"]["sensors"], json!(["east"]));
+    assert_eq!(entry["details"]["after"]["name"], "North gate");
+
+    // Revoking and rotating raise the version too, so an edit read before them is stale.
+    let revoked = api
+        .ok(
+            Some(admin),
+            "mutation($d: ID!) { revokeDevice(id: $d, expectedVersion: 2) { version revokedAt } }",
+            json!({ "d": device }),
+        )
+        .await;
+    assert_eq!(revoked["revokeDevice"]["version"], 3);
+    let body = api
+        .gql(
+            Some(admin),
+            UPDATE_DEVICE,
+            json!({ "id": device, "v": 2, "n": "late" }),
+        )
+        .await;
+    assert_eq!(code(&body), "CONFLICT", "{body}");
+    let body = api
+        .gql(
+            Some(admin),
+            "mutation($d: ID!) { rotateDeviceKey(id: $d, expectedVersion: 2) { apiKey } }",
+            json!({ "d": device }),
+        )
+        .await;
+    assert_eq!(code(&body), "CONFLICT", "{body}");
+
+    // Deleting releases its sensors (east can go to another device) and refuses its key.
+    let body = api
+        .gql(
+            Some(admin),
+            "mutation($d: ID!) { deleteDevice(id: $d, expectedVersion: 2) { id } }",
+            json!({ "d": device }),
+        )
+        .await;
+    assert_eq!(code(&body), "CONFLICT", "{body}");
+    let deleted = api
+        .ok(
+            Some(admin),
+            "mutation($d: ID!) { deleteDevice(id: $d, expectedVersion: 3) { name sensorKeys } }",
+            json!({ "d": device }),
+        )
+        .await;
+    assert_eq!(
+        deleted["deleteDevice"],
+        json!({ "name": "North gate", "sensorKeys": ["east"] })
+    );
+    assert_eq!(post("east", 2).await, 401);
+    let moved = api
+        .ok(
+            Some(admin),
+            UPDATE_DEVICE,
+            json!({ "id": other, "v": 1, "s": ["south", "east", "north"] }),
+        )
+        .await;
+    assert_eq!(
+        moved["updateDevice"]["sensorKeys"],
+        json!(["east", "north", "south"])
+    );
+    let listed = api.ok(Some(admin), "{ devices { id } }", json!({})).await;
+    assert_eq!(listed["devices"], json!([{ "id": other }]));
+    assert_eq!(
+        api.audit_actions(admin, "device.").await,
+        [
+            "device.update",
+            "device.delete",
+            "device.revoke",
+            "device.update",
+            "device.create",
+            "device.create"
+        ]
+    );
+    api.stop().await;
+}
+
+const SET_ROLE: &str = "mutation($u: ID!, $r: Role!, $v: Int) { setUserRole(userId: $u, role: $r, expectedVersion: $v) { role version } }";
+const SET_DISABLED: &str = "mutation($u: ID!, $d: Boolean!, $v: Int) { setUserDisabled(userId: $u, disabled: $d, expectedVersion: $v) { disabledAt version } }";
+
+async fn users_are_changed_against_their_version_and_one_admin_always_stays(sql: Sql) {
+    let deployment = Deployment::new(sql, "manage-users").await;
+    let api = deployment.api(&[]).await;
+    let team = api.team().await;
+    let admin = team.admin.access.as_str();
+    let (me, op) = (team.admin.user_id.clone(), team.operator.user_id.clone());
+
+    let promoted = api
+        .ok(
+            Some(admin),
+            SET_ROLE,
+            json!({ "u": op, "r": "ADMIN", "v": 1 }),
+        )
+        .await;
+    assert_eq!(
+        promoted["setUserRole"],
+        json!({ "role": "ADMIN", "version": 2 })
+    );
+    for (query, vars, expected) in [
+        (
+            SET_ROLE,
+            json!({ "u": op, "r": "VIEWER", "v": 1 }),
+            ("CONFLICT", "expectedVersion"),
+        ),
+        (
+            SET_DISABLED,
+            json!({ "u": op, "d": true, "v": 1 }),
+            ("CONFLICT", "expectedVersion"),
+        ),
+        (
+            SET_DISABLED,
+            json!({ "u": me, "d": true }),
+            ("BAD_USER_INPUT", "userId"),
+        ),
+        (
+            SET_ROLE,
+            json!({ "u": "999999", "r": "VIEWER" }),
+            ("NOT_FOUND", ""),
+        ),
+    ] {
+        let body = api.gql(Some(admin), query, vars.clone()).await;
+        assert_eq!(code_and_field(&body), expected, "{vars} -> {body}");
+    }
+    // With the second admin disabled, the first is the last enabled one: it keeps its role.
+    let disabled = api
+        .ok(
+            Some(admin),
+            SET_DISABLED,
+            json!({ "u": op, "d": true, "v": 2 }),
+        )
+        .await;
+    assert_eq!(disabled["setUserDisabled"]["version"], 3);
+    let body = api
+        .gql(Some(admin), SET_ROLE, json!({ "u": me, "r": "VIEWER" }))
+        .await;
+    assert_eq!(
+        (code(&body), field(&body)),
+        ("BAD_USER_INPUT", "role"),
+        "{body}"
+    );
+    let entry = &api.audit_entries(admin, "user.disable").await[0];
+    assert_eq!(entry["details"]["before"]["disabled"], false);
+    assert_eq!(entry["details"]["after"]["disabled"], true);
+    assert_eq!(entry["details"]["after"]["role"], "ADMIN");
+    let entry = &api.audit_entries(admin, "user.set_role").await[0];
+    assert_eq!(entry["details"]["before"]["role"], "OPERATOR");
+    assert_eq!(entry["details"]["after"]["role"], "ADMIN");
+    api.stop().await;
+}
+
 on_both_databases!(
     a_switched_off_sensor_refuses_readings_and_is_never_silent,
     alerts_are_opened_and_resolved_by_hand,
+    devices_are_edited_against_their_version,
+    users_are_changed_against_their_version_and_one_admin_always_stays,
     rules_edited_follow_their_version_and_keep_alerts_consistent,
     of_two_concurrent_edits_of_one_version_exactly_one_lands,
     sensors_and_channels_are_edited_against_their_version,

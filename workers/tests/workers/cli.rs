@@ -4,7 +4,7 @@
 use chrono::Utc;
 use entities::{audit_log, devices, users};
 use sea_orm::{ActiveModelTrait, EntityTrait, Set};
-use serde_json::Value;
+use serde_json::{Value, json};
 use testkit::{fixtures, on_both_databases};
 use workflows::{BackgroundJob, jobs::evaluate::Evaluate};
 
@@ -175,6 +175,43 @@ async fn the_command_line_reads_and_changes_what_the_servers_hold(sql: Sql) {
     .expect("user");
     let listed = json(&app, &["users"]).await;
     assert_eq!(listed[0]["email"], "ops@example.com");
+    let (code, _, err) = steadfast(&app, &["users", "disable", "ops@example.com"]).await;
+    assert_eq!(code, 4, "the last admin stays enabled: {err}");
+    let (code, _, err) = steadfast(&app, &["users", "role", "ops@example.com", "VIEWER"]).await;
+    assert_eq!(code, 4, "the last admin keeps the role: {err}");
+    assert!(err.contains("last admin"), "{err}");
+    let (code, _, _) = steadfast(&app, &["users", "role", "nobody@example.com", "VIEWER"]).await;
+    assert_eq!(code, 3);
+    let (code, _, _) = steadfast(&app, &["users", "role", "ops@example.com", "KING"]).await;
+    assert_eq!(code, 2, "clap refuses an unknown role");
+    let promoted = json(&app, &["users", "role", "1", "ADMIN"]).await;
+    assert_eq!(promoted["changed"], false);
+    users::ActiveModel {
+        email: Set("second@example.com".into()),
+        password_hash: Set("x".into()),
+        role: Set("VIEWER".into()),
+        created_at: Set(Utc::now()),
+        ..Default::default()
+    }
+    .insert(app.db())
+    .await
+    .expect("user");
+    let second = json(&app, &["users", "role", "second@example.com", "OPERATOR"]).await;
+    assert_eq!(
+        (
+            &second["user"]["role"],
+            &second["user"]["version"],
+            &second["changed"]
+        ),
+        (&json!("OPERATOR"), &json!(2), &json!(true))
+    );
+    let off = json(&app, &["users", "disable", "second@example.com"]).await;
+    assert_eq!(off["user"]["disabled"], true);
+    let on = json(&app, &["users", "enable", "second@example.com"]).await;
+    assert_eq!(
+        (&on["user"]["disabled"], &on["user"]["version"]),
+        (&json!(false), &json!(4))
+    );
     let device = devices::ActiveModel {
         name: Set("gateway".into()),
         api_key_hash: Set("hash".into()),
@@ -221,6 +258,9 @@ async fn the_command_line_reads_and_changes_what_the_servers_hold(sql: Sql) {
         "queue.drain",
         "dead_job.discard_many",
         "device.revoke",
+        "user.set_role",
+        "user.disable",
+        "user.enable",
     ] {
         let entry = log
             .iter()

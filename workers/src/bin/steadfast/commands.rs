@@ -2,15 +2,19 @@
 //! API audits them, with no user (`actor_user_id` null) and `via: cli` with the OS user.
 
 use chrono::{DateTime, Utc};
-use entities::{audit_log, devices, jobs, sensors, users};
+use entities::{
+    devices, jobs,
+    manage::{self, Actor},
+    sensors, users,
+};
 use queue::{DeadFilter, DeadOpOutcome, Engine, EngineConfig, JobRecord};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect, Set,
+    ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect,
 };
 use serde_json::{Value, json};
 
-use crate::{CliError, Command, Config, DeviceAction, output};
+use crate::{CliError, Command, Config, DeviceAction, UserAction, output};
 
 /// How many dead jobs one requeue script call moves.
 const REQUEUE_CHUNK: usize = 500;
@@ -58,10 +62,7 @@ async fn audit(
     target: &str,
     details: Value,
 ) -> Result<(), CliError> {
-    let mut details = details;
-    details["via"] = json!("cli");
-    details["osUser"] = json!(std::env::var("USER").unwrap_or_default());
-    Ok(audit_log::record(db, None, action, target, details).await?)
+    Ok(cli_actor().audit(db, action, target, details).await?)
 }
 
 pub async fn run(config: &Config) -> Result<(), CliError> {
@@ -229,25 +230,7 @@ pub async fn run(config: &Config) -> Result<(), CliError> {
             );
             Ok(())
         }
-        Command::Users => {
-            let db = database(config).await?;
-            let rows: Vec<Value> = users::Entity::find()
-                .order_by_asc(users::Column::Id)
-                .all(&db)
-                .await?
-                .into_iter()
-                .map(|u| {
-                    json!({ "id": u.id, "email": u.email, "role": u.role,
-                    "disabled": u.disabled_at.is_some(), "createdAt": u.created_at.to_rfc3339() })
-                })
-                .collect();
-            output::rows(
-                json,
-                &["id", "email", "role", "disabled", "createdAt"],
-                &rows,
-            );
-            Ok(())
-        }
+        Command::Users { action } => users_command(config, action.as_ref()).await,
         Command::Devices {
             action: DeviceAction::List,
         } => {
@@ -276,39 +259,94 @@ pub async fn run(config: &Config) -> Result<(), CliError> {
             action: DeviceAction::Revoke { id },
         } => {
             let db = database(config).await?;
-            let device = devices::Entity::find_by_id(*id)
+            let before = devices::Entity::find_by_id(*id)
                 .one(&db)
                 .await?
                 .ok_or_else(|| CliError::NotFound(format!("no device has id {id}")))?;
-            let already = device.revoked_at.is_some();
-            if !already {
-                let mut active: devices::ActiveModel = device.clone().into();
-                active.revoked_at = Set(Some(Utc::now()));
-                active.update(&db).await?;
-                audit(
-                    &db,
-                    "device.revoke",
-                    &format!("device:{id}"),
-                    json!({ "name": device.name }),
-                )
-                .await?;
-            }
+            let already = before.revoked_at.is_some();
+            let after = manage::devices::revoke(&db, &cli_actor(), *id, None).await?;
             let sentence = if already {
-                format!("device {id} ({}) was revoked already", device.name)
+                format!("device {id} ({}) was revoked already", after.device.name)
             } else {
                 format!(
                     "device {id} ({}) revoked: its key is refused from its next request",
-                    device.name
+                    after.device.name
                 )
             };
             output::done(
                 json,
-                &json!({ "device": id, "revoked": true, "changed": !already }),
+                &json!({ "device": id, "revoked": true, "changed": !already,
+                    "version": after.device.version }),
                 &sentence,
             );
             Ok(())
         }
     }
+}
+
+/// The command line as the audit log names it.
+fn cli_actor() -> Actor {
+    Actor::Cli {
+        os_user: std::env::var("USER").unwrap_or_default(),
+    }
+}
+
+fn user_row(u: &users::Model) -> Value {
+    json!({ "id": u.id, "email": u.email, "role": u.role, "disabled": u.disabled_at.is_some(),
+        "version": u.version, "createdAt": u.created_at.to_rfc3339() })
+}
+
+async fn users_command(config: &Config, action: Option<&UserAction>) -> Result<(), CliError> {
+    let json = config.json;
+    let db = database(config).await?;
+    let (user, changed) = match action {
+        None | Some(UserAction::List) => {
+            let rows: Vec<Value> = users::Entity::find()
+                .order_by_asc(users::Column::Id)
+                .all(&db)
+                .await?
+                .iter()
+                .map(user_row)
+                .collect();
+            output::rows(
+                json,
+                &["id", "email", "role", "disabled", "version", "createdAt"],
+                &rows,
+            );
+            return Ok(());
+        }
+        Some(UserAction::Disable { user }) | Some(UserAction::Enable { user }) => {
+            let disabled = matches!(action, Some(UserAction::Disable { .. }));
+            let found = manage::users::find(&db, user).await?;
+            let was = found.disabled_at.is_some();
+            let after =
+                manage::users::set_disabled(&db, &cli_actor(), found.id, disabled, None).await?;
+            (after, was != disabled)
+        }
+        Some(UserAction::Role { user, role }) => {
+            let found = manage::users::find(&db, user).await?;
+            let was = found.role.clone();
+            let after = manage::users::set_role(&db, &cli_actor(), found.id, role, None).await?;
+            (after, &was != role)
+        }
+    };
+    let state = if user.disabled_at.is_some() {
+        "disabled"
+    } else {
+        "enabled"
+    };
+    output::done(
+        json,
+        &json!({ "user": user_row(&user), "changed": changed }),
+        &format!(
+            "user {} ({}): {}, {state}{}",
+            user.id,
+            user.email,
+            user.role,
+            if changed { "" } else { " (no change)" }
+        ),
+    );
+    Ok(())
 }
 
 async fn queues(config: &Config) -> Result<(), CliError> {

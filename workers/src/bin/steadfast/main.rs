@@ -102,12 +102,31 @@ pub(crate) enum Command {
         #[arg(long)]
         dry_run: bool,
     },
-    /// Accounts, with their roles.
-    Users,
+    /// Accounts: list them (the default), disable or enable one, change a role.
+    Users {
+        #[command(subcommand)]
+        action: Option<UserAction>,
+    },
     /// Device keys.
     Devices {
         #[command(subcommand)]
         action: DeviceAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum UserAction {
+    /// Every account, with its role and whether it is disabled.
+    List,
+    /// Stops the account signing in; its sessions end within a second (by id or email).
+    Disable { user: String },
+    /// Lets a disabled account sign in again (by id or email).
+    Enable { user: String },
+    /// Gives the account a role (by id or email). The last enabled admin keeps theirs.
+    Role {
+        user: String,
+        #[arg(value_parser = entities::manage::users::ROLES)]
+        role: String,
     },
 }
 
@@ -143,6 +162,19 @@ impl CliError {
 impl From<queue::QueueError> for CliError {
     fn from(e: queue::QueueError) -> Self {
         CliError::Unavailable(format!("redis: {e}"))
+    }
+}
+
+impl From<entities::manage::ManageError> for CliError {
+    fn from(e: entities::manage::ManageError) -> Self {
+        use entities::manage::ManageError;
+        match e {
+            ManageError::NotFound(what) => CliError::NotFound(what),
+            ManageError::Stale { .. } | ManageError::Refused { .. } => {
+                CliError::Refused(e.to_string())
+            }
+            ManageError::Db(e) => e.into(),
+        }
     }
 }
 
