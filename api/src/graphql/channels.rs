@@ -338,19 +338,30 @@ impl ChannelMutation {
         ctx: &Context<'_>,
         id: ID,
         enabled: bool,
+        expected_version: Option<i64>,
     ) -> async_graphql::Result<Channel> {
         let admin = require(ctx, Role::Admin)?;
         let shared = shared(ctx);
         let id = row_id("id", &id)?;
         let txn = shared.db.begin().await.map_err(ApiError::from)?;
         let channel = row_or_not_found::<channels::Entity>(&txn, id, "channel").await?;
+        if let Some(expected) = expected_version {
+            check_version("channel", channel.version, expected)?;
+        }
         let was_enabled = channel.disabled_at.is_none();
         let channel_version = channel.version;
         let mut active: channels::ActiveModel = channel.into();
         active.disabled_at = Set((!enabled).then(Utc::now));
         active.version = Set(channel_version + 1);
         active.updated_at = Set(Some(Utc::now()));
-        let channel = active.update(&txn).await.map_err(ApiError::from)?;
+        let channel = update_if_version(
+            &txn,
+            active,
+            channels::Column::Version,
+            channel_version,
+            "channel",
+        )
+        .await?;
         shared
             .audit(
                 &txn,
@@ -369,7 +380,14 @@ impl ChannelMutation {
     }
 
     /// Deletes a channel, its links to rules and its deliveries; answers whether it existed.
-    async fn delete_channel(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<bool> {
+    /// `expectedVersion`, when given, refuses the delete (`CONFLICT`) if the channel was
+    /// edited since it was read.
+    async fn delete_channel(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        expected_version: Option<i64>,
+    ) -> async_graphql::Result<bool> {
         let admin = require(ctx, Role::Admin)?;
         let shared = shared(ctx);
         let id = row_id("id", &id)?;
@@ -381,6 +399,9 @@ impl ChannelMutation {
         else {
             return Ok(false);
         };
+        if let Some(expected) = expected_version {
+            check_version("channel", channel.version, expected)?;
+        }
         let deliveries = deliveries::Entity::find()
             .filter(deliveries::Column::ChannelId.eq(id))
             .count(&txn)
