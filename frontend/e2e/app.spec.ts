@@ -270,6 +270,60 @@ test('an admin switches a sensor off, its readings are refused, and on again the
   expect((await post()).status).toBe(202);
 });
 
+test('an admin gives a device another sensor, an edit against a stale version is explained, and a channel is edited and removed', async ({ page }) => {
+  const token = await login(baseUrl(), ADMIN.email, ADMIN.password);
+  for (const key of ['freezer-1', 'freezer-2']) {
+    await graphql(baseUrl(), token, `mutation { createSensor(input: {key: "${key}", name: "${key}", unit: "°C"}) { id } }`);
+  }
+  const device = await graphql<{ createDevice: { apiKey: string; device: { id: string } } }>(
+    baseUrl(),
+    token,
+    `mutation { createDevice(input: {name: "freezer gateway", sensorKeys: ["freezer-1"]}) { apiKey device { id } } }`,
+  );
+  const post = (sensor: string) =>
+    fetch(`${baseUrl()}/api/sensors/data`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${device.createDevice.apiKey}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ readings: [{ sensor, ts: new Date().toISOString(), value: -18 }] }),
+    });
+  expect((await post('freezer-2')).status).toBe(403);
+
+  await signIn(page, ADMIN);
+  await page.getByRole('link', { name: 'Devices', exact: true }).click();
+  const row = page.locator('[data-device="freezer gateway"]');
+  await row.getByRole('button', { name: 'Edit' }).click();
+  const edit = page.getByTestId('edit-device');
+  await edit.getByLabel('Sensors it writes').fill('freezer-1, freezer-2');
+  await edit.getByRole('button', { name: 'Save' }).click();
+  await expect(row).toContainText('freezer-2');
+  expect((await post('freezer-2')).status).toBe(202);
+
+  // Another admin renames it while this page still shows version 2: saving is refused, explained.
+  await row.getByRole('button', { name: 'Edit' }).click();
+  await graphql(baseUrl(), token, `mutation { updateDevice(id: "${device.createDevice.device.id}", expectedVersion: 2, name: "freezer gw") { id } }`);
+  await edit.getByLabel('Name').fill('mine');
+  await edit.getByRole('button', { name: 'Save' }).click();
+  await expect(edit.getByRole('alert')).toContainText('Someone changed this since you loaded it');
+  await expect(page.locator('[data-device="freezer gw"]')).toBeVisible();
+  await expect(page.locator('[data-device="mine"]')).toHaveCount(0);
+
+  await graphql(baseUrl(), token, `mutation($u: String!) { createChannel(input: {name: "spare webhook", kind: WEBHOOK, url: $u, secret: "spare secret"}) { id } }`, {
+    u: alertReceiver.url,
+  });
+  await page.getByRole('link', { name: 'Channels', exact: true }).click();
+  const channel = page.locator('[data-channel="spare webhook"]');
+  await channel.getByRole('button', { name: 'Edit' }).click();
+  await page.getByTestId('edit-channel').getByLabel('Name').fill('standby webhook');
+  await page.getByTestId('edit-channel').getByRole('button', { name: 'Save' }).click();
+  const renamed = page.locator('[data-channel="standby webhook"]');
+  await renamed.getByRole('button', { name: 'Switch off' }).click();
+  await expect(renamed.getByTestId('channel-off')).toBeVisible();
+  await shot(page, 'channels');
+  await renamed.getByRole('button', { name: 'Delete' }).click();
+  await page.getByRole('alertdialog').getByRole('button', { name: 'Delete' }).click();
+  await expect(renamed).toHaveCount(0);
+});
+
 test('a notify to a failing receiver retries, dies, and succeeds once requeued from the dead-jobs page', async ({ page }) => {
   await signIn(page, ADMIN);
 

@@ -18,6 +18,7 @@ export const routes: Routes = [
       { path: 'dead', loadComponent: () => import('./pages/dead').then((m) => m.DeadPage), title: 'Dead jobs · Steadfast' },
       { path: 'sensors', loadComponent: () => import('./pages/sensors').then((m) => m.SensorsPage), title: 'Sensors · Steadfast' },
       { path: 'sensors/:key', loadComponent: () => import('./pages/sensor').then((m) => m.SensorPage), title: 'Sensor · Steadfast' },
+      { path: 'channels', loadComponent: () => import('./pages/channels').then((m) => m.ChannelsPage), title: 'Channels · Steadfast' },
       { path: 'devices', loadComponent: () => import('./pages/devices').then((m) => m.DevicesPage), title: 'Devices · Steadfast' },
       { path: 'users', loadComponent: () => import('./pages/users').then((m) => m.UsersPage), title: 'Users · Steadfast' },
       { path: 'alerts', loadComponent: () => import('./pages/alerts').then((m) => m.AlertsPage), title: 'Alerts · Steadfast' },

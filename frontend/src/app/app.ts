@@ -21,6 +21,7 @@ import { Session } from './core/session';
           <a routerLink="/dead" routerLinkActive="active">Dead jobs</a>
           <a routerLink="/sensors" routerLinkActive="active">Sensors</a>
           <a routerLink="/alerts" routerLinkActive="active">Alerts</a>
+          <a routerLink="/channels" routerLinkActive="active">Channels</a>
           @if (session.can('ADMIN')) {
             <a routerLink="/devices" routerLinkActive="active">Devices</a>
             <a routerLink="/users" routerLinkActive="active">Users</a>

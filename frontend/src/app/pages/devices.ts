@@ -1,6 +1,6 @@
 import { Component, OnInit, computed, inject, signal } from '@angular/core';
 import { FormsModule } from '@angular/forms';
-import { sensorKeys } from '../core/access';
+import { deviceChanges, sensorKeys } from '../core/access';
 import { explain, explainForm } from '../core/api-error';
 import { when } from '../core/format';
 import { Graphql } from '../core/graphql';
@@ -14,11 +14,15 @@ interface Device {
   sensorKeys: string[];
   createdAt: string;
   revokedAt: string | null;
+  version: number;
 }
 
-const FIELDS = 'id name sensorKeys createdAt revokedAt';
+const FIELDS = 'id name sensorKeys createdAt revokedAt version';
 
-/** Devices and their keys (admin): create, revoke, rotate; a key is shown once. */
+/**
+ * Devices and their keys (admin): create, rename or change the sensors one writes, revoke,
+ * rotate, delete; a key is shown once. Every change names the version the page read.
+ */
 @Component({
   selector: 'sf-devices',
   imports: [FormsModule, ConfirmBar],
@@ -32,6 +36,22 @@ const FIELDS = 'id name sensorKeys createdAt revokedAt';
         <code>{{ shown.key }}</code>
         <button type="button" (click)="shownKey.set(null)">I have copied it</button>
       </div>
+    }
+    @if (deleting(); as d) {
+      <sf-confirm [message]="'Delete ' + d.name + '? Its key is refused at once and its sensors are released; their readings stay.'"
+        action="Delete" [busy]="busy()" (confirmed)="remove(d)" (cancelled)="deleting.set(null)" />
+    }
+    @if (editing(); as d) {
+      <form class="panel" (ngSubmit)="saveEdit(d)" data-testid="edit-device">
+        <h2>Edit {{ d.name }}</h2>
+        <div class="row">
+          <label>Name <input name="editName" required [(ngModel)]="editName" /></label>
+          <label>Sensors it writes <input name="editSensors" required [(ngModel)]="editSensors" /></label>
+          <button type="submit" class="primary" [disabled]="busy()">Save</button>
+          <button type="button" (click)="editing.set(null)" [disabled]="busy()">Cancel</button>
+        </div>
+        @if (editError()) { <p class="field-error" role="alert">{{ editError() }}</p> }
+      </form>
     }
     @if (revoking(); as d) {
       <sf-confirm [message]="'Revoke the key of ' + d.name + '? Its next request is refused; rotating issues a new key instead.'"
@@ -48,8 +68,10 @@ const FIELDS = 'id name sensorKeys createdAt revokedAt';
               <td>@if (d.revokedAt) { <span data-testid="revoked">revoked {{ when(d.revokedAt) }}</span> } @else { active }</td>
               @if (admin()) {
                 <td class="acts">
+                  <button type="button" (click)="startEdit(d)" [disabled]="busy()">Edit</button>
                   <button type="button" (click)="rotate(d)" [disabled]="busy()">Rotate key</button>
                   @if (!d.revokedAt) { <button type="button" (click)="revoking.set(d)" [disabled]="busy()">Revoke</button> }
+                  <button type="button" class="danger" (click)="deleting.set(d)" [disabled]="busy()">Delete</button>
                 </td>
               }
             </tr>
@@ -84,6 +106,11 @@ export class DevicesPage implements OnInit {
   protected readonly formError = signal<string | null>(null);
   protected readonly busy = signal(false);
   protected readonly revoking = signal<Device | null>(null);
+  protected readonly deleting = signal<Device | null>(null);
+  protected readonly editing = signal<Device | null>(null);
+  protected readonly editError = signal<string | null>(null);
+  protected editName = '';
+  protected editSensors = '';
   protected readonly shownKey = signal<{ name: string; key: string } | null>(null);
   protected name = '';
   protected sensors = '';
@@ -117,8 +144,8 @@ export class DevicesPage implements OnInit {
   async rotate(device: Device): Promise<void> {
     await this.act(async () => {
       const data = await this.graphql.request<{ rotateDeviceKey: { apiKey: string } }>(
-        `mutation($id: ID!) { rotateDeviceKey(id: $id) { apiKey } }`,
-        { id: device.id },
+        `mutation($id: ID!, $v: Int) { rotateDeviceKey(id: $id, expectedVersion: $v) { apiKey } }`,
+        { id: device.id, v: device.version },
       );
       this.shownKey.set({ name: device.name, key: data.rotateDeviceKey.apiKey });
     }, (e) => this.error.set(explain(e)));
@@ -126,8 +153,44 @@ export class DevicesPage implements OnInit {
 
   async revoke(device: Device): Promise<void> {
     await this.act(async () => {
-      await this.graphql.request(`mutation($id: ID!) { revokeDevice(id: $id) { id } }`, { id: device.id });
+      await this.graphql.request(`mutation($id: ID!, $v: Int) { revokeDevice(id: $id, expectedVersion: $v) { id } }`, {
+        id: device.id,
+        v: device.version,
+      });
       this.revoking.set(null);
+    }, (e) => this.error.set(explain(e)));
+  }
+
+  startEdit(device: Device): void {
+    this.editError.set(null);
+    this.editName = device.name;
+    this.editSensors = device.sensorKeys.join(', ');
+    this.editing.set(device);
+  }
+
+  async saveEdit(device: Device): Promise<void> {
+    const changes = deviceChanges(device, this.editName, this.editSensors);
+    if (!changes) {
+      this.editing.set(null);
+      return;
+    }
+    this.editError.set(null);
+    await this.act(async () => {
+      await this.graphql.request(
+        `mutation($id: ID!, $v: Int!, $n: String, $s: [String!]) { updateDevice(id: $id, expectedVersion: $v, name: $n, sensorKeys: $s) { id } }`,
+        { id: device.id, v: device.version, n: changes.name, s: changes.sensorKeys },
+      );
+      this.editing.set(null);
+    }, (e) => this.editError.set(explainForm(e)));
+  }
+
+  async remove(device: Device): Promise<void> {
+    await this.act(async () => {
+      await this.graphql.request(`mutation($id: ID!, $v: Int!) { deleteDevice(id: $id, expectedVersion: $v) { id } }`, {
+        id: device.id,
+        v: device.version,
+      });
+      this.deleting.set(null);
     }, (e) => this.error.set(explain(e)));
   }
 

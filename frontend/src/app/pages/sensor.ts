@@ -1,6 +1,7 @@
 import { Component, DestroyRef, OnInit, computed, inject, signal } from '@angular/core';
 import { FormsModule } from '@angular/forms';
 import { ActivatedRoute, RouterLink } from '@angular/router';
+import { sensorChanges } from '../core/access';
 import { explain, explainForm } from '../core/api-error';
 import { when } from '../core/format';
 import { Graphql } from '../core/graphql';
@@ -42,7 +43,21 @@ type RuleKind = 'ABOVE' | 'BELOW' | 'RATE_OF_CHANGE' | 'SILENCE';
         <p class="notice" data-testid="sensor-off">Switched off: its readings are refused and it is never reported silent.</p>
       }
       @if (admin()) {
-        <p><button type="button" (click)="setSensorEnabled(s, !s.enabled)" [disabled]="busy()">{{ s.enabled ? 'Switch sensor off' : 'Switch sensor on' }}</button></p>
+        <p>
+          <button type="button" (click)="setSensorEnabled(s, !s.enabled)" [disabled]="busy()">{{ s.enabled ? 'Switch sensor off' : 'Switch sensor on' }}</button>
+          <button type="button" (click)="startRename(s)" [disabled]="busy()">Rename</button>
+        </p>
+        @if (renaming()) {
+          <form class="panel" (ngSubmit)="saveRename(s)" data-testid="rename-sensor">
+            <div class="row">
+              <label>Name <input name="sensorName" required [(ngModel)]="rename.name" /></label>
+              <label>Unit <input name="sensorUnit" required [(ngModel)]="rename.unit" /></label>
+              <button type="submit" class="primary" [disabled]="busy()">Save</button>
+              <button type="button" (click)="renaming.set(false)" [disabled]="busy()">Cancel</button>
+            </div>
+            @if (renameError()) { <p class="field-error" role="alert">{{ renameError() }}</p> }
+          </form>
+        }
       }
       <section class="panel">
         <h2>Recent readings</h2>
@@ -161,6 +176,9 @@ export class SensorPage implements OnInit {
   protected readonly editing = signal<Rule | null>(null);
   protected readonly archiving = signal<Rule | null>(null);
   protected readonly editError = signal<string | null>(null);
+  protected readonly renaming = signal(false);
+  protected readonly renameError = signal<string | null>(null);
+  protected rename = { name: '', unit: '' };
   protected edit: RuleForm = { threshold: null, clearThreshold: null, forReadings: null, silenceSeconds: null };
   private key = '';
 
@@ -242,6 +260,27 @@ export class SensorPage implements OnInit {
       { k: sensor.key, v: sensor.version, on: enabled },
       (e) => this.error.set(explain(e)),
     );
+  }
+
+  startRename(sensor: SensorDetail): void {
+    this.rename = { name: sensor.name, unit: sensor.unit };
+    this.renameError.set(null);
+    this.renaming.set(true);
+  }
+
+  async saveRename(sensor: SensorDetail): Promise<void> {
+    const input = sensorChanges(sensor, this.rename);
+    if (!input) {
+      this.renaming.set(false);
+      return;
+    }
+    this.renameError.set(null);
+    await this.change(
+      `mutation R($k: String!, $v: Int!, $input: UpdateSensorInput!) { updateSensor(key: $k, expectedVersion: $v, input: $input) { version } }`,
+      { k: sensor.key, v: sensor.version, input },
+      (e) => this.renameError.set(explainForm(e)),
+    );
+    if (!this.renameError()) this.renaming.set(false);
   }
 
   async archive(rule: Rule): Promise<void> {

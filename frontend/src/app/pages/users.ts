@@ -14,9 +14,10 @@ interface User {
   role: Role;
   createdAt: string;
   disabledAt: string | null;
+  version: number;
 }
 
-const FIELDS = 'id email role createdAt disabledAt';
+const FIELDS = 'id email role createdAt disabledAt version';
 
 /** Accounts and roles (admin): create, change a role, disable and enable. */
 @Component({
@@ -120,13 +121,21 @@ export class UsersPage implements OnInit {
 
   async setRole(user: User, role: Role): Promise<void> {
     await this.act(async () => {
-      await this.graphql.request(`mutation($id: ID!, $r: Role!) { setUserRole(userId: $id, role: $r) { id } }`, { id: user.id, r: role });
+      await this.graphql.request(`mutation($id: ID!, $r: Role!, $v: Int) { setUserRole(userId: $id, role: $r, expectedVersion: $v) { id } }`, {
+        id: user.id,
+        r: role,
+        v: user.version,
+      });
     }, (e) => this.error.set(explain(e)));
   }
 
   async setDisabled(user: User, disabled: boolean): Promise<void> {
     await this.act(async () => {
-      await this.graphql.request(`mutation($id: ID!, $d: Boolean!) { setUserDisabled(userId: $id, disabled: $d) { id } }`, { id: user.id, d: disabled });
+      await this.graphql.request(`mutation($id: ID!, $d: Boolean!, $v: Int) { setUserDisabled(userId: $id, disabled: $d, expectedVersion: $v) { id } }`, {
+        id: user.id,
+        d: disabled,
+        v: user.version,
+      });
       this.disabling.set(null);
     }, (e) => this.error.set(explain(e)));
   }
