@@ -62,6 +62,9 @@ pub struct TestApp {
 pub struct Drained {
     /// `(kind, outcome)` → attempts, e.g. `("ingest", "succeeded")`.
     pub attempts: BTreeMap<(String, &'static str), usize>,
+    /// Ready jobs left waiting on paused queues, by queue: a pause holds them, so the drain
+    /// does not wait for them.
+    pub held: BTreeMap<String, u64>,
 }
 
 impl Drained {
@@ -239,8 +242,13 @@ impl TestApp {
                 continue;
             }
             let mut left = Vec::new();
+            drained.held.clear();
             for queue in QUEUES {
-                let stats = self.engine.stats(queue).await.expect("stats");
+                let mut stats = self.engine.stats(queue).await.expect("stats");
+                if stats.paused_since_ms.is_some() && stats.ready > 0 {
+                    drained.held.insert(queue.to_owned(), stats.ready);
+                    stats.ready = 0;
+                }
                 if stats.scheduled + stats.running + stats.ready > 0 {
                     left.push(format!(
                         "{queue}: {} scheduled, {} leased, {} ready",

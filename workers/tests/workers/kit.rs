@@ -93,3 +93,22 @@ async fn the_end_of_test_check_fails_a_test_whose_job_died_unexpectedly() {
     app.perform::<Evaluate>().await;
     // Every assertion of the test passed; the app's check at the end still fails it.
 }
+
+#[tokio::test]
+async fn drain_leaves_a_paused_queue_s_jobs_waiting_and_says_so() {
+    let app = TestApp::new(Sql::Sqlite, "kit-paused").await;
+    testing::sensor(app.db(), "vat").await;
+    app.engine.pause("ingest").await.expect("pause");
+    app.engine
+        .push(NewJob::new("ingest", &readings("vat", 1..3, |_| 20.0)).expect("job"))
+        .await
+        .expect("push");
+    let held = app.drain().await;
+    assert_eq!(held.held.get("ingest"), Some(&1), "{held:?}");
+    assert_eq!(held.count("ingest", "succeeded"), 0, "a pause holds it");
+
+    app.engine.resume("ingest").await.expect("resume");
+    let drained = app.drain().await;
+    assert!(drained.held.is_empty(), "{drained:?}");
+    assert_eq!(drained.count("ingest", "succeeded"), 1, "{drained:?}");
+}
