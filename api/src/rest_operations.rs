@@ -565,16 +565,17 @@ pub fn openapi() -> Value {
             "responses": { "200": { "description": "The sensor's status." }, "default": error.clone() },
         }}),
     );
-    for (path, summary) in [
-        ("/health", "Liveness: the process answers."),
+    for (path, id, summary) in [
+        ("/health", "health", "Liveness: the process answers."),
         (
             "/ready",
+            "ready",
             "Readiness: Redis and SQL reachable, with per-dependency detail (503 when not).",
         ),
     ] {
         paths.insert(
             path.into(),
-            json!({ "get": { "summary": summary, "responses": { "200": { "description": "Up." }, "503": { "description": "Not ready." } } } }),
+            json!({ "get": { "operationId": id, "summary": summary, "responses": { "200": { "description": "Up." }, "503": { "description": "Not ready." } } } }),
         );
     }
     json!({

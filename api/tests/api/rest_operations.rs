@@ -248,6 +248,51 @@ async fn clients_sign_up_sign_in_refresh_and_read_alerts_over_rest() {
     api.stop().await;
 }
 
+/// Checks the document as an OpenAPI 3.1 reader does: it parses into the specification's types
+/// (`oas3`), and every operation's parameters, body, responses and their schemas resolve (no
+/// dangling `$ref`), with an id and at least one success response.
+fn check_openapi(document: &Value) {
+    let spec = oas3::from_json(document.to_string()).expect("a valid OpenAPI 3.1 document");
+    assert!(spec.openapi.starts_with("3.1"), "{}", spec.openapi);
+    let mut operations = 0;
+    for (path, method, op) in spec.operations() {
+        operations += 1;
+        let at = format!("{method} {path}");
+        assert!(op.operation_id.is_some(), "{at}: no operationId");
+        op.parameters(&spec)
+            .unwrap_or_else(|e| panic!("{at}: parameters: {e}"));
+        if let Some(body) = op
+            .request_body(&spec)
+            .unwrap_or_else(|e| panic!("{at}: body: {e}"))
+        {
+            for (media, content) in &body.content {
+                content
+                    .schema(&spec)
+                    .unwrap_or_else(|e| panic!("{at}: body {media}: {e}"));
+            }
+        }
+        let declared = op.responses.as_ref().map_or(0, |r| r.len());
+        let responses = op.responses(&spec);
+        assert_eq!(
+            responses.len(),
+            declared,
+            "{at}: a response does not resolve"
+        );
+        assert!(
+            responses.keys().any(|code| code.starts_with('2')),
+            "{at}: no success response"
+        );
+        for (code, response) in &responses {
+            for (media, content) in &response.content {
+                content
+                    .schema(&spec)
+                    .unwrap_or_else(|e| panic!("{at}: {code} {media}: {e}"));
+            }
+        }
+    }
+    assert!(operations >= api::rest_operations::OPERATIONS.len());
+}
+
 #[tokio::test]
 async fn the_openapi_document_describes_every_rest_route() {
     let deployment = Deployment::new(Sql::Sqlite, "rest-openapi").await;
@@ -262,6 +307,7 @@ async fn the_openapi_document_describes_every_rest_route() {
             method, op.path
         );
     }
+    check_openapi(&document);
     insta::assert_snapshot!(
         "openapi",
         serde_json::to_string_pretty(&document).expect("json")
