@@ -756,7 +756,7 @@ async fn devices_are_edited_against_their_version(sql: Sql) {
     assert_eq!(entry["details"]["after"]["sensors"], json!(["east"]));
     assert_eq!(entry["details"]["after"]["name"], "North gate");
 
-    // Revoking and rotating raise the version too, so an edit read before them is stale.
+    // Revoking raises the version too: an edit, a rotation or a delete read before it is stale.
     let revoked = api
         .ok(
             Some(admin),
@@ -765,32 +765,22 @@ async fn devices_are_edited_against_their_version(sql: Sql) {
         )
         .await;
     assert_eq!(revoked["revokeDevice"]["version"], 3);
-    let body = api
-        .gql(
-            Some(admin),
-            UPDATE_DEVICE,
-            json!({ "id": device, "v": 2, "n": "late" }),
-        )
-        .await;
-    assert_eq!(code(&body), "CONFLICT", "{body}");
-    let body = api
-        .gql(
-            Some(admin),
+    for (query, vars) in [
+        (UPDATE_DEVICE, json!({ "id": device, "v": 2, "n": "late" })),
+        (
             "mutation($d: ID!) { rotateDeviceKey(id: $d, expectedVersion: 2) { apiKey } }",
             json!({ "d": device }),
-        )
-        .await;
-    assert_eq!(code(&body), "CONFLICT", "{body}");
-
-    // Deleting releases its sensors (east can go to another device) and refuses its key.
-    let body = api
-        .gql(
-            Some(admin),
+        ),
+        (
             "mutation($d: ID!) { deleteDevice(id: $d, expectedVersion: 2) { id } }",
             json!({ "d": device }),
-        )
-        .await;
-    assert_eq!(code(&body), "CONFLICT", "{body}");
+        ),
+    ] {
+        let body = api.gql(Some(admin), query, vars).await;
+        assert_eq!(code(&body), "CONFLICT", "{query}: {body}");
+    }
+
+    // Deleting releases its sensors (east can go to another device) and refuses its key.
     let deleted = api
         .ok(
             Some(admin),
