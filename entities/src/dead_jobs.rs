@@ -14,6 +14,8 @@ pub struct Model {
     pub payload: Json,
     pub payload_version: i32,
     pub max_attempts: i32,
+    /// `high`, `normal` or `low` (`queue::Priority`).
+    pub priority: String,
     pub attempts: i32,
     pub error: String,
     /// Kind plus the error with numbers and ids stripped, hashed: groups dead jobs.

@@ -17,6 +17,8 @@ pub struct Model {
     /// Requeues from dead so far; attempts restart at 1 in each round.
     pub round: i32,
     pub max_attempts: i32,
+    /// `high`, `normal` or `low` (`queue::Priority`).
+    pub priority: String,
     #[sea_orm(column_type = "JsonBinary")]
     pub payload: Json,
     #[sea_orm(column_type = "JsonBinary", nullable)]

@@ -32,6 +32,7 @@ mod m20261121_000018_alert_signals_applied_by;
 mod m20261121_000019_readings_sensor_id_index;
 mod m20261202_000020_access_controls;
 mod m20261203_000021_versions;
+mod m20261203_000022_job_priority;
 
 /// Creates an index (unique or not) on `table`: one statement, the same on SQLite and
 /// PostgreSQL. Shared by the table migrations, and never changed once they shipped.
@@ -81,6 +82,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261121_000019_readings_sensor_id_index::Migration),
             Box::new(m20261202_000020_access_controls::Migration),
             Box::new(m20261203_000021_versions::Migration),
+            Box::new(m20261203_000022_job_priority::Migration),
         ]
     }
 }

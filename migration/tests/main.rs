@@ -264,6 +264,7 @@ async fn natural_keys_are_enforced(sql: Sql) {
         attempt: Set(1),
         round: Set(0),
         max_attempts: Set(5),
+        priority: Set("low".into()),
         payload: Set(serde_json::json!({"readings": []})),
         result: Set(None),
         last_error: Set(None),

@@ -25,6 +25,11 @@ pub struct EngineConfig {
     pub cleanup_chunk: usize,
     /// A command that gets no answer in this time fails (Redis down, network cut).
     pub response_timeout: Duration,
+    /// How much longer a high-priority job counts as having waited than a normal one (and a
+    /// normal one than a low one): fetch leases the head that has waited longest by that
+    /// count, so a lower level is never starved: it waits at most this long per level behind
+    /// a steady stream of higher ones.
+    pub priority_aging: Duration,
 }
 
 impl Default for EngineConfig {
@@ -41,6 +46,7 @@ impl Default for EngineConfig {
             reap_chunk: 500,
             cleanup_chunk: 1000,
             response_timeout: Duration::from_secs(5),
+            priority_aging: Duration::from_secs(60),
         }
     }
 }

@@ -69,6 +69,68 @@ impl FromStr for JobState {
     }
 }
 
+/// How soon a job runs among the ready jobs of its queue. A higher level is leased first;
+/// aging (`EngineConfig::priority_aging`) bounds how long a lower one can wait behind it.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Priority {
+    High,
+    #[default]
+    Normal,
+    Low,
+}
+
+impl Priority {
+    /// In the order they are leased.
+    pub const ALL: [Priority; 3] = [Priority::High, Priority::Normal, Priority::Low];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::High => "high",
+            Priority::Normal => "normal",
+            Priority::Low => "low",
+        }
+    }
+
+    /// As the job hash stores it (`pr`): normal is stored as nothing.
+    pub(crate) fn code(self) -> &'static str {
+        match self {
+            Priority::High => "h",
+            Priority::Normal => "",
+            Priority::Low => "l",
+        }
+    }
+
+    pub(crate) fn from_code(code: Option<&str>) -> Self {
+        match code {
+            Some("h") => Priority::High,
+            Some("l") => Priority::Low,
+            _ => Priority::Normal,
+        }
+    }
+
+    /// The part of the queue's key that holds its ready jobs of this level.
+    pub(crate) fn ready_part(self) -> &'static str {
+        match self {
+            Priority::High => "ready:h",
+            Priority::Normal => "ready",
+            Priority::Low => "ready:l",
+        }
+    }
+}
+
+impl FromStr for Priority {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Priority::ALL
+            .into_iter()
+            .find(|p| p.as_str().eq_ignore_ascii_case(s))
+            .ok_or_else(|| format!("unknown priority {s:?}: name high, normal or low"))
+    }
+}
+
 /// How long an idempotency key holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyScope {
@@ -95,6 +157,7 @@ pub struct NewJob {
     pub payload: String,
     pub payload_version: u32,
     pub max_attempts: u32,
+    pub priority: Priority,
     /// Unix milliseconds; `None` or a past time means now.
     pub run_at_ms: Option<u64>,
     pub idempotency: Option<IdempotencyKey>,
@@ -123,6 +186,7 @@ impl NewJob {
             payload,
             payload_version: 1,
             max_attempts: 25,
+            priority: Priority::Normal,
             run_at_ms: None,
             idempotency: None,
             workflow_id: None,
@@ -147,6 +211,10 @@ impl NewJob {
     }
     pub fn with_max_attempts(mut self, max_attempts: u32) -> Self {
         self.max_attempts = max_attempts;
+        self
+    }
+    pub fn with_priority(mut self, priority: Priority) -> Self {
+        self.priority = priority;
         self
     }
     pub fn with_run_at_ms(mut self, run_at_ms: u64) -> Self {
@@ -268,6 +336,7 @@ pub struct JobRecord {
     pub payload_version: u32,
     pub attempt: u32,
     pub max_attempts: u32,
+    pub priority: Priority,
     pub created_at_ms: u64,
     pub updated_at_ms: u64,
     pub run_at_ms: Option<u64>,
@@ -309,6 +378,7 @@ impl JobRecord {
             payload_version: num(&h, "v").unwrap_or(1) as u32,
             attempt: num(&h, "a").unwrap_or(0) as u32,
             max_attempts: num(&h, "ma").unwrap_or(1) as u32,
+            priority: Priority::from_code(h.get("pr").map(String::as_str)),
             created_at_ms: num(&h, "ca").unwrap_or(0),
             updated_at_ms: num(&h, "ua").or(num(&h, "ca")).unwrap_or(0),
             run_at_ms: num(&h, "ra"),

@@ -43,7 +43,7 @@ pub use guard::RedisGuardReport;
 pub use heartbeat::WorkerInfo;
 pub use job::{
     Applied, AttemptError, IdempotencyKey, JobRecord, JobState, KeyScope, LeasedJob, NewJob,
-    Outcome, PushOutcome, RetryPolicy, now_ms,
+    Outcome, Priority, PushOutcome, RetryPolicy, now_ms,
 };
 pub use propagation::{TracePropagator, set_trace_propagator};
 pub use rate_limit::{MAX_RATE_KEY_BYTES, RateDecision, RateLimit};

@@ -7,6 +7,7 @@ mod queue {
     mod durability;
     mod engine_ops;
     mod lifecycle_property;
+    mod priorities;
     mod propagation;
     mod queue_controls;
     mod refusals;

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use sea_orm::EntityTrait;
 use serde_json::{Value, json};
 
 use super::common::{Deployment, SUBMIT, Sql, code, eventually, field, readings};
@@ -593,3 +594,71 @@ async fn dead_jobs_are_grouped_requeued_and_discarded_by_admins_only() {
     pools.stop().await;
     api.stop().await;
 }
+
+async fn a_submitted_priority_orders_its_queue_and_stays_on_the_job(sql: Sql) {
+    let deployment = Deployment::new(sql, "jobs-priority").await;
+    let api = deployment.api(&[]).await;
+    let team = api.team().await;
+    let (admin, op) = (team.admin.access.as_str(), team.operator.access.as_str());
+    api.ok(
+        Some(admin),
+        "mutation { createSensor(input: {key: \"vat\", name: \"Vat\", unit: \"C\"}) { key } }",
+        json!({}),
+    )
+    .await;
+    let submit =
+        "mutation($input: SubmitJobInput!) { submitJob(input: $input) { job { id priority } } }";
+    let mut ids = Vec::new();
+    for level in ["LOW", "NORMAL", "HIGH"] {
+        let input =
+            json!({ "kind": "EVALUATE", "payload": { "sensor": "vat" }, "priority": level });
+        let data = api.ok(Some(op), submit, json!({ "input": input })).await;
+        assert_eq!(data["submitJob"]["job"]["priority"], level);
+        ids.push(
+            data["submitJob"]["job"]["id"]
+                .as_str()
+                .expect("id")
+                .to_owned(),
+        );
+    }
+    let bad = json!({ "kind": "EVALUATE", "payload": { "sensor": "vat" }, "priority": "URGENT" });
+    let body = api.gql(Some(op), submit, json!({ "input": bad })).await;
+    assert_eq!(code(&body), "BAD_USER_INPUT", "{body}");
+
+    // Waiting, they are in lease order: high, normal, low.
+    let waiting = deployment
+        .engine
+        .waiting("evaluate", 10)
+        .await
+        .expect("waiting");
+    let order: Vec<&str> = waiting.iter().map(|j| j.id.as_str()).collect();
+    assert_eq!(order, [&ids[2], &ids[1], &ids[0]]);
+
+    // After they ran, the ledger keeps each job's priority.
+    let pools = deployment.pools();
+    let low = ids[0].clone();
+    eventually(
+        Duration::from_secs(20),
+        "the low job recorded as run",
+        || async {
+            match entities::jobs::Entity::find_by_id(low.clone())
+                .one(deployment.db())
+                .await
+            {
+                Ok(Some(row)) if row.state == "SUCCEEDED" => Ok(row),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
+    let row = entities::jobs::Entity::find_by_id(low.clone())
+        .one(deployment.db())
+        .await
+        .expect("read")
+        .expect("row");
+    assert_eq!(row.priority, "low");
+    pools.stop().await;
+    api.stop().await;
+}
+
+testkit::on_both_databases!(a_submitted_priority_orders_its_queue_and_stays_on_the_job);

@@ -6,7 +6,7 @@ use redis::AsyncCommands;
 
 use crate::{
     Result,
-    job::{JobRecord, JobState, now_ms},
+    job::{JobRecord, JobState, Priority, now_ms},
 };
 
 use super::Engine;
@@ -69,9 +69,12 @@ impl Engine {
         // Cancelled jobs leave tombstones at the head until a fetch pops them: look past a few.
         const LOOK_AT: isize = 16;
         let mut conn = self.conn();
-        let head: Vec<String> = conn
-            .lrange(self.keys().queue(queue, "ready"), 0, LOOK_AT - 1)
-            .await?;
+        let mut heads = redis::pipe();
+        for level in Priority::ALL {
+            heads.lrange(self.keys().queue(queue, level.ready_part()), 0, LOOK_AT - 1);
+        }
+        let heads: Vec<Vec<String>> = heads.query_async(&mut conn).await?;
+        let head: Vec<String> = heads.into_iter().flatten().collect();
         if head.is_empty() {
             return Ok(None);
         }
@@ -84,19 +87,33 @@ impl Engine {
         let rows: Vec<(Option<String>, Option<u64>, Option<u64>)> =
             pipe.query_async(&mut conn).await?;
         let now = now_ms();
+        // The oldest of each level's first live job (each list is oldest first).
         Ok(rows
             .into_iter()
-            .find(|(state, _, _)| state.as_deref() == Some("QUEUED"))
+            .filter(|(state, _, _)| state.as_deref() == Some("QUEUED"))
             .map(|(_, updated, created)| {
                 let since = updated.or(created).unwrap_or(now);
                 Duration::from_millis(now.saturating_sub(since))
-            }))
+            })
+            .max())
     }
 
     /// Counts of a queue, in one round trip of O(1) reads.
     pub async fn stats(&self, queue: &str) -> Result<QueueStats> {
         let k = |part: &str| self.keys().queue(queue, part);
-        let (ready, scheduled, running, dead, finished, counters, paused_since_ms): (
+        let (
+            ready,
+            ready_high,
+            ready_low,
+            scheduled,
+            running,
+            dead,
+            finished,
+            counters,
+            paused_since_ms,
+        ): (
+            u64,
+            u64,
             u64,
             u64,
             u64,
@@ -106,6 +123,8 @@ impl Engine {
             Option<u64>,
         ) = redis::pipe()
             .llen(k("ready"))
+            .llen(k(Priority::High.ready_part()))
+            .llen(k(Priority::Low.ready_part()))
             .zcard(k("sched"))
             .zcard(k("lease"))
             .zcard(k("dead"))
@@ -117,7 +136,7 @@ impl Engine {
         let c = |name: &str| counters.get(name).copied().unwrap_or(0).max(0) as u64;
         Ok(QueueStats {
             queue: queue.to_owned(),
-            ready: ready.saturating_sub(c("tomb")),
+            ready: (ready + ready_high + ready_low).saturating_sub(c("tomb")),
             scheduled,
             running,
             dead,
@@ -132,20 +151,21 @@ impl Engine {
         })
     }
 
-    /// The jobs of `queue` waiting to run, at most `limit` of each: the ready ones in the
-    /// order they will be leased, then the scheduled ones (delayed, snoozed, retrying) by run
+    /// The jobs of `queue` waiting to run, at most `limit` of each level and of the schedule:
+    /// the ready ones by priority, each level in the order it is leased, then the scheduled ones (delayed, snoozed, retrying) by run
     /// time. Two range reads and one read per job: for tests and operators' listings, not
     /// for hot paths.
     pub async fn waiting(&self, queue: &str, limit: usize) -> Result<Vec<JobRecord>> {
         let last = isize::try_from(limit)
             .unwrap_or(isize::MAX)
             .saturating_sub(1);
-        let (ready, scheduled): (Vec<String>, Vec<String>) = redis::pipe()
-            .lrange(self.keys().queue(queue, "ready"), 0, last)
-            .zrange(self.keys().queue(queue, "sched"), 0, last)
-            .query_async(&mut self.conn())
-            .await?;
-        let ids: Vec<String> = ready.into_iter().chain(scheduled).collect();
+        let mut pipe = redis::pipe();
+        for level in Priority::ALL {
+            pipe.lrange(self.keys().queue(queue, level.ready_part()), 0, last);
+        }
+        pipe.zrange(self.keys().queue(queue, "sched"), 0, last);
+        let lists: Vec<Vec<String>> = pipe.query_async(&mut self.conn()).await?;
+        let ids: Vec<String> = lists.into_iter().flatten().collect();
         Ok(self
             .jobs(&ids)
             .await?

@@ -60,6 +60,7 @@ impl Engine {
             .arg(req.backoff_base.as_millis() as u64)
             .arg(req.backoff_cap.as_millis() as u64)
             .arg(rand::random::<u32>())
+            .arg(cfg.priority_aging.as_millis() as u64)
             .invoke_async(&mut self.conn())
             .await?;
         let (hint, rest) = reply

@@ -104,7 +104,8 @@ impl Engine {
                 .arg(imode)
                 .arg(ittl)
                 .arg(job.workflow_id.as_deref().unwrap_or(""))
-                .arg(job.extra_json());
+                .arg(job.extra_json())
+                .arg(job.priority.code());
         }
         let reply: Vec<Value> = match inv.invoke_async(&mut self.conn()).await {
             Ok(reply) => reply,

@@ -17,6 +17,15 @@ local function int(n) return string.format('%d', n) end
 local function job_key(id) return P .. ':job:' .. id end
 local function qkey(q, part) return P .. ':q:' .. q .. ':' .. part end
 
+-- A job's priority is its hash field `pr`: 'h' (high), absent (normal) or 'l' (low). Each
+-- level has a ready list of its own; normal jobs use the plain `ready` list, so a deployment
+-- that never sets a priority runs exactly as before.
+local function ready_key(q, pr)
+  if pr == 'h' then return qkey(q, 'ready:h') end
+  if pr == 'l' then return qkey(q, 'ready:l') end
+  return qkey(q, 'ready')
+end
+
 -- Appends one job event; returns its stream id. The only writer of the job-event stream.
 -- The event's time is its stream id, and the state it enters follows from its name, so neither
 -- is stored. Extra field, value pairs (wf, err, next, fp, w) follow `a`.

@@ -30,7 +30,7 @@ for j = 0, n - 1 do
   local b = 1 + j * FIELDS
   local id, tok, outcome, text = ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4]
   local jk = job_key(id)
-  local f = redis.call('HMGET', jk, 'st', 'tok', 'q', 'k', 'a', 'ma', 'cr')
+  local f = redis.call('HMGET', jk, 'st', 'tok', 'q', 'k', 'a', 'ma', 'cr', 'pr')
   if not f[1] then
     out[#out + 1] = 'missing'
   elseif f[1] ~= 'RUNNING' or f[2] ~= tok then
@@ -90,7 +90,7 @@ for j = 0, n - 1 do
     else -- release
       a = a - 1
       redis.call('HSET', jk, 'st', 'QUEUED', 'a', a, 'ua', now)
-      redis.call('LPUSH', qkey(q, 'ready'), id)
+      redis.call('LPUSH', ready_key(q, f[8]), id)
       released[q] = true
       emit(id, q, k, 'released', a)
     end

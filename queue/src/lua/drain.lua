@@ -29,11 +29,14 @@ local function cancel_waiting(id)
   cancelled = cancelled + 1
 end
 
-local ids = redis.call('LPOP', ready, budget)
-if ids then
-  for _, id in ipairs(ids) do cancel_waiting(id) end
-  budget = budget - #ids
-  taken = taken + #ids
+local lists = {qkey(q, 'ready:h'), ready, qkey(q, 'ready:l')}
+for _, list in ipairs(lists) do
+  local ids = budget > 0 and redis.call('LPOP', list, budget)
+  if ids then
+    for _, id in ipairs(ids) do cancel_waiting(id) end
+    budget = budget - #ids
+    taken = taken + #ids
+  end
 end
 if budget > 0 then
   local due = redis.call('ZPOPMIN', sched, budget)
@@ -42,5 +45,7 @@ if budget > 0 then
 end
 
 local tomb = tonumber(redis.call('HGET', stats, 'tomb') or '0')
-local left = math.max(0, redis.call('LLEN', ready) - tomb) + redis.call('ZCARD', sched)
+local queued = 0
+for _, list in ipairs(lists) do queued = queued + redis.call('LLEN', list) end
+local left = math.max(0, queued - tomb) + redis.call('ZCARD', sched)
 return {cancelled, taken, left}

@@ -3,7 +3,7 @@
 -- KEYS[1] events
 -- ARGV[1] prefix, ARGV[2] queue, ARGV[3] max jobs, ARGV[4] lease ms, ARGV[5] worker id,
 -- ARGV[6] promote chunk, ARGV[7] reap chunk, ARGV[8] backoff base ms, ARGV[9] backoff cap ms,
--- ARGV[10] random seed.
+-- ARGV[10] random seed, ARGV[11] priority aging ms.
 -- Returns {wait_hint_ms (-1 = nothing pending), then 10 fields per leased job:
 --   id, token, attempt, max_attempts, kind, payload, version, workflow id, extra, created_at}.
 local q = ARGV[2]
@@ -15,6 +15,8 @@ local token_salt = ARGV[10]
 local now = now_ms()
 local now_s = int(now)
 local ready, sched, lease = qkey(q, 'ready'), qkey(q, 'sched'), qkey(q, 'lease')
+local ready_hi, ready_lo = qkey(q, 'ready:h'), qkey(q, 'ready:l')
+local aging = tonumber(ARGV[11])
 local paused = redis.call('EXISTS', qkey(q, 'paused')) == 1
 
 -- 1. Leases that expired: the attempt is spent; retry with backoff or die.
@@ -52,11 +54,11 @@ if #due > 0 then
   redis.call('ZREMRANGEBYRANK', sched, 0, #due - 1)
   for _, id in ipairs(due) do
     local jk = job_key(id)
-    local f = redis.call('HMGET', jk, 'st', 'a', 'k')
+    local f = redis.call('HMGET', jk, 'st', 'a', 'k', 'pr')
     if f[1] == 'SCHEDULED' or f[1] == 'RETRYING' then
       redis.call('HSET', jk, 'st', 'QUEUED', 'ua', now)
       redis.call('HDEL', jk, 'ra')
-      redis.call('RPUSH', ready, id)
+      redis.call('RPUSH', ready_key(q, f[4]), id)
       emit(id, q, f[3], 'promoted', f[2])
     end
   end
@@ -69,47 +71,76 @@ local leased = 0
 local skipped = 0
 local leases = {}
 local deadline_s = int(now + lease_ms)
-while not paused and leased < want and skipped < 1000 do
-  local ids = redis.call('LPOP', ready, want - leased)
-  if not ids then break end
-  for _, id in ipairs(ids) do
-    local jk = job_key(id)
-    local f = redis.call('HMGET', jk, 'st', 'k', 'ma', 'p', 'v', 'wf', 'x', 'ca', 'ikw', 'a', 'tok')
-    if f[1] == 'QUEUED' then
-      local a = int((tonumber(f[10]) or 0) + 1)
-      -- The counter keeps tokens of one job distinct; the fetch call's random part keeps them
-      -- distinct even if Redis was restored from an older snapshot and the counter went back.
-      local tok = int((tonumber(string.match(f[11] or '', '^%d+')) or 0) + 1) .. '.' .. token_salt
-      redis.call('HSET', jk, 'st', 'RUNNING', 'a', a, 'tok', tok, 'lb', worker, 'ua', now_s)
-      leases[#leases + 1] = deadline_s
-      leases[#leases + 1] = id
-      -- A key that holds only while the job waits is released when it starts.
-      if f[9] and redis.call('GET', f[9]) == id then redis.call('DEL', f[9]) end
-      emit(id, q, f[2], 'started', a, 'w', worker)
-      leased = leased + 1
-      out[#out + 1] = id
-      out[#out + 1] = tok
-      out[#out + 1] = a
-      out[#out + 1] = f[3]
-      out[#out + 1] = f[2]
-      out[#out + 1] = f[4]
-      out[#out + 1] = f[5] or '1'
-      out[#out + 1] = f[6] or ''
-      out[#out + 1] = f[7] or ''
-      out[#out + 1] = f[8] or '0'
-    else
-      skipped = skipped + 1
-      if redis.call('HGET', jk, 'tb') == '1' then
-        redis.call('HINCRBY', qkey(q, 'stats'), 'tomb', -1)
-        redis.call('HDEL', jk, 'tb')
-      end
+
+local function lease_one(id)
+  local jk = job_key(id)
+  local f = redis.call('HMGET', jk, 'st', 'k', 'ma', 'p', 'v', 'wf', 'x', 'ca', 'ikw', 'a', 'tok')
+  if f[1] == 'QUEUED' then
+    local a = int((tonumber(f[10]) or 0) + 1)
+    -- The counter keeps tokens of one job distinct; the fetch call's random part keeps them
+    -- distinct even if Redis was restored from an older snapshot and the counter went back.
+    local tok = int((tonumber(string.match(f[11] or '', '^%d+')) or 0) + 1) .. '.' .. token_salt
+    redis.call('HSET', jk, 'st', 'RUNNING', 'a', a, 'tok', tok, 'lb', worker, 'ua', now_s)
+    leases[#leases + 1] = deadline_s
+    leases[#leases + 1] = id
+    -- A key that holds only while the job waits is released when it starts.
+    if f[9] and redis.call('GET', f[9]) == id then redis.call('DEL', f[9]) end
+    emit(id, q, f[2], 'started', a, 'w', worker)
+    leased = leased + 1
+    out[#out + 1] = id
+    out[#out + 1] = tok
+    out[#out + 1] = a
+    out[#out + 1] = f[3]
+    out[#out + 1] = f[2]
+    out[#out + 1] = f[4]
+    out[#out + 1] = f[5] or '1'
+    out[#out + 1] = f[6] or ''
+    out[#out + 1] = f[7] or ''
+    out[#out + 1] = f[8] or '0'
+  else
+    skipped = skipped + 1
+    if redis.call('HGET', jk, 'tb') == '1' then
+      redis.call('HINCRBY', qkey(q, 'stats'), 'tomb', -1)
+      redis.call('HDEL', jk, 'tb')
     end
+  end
+end
+
+local prioritised = not paused and redis.call('EXISTS', ready_hi, ready_lo) > 0
+if not prioritised then
+  -- Only normal jobs: one list, taken in batches.
+  while not paused and leased < want and skipped < 1000 do
+    local ids = redis.call('LPOP', ready, want - leased)
+    if not ids then break end
+    for _, id in ipairs(ids) do lease_one(id) end
+  end
+else
+  -- Several levels: each slot goes to the list whose head has waited longest, counting a
+  -- high job as having waited `aging` ms more and a low one `aging` ms less. A higher level
+  -- goes first, and no job waits more than `aging` ms per level behind a busier one.
+  local lists = {ready_hi, ready, ready_lo}
+  local boost = {aging, 0, -aging}
+  local function head_score(i)
+    local id = redis.call('LINDEX', lists[i], 0)
+    if not id then return nil end
+    local t = redis.call('HMGET', job_key(id), 'ua', 'ca')
+    return now - (tonumber(t[1]) or tonumber(t[2]) or now) + boost[i]
+  end
+  local scores = {head_score(1), head_score(2), head_score(3)}
+  while leased < want and skipped < 1000 do
+    local best = nil
+    for i = 1, 3 do
+      if scores[i] and (not best or scores[i] > scores[best]) then best = i end
+    end
+    if not best then break end
+    lease_one(redis.call('LPOP', lists[best]))
+    scores[best] = head_score(best)
   end
 end
 if #leases > 0 then call_many('ZADD', lease, leases) end
 
 -- Another idle worker may take what is left. A paused queue wakes nobody: resuming does.
-local more_ready = not paused and redis.call('LLEN', ready) > 0
+local more_ready = not paused and redis.call('EXISTS', ready, ready_hi, ready_lo) > 0
 if more_ready then wake(q) end
 
 -- How long an idle worker may block before something here falls due (only an idle worker,

@@ -1,9 +1,10 @@
 -- Push a batch of jobs.
 -- KEYS[1] events stream
 -- ARGV[1] prefix, ARGV[2] stream hard cap, ARGV[3] default idempotency TTL ms,
--- then 13 fields per job: id, id given by the caller ('1') or generated ('0'), queue, kind,
+-- then 14 fields per job: id, id given by the caller ('1') or generated ('0'), queue, kind,
 -- payload, version, max_attempts, run_at_ms (0 = now), idempotency key ('' = none),
--- key mode ('ttl' | 'wait'), key ttl ms (0 = default), workflow id, extra JSON ('' = none).
+-- key mode ('ttl' | 'wait'), key ttl ms (0 = default), workflow id, extra JSON ('' = none),
+-- priority ('h', 'l', or '' = normal).
 -- Returns a flat array: id, duplicate flag (0/1) per job; or the error STREAM_FULL.
 local cap = tonumber(ARGV[2])
 if cap > 0 and redis.call('XLEN', EVENTS) >= cap then
@@ -12,7 +13,7 @@ end
 local default_ttl = tonumber(ARGV[3])
 local now = now_ms()
 local now_s = int(now)
-local FIELDS = 13
+local FIELDS = 14
 
 -- The job hash with every optional field; also takes the idempotency key.
 local function write_full(jk, b, st, ik)
@@ -29,6 +30,7 @@ local function write_full(jk, b, st, ik)
   if st == 'SCHEDULED' then add('ra', ARGV[b + 8]) end
   if ARGV[b + 12] ~= '' then add('wf', ARGV[b + 12]) end
   if ARGV[b + 13] ~= '' then add('x', ARGV[b + 13]) end
+  if ARGV[b + 14] ~= '' then add('pr', ARGV[b + 14]) end
   if ik then
     add('ik', ARGV[b + 9])
     add('ikm', ARGV[b + 10])
@@ -46,7 +48,8 @@ local function write_full(jk, b, st, ik)
 end
 
 local out = {}
-local ready_ids, pushed = {}, {}
+-- Ready ids by ready list, and the queue of each list (to wake its workers).
+local ready_ids, list_queue, pushed = {}, {}, {}
 local n = (#ARGV - 3) / FIELDS
 for j = 0, n - 1 do
   local b = 3 + j * FIELDS
@@ -66,7 +69,7 @@ for j = 0, n - 1 do
   else
     local delayed = run_at > now
     if not delayed and not ik and explicit ~= '1' and ARGV[b + 6] == '1'
-        and ARGV[b + 12] == '' and ARGV[b + 13] == '' then
+        and ARGV[b + 12] == '' and ARGV[b + 13] == '' and ARGV[b + 14] == '' then
       -- The common shape, without building an argument table.
       redis.call('HSET', jk, 'q', q, 'k', k, 'p', ARGV[b + 5], 'ma', ARGV[b + 7], 'ca', now_s, 'st', 'QUEUED')
     elseif delayed then
@@ -80,7 +83,9 @@ for j = 0, n - 1 do
       redis.call('ZADD', qkey(q, 'sched'), run_at, id)
       emit(id, q, k, 'scheduled', 0, 'next', tostring(run_at))
     else
-      local r = bucket(ready_ids, q)
+      local list = ready_key(q, ARGV[b + 14])
+      local r = bucket(ready_ids, list)
+      list_queue[list] = q
       r[#r + 1] = id
       emit(id, q, k, 'enqueued', '0')
     end
@@ -92,8 +97,8 @@ for q, counts in pairs(pushed) do
   redis.call('HINCRBY', qkey(q, 'stats'), 'pushed', counts[1])
   redis.call('SADD', P .. ':queues', q)
 end
-for q, ids in pairs(ready_ids) do
-  call_many('RPUSH', qkey(q, 'ready'), ids)
-  wake(q)
+for list, ids in pairs(ready_ids) do
+  call_many('RPUSH', list, ids)
+  wake(list_queue[list])
 end
 return out

@@ -10,7 +10,7 @@ local now = now_ms()
 
 local function requeue(id)
   local jk = job_key(id)
-  local f = redis.call('HMGET', jk, 'st', 'q', 'k', 'fp')
+  local f = redis.call('HMGET', jk, 'st', 'q', 'k', 'fp', 'pr')
   if not f[1] then return 'missing' end
   if f[1] ~= 'DEAD' then return f[1] end
   local q, k, fp = f[2], f[3], f[4]
@@ -18,7 +18,7 @@ local function requeue(id)
   redis.call('HSET', jk, 'st', 'QUEUED', 'a', 0, 'ua', now)
   redis.call('HDEL', jk, 'da', 'fp', 'cr')
   redis.call('HINCRBY', jk, 'rnd', 1)
-  redis.call('RPUSH', qkey(q, 'ready'), id)
+  redis.call('RPUSH', ready_key(q, f[5]), id)
   redis.call('HINCRBY', qkey(q, 'stats'), 'requeued', 1)
   emit(id, q, k, 'requeued', 0)
   wake(q)

@@ -88,6 +88,8 @@ impl TestQueue {
         let mut conn = self.sync_conn();
         let q = |part: &str| self.key(&format!("q:{queue}:{part}"));
         let ready: Vec<String> = conn.lrange(q("ready"), 0, -1).expect("lrange");
+        let ready_high: Vec<String> = conn.lrange(q("ready:h"), 0, -1).expect("lrange");
+        let ready_low: Vec<String> = conn.lrange(q("ready:l"), 0, -1).expect("lrange");
         let sched: Vec<String> = conn.zrange(q("sched"), 0, -1).expect("zrange");
         let lease: Vec<String> = conn.zrange(q("lease"), 0, -1).expect("zrange");
         let dead: Vec<String> = conn.zrange(q("dead"), 0, -1).expect("zrange");
@@ -96,7 +98,9 @@ impl TestQueue {
         let mut seen: HashSet<String> = HashSet::new();
         let mut tombstones = 0;
         for (ids, place) in [
+            (&ready_high, "ready:h"),
             (&ready, "ready"),
+            (&ready_low, "ready:l"),
             (&sched, "sched"),
             (&lease, "lease"),
             (&dead, "dead"),
@@ -110,7 +114,19 @@ impl TestQueue {
                     .unwrap_or_else(|| panic!("{id} in {place} has no hash"))
                     .parse()
                     .expect("state");
-                let tombstone = place == "ready" && state == JobState::Cancelled;
+                let in_ready = place.starts_with("ready");
+                if in_ready {
+                    let level: Option<String> = conn
+                        .hget(self.key(&format!("job:{id}")), "pr")
+                        .expect("hget");
+                    let own_list = match level.as_deref() {
+                        Some("h") => "ready:h",
+                        Some("l") => "ready:l",
+                        _ => "ready",
+                    };
+                    assert_eq!(place, own_list, "job {id} sits in another level's list");
+                }
+                let tombstone = in_ready && state == JobState::Cancelled;
                 if tombstone {
                     tombstones += 1;
                     continue;
@@ -122,8 +138,9 @@ impl TestQueue {
                     JobState::Dead => "dead",
                     JobState::Succeeded | JobState::Cancelled => "done",
                 };
+                let place_kind = if in_ready { "ready" } else { place };
                 assert_eq!(
-                    place, expected_place,
+                    place_kind, expected_place,
                     "job {id} is {state} but sits in {place}"
                 );
                 assert!(seen.insert(id.clone()), "job {id} is in two places");

@@ -1,7 +1,8 @@
 //! Random sequences of push / fetch / ack / retry / fail / snooze / lease expiry / stale ack /
 //! cancel / requeue / discard, checked against a model after every step: every job is in
 //! exactly one place that matches its state, and the events appended are exactly the
-//! transitions the model expects.
+//! transitions the model expects. Jobs come in three priorities: each fetch leases the higher
+//! levels first and each level in push order (aging is 60 s, far beyond a case's length).
 
 use std::{
     collections::{HashMap, HashSet, VecDeque},
@@ -11,7 +12,7 @@ use std::{
 use proptest::prelude::*;
 use queue::{
     Applied, CancelOutcome, DeadOpOutcome, EventStream, FetchRequest, JobEvent, JobState, KeyScope,
-    NewJob, Outcome,
+    NewJob, Outcome, Priority,
 };
 use redis::Commands;
 
@@ -26,6 +27,7 @@ enum Op {
         count: u8,
         delayed: bool,
         key: Option<u8>,
+        level: Priority,
     },
     Fetch {
         max: u8,
@@ -61,8 +63,13 @@ enum Op {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        3 => (1u8..4, prop::bool::weighted(0.15), prop::option::weighted(0.3, 0u8..3))
-            .prop_map(|(count, delayed, key)| Op::Push { count, delayed, key }),
+        3 => (
+            1u8..4,
+            prop::bool::weighted(0.15),
+            prop::option::weighted(0.3, 0u8..3),
+            prop_oneof![2 => Just(Priority::Normal), 1 => Just(Priority::High), 1 => Just(Priority::Low)],
+        )
+            .prop_map(|(count, delayed, key, level)| Op::Push { count, delayed, key, level }),
         4 => (0u8..5).prop_map(|max| Op::Fetch { max }),
         2 => any::<u8>().prop_map(|pick| Op::Ack { pick }),
         2 => any::<u8>().prop_map(|pick| Op::Retry { pick }),
@@ -86,13 +93,23 @@ struct ModelJob {
     cancel_requested: bool,
     /// Scheduled far in the future (never falls due during a case).
     far_future: bool,
+    priority: Priority,
+}
+
+/// The position of a level in lease order (high first).
+fn rank(level: Priority) -> usize {
+    Priority::ALL
+        .iter()
+        .position(|p| *p == level)
+        .expect("a level")
 }
 
 #[derive(Default)]
 struct Model {
     jobs: HashMap<String, ModelJob>,
     keys: HashMap<u8, String>,
-    ready: VecDeque<String>,
+    /// The ready jobs of each level, in lease order, high first.
+    ready: [VecDeque<String>; 3],
     expected_events: Vec<(String, String)>,
 }
 
@@ -160,11 +177,13 @@ async fn step(t: &TestQueue, m: &mut Model, op: &Op) {
             count,
             delayed,
             key,
+            level,
         } => {
             let jobs: Vec<NewJob> = (0..count)
                 .map(|_| {
-                    let mut job =
-                        NewJob::raw(QUEUE, QUEUE, "{}".into()).with_max_attempts(MAX_ATTEMPTS);
+                    let mut job = NewJob::raw(QUEUE, QUEUE, "{}".into())
+                        .with_max_attempts(MAX_ATTEMPTS)
+                        .with_priority(level);
                     if delayed {
                         job = job.with_delay(Duration::from_secs(3600));
                     }
@@ -198,12 +217,13 @@ async fn step(t: &TestQueue, m: &mut Model, op: &Op) {
                         lease_expired: false,
                         cancel_requested: false,
                         far_future: delayed,
+                        priority: level,
                     },
                 );
                 if delayed {
                     m.expect(&out.id, "scheduled");
                 } else {
-                    m.ready.push_back(out.id.clone());
+                    m.ready[rank(level)].push_back(out.id.clone());
                     m.expect(&out.id, "enqueued");
                 }
             }
@@ -235,17 +255,37 @@ async fn step(t: &TestQueue, m: &mut Model, op: &Op) {
                 m.expect(id, "promoted");
             }
             let fetched = e.fetch(&fetch_req(max as usize)).await.expect("fetch").jobs;
-            let expected_count = (max as usize).min(m.ready.len() + promoted.len());
+            let waiting: usize = m.ready.iter().map(VecDeque::len).sum();
+            let expected_count = (max as usize).min(waiting + promoted.len());
             assert_eq!(fetched.len(), expected_count, "fetch count");
-            for (i, job) in fetched.iter().enumerate() {
-                if i < m.ready.len() {
-                    assert_eq!(job.id, m.ready[i], "FIFO order of the ready list");
-                } else {
-                    assert!(promoted.contains(&job.id), "{} came from nowhere", job.id);
+            // The slots in lease order: each level's ready jobs in order, then the jobs of that
+            // level just promoted (in an order the model does not predict).
+            let mut slots: Vec<(Priority, Option<&String>)> = Vec::new();
+            for level in Priority::ALL {
+                slots.extend(m.ready[rank(level)].iter().map(|id| (level, Some(id))));
+                let promoted_here = promoted
+                    .iter()
+                    .filter(|id| m.jobs[*id].priority == level)
+                    .count();
+                slots.extend(std::iter::repeat_n((level, None), promoted_here));
+            }
+            for (job, (level, expected)) in fetched.iter().zip(&slots) {
+                match expected {
+                    Some(id) => assert_eq!(&job.id, *id, "priority, then FIFO order"),
+                    None => {
+                        assert!(promoted.contains(&job.id), "{} came from nowhere", job.id);
+                        assert_eq!(
+                            m.jobs[&job.id].priority, *level,
+                            "{} out of its level",
+                            job.id
+                        );
+                    }
                 }
             }
             let taken: HashSet<&String> = fetched.iter().map(|j| &j.id).collect();
-            m.ready.retain(|id| !taken.contains(id));
+            for list in &mut m.ready {
+                list.retain(|id| !taken.contains(id));
+            }
             for job in &fetched {
                 let mj = m.jobs.get_mut(&job.id).expect("known job");
                 mj.attempt += 1;
@@ -254,30 +294,41 @@ async fn step(t: &TestQueue, m: &mut Model, op: &Op) {
                 mj.token = Some(job.token.clone());
                 m.expect(&job.id, "started");
             }
-            // The promoted jobs not taken joined the ready list in an order the model adopts.
-            let actual: Vec<String> = t
-                .sync_conn()
-                .lrange(t.key(&format!("q:{QUEUE}:ready")), 0, -1)
-                .expect("lrange");
-            let live: Vec<String> = actual
-                .into_iter()
-                .filter(|id| m.jobs.get(id).is_some_and(|j| j.state == JobState::Queued))
-                .collect();
-            let mut expected: Vec<&String> = m
-                .ready
-                .iter()
-                .chain(promoted.iter().filter(|id| !taken.contains(id)))
-                .collect();
-            expected.sort();
-            let mut got: Vec<&String> = live.iter().collect();
-            got.sort();
-            assert_eq!(got, expected, "ready list contents");
-            assert_eq!(
-                &live[..m.ready.len()],
-                m.ready.make_contiguous(),
-                "older ready jobs keep their order"
-            );
-            m.ready = live.into();
+            // The promoted jobs not taken joined their level's list in an order the model adopts.
+            for level in Priority::ALL {
+                let list = match level {
+                    Priority::High => "ready:h",
+                    Priority::Normal => "ready",
+                    Priority::Low => "ready:l",
+                };
+                let actual: Vec<String> = t
+                    .sync_conn()
+                    .lrange(t.key(&format!("q:{QUEUE}:{list}")), 0, -1)
+                    .expect("lrange");
+                let live: Vec<String> = actual
+                    .into_iter()
+                    .filter(|id| m.jobs.get(id).is_some_and(|j| j.state == JobState::Queued))
+                    .collect();
+                let model_list = &mut m.ready[rank(level)];
+                let mut expected: Vec<&String> = model_list
+                    .iter()
+                    .chain(
+                        promoted
+                            .iter()
+                            .filter(|id| !taken.contains(id) && m.jobs[*id].priority == level),
+                    )
+                    .collect();
+                expected.sort();
+                let mut got: Vec<&String> = live.iter().collect();
+                got.sort();
+                assert_eq!(got, expected, "{list} contents");
+                assert_eq!(
+                    &live[..model_list.len()],
+                    model_list.make_contiguous(),
+                    "older {list} jobs keep their order"
+                );
+                *model_list = live.into();
+            }
         }
         Op::Ack { pick } | Op::Retry { pick } | Op::Fail { pick } | Op::Snooze { pick } => {
             let Some(id) = m.pick(pick, JobState::Running) else {
@@ -370,7 +421,9 @@ async fn step(t: &TestQueue, m: &mut Model, op: &Op) {
             match state {
                 JobState::Queued | JobState::Scheduled | JobState::Retrying => {
                     assert_eq!(outcome, CancelOutcome::Cancelled);
-                    m.ready.retain(|r| r != &id);
+                    for list in &mut m.ready {
+                        list.retain(|r| r != &id);
+                    }
                     m.set(&id, JobState::Cancelled);
                     m.expect(&id, "cancelled");
                 }
@@ -395,7 +448,8 @@ async fn step(t: &TestQueue, m: &mut Model, op: &Op) {
             assert_eq!(out, vec![DeadOpOutcome::Done]);
             m.jobs.get_mut(&id).expect("job").attempt = 0;
             m.set(&id, JobState::Queued);
-            m.ready.push_back(id.clone());
+            let level = rank(m.jobs[&id].priority);
+            m.ready[level].push_back(id.clone());
             m.expect(&id, "requeued");
         }
         Op::Discard { pick } => {

@@ -10,7 +10,7 @@ use entities::{
     dead_jobs, job_attempts, jobs, ledger_quarantine, states::RunState, workflow_runs,
     workflow_steps,
 };
-use queue::{Consumer, Engine, EventStream, JobEvent, JobRecord, JobState};
+use queue::{Consumer, Engine, EventStream, JobEvent, JobRecord, JobState, Priority};
 use sea_orm::{
     ColumnTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect, Set, TransactionTrait,
@@ -400,6 +400,10 @@ fn new_row(event: &JobEvent, record: Option<&JobRecord>) -> jobs::Model {
         attempt: 0,
         round: 0,
         max_attempts: record.map_or(1, |r| r.max_attempts as i32),
+        priority: record
+            .map_or(Priority::Normal, |r| r.priority)
+            .as_str()
+            .to_owned(),
         payload: record.map_or(serde_json::Value::Null, |r| json_or_string(&r.payload)),
         result: None,
         last_error: None,
@@ -419,6 +423,7 @@ fn run_of(kind: &str, id: &str, record: &JobRecord) -> Option<String> {
 
 fn refresh_from_record(row: &mut jobs::Model, record: &JobRecord) {
     row.max_attempts = record.max_attempts as i32;
+    record.priority.as_str().clone_into(&mut row.priority);
     if row.payload.is_null() {
         row.payload = json_or_string(&record.payload);
     }
@@ -446,6 +451,7 @@ async fn write_jobs<'a>(
                         jobs::Column::Attempt,
                         jobs::Column::Round,
                         jobs::Column::MaxAttempts,
+                        jobs::Column::Priority,
                         jobs::Column::Payload,
                         jobs::Column::Result,
                         jobs::Column::LastError,
@@ -558,6 +564,7 @@ async fn write_dead(
             payload: Set(row.payload.clone()),
             payload_version: Set(record.map_or(1, |r| r.payload_version as i32)),
             max_attempts: Set(row.max_attempts),
+            priority: Set(row.priority.clone()),
             attempts: Set(event.attempt as i32),
             error: Set(event.error.clone().unwrap_or_default()),
             fingerprint: Set(event.fingerprint.clone().unwrap_or_default()),

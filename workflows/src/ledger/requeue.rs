@@ -44,7 +44,8 @@ pub async fn requeue_dead(
     let mut job = NewJob::raw(&dead.queue, &dead.kind, payload)
         .with_id(&dead.job_id)
         .with_payload_version(dead.payload_version.max(1) as u32)
-        .with_max_attempts(dead.max_attempts.max(1) as u32);
+        .with_max_attempts(dead.max_attempts.max(1) as u32)
+        .with_priority(dead.priority.parse().unwrap_or_default());
     if let Some(run) = &dead.workflow_run_id {
         job = job.with_workflow_id(run);
     }

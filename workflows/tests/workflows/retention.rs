@@ -30,6 +30,7 @@ async fn ledger_row(env: &TestEnv, id: &str, finished_days_ago: Option<i64>) {
         attempt: Set(1),
         round: Set(0),
         max_attempts: Set(3),
+        priority: Set("normal".into()),
         payload: Set(json!({})),
         result: Set(None),
         last_error: Set(None),

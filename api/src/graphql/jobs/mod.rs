@@ -29,6 +29,36 @@ pub use submit::{JobMutation, MAX_BATCH, SUBMITTER_KEYS, SubmitJobInput, SubmitR
 pub(crate) use submit::{ingest_job, push_all};
 pub use updates::{JobSubscription, JobUpdate, JobUpdatesFilter};
 
+/// How soon a job runs among the ready jobs of its queue: a higher level is leased first, and
+/// a lower one waits at most a minute per level behind a steady stream of higher ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Enum, Default)]
+pub enum JobPriority {
+    High,
+    #[default]
+    Normal,
+    Low,
+}
+
+impl From<JobPriority> for queue::Priority {
+    fn from(p: JobPriority) -> Self {
+        match p {
+            JobPriority::High => queue::Priority::High,
+            JobPriority::Normal => queue::Priority::Normal,
+            JobPriority::Low => queue::Priority::Low,
+        }
+    }
+}
+
+impl From<queue::Priority> for JobPriority {
+    fn from(p: queue::Priority) -> Self {
+        match p {
+            queue::Priority::High => JobPriority::High,
+            queue::Priority::Normal => JobPriority::Normal,
+            queue::Priority::Low => JobPriority::Low,
+        }
+    }
+}
+
 /// The kinds of the sensor pipeline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Enum)]
 pub enum JobKind {
@@ -95,6 +125,7 @@ pub struct Job {
 #[derive(Debug, Clone)]
 struct JobDetail {
     max_attempts: u32,
+    priority: queue::Priority,
     round: u32,
     payload: serde_json::Value,
     result: Option<serde_json::Value>,
@@ -154,6 +185,7 @@ impl Job {
         let run_at = record.run_at_ms.map(ms_time);
         let detail = JobDetail {
             max_attempts: record.max_attempts,
+            priority: record.priority,
             round: record.requeues,
             payload: json_or_string(&record.payload),
             result: record.result.as_deref().map(json_or_string),
@@ -179,6 +211,7 @@ impl Job {
         let state = row.state.parse().unwrap_or(queue::JobState::Queued);
         let detail = JobDetail {
             max_attempts: row.max_attempts.max(0) as u32,
+            priority: row.priority.parse().unwrap_or_default(),
             round: row.round.max(0) as u32,
             payload: row.payload,
             result: row.result,
@@ -272,6 +305,10 @@ impl Job {
 
     async fn max_attempts(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<u32>> {
         Ok(self.detail(ctx).await?.map(|d| d.max_attempts))
+    }
+
+    async fn priority(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<JobPriority>> {
+        Ok(self.detail(ctx).await?.map(|d| d.priority.into()))
     }
 
     /// Times an operator requeued it from dead.

@@ -10,7 +10,7 @@ use workflows::{
     jobs::{alert::Alert, evaluate::Evaluate, ingest::Ingest, notify::Notify},
 };
 
-use super::{Job, JobDetail, JobKind, find, ms_time};
+use super::{Job, JobDetail, JobKind, JobPriority, find, ms_time};
 use crate::{
     auth::Role,
     error::{ApiError, ApiResult},
@@ -33,6 +33,8 @@ pub struct SubmitJobInput {
     pub max_attempts: Option<i32>,
     /// Run no earlier than this.
     pub run_at: Option<DateTime<Utc>>,
+    /// Default: normal. A higher level is leased first within the job's queue.
+    pub priority: Option<JobPriority>,
 }
 
 #[derive(SimpleObject)]
@@ -104,6 +106,9 @@ pub(crate) fn build(input: &SubmitJobInput, path: &str) -> ApiResult<NewJob> {
         crate::auth::reject_nul(&format!("{path}.idempotencyKey"), key)?;
         job = job.with_idempotency_key(submitter_key(key), KeyScope::For(None));
     }
+    if let Some(priority) = input.priority {
+        job = job.with_priority(priority.into());
+    }
     if let Some(run_at) = input.run_at {
         let ms = run_at.timestamp_millis();
         if ms < 0 {
@@ -131,7 +136,8 @@ fn submitter_key(key: &str) -> String {
 pub(crate) async fn push_all(shared: &Shared, jobs: Vec<NewJob>) -> ApiResult<Vec<SubmitResult>> {
     let described: Vec<(String, Option<u64>)> =
         jobs.iter().map(|j| (j.kind.clone(), j.run_at_ms)).collect();
-    let max_attempts: Vec<u32> = jobs.iter().map(|j| j.max_attempts).collect();
+    let settings: Vec<(u32, queue::Priority)> =
+        jobs.iter().map(|j| (j.max_attempts, j.priority)).collect();
     let pushed = tokio::time::timeout(
         shared.config.redis_timeout() + Duration::from_millis(500),
         shared.engine.push_many(jobs),
@@ -142,8 +148,8 @@ pub(crate) async fn push_all(shared: &Shared, jobs: Vec<NewJob>) -> ApiResult<Ve
     Ok(pushed
         .into_iter()
         .zip(described)
-        .zip(max_attempts)
-        .map(|((outcome, (kind, run_at_ms)), max_attempts)| {
+        .zip(settings)
+        .map(|((outcome, (kind, run_at_ms)), (max_attempts, priority))| {
             let job = if outcome.duplicate {
                 // The existing job's details load if asked for.
                 Job::with_detail(outcome.id, kind, queue::JobState::Queued, 0, None)
@@ -162,6 +168,7 @@ pub(crate) async fn push_all(shared: &Shared, jobs: Vec<NewJob>) -> ApiResult<Ve
                     0,
                     Some(JobDetail {
                         max_attempts,
+                        priority,
                         round: 0,
                         payload: serde_json::Value::Null,
                         result: None,
