@@ -15,7 +15,8 @@ use std::{
 use apalis_core::{task::data::Data, worker::builder::WorkerBuilder};
 use hdrhistogram::Histogram;
 use queue::{
-    Engine, EngineConfig, JobContext, JobError, NewJob, RedisBackend, RetryPolicy, WorkerOptions,
+    Engine, EngineConfig, JobContext, JobError, NewJob, Priority, RedisBackend, RetryPolicy,
+    WorkerOptions,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
@@ -236,6 +237,18 @@ async fn drain_window(
     Ok(ended - started)
 }
 
+/// One bench client's fetch of up to `max` jobs from queue `q`.
+fn bench_fetch(max: usize) -> queue::FetchRequest<'static> {
+    queue::FetchRequest {
+        queue: "q",
+        worker_id: "bench",
+        max_jobs: max,
+        lease: Duration::from_secs(30),
+        backoff_base: Duration::from_secs(1),
+        backoff_cap: Duration::from_secs(60),
+    }
+}
+
 fn rate(n: usize, d: Duration) -> String {
     format!("{:>9.0} jobs/s", n as f64 / d.as_secs_f64())
 }
@@ -399,6 +412,128 @@ async fn main() -> anyhow::Result<()> {
             ack_time.as_micros() as f64 / n as f64
         );
         report_cpu("engine only", &before, &cpu(&url).await?, took);
+        engine.destroy_all_data().await?;
+    }
+
+    // 3c. The same engine-only loop over a queue whose jobs are a third high, a third normal
+    //     and a third low: the cost of choosing among levels at each lease.
+    if wanted("priorities-mixed") {
+        let engine = fresh_engine(&url, "prio-mixed").await?;
+        let n = scale(100_000);
+        for start in (0..n).step_by(10_000) {
+            let jobs = (start..(start + 10_000).min(n))
+                .map(|i| {
+                    NewJob::raw("q", "q", format!("{{\"n\":{i}}}"))
+                        .with_priority(Priority::ALL[i % 3])
+                })
+                .collect();
+            engine.push_many(jobs).await?;
+        }
+        let started = Instant::now();
+        let mut done = 0;
+        while done < n {
+            let fetched = engine.fetch(&bench_fetch(100)).await?;
+            let outcomes: Vec<_> = fetched
+                .jobs
+                .into_iter()
+                .map(|j| (j.id, j.token, queue::Outcome::Succeeded { result: None }))
+                .collect();
+            done += outcomes.len();
+            engine.complete(&outcomes).await?;
+        }
+        println!(
+            "fetch+ack, three levels   {n:>8} jobs  {}  (batches of 100, one client)",
+            rate(n, started.elapsed())
+        );
+        engine.destroy_all_data().await?;
+    }
+
+    // 3d. Fairness under overload: high jobs arrive faster than one consumer drains (a backlog
+    //     of them grows all run), with a low job every tenth round. With 100 ms aging, how long
+    //     do the low jobs wait, next to the high jobs leased at the same time? And with an
+    //     aging longer than the run (strict priority), how many low jobs run at all?
+    for aging_ms in [100u64, 60_000]
+        .into_iter()
+        .filter(|_| wanted("priorities-starvation"))
+    {
+        let mut config = EngineConfig::with_prefix(format!(
+            "bench-prio-fair-{}",
+            ulid::Ulid::new().to_string().to_lowercase()
+        ));
+        config.priority_aging = Duration::from_millis(aging_ms);
+        let engine = Engine::connect(&url, config).await?;
+        let run_for = Duration::from_millis(if std::env::var("BENCH_QUICK").is_ok() {
+            1500
+        } else {
+            5000
+        });
+        let (mut low_waits, mut high_waits) = (Vec::new(), Vec::new());
+        let (mut lows_pushed, mut round) = (0usize, 0usize);
+        let started = Instant::now();
+        while started.elapsed() < run_for {
+            let mut jobs: Vec<NewJob> = (0..30)
+                .map(|_| {
+                    NewJob::new(
+                        "q",
+                        &Stamped {
+                            pushed_at_us: now_us(),
+                        },
+                    )
+                    .map(|j| j.with_priority(Priority::High))
+                })
+                .collect::<Result<_, _>>()?;
+            if round % 10 == 0 {
+                jobs.push(
+                    NewJob::new(
+                        "q",
+                        &Stamped {
+                            pushed_at_us: now_us(),
+                        },
+                    )?
+                    .with_priority(Priority::Low),
+                );
+                lows_pushed += 1;
+            }
+            round += 1;
+            engine.push_many(jobs).await?;
+            let fetched = engine.fetch(&bench_fetch(20)).await?;
+            let leased_at = now_us();
+            let mut outcomes = Vec::new();
+            for job in fetched.jobs {
+                let stamped: Stamped = serde_json::from_str(&job.payload)?;
+                let wait_ms = leased_at.saturating_sub(stamped.pushed_at_us) as f64 / 1000.0;
+                let record = engine.job(&job.id).await?.map(|r| r.priority);
+                if record == Some(Priority::Low) {
+                    low_waits.push(wait_ms);
+                } else {
+                    high_waits.push(wait_ms);
+                }
+                outcomes.push((
+                    job.id,
+                    job.token,
+                    queue::Outcome::Succeeded { result: None },
+                ));
+            }
+            engine.complete(&outcomes).await?;
+        }
+        let stats = engine.stats("q").await?;
+        let pct = |v: &mut Vec<f64>, q: f64| {
+            v.sort_by(f64::total_cmp);
+            v.get(((v.len() as f64 - 1.0) * q) as usize)
+                .copied()
+                .unwrap_or(f64::NAN)
+        };
+        println!(
+            "priorities under overload ({:.1} s, aging {aging_ms} ms): {} low pushed, {} leased; low wait p50 {:.0} ms max {:.0} ms; high wait p50 {:.0} ms max {:.0} ms; {} left waiting",
+            run_for.as_secs_f64(),
+            lows_pushed,
+            low_waits.len(),
+            pct(&mut low_waits, 0.5),
+            pct(&mut low_waits, 1.0),
+            pct(&mut high_waits, 0.5),
+            pct(&mut high_waits, 1.0),
+            stats.ready
+        );
         engine.destroy_all_data().await?;
     }
 
