@@ -22,6 +22,7 @@ interface JobDetail {
   state: JobState;
   attempt: number;
   maxAttempts: number | null;
+  priority: 'HIGH' | 'NORMAL' | 'LOW' | null;
   round: number | null;
   payload: unknown;
   result: unknown;
@@ -35,7 +36,7 @@ interface JobDetail {
   attempts: Attempt[];
 }
 
-const JOB = `query Job($id: ID!) { job(id: $id) { id kind state attempt maxAttempts round payload result lastError
+const JOB = `query Job($id: ID!) { job(id: $id) { id kind state attempt maxAttempts priority round payload result lastError
   idempotencyKey workflowRunId runAt nextRunAt createdAt updatedAt
   attempts { attempt startedAt endedAt outcome error worker } } }`;
 
@@ -51,6 +52,7 @@ const JOB = `query Job($id: ID!) { job(id: $id) { id kind state attempt maxAttem
       <h1>{{ job.kind?.toLowerCase() }} job <code>{{ job.id }}</code> <sf-state [state]="job.state" data-testid="job-state" /></h1>
       <section class="panel">
         <dl class="facts">
+          <dt>Priority</dt><dd data-testid="priority">{{ job.priority?.toLowerCase() ?? '—' }}</dd>
           <dt>Attempt</dt><dd>{{ job.attempt }} of {{ job.maxAttempts ?? '—' }}@if (job.round) { (requeued {{ job.round }}×) }</dd>
           @if (job.nextRunAt && waitingToRun()) {
             <dt>Next run</dt><dd data-testid="next-run">{{ when(job.nextRunAt) }} ({{ relative(job.nextRunAt, now()) }})</dd>

@@ -73,6 +73,22 @@ describe('SubmitPage', () => {
     expect(navigate).toHaveBeenCalledWith(['/jobs', 'J1'], { queryParams: {} });
   });
 
+  it('sends a priority only when it is not normal', async () => {
+    storeSession('OPERATOR');
+    const calls = fakeGraphql(() => ({ data: { submitJob: { duplicate: false, job: { id: 'J2' } } } }));
+    const { fixture, element } = await render();
+    vi.spyOn(TestBed.inject(Router), 'navigate').mockResolvedValue(true);
+    await fixture.componentInstance.submit();
+    expect((calls[0].variables as { input: Record<string, unknown> }).input).not.toHaveProperty('priority');
+    const select = element.querySelector<HTMLSelectElement>('[data-testid="priority"]');
+    if (!select) throw new Error('no priority select');
+    select.value = 'HIGH';
+    select.dispatchEvent(new Event('change'));
+    await fixture.whenStable();
+    await fixture.componentInstance.submit();
+    expect(calls[1].variables).toMatchObject({ input: { priority: 'HIGH' } });
+  });
+
   it('tells a viewer that submitting needs the operator role', async () => {
     storeSession('VIEWER');
     const { element } = await render();

@@ -78,6 +78,11 @@ interface SubmitResult {
                  [class.invalid]="!!errors().maxAttempts" data-testid="max-attempts" />
           @if (errors().maxAttempts) { <span class="field-error" data-testid="max-attempts-error">{{ errors().maxAttempts }}</span> }
         </label>
+        <label>Priority
+          <select name="priority" [(ngModel)]="priority" data-testid="priority">
+            <option value="HIGH">high</option><option value="NORMAL">normal</option><option value="LOW">low</option>
+          </select>
+        </label>
         <label>Run at (optional)
           <input name="runAt" type="datetime-local" step="1" [(ngModel)]="runAt" data-testid="run-at" [class.invalid]="!!errors().runAt" />
           @if (errors().runAt) { <span class="field-error">{{ errors().runAt }}</span> }
@@ -99,6 +104,7 @@ export class SubmitPage {
   protected readonly idempotencyKey = signal('');
   protected readonly maxAttempts = signal<number | null>(null);
   protected readonly runAt = signal('');
+  protected readonly priority = signal<'HIGH' | 'NORMAL' | 'LOW'>('NORMAL');
   protected readonly errors = signal<FieldErrors>({});
   protected readonly busy = signal(false);
   protected readonly canSubmit = computed(() => this.session.can('OPERATOR'));
@@ -122,6 +128,7 @@ export class SubmitPage {
     if (this.idempotencyKey().trim()) input['idempotencyKey'] = this.idempotencyKey().trim();
     const attempts = this.maxAttempts();
     if (attempts !== null && `${attempts}` !== '') input['maxAttempts'] = Number(attempts);
+    if (this.priority() !== 'NORMAL') input['priority'] = this.priority();
     if (this.runAt()) {
       const at = new Date(this.runAt());
       if (Number.isNaN(at.getTime())) {

@@ -92,13 +92,13 @@ pub async fn run(config: &Config) -> Result<(), CliError> {
                 .into_iter()
                 .map(|j| {
                     json!({ "id": j.id, "kind": j.kind, "state": j.state, "attempt": j.attempt,
-                        "maxAttempts": j.max_attempts, "createdAt": j.created_at.to_rfc3339(),
+                        "maxAttempts": j.max_attempts, "priority": j.priority, "createdAt": j.created_at.to_rfc3339(),
                         "lastError": j.last_error })
                 })
                 .collect();
             output::rows(
                 json,
-                &["id", "kind", "state", "attempt", "createdAt", "lastError"],
+                &["id", "kind", "state", "attempt", "priority", "createdAt", "lastError"],
                 &rows,
             );
             Ok(())
@@ -383,7 +383,8 @@ async fn queues(config: &Config) -> Result<(), CliError> {
 fn live_job(j: &JobRecord) -> Value {
     json!({
         "id": j.id, "queue": j.queue, "kind": j.kind, "state": j.state.as_str(),
-        "attempt": j.attempt, "maxAttempts": j.max_attempts, "createdAt": time(j.created_at_ms),
+        "attempt": j.attempt, "maxAttempts": j.max_attempts, "priority": j.priority.as_str(),
+        "createdAt": time(j.created_at_ms),
         "runAt": j.run_at_ms.map(time), "lastError": j.last_error, "fingerprint": j.fingerprint,
         "workflowRunId": j.workflow_id, "payload": j.payload, "source": "redis",
     })
@@ -404,7 +405,7 @@ async fn job(config: &Config, id: &str) -> Result<(), CliError> {
         config.json,
         &json!({
             "id": job.id, "queue": job.queue, "kind": job.kind, "state": job.state,
-            "attempt": job.attempt, "maxAttempts": job.max_attempts,
+            "attempt": job.attempt, "maxAttempts": job.max_attempts, "priority": job.priority,
             "createdAt": job.created_at.to_rfc3339(), "finishedAt": job.finished_at.map(|t| t.to_rfc3339()),
             "lastError": job.last_error, "workflowRunId": job.workflow_run_id,
             "payload": job.payload.to_string(), "source": "ledger",
