@@ -11,6 +11,20 @@ use crate::{
 
 use super::Engine;
 
+/// The reply of the stats pipeline: ready (normal, high, low), scheduled, leased, dead, done,
+/// the counters and the pause time.
+type StatsReply = (
+    u64,
+    u64,
+    u64,
+    u64,
+    u64,
+    u64,
+    u64,
+    HashMap<String, i64>,
+    Option<u64>,
+);
+
 /// Counts of one queue, each read in O(1).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct QueueStats {
@@ -111,17 +125,7 @@ impl Engine {
             finished,
             counters,
             paused_since_ms,
-        ): (
-            u64,
-            u64,
-            u64,
-            u64,
-            u64,
-            u64,
-            u64,
-            HashMap<String, i64>,
-            Option<u64>,
-        ) = redis::pipe()
+        ): StatsReply = redis::pipe()
             .llen(k("ready"))
             .llen(k(Priority::High.ready_part()))
             .llen(k(Priority::Low.ready_part()))

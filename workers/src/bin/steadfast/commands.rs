@@ -98,7 +98,15 @@ pub async fn run(config: &Config) -> Result<(), CliError> {
                 .collect();
             output::rows(
                 json,
-                &["id", "kind", "state", "attempt", "priority", "createdAt", "lastError"],
+                &[
+                    "id",
+                    "kind",
+                    "state",
+                    "attempt",
+                    "priority",
+                    "createdAt",
+                    "lastError",
+                ],
                 &rows,
             );
             Ok(())
