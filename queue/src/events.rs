@@ -47,8 +47,9 @@ pub struct JobEvent {
     pub job_id: String,
     pub queue: String,
     pub kind: String,
-    /// `enqueued`, `scheduled`, `promoted`, `started`, `succeeded`, `retry_scheduled`,
-    /// `lease_expired`, `snoozed`, `died`, `cancelled`, `requeued`, `released`, `discarded`.
+    /// `enqueued`, `scheduled`, `promoted`, `started`, `progress`, `succeeded`,
+    /// `retry_scheduled`, `lease_expired`, `snoozed`, `died`, `cancelled`, `requeued`,
+    /// `released`, `discarded`.
     pub event: String,
     /// The state the job entered.
     pub state: JobState,
@@ -61,6 +62,8 @@ pub struct JobEvent {
     pub worker: Option<String>,
     /// The workflow run the job belongs to.
     pub workflow_id: Option<String>,
+    /// A `progress` event's percent (0 to 100) and message.
+    pub progress: Option<(u8, String)>,
 }
 
 impl JobEvent {
@@ -69,7 +72,7 @@ impl JobEvent {
         Some(match event {
             "enqueued" | "promoted" | "requeued" | "released" => JobState::Queued,
             "scheduled" | "snoozed" => JobState::Scheduled,
-            "started" => JobState::Running,
+            "started" | "progress" => JobState::Running,
             "retry_scheduled" | "lease_expired" => JobState::Retrying,
             "succeeded" => JobState::Succeeded,
             "died" | "discarded" => JobState::Dead,
@@ -101,6 +104,10 @@ impl JobEvent {
             next_run_at_ms: f.get("next").and_then(|t| t.parse().ok()),
             worker: get("w"),
             workflow_id: get("wf"),
+            progress: f
+                .get("pct")
+                .and_then(|p| p.parse::<u8>().ok())
+                .map(|p| (p.min(100), get("msg").unwrap_or_default())),
         })
     }
 }

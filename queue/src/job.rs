@@ -325,6 +325,16 @@ pub struct AttemptError {
     pub at: u64,
 }
 
+/// How far a running attempt said it had got.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct JobProgress {
+    /// 0 to 100.
+    pub percent: u8,
+    pub message: String,
+    /// The attempt that reported it.
+    pub attempt: u32,
+}
+
 /// A job as Redis holds it while it is live (and for the retention window after).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct JobRecord {
@@ -354,6 +364,8 @@ pub struct JobRecord {
     pub leased_by: Option<String>,
     /// How many times an operator requeued it from dead.
     pub requeues: u32,
+    /// The latest progress its current (or last) attempt reported.
+    pub progress: Option<JobProgress>,
     /// Stream id of the event that finished the job (succeeded or cancelled): clean-up waits
     /// until every consumer group has read past it.
     pub final_event_id: Option<String>,
@@ -397,6 +409,14 @@ impl JobRecord {
             cancel_requested: state == JobState::Running && h.get("cr").is_some_and(|v| v == "1"),
             leased_by: h.remove("lb"),
             requeues: num(&h, "rnd").unwrap_or(0) as u32,
+            progress: num(&h, "pg")
+                .zip(num(&h, "pga"))
+                .filter(|(_, of)| *of == num(&h, "a").unwrap_or(0))
+                .map(|(percent, attempt)| JobProgress {
+                    percent: percent.min(100) as u8,
+                    message: h.remove("pgm").unwrap_or_default(),
+                    attempt: attempt as u32,
+                }),
             final_event_id: h.remove("le"),
         })
     }

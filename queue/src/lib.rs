@@ -42,8 +42,8 @@ pub use events::{Consumer, EventStream, Follower, GroupProgress, JobEvent, Strea
 pub use guard::RedisGuardReport;
 pub use heartbeat::WorkerInfo;
 pub use job::{
-    Applied, AttemptError, IdempotencyKey, JobRecord, JobState, KeyScope, LeasedJob, NewJob,
-    Outcome, Priority, PushOutcome, RetryPolicy, now_ms,
+    Applied, AttemptError, IdempotencyKey, JobProgress, JobRecord, JobState, KeyScope, LeasedJob,
+    NewJob, Outcome, Priority, PushOutcome, RetryPolicy, now_ms,
 };
 pub use propagation::{TracePropagator, set_trace_propagator};
 pub use rate_limit::{MAX_RATE_KEY_BYTES, RateDecision, RateLimit};

@@ -27,6 +27,7 @@ pub(crate) struct Scripts {
     pub cleanup: Script,
     pub trim: Script,
     pub publish: Script,
+    pub progress: Script,
     /// Stand-alone: it touches no job and appends no event.
     pub breaker: Script,
     /// Stand-alone, like the breaker.
@@ -47,12 +48,13 @@ impl Scripts {
             cleanup: engine_script!("cleanup.lua"),
             trim: engine_script!("trim.lua"),
             publish: engine_script!("publish.lua"),
+            progress: engine_script!("progress.lua"),
             breaker: Script::new(include_str!("lua/breaker.lua")),
             rate_limit: Script::new(include_str!("lua/rate_limit.lua")),
         }
     }
 
-    pub fn all(&self) -> [&Script; 13] {
+    pub fn all(&self) -> [&Script; 14] {
         [
             &self.push,
             &self.fetch,
@@ -65,6 +67,7 @@ impl Scripts {
             &self.cleanup,
             &self.trim,
             &self.publish,
+            &self.progress,
             &self.breaker,
             &self.rate_limit,
         ]

@@ -20,6 +20,7 @@ pub struct JobContext {
     pub created_at_ms: u64,
     pub(crate) token: String,
     pub(crate) cancel: CancellationToken,
+    pub(crate) engine: crate::Engine,
 }
 
 impl JobContext {
@@ -32,6 +33,16 @@ impl JobContext {
     /// Resolves when cancellation is requested: `select!` on it beside long work.
     pub async fn cancel_requested(&self) {
         self.cancel.cancelled().await
+    }
+
+    /// Tells the job's watchers how far this attempt has got (`percent` 0 to 100, a short
+    /// message): it shows on the job and in its event stream. One Redis call: report at
+    /// milestones, not per item. Answers false when the lease was lost (the attempt should
+    /// stop); a Redis error is left to the caller, since progress is never worth failing for.
+    pub async fn report_progress(&self, percent: u8, message: &str) -> crate::Result<bool> {
+        self.engine
+            .report_progress(&self.id, &self.token, percent, message)
+            .await
     }
 
     pub fn is_last_attempt(&self) -> bool {

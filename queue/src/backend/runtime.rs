@@ -181,6 +181,7 @@ impl Shared {
             created_at_ms: job.created_at_ms,
             token: job.token.clone(),
             cancel: CancellationToken::new(),
+            engine: self.engine.clone(),
             id: job.id.clone(),
         }
     }

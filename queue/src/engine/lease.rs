@@ -96,6 +96,32 @@ impl Engine {
         Ok(Fetched { jobs, next_due_in })
     }
 
+    /// Records how far the attempt holding `token` has got: `percent` (0 to 100) and a short
+    /// message (at most 200 characters kept), on the job and as a `progress` event. Answers
+    /// false, writing nothing, when the job no longer runs under that token.
+    pub async fn report_progress(
+        &self,
+        id: &str,
+        token: &str,
+        percent: u8,
+        message: &str,
+    ) -> Result<bool> {
+        let message: String = message.chars().take(200).collect();
+        let recorded: i64 = self
+            .inner
+            .scripts
+            .progress
+            .key(self.keys().job_events())
+            .arg(&self.keys().prefix)
+            .arg(id)
+            .arg(token)
+            .arg(percent.min(100))
+            .arg(message)
+            .invoke_async(&mut self.conn())
+            .await?;
+        Ok(recorded == 1)
+    }
+
     /// Applies many handler outcomes in one call. An outcome whose lease token no longer
     /// matches is refused ([`Applied::Stale`]), never applied.
     pub async fn complete(&self, outcomes: &[(String, String, Outcome)]) -> Result<Vec<Applied>> {
