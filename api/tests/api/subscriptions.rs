@@ -310,3 +310,78 @@ async fn an_expired_token_closes_the_socket_with_4401_and_a_bad_one_is_refused()
     }
     api.stop().await;
 }
+
+#[tokio::test]
+async fn a_running_job_s_progress_shows_on_the_job_and_in_its_updates() {
+    let deployment = Deployment::new(Sql::Sqlite, "sub-progress").await;
+    let api = deployment.api(&[]).await;
+    let team = api.team().await;
+    let viewer = team.viewer.access.as_str();
+    let start = deployment
+        .engine
+        .stream_position(queue::EventStream::Jobs)
+        .await
+        .expect("position");
+    let id = deployment
+        .engine
+        .push(queue::NewJob::raw("notify", "notify", "{}".into()))
+        .await
+        .expect("push")
+        .id;
+    let leased = deployment
+        .engine
+        .fetch(&queue::FetchRequest {
+            queue: "notify",
+            worker_id: "test",
+            max_jobs: 1,
+            lease: Duration::from_secs(60),
+            backoff_base: Duration::ZERO,
+            backoff_cap: Duration::ZERO,
+        })
+        .await
+        .expect("fetch")
+        .jobs;
+    assert!(
+        deployment
+            .engine
+            .report_progress(&id, &leased[0].token, 60, "3 of 5 channels")
+            .await
+            .expect("report")
+    );
+
+    let job = api
+        .ok(
+            Some(viewer),
+            "query($id: ID!) { job(id: $id) { state progress { percent message } } }",
+            json!({ "id": id }),
+        )
+        .await;
+    assert_eq!(
+        job["job"],
+        json!({ "state": "RUNNING", "progress": { "percent": 60, "message": "3 of 5 channels" } })
+    );
+    let mut client = WsClient::connect(&api, Some(viewer))
+        .await
+        .expect("connects");
+    client
+        .subscribe(
+            "p",
+            "subscription($f: JobUpdatesFilter, $after: String) { jobUpdates(filter: $f, after: $after) { event progress { percent message } job { state } } }",
+            json!({ "f": { "ids": [id] }, "after": start }),
+        )
+        .await;
+    let mut events = Vec::new();
+    for _ in 0..3 {
+        events.push(client.next_data(Duration::from_secs(5)).await["jobUpdates"].clone());
+    }
+    assert_eq!(
+        events,
+        [
+            json!({ "event": "enqueued", "progress": null, "job": { "state": "QUEUED" } }),
+            json!({ "event": "started", "progress": null, "job": { "state": "RUNNING" } }),
+            json!({ "event": "progress", "progress": { "percent": 60, "message": "3 of 5 channels" }, "job": { "state": "RUNNING" } }),
+        ]
+    );
+    client.close().await;
+    api.stop().await;
+}

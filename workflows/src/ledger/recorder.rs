@@ -315,6 +315,11 @@ impl Recorder {
         let mut requeued: Vec<(String, DateTime<Utc>)> = Vec::new();
         let mut discarded: Vec<String> = Vec::new();
         for event in events {
+            if event.event == "progress" {
+                // Progress lives on the job in Redis and in the stream; the ledger keeps
+                // transitions, and a job reporting often would cost a write each time.
+                continue;
+            }
             let cursor = sortable_event_id(&event.cursor);
             let row = rows.entry(event.job_id.clone()).or_insert_with(|| {
                 existing

@@ -59,6 +59,14 @@ impl From<queue::Priority> for JobPriority {
     }
 }
 
+/// How far a running attempt said it had got.
+#[derive(Debug, Clone, PartialEq, Eq, async_graphql::SimpleObject)]
+pub struct JobProgress {
+    /// 0 to 100.
+    pub percent: u8,
+    pub message: String,
+}
+
 /// The kinds of the sensor pipeline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Enum)]
 pub enum JobKind {
@@ -126,6 +134,8 @@ pub struct Job {
 struct JobDetail {
     max_attempts: u32,
     priority: queue::Priority,
+    /// While the job is live: its current attempt's latest progress.
+    progress: Option<JobProgress>,
     round: u32,
     payload: serde_json::Value,
     result: Option<serde_json::Value>,
@@ -186,6 +196,10 @@ impl Job {
         let detail = JobDetail {
             max_attempts: record.max_attempts,
             priority: record.priority,
+            progress: record.progress.as_ref().map(|p| JobProgress {
+                percent: p.percent,
+                message: p.message.clone(),
+            }),
             round: record.requeues,
             payload: json_or_string(&record.payload),
             result: record.result.as_deref().map(json_or_string),
@@ -212,6 +226,7 @@ impl Job {
         let detail = JobDetail {
             max_attempts: row.max_attempts.max(0) as u32,
             priority: row.priority.parse().unwrap_or_default(),
+            progress: None,
             round: row.round.max(0) as u32,
             payload: row.payload,
             result: row.result,
@@ -309,6 +324,11 @@ impl Job {
 
     async fn priority(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<JobPriority>> {
         Ok(self.detail(ctx).await?.map(|d| d.priority.into()))
+    }
+
+    /// The latest progress its current attempt reported (while the job is in Redis).
+    async fn progress(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<JobProgress>> {
+        Ok(self.detail(ctx).await?.and_then(|d| d.progress.clone()))
     }
 
     /// Times an operator requeued it from dead.

@@ -169,6 +169,7 @@ pub(crate) async fn push_all(shared: &Shared, jobs: Vec<NewJob>) -> ApiResult<Ve
                     Some(JobDetail {
                         max_attempts,
                         priority,
+                        progress: None,
                         round: 0,
                         payload: serde_json::Value::Null,
                         result: None,

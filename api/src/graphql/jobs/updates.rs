@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use futures::{Stream, StreamExt};
 use queue::JobEvent;
 
-use super::{Job, JobKind, JobState, ms_time};
+use super::{Job, JobKind, JobProgress, JobState, ms_time};
 use crate::{
     auth::Role,
     error::ApiError,
@@ -53,12 +53,15 @@ pub struct JobUpdate {
     /// The stream position: resubscribe with `after: cursor` to resume right after it.
     pub cursor: String,
     pub job: Job,
-    /// `enqueued`, `scheduled`, `promoted`, `started`, `succeeded`, `retry_scheduled`,
-    /// `lease_expired`, `snoozed`, `died`, `cancelled`, `requeued`, `released`, `discarded`.
+    /// `enqueued`, `scheduled`, `promoted`, `started`, `progress`, `succeeded`,
+    /// `retry_scheduled`, `lease_expired`, `snoozed`, `died`, `cancelled`, `requeued`,
+    /// `released`, `discarded`.
     pub event: String,
     pub at: DateTime<Utc>,
     pub error: Option<String>,
     pub next_run_at: Option<DateTime<Utc>>,
+    /// What a `progress` event reported.
+    pub progress: Option<JobProgress>,
     #[graphql(skip)]
     run: Option<String>,
 }
@@ -79,6 +82,13 @@ impl From<&JobEvent> for JobUpdate {
             at: ms_time(event.at_ms),
             error: event.error.clone(),
             next_run_at: event.next_run_at_ms.map(ms_time),
+            progress: event
+                .progress
+                .as_ref()
+                .map(|(percent, message)| JobProgress {
+                    percent: *percent,
+                    message: message.clone(),
+                }),
             run: event_run(event).map(str::to_owned),
         }
     }

@@ -5,7 +5,7 @@ function row(id: string, state: JobRow['state']): JobRow {
 }
 
 function update(id: string, event: string, state: JobRow['state'], extra: Partial<JobUpdate> = {}): JobUpdate {
-  return { cursor: '1-0', event, at: '2026-11-21T10:00:01Z', error: null, nextRunAt: null, workflowRunId: null, job: { id, kind: 'INGEST', state, attempt: 1 }, ...extra };
+  return { cursor: '1-0', event, at: '2026-11-21T10:00:01Z', error: null, nextRunAt: null, workflowRunId: null, progress: null, job: { id, kind: 'INGEST', state, attempt: 1 }, ...extra };
 }
 
 describe('applyJobUpdate', () => {

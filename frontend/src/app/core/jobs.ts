@@ -29,10 +29,12 @@ export interface JobUpdate {
   error: string | null;
   nextRunAt: string | null;
   workflowRunId: string | null;
+  /** What a `progress` event reported. */
+  progress: { percent: number; message: string } | null;
   job: { id: string; kind: JobKind | null; state: JobState; attempt: number };
 }
 
-export const JOB_UPDATE_FIELDS = 'cursor event at error nextRunAt workflowRunId job { id kind state attempt }';
+export const JOB_UPDATE_FIELDS = 'cursor event at error nextRunAt workflowRunId progress { percent message } job { id kind state attempt }';
 
 /** Events that bring a job into existence. */
 const CREATED = new Set(['enqueued', 'scheduled']);

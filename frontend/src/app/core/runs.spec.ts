@@ -11,7 +11,7 @@ const run: WorkflowRun = {
 };
 
 function update(id: string, kind: JobUpdate['job']['kind'], state: JobUpdate['job']['state']): JobUpdate {
-  return { cursor: '1-0', event: 'started', at: '2026-11-21T10:00:02Z', error: null, nextRunAt: null, workflowRunId: 'run1', job: { id, kind, state, attempt: 1 } };
+  return { cursor: '1-0', event: 'started', at: '2026-11-21T10:00:02Z', error: null, nextRunAt: null, workflowRunId: 'run1', progress: null, job: { id, kind, state, attempt: 1 } };
 }
 
 describe('stages', () => {

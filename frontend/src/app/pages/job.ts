@@ -23,6 +23,7 @@ interface JobDetail {
   attempt: number;
   maxAttempts: number | null;
   priority: 'HIGH' | 'NORMAL' | 'LOW' | null;
+  progress: { percent: number; message: string } | null;
   round: number | null;
   payload: unknown;
   result: unknown;
@@ -36,7 +37,7 @@ interface JobDetail {
   attempts: Attempt[];
 }
 
-const JOB = `query Job($id: ID!) { job(id: $id) { id kind state attempt maxAttempts priority round payload result lastError
+const JOB = `query Job($id: ID!) { job(id: $id) { id kind state attempt maxAttempts priority progress { percent message } round payload result lastError
   idempotencyKey workflowRunId runAt nextRunAt createdAt updatedAt
   attempts { attempt startedAt endedAt outcome error worker } } }`;
 
@@ -63,6 +64,9 @@ const JOB = `query Job($id: ID!) { job(id: $id) { id kind state attempt maxAttem
           <dt>Idempotency key</dt><dd>{{ job.idempotencyKey ?? '—' }}</dd>
           <dt>Created</dt><dd>{{ when(job.createdAt) }}</dd>
           <dt>Updated</dt><dd>{{ when(job.updatedAt) }}</dd>
+          @if (job.progress && job.state === 'RUNNING') {
+            <dt>Progress</dt><dd data-testid="progress"><progress max="100" [value]="job.progress.percent"></progress> {{ job.progress.percent }}% {{ job.progress.message }}</dd>
+          }
           @if (job.lastError) { <dt>Last error</dt><dd class="err" data-testid="last-error">{{ job.lastError }}</dd> }
         </dl>
         <div class="row actions">
@@ -101,7 +105,7 @@ const JOB = `query Job($id: ID!) { job(id: $id) { id kind state attempt maxAttem
       <section class="panel">
         <h2>Events seen on this page</h2>
         <ol class="events" data-testid="events">
-          @for (e of events(); track e.cursor) { <li><code>{{ when(e.at) }}</code> {{ e.event }}@if (e.error) { — {{ e.error }} }</li> }
+          @for (e of events(); track e.cursor) { <li><code>{{ when(e.at) }}</code> {{ e.event }}@if (e.progress) { {{ e.progress.percent }}% {{ e.progress.message }} }@if (e.error) { — {{ e.error }} }</li> }
           @empty { <li class="muted">Waiting for the next change…</li> }
         </ol>
       </section>
@@ -161,7 +165,11 @@ export class JobPage implements OnInit {
       next: (data) => {
         const update = data.jobUpdates;
         this.events.update((events) => [...events, update].slice(-50));
-        this.job.update((job) => (job ? { ...job, state: update.job.state, attempt: update.job.attempt, nextRunAt: update.nextRunAt } : job));
+        this.job.update((job) =>
+          job
+            ? { ...job, state: update.job.state, attempt: update.job.attempt, nextRunAt: update.nextRunAt, progress: update.progress ?? job.progress }
+            : job,
+        );
         if (this.refetch) clearTimeout(this.refetch);
         this.refetch = setTimeout(() => void this.load(), 150);
       },
