@@ -415,10 +415,16 @@ impl ChannelMutation {
             .into_iter()
             .map(|l| l.rule_id)
             .collect();
-        channels::Entity::delete_by_id(id)
+        // Against the version read, so an edit that raced past the check is not deleted unseen.
+        let gone = channels::Entity::delete_many()
+            .filter(channels::Column::Id.eq(id))
+            .filter(channels::Column::Version.eq(channel.version))
             .exec(&txn)
             .await
             .map_err(ApiError::from)?;
+        if gone.rows_affected != 1 {
+            return Err(ApiError::stale("channel", channel.version, None).into());
+        }
         shared
             .audit(
                 &txn,

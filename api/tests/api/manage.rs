@@ -820,6 +820,90 @@ async fn devices_are_edited_against_their_version(sql: Sql) {
     api.stop().await;
 }
 
+async fn two_devices_claiming_one_sensor_at_once_do_not_both_get_it(sql: Sql) {
+    let deployment = Deployment::new(sql, "manage-claim").await;
+    let api = deployment.api(&[]).await;
+    let team = api.team().await;
+    let admin = team.admin.access.as_str();
+    let (first, _) = api.sensor_with_device(admin, "west").await;
+    let (second, _) = api.sensor_with_device(admin, "south").await;
+    api.ok(
+        Some(admin),
+        "mutation { createSensor(input: {key: \"shared\", name: \"shared\", unit: \"C\"}) { id } }",
+        json!({}),
+    )
+    .await;
+    let versions = || async {
+        let devices = api
+            .ok(Some(admin), "{ devices { id version } }", json!({}))
+            .await;
+        let of = |id: &str| {
+            devices["devices"]
+                .as_array()
+                .and_then(|ds| ds.iter().find(|d| d["id"] == json!(id)))
+                .map(|d| d["version"].clone())
+                .expect("version")
+        };
+        (of(&first), of(&second))
+    };
+    for round in 0..5 {
+        let (v1, v2) = versions().await;
+        let claim = |device: &str, version: Value, own: &str| {
+            api.gql(
+                Some(admin),
+                UPDATE_DEVICE,
+                json!({ "id": device, "v": version, "s": [own, "shared"] }),
+            )
+        };
+        let (a, b) = tokio::join!(claim(&first, v1, "west"), claim(&second, v2, "south"));
+        let won = [&a, &b].iter().filter(|r| r["errors"].is_null()).count();
+        assert_eq!(won, 1, "round {round}: {a} / {b}");
+        let lost = if a["errors"].is_null() { &b } else { &a };
+        // Refused at the check (`sensorKeys.1`) or, when both passed it at once, at the claim.
+        let (code, field) = code_and_field(lost);
+        assert!(
+            code == "BAD_USER_INPUT" && field.starts_with("sensorKeys"),
+            "{lost}"
+        );
+        let devices = api
+            .ok(
+                Some(admin),
+                "{ devices { id sensorKeys version } }",
+                json!({}),
+            )
+            .await;
+        let owners = devices["devices"]
+            .as_array()
+            .expect("devices")
+            .iter()
+            .filter(|d| {
+                d["sensorKeys"]
+                    .as_array()
+                    .is_some_and(|k| k.contains(&json!("shared")))
+            })
+            .count();
+        assert_eq!(owners, 1, "one owner: {devices}");
+        // Free it again for the next round.
+        let (winner, own) = if a["errors"].is_null() {
+            (&first, "west")
+        } else {
+            (&second, "south")
+        };
+        let v = if winner == &first {
+            versions().await.0
+        } else {
+            versions().await.1
+        };
+        api.ok(
+            Some(admin),
+            UPDATE_DEVICE,
+            json!({ "id": winner, "v": v, "s": [own] }),
+        )
+        .await;
+    }
+    api.stop().await;
+}
+
 const SET_ROLE: &str = "mutation($u: ID!, $r: Role!, $v: Int) { setUserRole(userId: $u, role: $r, expectedVersion: $v) { role version } }";
 const SET_DISABLED: &str = "mutation($u: ID!, $d: Boolean!, $v: Int) { setUserDisabled(userId: $u, disabled: $d, expectedVersion: $v) { disabledAt version } }";
 
@@ -897,6 +981,7 @@ on_both_databases!(
     a_switched_off_sensor_refuses_readings_and_is_never_silent,
     alerts_are_opened_and_resolved_by_hand,
     devices_are_edited_against_their_version,
+    two_devices_claiming_one_sensor_at_once_do_not_both_get_it,
     users_are_changed_against_their_version_and_one_admin_always_stays,
     rules_edited_follow_their_version_and_keep_alerts_consistent,
     of_two_concurrent_edits_of_one_version_exactly_one_lands,

@@ -5,7 +5,7 @@
 use chrono::Utc;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
-    QueryOrder, Set, TransactionTrait, sea_query::Expr,
+    QueryOrder, Set, TransactionTrait, sea_query::Expr, sea_query::ExprTrait,
 };
 use serde_json::{Value, json};
 
@@ -97,17 +97,42 @@ async fn assign_sensors(
             Some(_) => {}
         }
     }
-    sensors::Entity::update_many()
-        .col_expr(sensors::Column::DeviceId, Expr::value(Option::<i64>::None))
-        .filter(sensors::Column::DeviceId.eq(device))
-        .filter(sensors::Column::Key.is_not_in(keys.to_vec()))
-        .exec(db)
-        .await?;
-    sensors::Entity::update_many()
+    release_sensors(db, device, keys).await?;
+    // A compare-and-set: a sensor another device claimed since the check above (a concurrent
+    // edit, on PostgreSQL) is not taken from it, and the whole edit is refused instead.
+    let claimed = sensors::Entity::update_many()
         .col_expr(sensors::Column::DeviceId, Expr::value(device))
         .filter(sensors::Column::Key.is_in(keys.to_vec()))
+        .filter(
+            sensors::Column::DeviceId
+                .is_null()
+                .or(sensors::Column::DeviceId.eq(device)),
+        )
         .exec(db)
         .await?;
+    let distinct = keys.iter().collect::<std::collections::HashSet<_>>().len() as u64;
+    if claimed.rows_affected != distinct {
+        return Err(ManageError::refused(
+            "sensorKeys",
+            "another device took one of these sensors meanwhile: reload and try again",
+        ));
+    }
+    Ok(())
+}
+
+/// Frees the sensors `device` writes, except those in `keep`.
+async fn release_sensors(
+    db: &impl ConnectionTrait,
+    device: i64,
+    keep: &[String],
+) -> Result<(), sea_orm::DbErr> {
+    let mut release = sensors::Entity::update_many()
+        .col_expr(sensors::Column::DeviceId, Expr::value(Option::<i64>::None))
+        .filter(sensors::Column::DeviceId.eq(device));
+    if !keep.is_empty() {
+        release = release.filter(sensors::Column::Key.is_not_in(keep.to_vec()));
+    }
+    release.exec(db).await?;
     Ok(())
 }
 
@@ -218,11 +243,7 @@ pub async fn delete(
 ) -> Result<DeviceWithSensors, ManageError> {
     let txn = db.begin().await?;
     let before = read(&txn, id, Some(expected)).await?;
-    sensors::Entity::update_many()
-        .col_expr(sensors::Column::DeviceId, Expr::value(Option::<i64>::None))
-        .filter(sensors::Column::DeviceId.eq(id))
-        .exec(&txn)
-        .await?;
+    release_sensors(&txn, id, &[]).await?;
     let gone = devices::Entity::delete_many()
         .filter(devices::Column::Id.eq(id))
         .filter(devices::Column::Version.eq(expected))
