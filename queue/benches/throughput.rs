@@ -254,6 +254,8 @@ fn bench_fetch(max: usize) -> queue::FetchRequest<'static> {
         lease: Duration::from_secs(30),
         backoff_base: Duration::from_secs(1),
         backoff_cap: Duration::from_secs(60),
+        timeout: None,
+        timeout_grace: Duration::ZERO,
     }
 }
 
@@ -406,6 +408,8 @@ async fn main() -> anyhow::Result<()> {
                     lease: Duration::from_secs(30),
                     backoff_base: Duration::from_secs(1),
                     backoff_cap: Duration::from_secs(60),
+                    timeout: None,
+                    timeout_grace: Duration::ZERO,
                 })
                 .await?;
             let outcomes: Vec<_> = fetched

@@ -71,7 +71,7 @@ impl JobEvent {
     pub fn state_entered(event: &str) -> Option<JobState> {
         Some(match event {
             "enqueued" | "promoted" | "requeued" | "released" => JobState::Queued,
-            "scheduled" | "snoozed" => JobState::Scheduled,
+            "scheduled" | "snoozed" | "throttled" => JobState::Scheduled,
             "started" | "progress" => JobState::Running,
             "retry_scheduled" | "lease_expired" => JobState::Retrying,
             "succeeded" => JobState::Succeeded,

@@ -164,7 +164,17 @@ pub struct NewJob {
     pub workflow_id: Option<String>,
     pub correlation_id: Option<String>,
     pub trace_context: Option<String>,
+    /// How long one attempt may run; `None`: the kind's (the worker's) timeout, if any.
+    pub timeout: Option<Duration>,
+    /// What the queue's per-key concurrency and rate limits count this job under (a sensor,
+    /// a webhook host).
+    pub limit_key: Option<String>,
 }
+
+/// The longest execution timeout a job may ask for.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 3600);
+/// The longest limit key accepted (it names Redis keys).
+pub const MAX_LIMIT_KEY_BYTES: usize = 200;
 
 impl NewJob {
     /// A job of `kind` on the queue of the same name.
@@ -192,6 +202,8 @@ impl NewJob {
             workflow_id: None,
             correlation_id: None,
             trace_context: None,
+            timeout: None,
+            limit_key: None,
         }
     }
 
@@ -243,6 +255,15 @@ impl NewJob {
         self.trace_context = Some(context.into());
         self
     }
+    /// Each attempt may run at most `timeout` (overrides the kind's).
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+    pub fn with_limit_key(mut self, key: impl Into<String>) -> Self {
+        self.limit_key = Some(key.into());
+        self
+    }
 
     pub(crate) fn validate(&self) -> crate::Result<()> {
         let invalid = |why: &str| Err(crate::QueueError::InvalidJob(why.to_owned()));
@@ -264,6 +285,16 @@ impl NewJob {
             && !valid_name(id)
         {
             return invalid("job id must be 1-64 characters of [A-Za-z0-9_.-]");
+        }
+        if let Some(timeout) = self.timeout
+            && (timeout < Duration::from_millis(1) || timeout > MAX_TIMEOUT)
+        {
+            return invalid("timeout must be from 1 ms to 7 days");
+        }
+        if let Some(key) = &self.limit_key
+            && (key.is_empty() || key.len() > MAX_LIMIT_KEY_BYTES)
+        {
+            return invalid("limit key must be 1-200 bytes");
         }
         Ok(())
     }
@@ -364,6 +395,13 @@ pub struct JobRecord {
     pub leased_by: Option<String>,
     /// How many times an operator requeued it from dead.
     pub requeues: u32,
+    /// Its own execution timeout, when it has one (else the kind's applies).
+    pub timeout_ms: Option<u64>,
+    /// When the running attempt must end (Unix ms), when it has a timeout.
+    pub attempt_deadline_ms: Option<u64>,
+    pub limit_key: Option<String>,
+    /// Queued, but waiting for a running job of its limit key to end.
+    pub waiting_for_key: bool,
     /// The latest progress its current (or last) attempt reported.
     pub progress: Option<JobProgress>,
     /// Stream id of the event that finished the job (succeeded or cancelled): clean-up waits
@@ -409,6 +447,12 @@ impl JobRecord {
             cancel_requested: state == JobState::Running && h.get("cr").is_some_and(|v| v == "1"),
             leased_by: h.remove("lb"),
             requeues: num(&h, "rnd").unwrap_or(0) as u32,
+            timeout_ms: num(&h, "to"),
+            attempt_deadline_ms: (state == JobState::Running)
+                .then(|| num(&h, "dl"))
+                .flatten(),
+            waiting_for_key: state == JobState::Queued && h.get("kw").is_some_and(|v| v == "1"),
+            limit_key: h.remove("lk"),
             progress: num(&h, "pg")
                 .zip(num(&h, "pga"))
                 .filter(|(_, of)| *of == num(&h, "a").unwrap_or(0))
@@ -528,4 +572,6 @@ pub struct LeasedJob {
     pub correlation_id: Option<String>,
     pub trace_context: Option<String>,
     pub created_at_ms: u64,
+    /// How long this attempt may run (its own or its kind's timeout).
+    pub timeout: Option<Duration>,
 }

@@ -35,7 +35,7 @@ pub use breaker::{BreakerGate, BreakerPolicy, BreakerStatus};
 pub use config::EngineConfig;
 pub use engine::{
     CancelOutcome, DeadFilter, DeadGroup, DeadOpOutcome, Engine, EngineMetrics, FetchRequest,
-    Fetched, QueueStats, RenewStatus,
+    Fetched, MAX_RATE_WINDOW, QueueLimits, QueueStats, RenewStatus,
 };
 pub use error::{QueueError, Result};
 pub use events::{Consumer, EventStream, Follower, GroupProgress, JobEvent, StreamEntry};
@@ -43,7 +43,7 @@ pub use guard::RedisGuardReport;
 pub use heartbeat::WorkerInfo;
 pub use job::{
     Applied, AttemptError, IdempotencyKey, JobProgress, JobRecord, JobState, KeyScope, LeasedJob,
-    NewJob, Outcome, Priority, PushOutcome, RetryPolicy, now_ms,
+    MAX_LIMIT_KEY_BYTES, MAX_TIMEOUT, NewJob, Outcome, Priority, PushOutcome, RetryPolicy, now_ms,
 };
 pub use propagation::{TracePropagator, set_trace_propagator};
 pub use rate_limit::{MAX_RATE_KEY_BYTES, RateDecision, RateLimit};

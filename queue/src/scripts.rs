@@ -28,6 +28,7 @@ pub(crate) struct Scripts {
     pub trim: Script,
     pub publish: Script,
     pub progress: Script,
+    pub limits: Script,
     /// Stand-alone: it touches no job and appends no event.
     pub breaker: Script,
     /// Stand-alone, like the breaker.
@@ -49,12 +50,13 @@ impl Scripts {
             trim: engine_script!("trim.lua"),
             publish: engine_script!("publish.lua"),
             progress: engine_script!("progress.lua"),
+            limits: engine_script!("limits.lua"),
             breaker: Script::new(include_str!("lua/breaker.lua")),
             rate_limit: Script::new(include_str!("lua/rate_limit.lua")),
         }
     }
 
-    pub fn all(&self) -> [&Script; 14] {
+    pub fn all(&self) -> [&Script; 15] {
         [
             &self.push,
             &self.fetch,
@@ -68,6 +70,7 @@ impl Scripts {
             &self.trim,
             &self.publish,
             &self.progress,
+            &self.limits,
             &self.breaker,
             &self.rate_limit,
         ]

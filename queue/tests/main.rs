@@ -7,6 +7,7 @@ mod queue {
     mod durability;
     mod engine_ops;
     mod lifecycle_property;
+    mod limits;
     mod priorities;
     mod progress;
     mod propagation;

@@ -1,4 +1,10 @@
-use std::time::Duration;
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use apalis_core::task::{Task, data::MissingDataError, from_request::FromRequest};
 use tokio_util::sync::CancellationToken;
@@ -18,19 +24,35 @@ pub struct JobContext {
     pub correlation_id: Option<String>,
     pub trace_context: Option<String>,
     pub created_at_ms: u64,
+    /// How long this attempt may run (its own or its kind's timeout).
+    pub timeout: Option<Duration>,
+    pub(crate) deadline: Option<tokio::time::Instant>,
+    pub(crate) timed_out: Arc<AtomicBool>,
     pub(crate) token: String,
     pub(crate) cancel: CancellationToken,
     pub(crate) engine: crate::Engine,
 }
 
 impl JobContext {
-    /// True once an operator asked for this job to be cancelled. A handler that sees it
-    /// should stop and return [`JobError::Cancelled`].
+    /// True once an operator asked for this job to be cancelled, or its execution timeout
+    /// passed. A handler that sees it should stop and return an error (an operator's cancel
+    /// then ends the job as cancelled; a timeout retries it).
     pub fn is_cancel_requested(&self) -> bool {
         self.cancel.is_cancelled()
     }
 
-    /// Resolves when cancellation is requested: `select!` on it beside long work.
+    /// True once the attempt ran past its execution timeout.
+    pub fn is_timed_out(&self) -> bool {
+        self.timed_out.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn mark_timed_out(&self) {
+        self.timed_out.store(true, Ordering::Relaxed);
+        self.cancel.cancel();
+    }
+
+    /// Resolves when the handler should stop (a cancel request or the timeout): `select!`
+    /// on it beside long work.
     pub async fn cancel_requested(&self) {
         self.cancel.cancelled().await
     }

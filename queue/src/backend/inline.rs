@@ -4,10 +4,9 @@
 //! without a worker polling in the background; nothing about a job differs from a run in a
 //! pool except who awaits the handler.
 
-use std::{future::Future, panic::AssertUnwindSafe, sync::Arc, time::Duration};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use apalis_core::error::BoxDynError;
-use futures::FutureExt;
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
@@ -93,11 +92,10 @@ impl<Args> InlineWorker<Args> {
             Err(outcome) => outcome,
             Ok(args) => {
                 let span = layer::job_span(&self.shared, &job);
-                let ended = AssertUnwindSafe(handler(args, job.clone()))
-                    .catch_unwind()
+                layer::run_attempt(&self.shared, &job, handler(args, job.clone()))
                     .instrument(span)
-                    .await;
-                layer::outcome_of(&self.shared, &job, ended).0
+                    .await
+                    .0
             }
         };
         let applied = self

@@ -3,6 +3,7 @@
 
 use std::{
     any::Any,
+    future::Future,
     panic::AssertUnwindSafe,
     sync::Arc,
     task::{Context, Poll},
@@ -66,29 +67,67 @@ where
         };
         let span = job_span(&shared, &job);
         async move {
-            let run = AssertUnwindSafe(fut).catch_unwind();
-            let released = shared.release.clone();
-            let result = tokio::select! {
-                biased;
-                result = run => Some(result),
-                _ = released.cancelled() => None,
-            };
-            let (outcome, reply) = match result {
-                None => {
-                    tracing::warn!("shutdown deadline passed: releasing the job unfinished");
-                    (
-                        Outcome::Release,
-                        Err(BoxDynError::from("released at shutdown")),
-                    )
-                }
-                Some(result) => outcome_of(&shared, &job, result),
-            };
+            let (outcome, reply) = run_attempt(&shared, &job, fut).await;
             tracing::debug!(outcome = outcome.name(), "attempt finished");
             shared.finish(&job, outcome);
             reply
         }
         .instrument(span)
         .boxed()
+    }
+}
+
+/// Runs one attempt to its outcome: the handler's own end; or, past the attempt's execution
+/// timeout, a cooperative cancel and then, after the grace, abandonment (the future is
+/// dropped, and the attempt counts as a failed one); or a release once the shutdown deadline
+/// has passed.
+pub(crate) async fn run_attempt<R, E>(
+    shared: &Shared,
+    job: &JobContext,
+    handler: impl Future<Output = Result<R, E>>,
+) -> (Outcome, Result<R, BoxDynError>)
+where
+    R: serde::Serialize,
+    E: Into<BoxDynError>,
+{
+    let run = AssertUnwindSafe(handler).catch_unwind();
+    let timed_out = async {
+        match job.deadline {
+            Some(deadline) => {
+                tokio::time::sleep_until(deadline).await;
+                tracing::warn!("execution timeout passed: asking the handler to stop");
+                job.mark_timed_out();
+                tokio::time::sleep(shared.opts.timeout_grace).await;
+            }
+            None => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        biased;
+        ended = run => outcome_of(shared, job, ended),
+        _ = shared.release.cancelled() => {
+            tracing::warn!("shutdown deadline passed: releasing the job unfinished");
+            (
+                Outcome::Release,
+                Err(BoxDynError::from("released at shutdown")),
+            )
+        }
+        _ = timed_out => {
+            let error = format!(
+                "{}; the handler did not stop within {:?}, so the attempt was abandoned",
+                timeout_message(job),
+                shared.opts.timeout_grace
+            );
+            tracing::error!(%error);
+            (shared.retry_outcome(job, error.clone()), Err(BoxDynError::from(error)))
+        }
+    }
+}
+
+fn timeout_message(job: &JobContext) -> String {
+    match job.timeout {
+        Some(t) => format!("timed out after {t:?}"),
+        None => "timed out".into(),
     }
 }
 
@@ -155,6 +194,9 @@ fn classify(
     job: &JobContext,
     error: &(dyn std::error::Error + 'static),
 ) -> Outcome {
+    if job.is_timed_out() {
+        return shared.retry_outcome(job, format!("{}: {error}", timeout_message(job)));
+    }
     if job.is_cancel_requested() {
         return Outcome::Cancelled;
     }

@@ -68,6 +68,11 @@ pub struct WorkerOptions {
     pub cleanup_interval: Duration,
     /// Unique per process and backend; generated when `None`.
     pub worker_id: Option<String>,
+    /// The kind's execution timeout: an attempt (of a job without a timeout of its own) is
+    /// asked to stop once it has run this long.
+    pub timeout: Option<Duration>,
+    /// How long a timed-out handler has to stop before it is abandoned (and its lease ends).
+    pub timeout_grace: Duration,
 }
 
 impl WorkerOptions {
@@ -84,7 +89,17 @@ impl WorkerOptions {
             shutdown_grace: Duration::from_secs(10),
             cleanup_interval: Duration::from_secs(5),
             worker_id: None,
+            timeout: None,
+            timeout_grace: Duration::from_secs(5),
         }
+    }
+    pub fn timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.timeout = timeout;
+        self
+    }
+    pub fn timeout_grace(mut self, grace: Duration) -> Self {
+        self.timeout_grace = grace;
+        self
     }
     pub fn concurrency(mut self, n: usize) -> Self {
         self.concurrency = n.max(1);

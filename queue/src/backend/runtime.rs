@@ -6,7 +6,7 @@ use std::{
     collections::HashMap,
     sync::{
         Arc, Mutex,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -54,6 +54,7 @@ impl WorkerCounters {
 struct InFlight {
     token: String,
     cancel: CancellationToken,
+    timed_out: Arc<AtomicBool>,
 }
 
 pub(crate) struct Shared {
@@ -148,10 +149,13 @@ impl Shared {
         self.in_flight.lock().map(|m| m.len()).unwrap_or(0)
     }
 
-    fn request_cancel(&self, id: &str) {
+    fn request_cancel(&self, id: &str, timed_out: bool) {
         if let Ok(m) = self.in_flight.lock()
             && let Some(f) = m.get(id)
         {
+            if timed_out {
+                f.timed_out.store(true, Ordering::Relaxed);
+            }
             f.cancel.cancel();
         }
     }
@@ -164,6 +168,8 @@ impl Shared {
             lease: self.opts.lease,
             backoff_base: self.opts.retry.backoff_base,
             backoff_cap: self.opts.retry.backoff_cap,
+            timeout: self.opts.timeout,
+            timeout_grace: self.opts.timeout_grace,
         }
     }
 
@@ -179,6 +185,9 @@ impl Shared {
             correlation_id: job.correlation_id.clone(),
             trace_context: job.trace_context.clone(),
             created_at_ms: job.created_at_ms,
+            timeout: job.timeout,
+            deadline: job.timeout.map(|t| tokio::time::Instant::now() + t),
+            timed_out: Arc::default(),
             token: job.token.clone(),
             cancel: CancellationToken::new(),
             engine: self.engine.clone(),
@@ -196,6 +205,7 @@ impl Shared {
                 InFlight {
                     token: job.token.clone(),
                     cancel: ctx.cancel.clone(),
+                    timed_out: ctx.timed_out.clone(),
                 },
             );
         }
@@ -500,11 +510,18 @@ async fn renew(shared: &Shared) -> Result<(), QueueError> {
     }
     let statuses = shared
         .engine
-        .renew(&shared.opts.queue, shared.opts.lease, &held)
+        .renew(
+            &shared.opts.queue,
+            shared.opts.lease,
+            shared.opts.timeout_grace,
+            &held,
+        )
         .await?;
     for ((id, _), status) in held.iter().zip(statuses) {
         match status {
-            RenewStatus::CancelRequested => shared.request_cancel(id),
+            RenewStatus::CancelRequested => shared.request_cancel(id, false),
+            // The worker's own timer normally gets there first; this covers a clock that lags.
+            RenewStatus::TimedOut => shared.request_cancel(id, true),
             RenewStatus::Lost => {
                 tracing::warn!(job.id = %id, "lease lost while the handler runs; its outcome will be refused")
             }

@@ -30,6 +30,8 @@ type StatsReply = (
 pub struct QueueStats {
     pub queue: String,
     pub ready: u64,
+    /// Of the ready jobs, those waiting for a running job of their limit key to end.
+    pub waiting_for_key: u64,
     pub scheduled: u64,
     pub running: u64,
     pub dead: u64,
@@ -140,7 +142,9 @@ impl Engine {
         let c = |name: &str| counters.get(name).copied().unwrap_or(0).max(0) as u64;
         Ok(QueueStats {
             queue: queue.to_owned(),
-            ready: (ready + ready_high + ready_low).saturating_sub(c("tomb")),
+            // Jobs waiting for their limit key's slot are ready jobs held back.
+            ready: (ready + ready_high + ready_low + c("kwait")).saturating_sub(c("tomb")),
+            waiting_for_key: c("kwait"),
             scheduled,
             running,
             dead,

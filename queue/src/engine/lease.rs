@@ -21,6 +21,10 @@ pub struct FetchRequest<'a> {
     /// Backoff for jobs whose lease expired (the queue's kind policy).
     pub backoff_base: Duration,
     pub backoff_cap: Duration,
+    /// The kind's execution timeout, for jobs without one of their own.
+    pub timeout: Option<Duration>,
+    /// How long past its timeout an attempt's lease still lasts, for the handler to stop.
+    pub timeout_grace: Duration,
 }
 
 /// What a fetch returned: leased jobs, and how long an idle worker may wait before
@@ -38,6 +42,9 @@ pub enum RenewStatus {
     CancelRequested,
     /// The lease is gone (expired and reaped): the handler's outcome will be refused.
     Lost,
+    /// Past the attempt's execution timeout: the lease was renewed only to the end of the
+    /// grace; the handler must stop.
+    TimedOut,
 }
 
 impl Engine {
@@ -61,6 +68,8 @@ impl Engine {
             .arg(req.backoff_cap.as_millis() as u64)
             .arg(rand::random::<u32>())
             .arg(cfg.priority_aging.as_millis() as u64)
+            .arg(req.timeout.map_or(0, |t| t.as_millis() as u64))
+            .arg(req.timeout_grace.as_millis() as u64)
             .invoke_async(&mut self.conn())
             .await?;
         let (hint, rest) = reply
@@ -70,11 +79,11 @@ impl Engine {
             .filter(|ms| *ms >= 0)
             .map(|ms| Duration::from_millis(ms as u64));
         let jobs = rest
-            .chunks(10)
+            .chunks(11)
             .map(|f| {
                 let s = |i: usize| value_string(&f[i]).unwrap_or_default();
                 let n = |i: usize| value_i64(&f[i]).unwrap_or(0);
-                if f.len() != 10 {
+                if f.len() != 11 {
                     return Err(protocol("fetch", "short job record"));
                 }
                 let extra = JobExtra::decode(Some(&s(8)));
@@ -90,6 +99,9 @@ impl Engine {
                     correlation_id: extra.cid,
                     trace_context: extra.tc,
                     created_at_ms: s(9).parse().unwrap_or(0),
+                    timeout: Some(n(10))
+                        .filter(|ms| *ms > 0)
+                        .map(|ms| Duration::from_millis(ms as u64)),
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -163,6 +175,7 @@ impl Engine {
         &self,
         queue: &str,
         lease: Duration,
+        timeout_grace: Duration,
         held: &[(String, String)],
     ) -> Result<Vec<RenewStatus>> {
         if held.is_empty() {
@@ -172,7 +185,8 @@ impl Engine {
         inv.key(self.keys().job_events())
             .arg(&self.keys().prefix)
             .arg(queue)
-            .arg(lease.as_millis() as u64);
+            .arg(lease.as_millis() as u64)
+            .arg(timeout_grace.as_millis() as u64);
         for (id, token) in held {
             inv.arg(id).arg(token);
         }
@@ -180,6 +194,7 @@ impl Engine {
         Ok(reply
             .into_iter()
             .map(|r| match r {
+                2 => RenewStatus::TimedOut,
                 1 => RenewStatus::CancelRequested,
                 0 => RenewStatus::Renewed,
                 _ => RenewStatus::Lost,

@@ -25,6 +25,7 @@ mod queue_controls;
 pub use control::{CancelOutcome, DeadFilter, DeadGroup, DeadOpOutcome};
 pub use inspect::QueueStats;
 pub use lease::{FetchRequest, Fetched, RenewStatus};
+pub use queue_controls::{MAX_RATE_WINDOW, QueueLimits};
 
 /// A handle on one deployment's queues. Cheap to clone; all clones share one connection
 /// that reconnects by itself after a Redis restart.

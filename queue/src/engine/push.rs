@@ -105,7 +105,13 @@ impl Engine {
                 .arg(ittl)
                 .arg(job.workflow_id.as_deref().unwrap_or(""))
                 .arg(job.extra_json())
-                .arg(job.priority.code());
+                .arg(job.priority.code())
+                .arg(
+                    job.timeout
+                        .map(|t| t.as_millis().to_string())
+                        .unwrap_or_default(),
+                )
+                .arg(job.limit_key.as_deref().unwrap_or(""));
         }
         let reply: Vec<Value> = match inv.invoke_async(&mut self.conn()).await {
             Ok(reply) => reply,

@@ -2,7 +2,9 @@
 //! leases, retries and schedules keep moving; only leasing stops, in the fetch script itself,
 //! so no worker takes a job from the moment the pause is written.
 
-use crate::Result;
+use std::time::Duration;
+
+use crate::{QueueError, RateLimit, Result};
 
 use super::Engine;
 
@@ -60,5 +62,111 @@ impl Engine {
                 return Ok(total);
             }
         }
+    }
+}
+
+/// A queue's limits, shared by every worker because fetch enforces them in Redis. Per-key
+/// limits count jobs by their limit key ([`crate::NewJob::with_limit_key`]); jobs without one
+/// are bound only by the queue-wide limits.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueLimits {
+    /// At most this many jobs of the queue running at once, across all workers.
+    pub concurrency: Option<u32>,
+    /// At most this many jobs of one limit key running at once.
+    pub per_key_concurrency: Option<u32>,
+    /// At most this many jobs of the queue started per window.
+    pub rate: Option<RateLimit>,
+    /// At most this many jobs of one limit key started per window.
+    pub per_key_rate: Option<RateLimit>,
+}
+
+/// The longest rate window accepted.
+pub const MAX_RATE_WINDOW: Duration = Duration::from_secs(24 * 3600);
+
+impl QueueLimits {
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// Checks each limit, naming the one that is wrong.
+    pub fn validate(&self) -> Result<()> {
+        let bad =
+            |field: &str, why: &str| Err(QueueError::InvalidArgument(format!("{field}: {why}")));
+        if self.concurrency == Some(0) {
+            return bad(
+                "concurrency",
+                "must be at least 1 (leave it unset for no limit)",
+            );
+        }
+        if self.per_key_concurrency == Some(0) {
+            return bad(
+                "perKeyConcurrency",
+                "must be at least 1 (leave it unset for no limit)",
+            );
+        }
+        for (field, rate) in [("rate", self.rate), ("perKeyRate", self.per_key_rate)] {
+            if let Some(rate) = rate {
+                if rate.limit == 0 {
+                    return bad(field, "limit must be at least 1");
+                }
+                if rate.window < Duration::from_millis(1) || rate.window > MAX_RATE_WINDOW {
+                    return bad(field, "window must be from 1 ms to 24 h");
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Engine {
+    /// Replaces `queue`'s limits (an empty [`QueueLimits`] removes them). They apply from
+    /// the next fetch of any worker.
+    pub async fn set_queue_limits(&self, queue: &str, limits: &QueueLimits) -> Result<()> {
+        limits.validate()?;
+        if !crate::job::valid_name(queue) {
+            return Err(QueueError::InvalidArgument(format!(
+                "queue name {queue:?} is not valid"
+            )));
+        }
+        let opt = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_default();
+        let window = |r: Option<RateLimit>| r.map(|r| r.window.as_millis() as u64);
+        let _: i64 = self
+            .inner
+            .scripts
+            .limits
+            .key(self.keys().job_events())
+            .arg(&self.keys().prefix)
+            .arg(queue)
+            .arg(opt(limits.concurrency.map(u64::from)))
+            .arg(opt(limits.per_key_concurrency.map(u64::from)))
+            .arg(opt(limits.rate.map(|r| u64::from(r.limit))))
+            .arg(opt(window(limits.rate)))
+            .arg(opt(limits.per_key_rate.map(|r| u64::from(r.limit))))
+            .arg(opt(window(limits.per_key_rate)))
+            .invoke_async(&mut self.conn())
+            .await?;
+        Ok(())
+    }
+
+    /// `queue`'s limits as set.
+    pub async fn queue_limits(&self, queue: &str) -> Result<QueueLimits> {
+        let raw: Vec<Option<u64>> = redis::cmd("HMGET")
+            .arg(self.keys().queue(queue, "limits"))
+            .arg(&["conc", "kconc", "rate", "rwin", "krate", "krwin"])
+            .query_async(&mut self.conn())
+            .await?;
+        let at = |i: usize| raw.get(i).copied().flatten();
+        let rate = |n: usize, w: usize| {
+            at(n).zip(at(w)).map(|(limit, window)| RateLimit {
+                limit: limit as u32,
+                window: Duration::from_millis(window),
+            })
+        };
+        Ok(QueueLimits {
+            concurrency: at(0).map(|n| n as u32),
+            per_key_concurrency: at(1).map(|n| n as u32),
+            rate: rate(2, 3),
+            per_key_rate: rate(4, 5),
+        })
     }
 }

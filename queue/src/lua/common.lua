@@ -165,3 +165,68 @@ local function groups_safe_point(stream)
   end
   return safe
 end
+
+-- Per-key limits. A job may carry a limit key (`lk`: a sensor, a webhook host); the queue's
+-- limits hash says how many jobs of one key may run at once (`kconc`) and how many may start
+-- per window (`krate` per `krwin` ms). While `kconc` is set, the running jobs of a key are
+-- the set `krun:<key>` (each flagged `kr`); a job that found its key full waits, still
+-- QUEUED, in `kwait:<key>` (flag `kw`), and the key is in the `kwaiting` set (scored by when
+-- it first waited) until none waits.
+
+-- Jobs of `lk` still running. A member that no longer runs (a path that did not say so, a
+-- lost job hash) is dropped here, so a key can never stay full by mistake. Bounded by the
+-- set's size, which the limit bounds.
+local function key_running(q, lk)
+  local run = qkey(q, 'krun:' .. lk)
+  local members = redis.call('SMEMBERS', run)
+  local n = 0
+  for _, id in ipairs(members) do
+    if redis.call('HGET', job_key(id), 'st') == 'RUNNING' then
+      n = n + 1
+    else
+      redis.call('SREM', run, id)
+    end
+  end
+  return n
+end
+
+-- The oldest job waiting for `lk` goes back to the front of its ready list.
+local function release_key_waiter(q, lk)
+  local waiting = qkey(q, 'kwait:' .. lk)
+  local id = redis.call('LPOP', waiting)
+  if id then
+    redis.call('HINCRBY', qkey(q, 'stats'), 'kwait', -1)
+    local jk = job_key(id)
+    redis.call('HDEL', jk, 'kw')
+    redis.call('LPUSH', ready_key(q, redis.call('HGET', jk, 'pr')), id)
+    wake(q)
+  end
+  if redis.call('LLEN', waiting) == 0 then redis.call('ZREM', qkey(q, 'kwaiting'), lk) end
+  return id
+end
+
+-- A job of `lk` stopped running: its slot is free for the next one waiting.
+local function free_key_slot(q, lk, id)
+  redis.call('SREM', qkey(q, 'krun:' .. lk), id)
+  release_key_waiter(q, lk)
+end
+
+-- GCRA budgets (`limit` per `win` ms, bursts up to `limit`) kept as the theoretical arrival
+-- time under `key`, on Redis's clock. Answers how many may start now, and the state to
+-- charge against.
+local function gcra_room(key, limit, win, now)
+  local interval = win / limit
+  local tat = tonumber(redis.call('GET', key) or now)
+  if tat < now then tat = now end
+  return math.floor((win - (tat - now)) / interval), tat, interval
+end
+
+local function gcra_charge(key, tat, interval, n, now)
+  local new_tat = tat + interval * n
+  redis.call('SET', key, tostring(new_tat), 'PX', math.max(1, math.ceil(new_tat - now)))
+end
+
+-- When the next start fits a budget whose room is 0.
+local function gcra_next(tat, interval, win, now)
+  return math.max(1, math.ceil(tat + interval - win - now))
+end

@@ -30,7 +30,7 @@ for j = 0, n - 1 do
   local b = 1 + j * FIELDS
   local id, tok, outcome, text = ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4]
   local jk = job_key(id)
-  local f = redis.call('HMGET', jk, 'st', 'tok', 'q', 'k', 'a', 'ma', 'cr', 'pr')
+  local f = redis.call('HMGET', jk, 'st', 'tok', 'q', 'k', 'a', 'ma', 'cr', 'pr', 'lk', 'kr')
   if not f[1] then
     out[#out + 1] = 'missing'
   elseif f[1] ~= 'RUNNING' or f[2] ~= tok then
@@ -40,6 +40,10 @@ for j = 0, n - 1 do
     local a, ma = tonumber(a_s), tonumber(f[6])
     local lease_ids = bucket(unleased, q)
     lease_ids[#lease_ids + 1] = id
+    if f[10] then
+      redis.call('HDEL', jk, 'kr')
+      free_key_slot(q, f[9], id)
+    end
     -- An operator asked to cancel: the job must not come back to run again.
     if f[7] == '1' and (outcome == 'retry' or outcome == 'snooze' or outcome == 'release') then
       outcome = 'cancel'
@@ -97,7 +101,11 @@ for j = 0, n - 1 do
     out[#out + 1] = status
   end
 end
-for q, ids in pairs(unleased) do call_many('ZREM', qkey(q, 'lease'), ids) end
+for q, ids in pairs(unleased) do
+  call_many('ZREM', qkey(q, 'lease'), ids)
+  -- A queue with limits may have jobs waiting for the slots just freed.
+  if redis.call('EXISTS', qkey(q, 'limits')) == 1 then wake(q) end
+end
 for q, ids in pairs(finished) do call_many('RPUSH', qkey(q, 'done'), ids) end
 for q, c in pairs(counts) do
   for name, value in pairs(c) do redis.call('HINCRBY', qkey(q, 'stats'), name, value) end

@@ -38,6 +38,22 @@ for _, list in ipairs(lists) do
     taken = taken + #ids
   end
 end
+-- Jobs waiting for their limit key's slot.
+local kwaiting = qkey(q, 'kwaiting')
+while budget > 0 do
+  local lk = redis.call('ZRANGE', kwaiting, 0, 0)[1]
+  if not lk then break end
+  local wait_list = qkey(q, 'kwait:' .. lk)
+  local ids = redis.call('LPOP', wait_list, budget) or {}
+  for _, id in ipairs(ids) do
+    redis.call('HDEL', job_key(id), 'kw')
+    cancel_waiting(id)
+  end
+  redis.call('HINCRBY', stats, 'kwait', -#ids)
+  budget = budget - #ids
+  taken = taken + #ids
+  if redis.call('LLEN', wait_list) == 0 then redis.call('ZREM', kwaiting, lk) end
+end
 if budget > 0 then
   local due = redis.call('ZPOPMIN', sched, budget)
   for i = 1, #due, 2 do cancel_waiting(due[i]) end
@@ -45,7 +61,7 @@ if budget > 0 then
 end
 
 local tomb = tonumber(redis.call('HGET', stats, 'tomb') or '0')
-local queued = 0
+local queued = tonumber(redis.call('HGET', stats, 'kwait') or '0')
 for _, list in ipairs(lists) do queued = queued + redis.call('LLEN', list) end
 local left = math.max(0, queued - tomb) + redis.call('ZCARD', sched)
 return {cancelled, taken, left}

@@ -1,10 +1,11 @@
 -- Push a batch of jobs.
 -- KEYS[1] events stream
 -- ARGV[1] prefix, ARGV[2] stream hard cap, ARGV[3] default idempotency TTL ms,
--- then 14 fields per job: id, id given by the caller ('1') or generated ('0'), queue, kind,
+-- then 16 fields per job: id, id given by the caller ('1') or generated ('0'), queue, kind,
 -- payload, version, max_attempts, run_at_ms (0 = now), idempotency key ('' = none),
 -- key mode ('ttl' | 'wait'), key ttl ms (0 = default), workflow id, extra JSON ('' = none),
--- priority ('h', 'l', or '' = normal).
+-- priority ('h', 'l', or '' = normal), execution timeout ms ('' = the kind's), limit key
+-- ('' = none: the key the queue's per-key concurrency and rate limits count by).
 -- Returns a flat array: id, duplicate flag (0/1) per job; or the error STREAM_FULL.
 local cap = tonumber(ARGV[2])
 if cap > 0 and redis.call('XLEN', EVENTS) >= cap then
@@ -13,7 +14,7 @@ end
 local default_ttl = tonumber(ARGV[3])
 local now = now_ms()
 local now_s = int(now)
-local FIELDS = 14
+local FIELDS = 16
 
 -- The job hash with every optional field; also takes the idempotency key.
 local function write_full(jk, b, st, ik)
@@ -31,6 +32,8 @@ local function write_full(jk, b, st, ik)
   if ARGV[b + 12] ~= '' then add('wf', ARGV[b + 12]) end
   if ARGV[b + 13] ~= '' then add('x', ARGV[b + 13]) end
   if ARGV[b + 14] ~= '' then add('pr', ARGV[b + 14]) end
+  if ARGV[b + 15] ~= '' then add('to', ARGV[b + 15]) end
+  if ARGV[b + 16] ~= '' then add('lk', ARGV[b + 16]) end
   if ik then
     add('ik', ARGV[b + 9])
     add('ikm', ARGV[b + 10])
@@ -69,7 +72,8 @@ for j = 0, n - 1 do
   else
     local delayed = run_at > now
     if not delayed and not ik and explicit ~= '1' and ARGV[b + 6] == '1'
-        and ARGV[b + 12] == '' and ARGV[b + 13] == '' and ARGV[b + 14] == '' then
+        and ARGV[b + 12] == '' and ARGV[b + 13] == '' and ARGV[b + 14] == ''
+        and ARGV[b + 15] == '' and ARGV[b + 16] == '' then
       -- The common shape, without building an argument table.
       redis.call('HSET', jk, 'q', q, 'k', k, 'p', ARGV[b + 5], 'ma', ARGV[b + 7], 'ca', now_s, 'st', 'QUEUED')
     elseif delayed then

@@ -94,6 +94,25 @@ impl TestQueue {
         let lease: Vec<String> = conn.zrange(q("lease"), 0, -1).expect("zrange");
         let dead: Vec<String> = conn.zrange(q("dead"), 0, -1).expect("zrange");
         let done: Vec<String> = conn.lrange(q("done"), 0, -1).expect("lrange");
+        // Jobs waiting for their limit key's slot: ready jobs held back, flagged `kw`.
+        let mut key_waiting: Vec<String> = Vec::new();
+        let wait_lists: Vec<String> = conn.keys(q("kwait:*")).expect("keys");
+        for list in wait_lists {
+            let ids: Vec<String> = conn.lrange(&list, 0, -1).expect("lrange");
+            for id in &ids {
+                let flag: Option<String> = conn
+                    .hget(self.key(&format!("job:{id}")), "kw")
+                    .expect("hget");
+                let state: Option<String> = conn
+                    .hget(self.key(&format!("job:{id}")), "st")
+                    .expect("hget");
+                assert!(
+                    flag.as_deref() == Some("1") || state.as_deref() == Some("CANCELLED"),
+                    "{id} waits in {list} without its flag"
+                );
+            }
+            key_waiting.extend(ids);
+        }
         let mut placement: HashMap<String, JobState> = HashMap::new();
         let mut seen: HashSet<String> = HashSet::new();
         let mut tombstones = 0;
@@ -101,6 +120,7 @@ impl TestQueue {
             (&ready_high, "ready:h"),
             (&ready, "ready"),
             (&ready_low, "ready:l"),
+            (&key_waiting, "kwait"),
             (&sched, "sched"),
             (&lease, "lease"),
             (&dead, "dead"),
@@ -114,8 +134,8 @@ impl TestQueue {
                     .unwrap_or_else(|| panic!("{id} in {place} has no hash"))
                     .parse()
                     .expect("state");
-                let in_ready = place.starts_with("ready");
-                if in_ready {
+                let in_ready = place.starts_with("ready") || place == "kwait";
+                if place.starts_with("ready") {
                     let level: Option<String> = conn
                         .hget(self.key(&format!("job:{id}")), "pr")
                         .expect("hget");
@@ -180,6 +200,8 @@ pub fn fetch_req(queue: &str, n: usize, lease_ms: u64) -> FetchRequest<'_> {
         lease: Duration::from_millis(lease_ms),
         backoff_base: Duration::ZERO,
         backoff_cap: Duration::ZERO,
+        timeout: None,
+        timeout_grace: Duration::ZERO,
     }
 }
 

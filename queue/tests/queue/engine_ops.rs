@@ -350,6 +350,7 @@ async fn renew_keeps_the_lease_alive() {
             .renew(
                 "q",
                 Duration::from_millis(40),
+                Duration::ZERO,
                 &[(id.clone(), job.token.clone())],
             )
             .await
@@ -369,6 +370,7 @@ async fn renew_keeps_the_lease_alive() {
         .renew(
             "q",
             Duration::from_millis(40),
+            Duration::ZERO,
             &[(id.clone(), "not-the-token".into())],
         )
         .await
@@ -415,6 +417,7 @@ async fn cancel_waiting_and_running_jobs() {
         .renew(
             "q",
             Duration::from_secs(30),
+            Duration::ZERO,
             &[(ids[1].clone(), jobs[0].token.clone())],
         )
         .await

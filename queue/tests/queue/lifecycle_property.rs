@@ -167,6 +167,8 @@ fn fetch_req(max: usize) -> FetchRequest<'static> {
         lease: Duration::from_secs(60),
         backoff_base: Duration::ZERO,
         backoff_cap: Duration::ZERO,
+        timeout: None,
+        timeout_grace: Duration::ZERO,
     }
 }
 
