@@ -129,6 +129,7 @@ pub(crate) fn options<J: BackgroundJob>(config: &PoolConfig, queue: &str) -> Wor
         .concurrency(concurrency)
         .lease(config.lease.unwrap_or(policy.visibility_timeout))
         .retry(policy.retry)
+        .timeout(policy.timeout)
         .shutdown_grace(config.shutdown_grace)
         .worker_id(format!("{}-{queue}", config.worker_id))
 }

@@ -125,6 +125,8 @@ pub async fn complete_interleaved(
                     lease: std::time::Duration::from_secs(60),
                     backoff_base: std::time::Duration::ZERO,
                     backoff_cap: std::time::Duration::ZERO,
+                    timeout: None,
+                    timeout_grace: std::time::Duration::ZERO,
                 })
                 .await
                 .expect("fetch");

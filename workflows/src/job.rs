@@ -23,11 +23,14 @@ impl ValidationError {
     }
 }
 
-/// How a kind runs: its retries and its lease (visibility timeout).
+/// How a kind runs: its retries, its lease (visibility timeout) and how long one attempt may
+/// run (a job may bring a timeout of its own).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct JobPolicy {
     pub retry: RetryPolicy,
     pub visibility_timeout: Duration,
+    /// Past it an attempt is asked to stop, then abandoned and retried.
+    pub timeout: Option<Duration>,
 }
 
 /// One job kind's whole contract, in one place: its name (and the names it was known by), its
@@ -58,6 +61,12 @@ pub trait BackgroundJob: Serialize + DeserializeOwned + Send + Sync + 'static {
         None
     }
 
+    /// What its queue's per-key limits count this job under (`setQueueLimits`), e.g. its
+    /// sensor. Costs nothing until an operator sets such a limit.
+    fn limit_key(&self) -> Option<String> {
+        None
+    }
+
     /// The push of this job as the pipeline makes it: kind, payload version, the kind's
     /// attempts and its idempotency key.
     fn to_push(&self) -> Result<NewJob, QueueError> {
@@ -71,9 +80,13 @@ pub trait BackgroundJob: Serialize + DeserializeOwned + Send + Sync + 'static {
     /// The push of this job as a client submits it: like [`BackgroundJob::to_push`] but
     /// without the pipeline's key (a submitter brings its own, or none).
     fn to_submission(&self) -> Result<NewJob, QueueError> {
-        Ok(NewJob::new(Self::KIND, self)?
+        let job = NewJob::new(Self::KIND, self)?
             .with_payload_version(Self::PAYLOAD_VERSION)
-            .with_max_attempts(Self::policy().retry.max_attempts))
+            .with_max_attempts(Self::policy().retry.max_attempts);
+        Ok(match self.limit_key() {
+            Some(key) => job.with_limit_key(key),
+            None => job,
+        })
     }
 
     /// Whether `kind` names this kind, under its name or an alias.

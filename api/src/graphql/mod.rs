@@ -15,6 +15,7 @@ mod errors;
 pub mod jobs;
 pub mod ledger;
 pub mod page;
+pub mod queue_limits;
 pub mod queues;
 pub mod rules;
 pub mod runs;
@@ -37,6 +38,7 @@ pub struct Query(
     jobs::JobQuery,
     dead::DeadQuery,
     queues::QueueQuery,
+    queue_limits::QueueLimitsQuery,
     runs::RunQuery,
     sensors::SensorQuery,
     channels::ChannelQuery,
@@ -53,6 +55,7 @@ pub struct Mutation(
     jobs::JobMutation,
     dead::DeadMutation,
     queues::QueueMutation,
+    queue_limits::QueueLimitsMutation,
     sensors::SensorMutation,
     rules::RuleMutation,
     channels::ChannelMutation,

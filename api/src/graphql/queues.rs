@@ -256,7 +256,7 @@ impl QueueSubscription {
 const DRAIN_CHUNK: usize = 500;
 
 /// `name` if it is one of the deployment's queues.
-fn known_queue(name: &str) -> ApiResult<&'static str> {
+pub(super) fn known_queue(name: &str) -> ApiResult<&'static str> {
     runtime::QUEUES
         .iter()
         .copied()

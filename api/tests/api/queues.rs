@@ -143,3 +143,107 @@ async fn a_paused_queue_holds_its_jobs_until_resumed_and_a_drain_cancels_what_wa
     }
     api.stop().await;
 }
+
+#[tokio::test]
+async fn queue_limits_are_set_read_and_refused_at_the_field_and_a_job_shows_its_controls() {
+    let deployment = Deployment::new(Sql::Sqlite, "api-queue-limits").await;
+    let api = deployment.api(&[]).await;
+    let team = api.team().await;
+    let (admin, op, viewer) = (
+        team.admin.access.as_str(),
+        team.operator.access.as_str(),
+        team.viewer.access.as_str(),
+    );
+    let set = "mutation($n: String!, $l: QueueLimitsInput!) { setQueueLimits(name: $n, limits: $l) { concurrency perKeyConcurrency rate { limit windowMs } perKeyRate { limit windowMs } } }";
+    let read = "query($n: String!) { queueLimits(name: $n) { concurrency perKeyConcurrency rate { limit windowMs } perKeyRate { limit windowMs } } }";
+    let limits = json!({
+        "concurrency": 8,
+        "perKeyConcurrency": 1,
+        "rate": null,
+        "perKeyRate": { "limit": 5, "windowMs": 1000 }
+    });
+
+    let body = api
+        .gql(Some(viewer), set, json!({ "n": "evaluate", "l": limits }))
+        .await;
+    assert_eq!(code(&body), "FORBIDDEN", "{body}");
+    for (bad, at) in [
+        (
+            json!({ "perKeyConcurrency": -1 }),
+            "limits.perKeyConcurrency",
+        ),
+        (json!({ "concurrency": 0 }), "limits.concurrency"),
+        (
+            json!({ "rate": { "limit": 10, "windowMs": 0 } }),
+            "limits.rate.windowMs",
+        ),
+        (
+            json!({ "perKeyRate": { "limit": -3, "windowMs": 100 } }),
+            "limits.perKeyRate.limit",
+        ),
+    ] {
+        let body = api
+            .gql(Some(op), set, json!({ "n": "evaluate", "l": bad }))
+            .await;
+        assert_eq!(
+            (code(&body), field(&body)),
+            ("BAD_USER_INPUT", at),
+            "{body}"
+        );
+    }
+    let body = api
+        .gql(Some(op), set, json!({ "n": "nope", "l": limits }))
+        .await;
+    assert_eq!(
+        (code(&body), field(&body)),
+        ("BAD_USER_INPUT", "name"),
+        "{body}"
+    );
+    let none = api.ok(Some(viewer), read, json!({ "n": "evaluate" })).await;
+    assert_eq!(
+        none["queueLimits"]["perKeyConcurrency"],
+        Value::Null,
+        "nothing stored"
+    );
+
+    let stored = api
+        .ok(Some(op), set, json!({ "n": "evaluate", "l": limits }))
+        .await;
+    assert_eq!(stored["setQueueLimits"], limits);
+    let back = api.ok(Some(viewer), read, json!({ "n": "evaluate" })).await;
+    assert_eq!(back["queueLimits"], limits);
+    let actions = api.audit_actions(admin, "queue.limits").await;
+    assert_eq!(actions, ["queue.limits"], "one audited change");
+
+    // A job submitted with its own timeout and limit key shows them.
+    api.sensor_with_device(admin, "kiln").await;
+    let submit = "mutation($input: SubmitJobInput!) { submitJob(input: $input) { job { id controls { timeoutMs limitKey waitingForKey } } } }";
+    let input = json!({
+        "kind": "INGEST",
+        "payload": readings("kiln", 0, &[20.0]),
+        "timeoutMs": 5000,
+        "limitKey": "kiln"
+    });
+    let submitted = api.ok(Some(op), submit, json!({ "input": input })).await;
+    assert_eq!(
+        submitted["submitJob"]["job"]["controls"],
+        json!({ "timeoutMs": 5000, "limitKey": "kiln", "waitingForKey": false })
+    );
+    for (bad, at) in [
+        (json!({ "timeoutMs": -5 }), "input.timeoutMs"),
+        (json!({ "timeoutMs": 0 }), "input.timeoutMs"),
+        (json!({ "limitKey": "" }), "input.limitKey"),
+    ] {
+        let mut input = json!({ "kind": "INGEST", "payload": readings("kiln", 0, &[20.0]) });
+        for (k, v) in bad.as_object().expect("object") {
+            input[k] = v.clone();
+        }
+        let body = api.gql(Some(op), submit, json!({ "input": input })).await;
+        assert_eq!(
+            (code(&body), field(&body)),
+            ("BAD_USER_INPUT", at),
+            "{body}"
+        );
+    }
+    api.stop().await;
+}

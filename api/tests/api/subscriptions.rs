@@ -337,6 +337,8 @@ async fn a_running_job_s_progress_shows_on_the_job_and_in_its_updates() {
             lease: Duration::from_secs(60),
             backoff_base: Duration::ZERO,
             backoff_cap: Duration::ZERO,
+            timeout: None,
+            timeout_grace: Duration::ZERO,
         })
         .await
         .expect("fetch")

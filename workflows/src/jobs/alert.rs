@@ -58,6 +58,7 @@ impl BackgroundJob for Alert {
                 backoff_cap: Duration::from_secs(120),
             },
             visibility_timeout: Duration::from_secs(30),
+            timeout: Some(Duration::from_secs(60)),
         }
     }
 

@@ -43,6 +43,7 @@ impl BackgroundJob for Evaluate {
                 backoff_cap: Duration::from_secs(120),
             },
             visibility_timeout: Duration::from_secs(60),
+            timeout: Some(Duration::from_secs(120)),
         }
     }
 
@@ -62,6 +63,11 @@ impl BackgroundJob for Evaluate {
             key: format!("sensor:{}", self.sensor),
             scope: KeyScope::WhileWaiting,
         })
+    }
+
+    /// Limits count evaluations per sensor (e.g. one running per sensor at a time).
+    fn limit_key(&self) -> Option<String> {
+        Some(format!("sensor:{}", self.sensor))
     }
 }
 

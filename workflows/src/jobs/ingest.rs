@@ -52,6 +52,7 @@ impl BackgroundJob for Ingest {
                 backoff_cap: Duration::from_secs(300),
             },
             visibility_timeout: Duration::from_secs(60),
+            timeout: Some(Duration::from_secs(120)),
         }
     }
 

@@ -35,6 +35,7 @@ impl BackgroundJob for SilenceCheck {
                 backoff_cap: Duration::from_secs(10),
             },
             visibility_timeout: Duration::from_secs(60),
+            timeout: Some(Duration::from_secs(300)),
         }
     }
 

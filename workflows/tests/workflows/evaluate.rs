@@ -286,6 +286,8 @@ async fn the_follow_up_evaluation_carries_its_kinds_attempts_and_key(sql: Sql) {
                 lease: Duration::from_secs(30),
                 backoff_base: Duration::ZERO,
                 backoff_cap: Duration::ZERO,
+                timeout: None,
+                timeout_grace: Duration::ZERO,
             })
             .await
             .expect("fetch")

@@ -17,6 +17,8 @@ async fn lease_one(engine: &Engine, queue: &str) -> queue::LeasedJob {
                 lease: Duration::from_secs(30),
                 backoff_base: Duration::ZERO,
                 backoff_cap: Duration::ZERO,
+                timeout: None,
+                timeout_grace: Duration::ZERO,
             })
             .await
             .expect("fetch");

@@ -129,6 +129,19 @@ pub struct Job {
     detail: OnceCell<Option<Arc<JobDetail>>>,
 }
 
+/// A live job's execution timeout and limit key.
+#[derive(Debug, Clone, SimpleObject)]
+pub struct JobControls {
+    /// Its own timeout per attempt, in milliseconds (null: its kind's).
+    pub timeout_ms: Option<u64>,
+    /// The key its queue's per-key limits count it under.
+    pub limit_key: Option<String>,
+    /// Ready, but waiting for a running job of its limit key to end.
+    pub waiting_for_key: bool,
+    /// When the running attempt must have ended (it has a timeout).
+    pub attempt_deadline: Option<DateTime<Utc>>,
+}
+
 /// The rest of a job, loaded only when asked for (a subscription event carries the basics).
 #[derive(Debug, Clone)]
 struct JobDetail {
@@ -136,6 +149,8 @@ struct JobDetail {
     priority: queue::Priority,
     /// While the job is live: its current attempt's latest progress.
     progress: Option<JobProgress>,
+    /// While the job is live: its controls and where they hold it.
+    controls: Option<JobControls>,
     round: u32,
     payload: serde_json::Value,
     result: Option<serde_json::Value>,
@@ -200,6 +215,12 @@ impl Job {
                 percent: p.percent,
                 message: p.message.clone(),
             }),
+            controls: Some(JobControls {
+                timeout_ms: record.timeout_ms,
+                limit_key: record.limit_key.clone(),
+                waiting_for_key: record.waiting_for_key,
+                attempt_deadline: record.attempt_deadline_ms.map(ms_time),
+            }),
             round: record.requeues,
             payload: json_or_string(&record.payload),
             result: record.result.as_deref().map(json_or_string),
@@ -227,6 +248,7 @@ impl Job {
             max_attempts: row.max_attempts.max(0) as u32,
             priority: row.priority.parse().unwrap_or_default(),
             progress: None,
+            controls: None,
             round: row.round.max(0) as u32,
             payload: row.payload,
             result: row.result,
@@ -324,6 +346,11 @@ impl Job {
 
     async fn priority(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<JobPriority>> {
         Ok(self.detail(ctx).await?.map(|d| d.priority.into()))
+    }
+
+    /// Its timeout and limit key, and whether a limit holds it (while the job is in Redis).
+    async fn controls(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<JobControls>> {
+        Ok(self.detail(ctx).await?.and_then(|d| d.controls.clone()))
     }
 
     /// The latest progress its current attempt reported (while the job is in Redis).

@@ -10,7 +10,7 @@ use workflows::{
     jobs::{alert::Alert, evaluate::Evaluate, ingest::Ingest, notify::Notify},
 };
 
-use super::{Job, JobDetail, JobKind, JobPriority, find, ms_time};
+use super::{Job, JobControls, JobDetail, JobKind, JobPriority, find, ms_time};
 use crate::{
     auth::Role,
     error::{ApiError, ApiResult},
@@ -35,6 +35,12 @@ pub struct SubmitJobInput {
     pub run_at: Option<DateTime<Utc>>,
     /// Default: normal. A higher level is leased first within the job's queue.
     pub priority: Option<JobPriority>,
+    /// How long one attempt may run, in milliseconds (1 ms to 7 days; default: the kind's).
+    /// Past it the attempt is asked to stop, then abandoned and retried.
+    pub timeout_ms: Option<i64>,
+    /// What the queue's per-key concurrency and rate limits count this job under (a
+    /// sensor, a webhook host); 1 to 200 bytes.
+    pub limit_key: Option<String>,
 }
 
 #[derive(SimpleObject)]
@@ -109,6 +115,25 @@ pub(crate) fn build(input: &SubmitJobInput, path: &str) -> ApiResult<NewJob> {
     if let Some(priority) = input.priority {
         job = job.with_priority(priority.into());
     }
+    if let Some(ms) = input.timeout_ms {
+        if ms < 1 || ms as u128 > queue::MAX_TIMEOUT.as_millis() {
+            return Err(ApiError::bad_input(
+                format!("{path}.timeoutMs"),
+                "a timeout is from 1 ms to 7 days (604800000 ms)",
+            ));
+        }
+        job = job.with_timeout(Duration::from_millis(ms as u64));
+    }
+    if let Some(key) = &input.limit_key {
+        if key.is_empty() || key.len() > queue::MAX_LIMIT_KEY_BYTES {
+            return Err(ApiError::bad_input(
+                format!("{path}.limitKey"),
+                "a limit key has 1 to 200 bytes",
+            ));
+        }
+        crate::auth::reject_nul(&format!("{path}.limitKey"), key)?;
+        job = job.with_limit_key(key);
+    }
     if let Some(run_at) = input.run_at {
         let ms = run_at.timestamp_millis();
         if ms < 0 {
@@ -136,8 +161,18 @@ fn submitter_key(key: &str) -> String {
 pub(crate) async fn push_all(shared: &Shared, jobs: Vec<NewJob>) -> ApiResult<Vec<SubmitResult>> {
     let described: Vec<(String, Option<u64>)> =
         jobs.iter().map(|j| (j.kind.clone(), j.run_at_ms)).collect();
-    let settings: Vec<(u32, queue::Priority)> =
-        jobs.iter().map(|j| (j.max_attempts, j.priority)).collect();
+    let settings: Vec<(u32, queue::Priority, JobControls)> = jobs
+        .iter()
+        .map(|j| {
+            let controls = JobControls {
+                timeout_ms: j.timeout.map(|t| t.as_millis() as u64),
+                limit_key: j.limit_key.clone(),
+                waiting_for_key: false,
+                attempt_deadline: None,
+            };
+            (j.max_attempts, j.priority, controls)
+        })
+        .collect();
     let pushed = tokio::time::timeout(
         shared.config.redis_timeout() + Duration::from_millis(500),
         shared.engine.push_many(jobs),
@@ -149,46 +184,49 @@ pub(crate) async fn push_all(shared: &Shared, jobs: Vec<NewJob>) -> ApiResult<Ve
         .into_iter()
         .zip(described)
         .zip(settings)
-        .map(|((outcome, (kind, run_at_ms)), (max_attempts, priority))| {
-            let job = if outcome.duplicate {
-                // The existing job's details load if asked for.
-                Job::with_detail(outcome.id, kind, queue::JobState::Queued, 0, None)
-            } else {
-                let run_at = run_at_ms.map(ms_time).filter(|t| *t > now);
-                let state = if run_at.is_some() {
-                    queue::JobState::Scheduled
+        .map(
+            |((outcome, (kind, run_at_ms)), (max_attempts, priority, controls))| {
+                let job = if outcome.duplicate {
+                    // The existing job's details load if asked for.
+                    Job::with_detail(outcome.id, kind, queue::JobState::Queued, 0, None)
                 } else {
-                    queue::JobState::Queued
+                    let run_at = run_at_ms.map(ms_time).filter(|t| *t > now);
+                    let state = if run_at.is_some() {
+                        queue::JobState::Scheduled
+                    } else {
+                        queue::JobState::Queued
+                    };
+                    let id = outcome.id;
+                    Job::with_detail(
+                        id.clone(),
+                        kind.clone(),
+                        state,
+                        0,
+                        Some(JobDetail {
+                            max_attempts,
+                            priority,
+                            progress: None,
+                            controls: Some(controls),
+                            round: 0,
+                            payload: serde_json::Value::Null,
+                            result: None,
+                            last_error: None,
+                            idempotency_key: None,
+                            workflow_run_id: workflows::run_of(&kind, &id, None).map(str::to_owned),
+                            run_at,
+                            next_run_at: run_at,
+                            created_at: now,
+                            updated_at: now,
+                            errors: Vec::new(),
+                        }),
+                    )
                 };
-                let id = outcome.id;
-                Job::with_detail(
-                    id.clone(),
-                    kind.clone(),
-                    state,
-                    0,
-                    Some(JobDetail {
-                        max_attempts,
-                        priority,
-                        progress: None,
-                        round: 0,
-                        payload: serde_json::Value::Null,
-                        result: None,
-                        last_error: None,
-                        idempotency_key: None,
-                        workflow_run_id: workflows::run_of(&kind, &id, None).map(str::to_owned),
-                        run_at,
-                        next_run_at: run_at,
-                        created_at: now,
-                        updated_at: now,
-                        errors: Vec::new(),
-                    }),
-                )
-            };
-            SubmitResult {
-                job,
-                duplicate: outcome.duplicate,
-            }
-        })
+                SubmitResult {
+                    job,
+                    duplicate: outcome.duplicate,
+                }
+            },
+        )
         .collect())
 }
 

@@ -59,6 +59,7 @@ impl BackgroundJob for Notify {
                 backoff_cap: Duration::from_secs(600),
             },
             visibility_timeout: Duration::from_secs(30),
+            timeout: Some(Duration::from_secs(120)),
         }
     }
 
@@ -79,6 +80,11 @@ impl BackgroundJob for Notify {
                 "give exactly one of alert and message",
             )),
         }
+    }
+
+    /// Limits count deliveries per channel (e.g. at most N per second to one webhook).
+    fn limit_key(&self) -> Option<String> {
+        Some(format!("channel:{}", self.channel))
     }
 }
 
