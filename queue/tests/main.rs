@@ -8,6 +8,7 @@ mod queue {
     mod engine_ops;
     mod lifecycle_property;
     mod limits;
+    mod limits_property;
     mod priorities;
     mod progress;
     mod propagation;

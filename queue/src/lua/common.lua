@@ -168,8 +168,8 @@ end
 
 -- Per-key limits. A job may carry a limit key (`lk`: a sensor, a webhook host); the queue's
 -- limits hash says how many jobs of one key may run at once (`kconc`) and how many may start
--- per window (`krate` per `krwin` ms). While `kconc` is set, the running jobs of a key are
--- the set `krun:<key>` (each flagged `kr`); a job that found its key full waits, still
+-- per window (`krate` per `krwin` ms). The running jobs of a key are the set `krun:<key>`
+-- (each flagged `kr`); a job that found its key full waits, still
 -- QUEUED, in `kwait:<key>` (flag `kw`), and the key is in the `kwaiting` set (scored by when
 -- it first waited) until none waits.
 
@@ -194,13 +194,13 @@ end
 local function release_key_waiter(q, lk)
   local waiting = qkey(q, 'kwait:' .. lk)
   local id = redis.call('LPOP', waiting)
-  if id then
-    redis.call('HINCRBY', qkey(q, 'stats'), 'kwait', -1)
-    local jk = job_key(id)
-    redis.call('HDEL', jk, 'kw')
-    redis.call('LPUSH', ready_key(q, redis.call('HGET', jk, 'pr')), id)
-    wake(q)
-  end
+  -- No waiter: the key left `kwaiting` when its last one did.
+  if not id then return nil end
+  redis.call('HINCRBY', qkey(q, 'stats'), 'kwait', -1)
+  local jk = job_key(id)
+  redis.call('HDEL', jk, 'kw')
+  redis.call('LPUSH', ready_key(q, redis.call('HGET', jk, 'pr')), id)
+  wake(q)
   if redis.call('LLEN', waiting) == 0 then redis.call('ZREM', qkey(q, 'kwaiting'), lk) end
   return id
 end

@@ -125,7 +125,11 @@ if lim[7] then
     for _ = 1, room do
       if not release_key_waiter(q, lk) then break end
     end
-    if redis.call('ZSCORE', kwaiting, lk) then offset = offset + 1 end
+    if redis.call('LLEN', qkey(q, 'kwait:' .. lk)) == 0 then
+      redis.call('ZREM', kwaiting, lk)
+    else
+      offset = offset + 1
+    end
   end
   if #keys == 0 then
     redis.call('HDEL', limits_key, 'kdrain')
@@ -138,7 +142,7 @@ local throttled_until = {}
 
 local function lease_one(id)
   local jk = job_key(id)
-  local f = redis.call('HMGET', jk, 'st', 'k', 'ma', 'p', 'v', 'wf', 'x', 'ca', 'ikw', 'a', 'tok', 'to', 'lk', 'tb')
+  local f = redis.call('HMGET', jk, 'st', 'k', 'ma', 'p', 'v', 'wf', 'x', 'ca', 'ikw', 'a', 'tok', 'to', 'lk', 'tb', 'dl')
   local lk = f[13]
   if f[1] == 'QUEUED' and lk and kconc and key_running(q, lk) >= kconc then
     -- Its key is full: it waits, in order, for one of the key's jobs to end.
@@ -180,12 +184,14 @@ local function lease_one(id)
       leases[#leases + 1] = int(math.min(lease_until, dl + grace))
     else
       redis.call('HSET', jk, 'st', 'RUNNING', 'a', a, 'tok', tok, 'lb', worker, 'ua', now_s)
+      -- An earlier attempt's deadline (its kind's timeout since removed) must not bind this one.
+      if f[15] then redis.call('HDEL', jk, 'dl') end
       leases[#leases + 1] = deadline_s
     end
     leases[#leases + 1] = id
-    -- Counted against its key only while the queue has a per-key limit (`kr` says so), so a
-    -- limit key costs nothing until an operator sets one.
-    if lk and kconc then
+    -- Counted against its key (`kr` says so) whether or not a per-key limit is set now, so a
+    -- limit set later binds the jobs already running too.
+    if lk then
       redis.call('SADD', qkey(q, 'krun:' .. lk), id)
       redis.call('HSET', jk, 'kr', '1')
     end
@@ -206,6 +212,9 @@ local function lease_one(id)
     out[#out + 1] = int(timeout)
   else
     skipped = skipped + 1
+    -- A cancelled job of a limited key may have been let go from its key's wait list to
+    -- take a free slot: the next one waiting takes it instead.
+    if lk and kconc and key_running(q, lk) < kconc then release_key_waiter(q, lk) end
     if f[14] == '1' then
       redis.call('HINCRBY', qkey(q, 'stats'), 'tomb', -1)
       redis.call('HDEL', jk, 'tb')
