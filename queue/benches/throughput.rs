@@ -557,6 +557,60 @@ async fn main() -> anyhow::Result<()> {
     // 4. Drain rate with 1,000 versus 1,000,000 queued: a running worker's rate between its
     //    100th and 900th completion (start-up outside the window), from a queue of 1,000 and
     //    from a queue of 1,000,000; median of 9 each. Then 100,000 sustained from the big one.
+    // 3e. Timeouts and limits in use: the engine-only loop over jobs that each carry a
+    // timeout and a limit key, on a queue with concurrency, rate and per-key limits. With 1000
+    // keys in turn no job waits (the cost of counting); with 10 keys and one running per key,
+    // each fetch of 100 leases 10 and parks the rest, and each ack lets one go.
+    for (label, keys) in [("limits-counted", 1000usize), ("limits-contended", 10)]
+        .into_iter()
+        .filter(|(label, _)| wanted(label))
+    {
+        let engine = fresh_engine(&url, label).await?;
+        let n = scale(100_000);
+        engine
+            .set_queue_limits(
+                "q",
+                &queue::QueueLimits {
+                    concurrency: Some(100_000),
+                    per_key_concurrency: Some(1),
+                    rate: Some(queue::RateLimit::per_second(1_000_000)),
+                    per_key_rate: None,
+                },
+            )
+            .await?;
+        let mut left = n;
+        let mut next = 0usize;
+        while left > 0 {
+            let batch = left.min(10_000);
+            let jobs = (0..batch)
+                .map(|_| {
+                    next += 1;
+                    NewJob::raw("q", "q", format!("{{\"n\":{next}}}"))
+                        .with_limit_key(format!("k{}", next % keys))
+                        .with_timeout(Duration::from_secs(60))
+                })
+                .collect();
+            engine.push_many(jobs).await?;
+            left -= batch;
+        }
+        let before = cpu(&url).await?;
+        let started = Instant::now();
+        let mut done = 0;
+        let mut request = bench_fetch(100);
+        request.timeout_grace = Duration::from_secs(5);
+        while done < n {
+            let fetched = engine.fetch(&request).await?;
+            done += ack_all(&engine, fetched.jobs).await?;
+        }
+        let took = started.elapsed();
+        println!(
+            "fetch+ack, {label:<16} {n:>8} jobs  {}  ({keys} keys, one running per key)",
+            rate(n, took)
+        );
+        report_cpu(label, &before, &cpu(&url).await?, took);
+        engine.destroy_all_data().await?;
+    }
+
     if wanted("backlog") {
         let (from, to) = (100, 900);
         let median = |v: &mut Vec<f64>| {
