@@ -246,6 +246,44 @@ async fn the_command_line_reads_and_changes_what_the_servers_hold(sql: Sql) {
     let (code, _, err) = steadfast(&app, &["jobs", "--state", "NOPE"]).await;
     assert_eq!(code, 4, "{err}");
 
+    // Limits: shown, set (and then enforced by the engine), refused when out of range, cleared.
+    let none = json(&app, &["limits", "evaluate"]).await;
+    assert_eq!(none["concurrency"], Value::Null, "{none}");
+    let set = json(
+        &app,
+        &[
+            "limits",
+            "evaluate",
+            "--per-key-concurrency",
+            "1",
+            "--per-key-rate",
+            "5/1s",
+        ],
+    )
+    .await;
+    assert_eq!(set["per_key_concurrency"], 1);
+    assert_eq!(set["per_key_rate"], json!({ "limit": 5, "window_ms": 1000 }));
+    let stored = app.engine.queue_limits("evaluate").await.expect("limits");
+    assert_eq!(stored.per_key_concurrency, Some(1));
+    let (code, table, _) = steadfast(&app, &["limits", "evaluate"]).await;
+    assert_eq!(code, 0);
+    assert!(table.contains("at most 1 running per key"), "{table}");
+    let (code, _, err) = steadfast(&app, &["limits", "evaluate", "--rate", "ten/1s"]).await;
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("not a whole number"), "{err}");
+    let (code, _, err) = steadfast(&app, &["limits", "evaluate", "--rate", "10/0s"]).await;
+    assert_eq!(code, 4, "{err}");
+    assert!(err.contains("rate: window"), "{err}");
+    let (code, _, err) = steadfast(&app, &["limits", "evaluate", "--concurrency", "-1"]).await;
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(
+        app.engine.queue_limits("evaluate").await.expect("limits").per_key_concurrency,
+        Some(1),
+        "a refused change stores nothing"
+    );
+    json(&app, &["limits", "evaluate", "--clear"]).await;
+    assert!(app.engine.queue_limits("evaluate").await.expect("limits").is_empty());
+
     // Every change is audited, as done from the command line.
     let log = audit_log::Entity::find()
         .all(app.db())
@@ -261,6 +299,7 @@ async fn the_command_line_reads_and_changes_what_the_servers_hold(sql: Sql) {
         "user.set_role",
         "user.disable",
         "user.enable",
+        "queue.limits",
     ] {
         let entry = log
             .iter()

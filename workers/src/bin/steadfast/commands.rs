@@ -52,6 +52,42 @@ fn known_queue(name: &str) -> Result<&'static str, CliError> {
         })
 }
 
+fn limits_json(queue: &str, limits: &queue::QueueLimits) -> Value {
+    let rate = |r: Option<queue::RateLimit>| {
+        r.map_or(Value::Null, |r| {
+            json!({ "limit": r.limit, "window_ms": r.window.as_millis() as u64 })
+        })
+    };
+    json!({
+        "queue": queue,
+        "concurrency": limits.concurrency,
+        "per_key_concurrency": limits.per_key_concurrency,
+        "rate": rate(limits.rate),
+        "per_key_rate": rate(limits.per_key_rate),
+    })
+}
+
+fn limits_sentence(queue: &str, limits: &queue::QueueLimits) -> String {
+    if limits.is_empty() {
+        return format!("{queue} has no limits");
+    }
+    let rate = |r: queue::RateLimit| format!("{} per {:?}", r.limit, r.window);
+    let mut parts = Vec::new();
+    if let Some(n) = limits.concurrency {
+        parts.push(format!("at most {n} running"));
+    }
+    if let Some(n) = limits.per_key_concurrency {
+        parts.push(format!("at most {n} running per key"));
+    }
+    if let Some(r) = limits.rate {
+        parts.push(format!("{} started", rate(r)));
+    }
+    if let Some(r) = limits.per_key_rate {
+        parts.push(format!("{} started per key", rate(r)));
+    }
+    format!("{queue}: {}", parts.join(", "))
+}
+
 fn time(ms: u64) -> Value {
     DateTime::<Utc>::from_timestamp_millis(ms as i64).map_or(Value::Null, |t| json!(t.to_rfc3339()))
 }
@@ -198,6 +234,43 @@ pub async fn run(config: &Config) -> Result<(), CliError> {
                 &json!({ "queue": q, "state": state, "changed": changed }),
                 &sentence,
             );
+            Ok(())
+        }
+        Command::Limits {
+            queue,
+            concurrency,
+            per_key_concurrency,
+            rate,
+            per_key_rate,
+            clear,
+        } => {
+            let q = known_queue(queue)?;
+            let engine = engine(config).await?;
+            let wanted = queue::QueueLimits {
+                concurrency: *concurrency,
+                per_key_concurrency: *per_key_concurrency,
+                rate: *rate,
+                per_key_rate: *per_key_rate,
+            };
+            if wanted.is_empty() && !clear {
+                let limits = engine.queue_limits(q).await?;
+                output::done(json, &limits_json(q, &limits), &limits_sentence(q, &limits));
+                return Ok(());
+            }
+            wanted
+                .validate()
+                .map_err(|e| CliError::Refused(e.to_string()))?;
+            let before = engine.queue_limits(q).await?;
+            engine.set_queue_limits(q, &wanted).await?;
+            let db = database(config).await?;
+            audit(
+                &db,
+                "queue.limits",
+                &format!("queue:{q}"),
+                json!({ "before": limits_json(q, &before), "after": limits_json(q, &wanted) }),
+            )
+            .await?;
+            output::done(json, &limits_json(q, &wanted), &limits_sentence(q, &wanted));
             Ok(())
         }
         Command::Drain {

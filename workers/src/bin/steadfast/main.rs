@@ -102,6 +102,26 @@ pub(crate) enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Shows the queue's limits, or replaces them with the ones given (`--clear`: none).
+    /// Rates are `N/WINDOW`, e.g. `10/1s`, `500/1m`, `3/250ms`.
+    Limits {
+        queue: String,
+        /// Jobs of the queue running at once, across all workers.
+        #[arg(long)]
+        concurrency: Option<u32>,
+        /// Jobs of one limit key (a sensor, a channel) running at once.
+        #[arg(long)]
+        per_key_concurrency: Option<u32>,
+        /// Jobs of the queue started per window.
+        #[arg(long, value_parser = parse_rate)]
+        rate: Option<queue::RateLimit>,
+        /// Jobs of one limit key started per window.
+        #[arg(long, value_parser = parse_rate)]
+        per_key_rate: Option<queue::RateLimit>,
+        /// Remove every limit.
+        #[arg(long, conflicts_with_all = ["concurrency", "per_key_concurrency", "rate", "per_key_rate"])]
+        clear: bool,
+    },
     /// Accounts: list them (the default), disable or enable one, change a role.
     Users {
         #[command(subcommand)]
@@ -112,6 +132,36 @@ pub(crate) enum Command {
         #[command(subcommand)]
         action: DeviceAction,
     },
+}
+
+/// `N/WINDOW`: `10/1s`, `500/1m`, `3/250ms`, `1000/1h`.
+fn parse_rate(raw: &str) -> Result<queue::RateLimit, String> {
+    let (limit, window) = raw
+        .split_once('/')
+        .ok_or_else(|| format!("{raw:?} is not N/WINDOW (e.g. 10/1s)"))?;
+    let limit: u32 = limit
+        .trim()
+        .parse()
+        .map_err(|_| format!("{limit:?} is not a whole number of jobs"))?;
+    let window = window.trim();
+    let split = window
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("{window:?} needs a unit: ms, s, m or h"))?;
+    let (amount, unit) = window.split_at(split);
+    let amount: u64 = amount
+        .parse()
+        .map_err(|_| format!("{window:?} is not a window (e.g. 1s, 250ms)"))?;
+    let millis = match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        other => return Err(format!("unknown unit {other:?}: use ms, s, m or h")),
+    };
+    Ok(queue::RateLimit {
+        limit,
+        window: std::time::Duration::from_millis(amount.saturating_mul(millis)),
+    })
 }
 
 #[derive(Debug, Subcommand)]
