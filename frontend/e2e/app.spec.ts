@@ -186,6 +186,47 @@ test('a paused queue holds a submitted job until the operator resumes it', async
   await expect(page.getByTestId('job-state')).toHaveText('SUCCEEDED', { timeout: 15_000 });
 });
 
+test('an operator limits a queue per key, a bad limit is explained, and a job shows its timeout and key', async ({ page }) => {
+  await signIn(page, ADMIN);
+  const row = page.locator('[data-queue="ingest"]');
+  await expect(row.getByTestId('limits')).toHaveText('—');
+  await row.getByRole('button', { name: 'Limits' }).click();
+  const editor = page.getByTestId('limits-editor');
+  await editor.getByTestId('limit-per-key-concurrency').fill('-2');
+  await editor.getByRole('button', { name: 'Save limits' }).click();
+  await expect(editor.getByTestId('limits-error')).toContainText('perKeyConcurrency');
+  await editor.getByTestId('limit-per-key-concurrency').fill('1');
+  await editor.getByTestId('limit-rate').fill('50');
+  await editor.getByTestId('limit-rate-window').fill('1000');
+  await editor.getByRole('button', { name: 'Save limits' }).click();
+  await expect(page.getByTestId('done')).toContainText('ingest limits saved');
+  await expect(row.getByTestId('limits')).toHaveText('≤1 per key, 50/1.0 s');
+  // What the API stores is what the row shows after a reload.
+  await page.reload();
+  await expect(row.getByTestId('limits')).toHaveText('≤1 per key, 50/1.0 s');
+  await shot(page, 'overview-limits');
+
+  await page.goto(`${baseUrl()}/submit`);
+  await page.getByTestId('payload').fill(JSON.stringify({ readings: [{ sensor: 'boiler-1', ts: new Date().toISOString(), value: 22 }] }));
+  await page.getByTestId('timeout-ms').fill('0');
+  await page.getByRole('button', { name: 'Submit', exact: true }).click();
+  await expect(page.getByTestId('timeout-error')).toContainText('1 ms to 7 days');
+  await page.getByTestId('timeout-ms').fill('30000');
+  await page.getByTestId('limit-key').fill('boiler-1');
+  await page.getByRole('button', { name: 'Submit', exact: true }).click();
+  await page.waitForURL(/\/jobs\/[^/?]+/);
+  await expect(page.getByTestId('timeout')).toHaveText('30.0 s');
+  await expect(page.getByTestId('limit-key')).toContainText('boiler-1');
+  await expect(page.getByTestId('job-state')).toHaveText('SUCCEEDED', { timeout: 15_000 });
+
+  // Lifted again, so the flows after this one run unlimited.
+  await page.getByRole('link', { name: 'Overview', exact: true }).click();
+  await row.getByRole('button', { name: 'Limits' }).click();
+  for (const field of ['limit-per-key-concurrency', 'limit-rate', 'limit-rate-window']) await editor.getByTestId(field).fill('');
+  await editor.getByRole('button', { name: 'Save limits' }).click();
+  await expect(row.getByTestId('limits')).toHaveText('—');
+});
+
 test('an admin edits a rule and the next breach follows the new threshold', async ({ page }) => {
   await signIn(page, ADMIN);
   await page.goto(`${baseUrl()}/sensors/boiler-1`);

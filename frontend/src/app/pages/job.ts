@@ -1,7 +1,7 @@
 import { Component, DestroyRef, OnInit, computed, inject, signal } from '@angular/core';
 import { ActivatedRoute, RouterLink } from '@angular/router';
 import { explain } from '../core/api-error';
-import { between, json, relative, when } from '../core/format';
+import { between, duration, json, relative, when } from '../core/format';
 import { Graphql } from '../core/graphql';
 import { JOB_UPDATE_FIELDS, JobKind, JobState, JobUpdate, WAITING } from '../core/jobs';
 import { Live, LiveHandle } from '../core/live';
@@ -24,6 +24,7 @@ interface JobDetail {
   maxAttempts: number | null;
   priority: 'HIGH' | 'NORMAL' | 'LOW' | null;
   progress: { percent: number; message: string } | null;
+  controls: { timeoutMs: number | null; limitKey: string | null; waitingForKey: boolean; attemptDeadline: string | null } | null;
   round: number | null;
   payload: unknown;
   result: unknown;
@@ -37,7 +38,8 @@ interface JobDetail {
   attempts: Attempt[];
 }
 
-const JOB = `query Job($id: ID!) { job(id: $id) { id kind state attempt maxAttempts priority progress { percent message } round payload result lastError
+const JOB = `query Job($id: ID!) { job(id: $id) { id kind state attempt maxAttempts priority progress { percent message }
+  controls { timeoutMs limitKey waitingForKey attemptDeadline } round payload result lastError
   idempotencyKey workflowRunId runAt nextRunAt createdAt updatedAt
   attempts { attempt startedAt endedAt outcome error worker } } }`;
 
@@ -64,6 +66,13 @@ const JOB = `query Job($id: ID!) { job(id: $id) { id kind state attempt maxAttem
           <dt>Idempotency key</dt><dd>{{ job.idempotencyKey ?? '—' }}</dd>
           <dt>Created</dt><dd>{{ when(job.createdAt) }}</dd>
           <dt>Updated</dt><dd>{{ when(job.updatedAt) }}</dd>
+          @if (job.controls; as c) {
+            @if (c.timeoutMs !== null) { <dt>Timeout per attempt</dt><dd data-testid="timeout">{{ duration(c.timeoutMs) }}</dd> }
+            @if (c.attemptDeadline && job.state === 'RUNNING') { <dt>Must end by</dt><dd>{{ when(c.attemptDeadline) }}</dd> }
+            @if (c.limitKey) {
+              <dt>Limit key</dt><dd data-testid="limit-key"><code>{{ c.limitKey }}</code>@if (c.waitingForKey && job.state === 'QUEUED') { <span class="muted" data-testid="waiting-for-key"> — waiting for a running job of this key to end</span> }</dd>
+            }
+          }
           @if (job.progress && job.state === 'RUNNING') {
             <dt>Progress</dt><dd data-testid="progress"><progress max="100" [value]="job.progress.percent"></progress> {{ job.progress.percent }}% {{ job.progress.message }}</dd>
           }
@@ -124,6 +133,7 @@ export class JobPage implements OnInit {
   protected readonly when = when;
   protected readonly between = between;
   protected readonly relative = relative;
+  protected readonly duration = duration;
   protected readonly json = json;
   protected readonly job = signal<JobDetail | null>(null);
   protected readonly events = signal<JobUpdate[]>([]);

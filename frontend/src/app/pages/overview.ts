@@ -4,7 +4,8 @@ import { explain } from '../core/api-error';
 import { when } from '../core/format';
 import { Graphql } from '../core/graphql';
 import { Live } from '../core/live';
-import { QueueControl, queueAction, waitedFor } from '../core/queues';
+import { FormsModule } from '@angular/forms';
+import { LIMITS_FIELDS, LimitsForm, QueueControl, QueueLimits, limitsForm, limitsInput, limitsSummary, queueAction, waitedFor } from '../core/queues';
 import { Session } from '../core/session';
 import { Throughput } from '../core/throughput';
 import { ConfirmBar } from '../shared/confirm-bar';
@@ -52,7 +53,7 @@ const WORKERS_EVERY_MS = 5_000;
 /** The state of the whole system at a glance, live. */
 @Component({
   selector: 'sf-overview',
-  imports: [LineChart, RouterLink, ConfirmBar],
+  imports: [LineChart, RouterLink, ConfirmBar, FormsModule],
   template: `
     <h1>Overview</h1>
     @if (error()) { <p class="error" role="alert">{{ error() }}</p> }
@@ -61,12 +62,28 @@ const WORKERS_EVERY_MS = 5_000;
       <sf-confirm [message]="'Cancel every job waiting on ' + name + '? Running jobs finish; the cancelled ones cannot be run again.'"
         action="Drain" [busy]="busy()" (confirmed)="drain(name)" (cancelled)="draining.set(null)" />
     }
+    @if (editing(); as name) {
+      <section class="panel" data-testid="limits-editor">
+        <h2>Limits of {{ name }}</h2>
+        <p class="muted">Every worker obeys them from its next fetch. Empty fields are no limit. Per-key limits count jobs by their limit key (evaluate: its sensor; notify: its channel). A job held back waits without spending an attempt.</p>
+        <form (ngSubmit)="saveLimits(name)" class="limits">
+          <label>Running at once <input name="concurrency" data-testid="limit-concurrency" inputmode="numeric" [(ngModel)]="form.concurrency" /></label>
+          <label>Running at once per key <input name="perKeyConcurrency" data-testid="limit-per-key-concurrency" inputmode="numeric" [(ngModel)]="form.perKeyConcurrency" /></label>
+          <label>Starts <input name="rate" data-testid="limit-rate" inputmode="numeric" [(ngModel)]="form.rate" /></label>
+          <label>per (ms) <input name="rateWindowMs" data-testid="limit-rate-window" inputmode="numeric" [(ngModel)]="form.rateWindowMs" /></label>
+          <label>Starts per key <input name="perKeyRate" data-testid="limit-per-key-rate" inputmode="numeric" [(ngModel)]="form.perKeyRate" /></label>
+          <label>per (ms) <input name="perKeyRateWindowMs" data-testid="limit-per-key-rate-window" inputmode="numeric" [(ngModel)]="form.perKeyRateWindowMs" /></label>
+          @if (limitsError()) { <p class="error" role="alert" data-testid="limits-error">{{ limitsError() }}</p> }
+          <div><button type="submit" [disabled]="busy()">Save limits</button> <button type="button" (click)="editing.set(null)">Close</button></div>
+        </form>
+      </section>
+    }
     <section class="panel">
       <h2>Queues</h2>
       <div class="table-wrap">
         <table data-testid="queues">
           <thead><tr><th>Queue</th><th class="num">Ready</th><th class="num">Oldest waiting</th><th class="num">Scheduled</th><th class="num">Running</th>
-            <th class="num">Dead</th><th class="num">Succeeded</th><th class="num">Failed</th><th class="num">Per minute</th>
+            <th class="num">Dead</th><th class="num">Succeeded</th><th class="num">Failed</th><th class="num">Per minute</th><th>Limits</th>
             @if (operator()) { <th></th> }</tr></thead>
           <tbody>
             @for (q of queues(); track q.name) {
@@ -78,16 +95,18 @@ const WORKERS_EVERY_MS = 5_000;
                 <td class="num">@if (q.dead > 0) { <a routerLink="/dead">{{ q.dead }}</a> } @else { 0 }</td>
                 <td class="num">{{ q.completed }}</td><td class="num">{{ q.failed }}</td>
                 <td class="num">{{ q.throughputPerMinute.toFixed(0) }}</td>
+                <td data-testid="limits">{{ limitsSummary(limits()[q.name]) }}</td>
                 @if (operator()) {
                   <td class="acts">
                     @let action = queueAction(q);
                     <button type="button" (click)="control(q.name, action)" [disabled]="busy()">{{ action.label }}</button>
+                    <button type="button" (click)="editLimits(q.name)" [disabled]="busy()">Limits</button>
                     @if (admin()) { <button type="button" (click)="draining.set(q.name)" [disabled]="busy() || q.ready + q.scheduled === 0">Drain</button> }
                   </td>
                 }
               </tr>
             } @empty {
-              <tr><td colspan="10" class="muted">Loading queue counts…</td></tr>
+              <tr><td colspan="11" class="muted">Loading queue counts…</td></tr>
             }
           </tbody>
         </table>
@@ -145,6 +164,8 @@ const WORKERS_EVERY_MS = 5_000;
     tr.paused { background: #fffbeb; }
     .badge { margin-left: 0.4rem; padding: 0 0.4rem; border-radius: 4px; background: #f59e0b; color: #fff; font-size: 0.75rem; }
     .acts { white-space: nowrap; } .acts button { margin-right: 0.25rem; }
+    .limits { display: flex; flex-wrap: wrap; gap: 0.5rem 1rem; align-items: end; }
+    .limits label { display: flex; flex-direction: column; font-size: 0.85rem; } .limits input { width: 7rem; }
   `,
 })
 export class OverviewPage implements OnInit {
@@ -160,6 +181,11 @@ export class OverviewPage implements OnInit {
   protected readonly busy = signal(false);
   protected readonly done = signal<string | null>(null);
   protected readonly draining = signal<string | null>(null);
+  protected readonly limitsSummary = limitsSummary;
+  protected readonly limits = signal<Record<string, QueueLimits>>({});
+  protected readonly editing = signal<string | null>(null);
+  protected readonly limitsError = signal<string | null>(null);
+  protected form: LimitsForm = limitsForm({ concurrency: null, perKeyConcurrency: null, rate: null, perKeyRate: null });
   protected readonly minutes = 5;
   protected readonly queues = signal<Queue[]>([]);
   protected readonly workers = signal<Worker[]>([]);
@@ -200,6 +226,7 @@ export class OverviewPage implements OnInit {
     try {
       const data = await this.graphql.request<{ queues: Queue[] }>(`{ queues { ${QUEUE_FIELDS} } }`);
       if (replace || this.queues().length === 0) this.queues.set(data.queues);
+      await this.loadLimits(data.queues.map((q) => q.name));
     } catch (e) {
       this.error.set(explain(e));
     }
@@ -214,6 +241,44 @@ export class OverviewPage implements OnInit {
       const changed = data[action.mutation];
       this.queues.update((qs) => qs.map((q) => (q.name === changed.name ? changed : q)));
       this.done.set(`${name} ${changed.paused ? 'paused: workers lease nothing from it' : 'resumed'}.`);
+    });
+  }
+
+  /** Every queue's limits in one request (one alias per queue). */
+  private async loadLimits(names: string[]): Promise<void> {
+    if (names.length === 0) return;
+    const parts = names.map((n, i) => `q${i}: queueLimits(name: ${JSON.stringify(n)}) { ${LIMITS_FIELDS} }`);
+    const data = await this.graphql.request<Record<string, QueueLimits>>(`{ ${parts.join(' ')} }`);
+    this.limits.set(Object.fromEntries(names.map((n, i) => [n, data[`q${i}`]])));
+  }
+
+  protected editLimits(name: string): void {
+    const current = this.limits()[name] ?? { concurrency: null, perKeyConcurrency: null, rate: null, perKeyRate: null };
+    this.form = limitsForm(current);
+    this.limitsError.set(null);
+    this.editing.set(name);
+  }
+
+  protected async saveLimits(name: string): Promise<void> {
+    const checked = limitsInput(this.form);
+    if ('field' in checked) {
+      this.limitsError.set(`${checked.field}: ${checked.error}`);
+      return;
+    }
+    this.limitsError.set(null);
+    await this.act(async () => {
+      try {
+        const data = await this.graphql.request<{ setQueueLimits: QueueLimits }>(
+          `mutation($n: String!, $l: QueueLimitsInput!) { setQueueLimits(name: $n, limits: $l) { ${LIMITS_FIELDS} } }`,
+          { n: name, l: checked.limits },
+        );
+        this.limits.update((all) => ({ ...all, [name]: data.setQueueLimits }));
+        this.editing.set(null);
+        this.done.set(`${name} limits saved: ${limitsSummary(data.setQueueLimits)}.`);
+      } catch (e) {
+        this.limitsError.set(explain(e));
+        throw e;
+      }
     });
   }
 

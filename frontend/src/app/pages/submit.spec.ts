@@ -12,6 +12,8 @@ describe('fieldErrors', () => {
 
   it('puts option errors at their inputs, and anything else above the button', () => {
     expect(fieldErrors(new ApiError('1 to 100', 'BAD_USER_INPUT', 'input.maxAttempts'))).toEqual({ maxAttempts: '1 to 100' });
+    expect(fieldErrors(new ApiError('1 ms to 7 days', 'BAD_USER_INPUT', 'input.timeoutMs'))).toEqual({ timeoutMs: '1 ms to 7 days' });
+    expect(fieldErrors(new ApiError('1 to 200 bytes', 'BAD_USER_INPUT', 'input.limitKey'))).toEqual({ limitKey: '1 to 200 bytes' });
     expect(fieldErrors(new ApiError('needs OPERATOR', 'FORBIDDEN')).other).toContain('Ask an admin');
   });
 });

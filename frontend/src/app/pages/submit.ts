@@ -26,6 +26,8 @@ export interface FieldErrors {
   maxAttempts?: string;
   runAt?: string;
   idempotencyKey?: string;
+  timeoutMs?: string;
+  limitKey?: string;
   other?: string;
 }
 
@@ -37,7 +39,7 @@ export function fieldErrors(error: unknown): FieldErrors {
   const path = error.field.replace(/^input\./, '');
   if (path === 'payload') return { payload: error.message };
   if (path.startsWith('payload.')) return { payload: `${path.slice('payload.'.length)}: ${error.message}` };
-  if (path === 'maxAttempts' || path === 'runAt' || path === 'idempotencyKey') return { [path]: error.message };
+  if (['maxAttempts', 'runAt', 'idempotencyKey', 'timeoutMs', 'limitKey'].includes(path)) return { [path]: error.message };
   return { other: `${error.field}: ${error.message}` };
 }
 
@@ -83,6 +85,14 @@ interface SubmitResult {
             <option value="HIGH">high</option><option value="NORMAL">normal</option><option value="LOW">low</option>
           </select>
         </label>
+        <label>Timeout per attempt, ms (optional)
+          <input name="timeoutMs" type="number" min="1" [(ngModel)]="timeoutMs" [class.invalid]="!!errors().timeoutMs" data-testid="timeout-ms" />
+          @if (errors().timeoutMs) { <span class="field-error" data-testid="timeout-error">{{ errors().timeoutMs }}</span> }
+        </label>
+        <label>Limit key (optional)
+          <input name="limitKey" [(ngModel)]="limitKey" [class.invalid]="!!errors().limitKey" data-testid="limit-key" />
+          @if (errors().limitKey) { <span class="field-error">{{ errors().limitKey }}</span> }
+        </label>
         <label>Run at (optional)
           <input name="runAt" type="datetime-local" step="1" [(ngModel)]="runAt" data-testid="run-at" [class.invalid]="!!errors().runAt" />
           @if (errors().runAt) { <span class="field-error">{{ errors().runAt }}</span> }
@@ -104,6 +114,8 @@ export class SubmitPage {
   protected readonly idempotencyKey = signal('');
   protected readonly maxAttempts = signal<number | null>(null);
   protected readonly runAt = signal('');
+  protected readonly timeoutMs = signal<number | null>(null);
+  protected readonly limitKey = signal('');
   protected readonly priority = signal<'HIGH' | 'NORMAL' | 'LOW'>('NORMAL');
   protected readonly errors = signal<FieldErrors>({});
   protected readonly busy = signal(false);
@@ -129,6 +141,9 @@ export class SubmitPage {
     const attempts = this.maxAttempts();
     if (attempts !== null && `${attempts}` !== '') input['maxAttempts'] = Number(attempts);
     if (this.priority() !== 'NORMAL') input['priority'] = this.priority();
+    const timeout = this.timeoutMs();
+    if (timeout !== null && `${timeout}` !== '') input['timeoutMs'] = Number(timeout);
+    if (this.limitKey().trim()) input['limitKey'] = this.limitKey().trim();
     if (this.runAt()) {
       const at = new Date(this.runAt());
       if (Number.isNaN(at.getTime())) {
