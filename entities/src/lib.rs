@@ -19,6 +19,7 @@ pub mod readings;
 pub mod refresh_tokens;
 pub mod rule_channels;
 pub mod rules;
+pub mod schedules;
 pub mod sensors;
 pub mod states;
 pub mod users;

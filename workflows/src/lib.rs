@@ -7,6 +7,7 @@ pub mod job;
 pub mod jobs;
 pub mod ledger;
 pub mod retention;
+pub mod schedules;
 pub mod statistics;
 
 pub use job::{BackgroundJob, HandlerError, JobPolicy, ValidationError, decode_payload, run_of};

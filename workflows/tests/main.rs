@@ -9,6 +9,7 @@ mod workflows {
     mod ledger;
     mod notify;
     mod retention;
+    mod schedules;
     mod silence;
     mod statistics;
 }

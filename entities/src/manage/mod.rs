@@ -62,7 +62,7 @@ pub enum ManageError {
 }
 
 impl ManageError {
-    fn refused(field: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn refused(field: impl Into<String>, message: impl Into<String>) -> Self {
         ManageError::Refused {
             field: field.into(),
             message: message.into(),
@@ -70,7 +70,8 @@ impl ManageError {
     }
 }
 
-fn check_version(
+/// Refuses a change made against a version other than the row's.
+pub fn check_version(
     what: &'static str,
     current: i64,
     expected: Option<i64>,
@@ -87,7 +88,7 @@ fn check_version(
 
 /// Writes `active` only if the row is still at `read` (its version when it was read), so a
 /// change that raced past the check is refused rather than lost.
-async fn update_if_version<A>(
+pub async fn update_if_version<A>(
     db: &impl ConnectionTrait,
     active: A,
     version: <A::Entity as EntityTrait>::Column,

@@ -262,7 +262,10 @@ async fn the_command_line_reads_and_changes_what_the_servers_hold(sql: Sql) {
     )
     .await;
     assert_eq!(set["per_key_concurrency"], 1);
-    assert_eq!(set["per_key_rate"], json!({ "limit": 5, "window_ms": 1000 }));
+    assert_eq!(
+        set["per_key_rate"],
+        json!({ "limit": 5, "window_ms": 1000 })
+    );
     let stored = app.engine.queue_limits("evaluate").await.expect("limits");
     assert_eq!(stored.per_key_concurrency, Some(1));
     let (code, table, _) = steadfast(&app, &["limits", "evaluate"]).await;
@@ -277,12 +280,22 @@ async fn the_command_line_reads_and_changes_what_the_servers_hold(sql: Sql) {
     let (code, _, err) = steadfast(&app, &["limits", "evaluate", "--concurrency", "-1"]).await;
     assert_eq!(code, 2, "{err}");
     assert_eq!(
-        app.engine.queue_limits("evaluate").await.expect("limits").per_key_concurrency,
+        app.engine
+            .queue_limits("evaluate")
+            .await
+            .expect("limits")
+            .per_key_concurrency,
         Some(1),
         "a refused change stores nothing"
     );
     json(&app, &["limits", "evaluate", "--clear"]).await;
-    assert!(app.engine.queue_limits("evaluate").await.expect("limits").is_empty());
+    assert!(
+        app.engine
+            .queue_limits("evaluate")
+            .await
+            .expect("limits")
+            .is_empty()
+    );
 
     // Every change is audited, as done from the command line.
     let log = audit_log::Entity::find()

@@ -6,7 +6,9 @@ pub mod ingest;
 pub mod notify;
 pub mod silence_check;
 
-use crate::BackgroundJob;
+use queue::NewJob;
+
+use crate::{BackgroundJob, ValidationError, decode_payload};
 
 /// Every kind this build runs, each its own queue. The workers register one pool per entry,
 /// and a test holds the API's `JobKind` and the web app's list to it.
@@ -29,6 +31,57 @@ pub fn kind_named(name: &str) -> Option<&'static str> {
         .or_else(|| of::<alert::Alert>(name))
         .or_else(|| of::<notify::Notify>(name))
         .or_else(|| of::<silence_check::SilenceCheck>(name))
+}
+
+/// The kinds a client or a schedule may submit (`silence_check` is the workers' own).
+pub const SUBMITTABLE: [&str; 4] = [
+    ingest::Ingest::KIND,
+    evaluate::Evaluate::KIND,
+    alert::Alert::KIND,
+    notify::Notify::KIND,
+];
+
+/// The job a client or a schedule submits: `payload` decoded and checked as `kind`'s, with the
+/// kind's version and attempts. An ingest gets an id of its own, which also names the
+/// workflow run it starts. Errors name the field: `kind`, or `payload...` (the dotted path).
+pub fn submission(kind: &str, payload: serde_json::Value) -> Result<NewJob, ValidationError> {
+    fn typed<J: BackgroundJob>(payload: serde_json::Value) -> Result<NewJob, ValidationError> {
+        let job: J = decode_payload(payload).map_err(|e| {
+            let field = if e.field == "payload" {
+                e.field
+            } else {
+                format!("payload.{}", e.field)
+            };
+            ValidationError::new(field, e.message)
+        })?;
+        job.to_submission()
+            .map_err(|e| ValidationError::new("payload", e.to_string()))
+    }
+    match kind_named(kind) {
+        Some(ingest::Ingest::KIND) => {
+            let id = ulid::Ulid::new().to_string();
+            Ok(typed::<ingest::Ingest>(payload)?
+                .with_id(&id)
+                .with_workflow_id(&id))
+        }
+        Some(evaluate::Evaluate::KIND) => typed::<evaluate::Evaluate>(payload),
+        Some(alert::Alert::KIND) => typed::<alert::Alert>(payload),
+        Some(notify::Notify::KIND) => typed::<notify::Notify>(payload),
+        Some(other) => Err(ValidationError::new(
+            "kind",
+            format!(
+                "{other} jobs are the workers' own; submit one of {}",
+                SUBMITTABLE.join(", ")
+            ),
+        )),
+        None => Err(ValidationError::new(
+            "kind",
+            format!(
+                "no kind is named {kind:?}; the kinds are {}",
+                SUBMITTABLE.join(", ")
+            ),
+        )),
+    }
 }
 
 #[cfg(test)]

@@ -54,9 +54,10 @@ fn known_queue(name: &str) -> Result<&'static str, CliError> {
 
 fn limits_json(queue: &str, limits: &queue::QueueLimits) -> Value {
     let rate = |r: Option<queue::RateLimit>| {
-        r.map_or(Value::Null, |r| {
-            json!({ "limit": r.limit, "window_ms": r.window.as_millis() as u64 })
-        })
+        r.map_or(
+            Value::Null,
+            |r| json!({ "limit": r.limit, "window_ms": r.window.as_millis() as u64 }),
+        )
     };
     json!({
         "queue": queue,
