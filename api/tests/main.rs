@@ -15,6 +15,7 @@ mod api {
     mod resilience;
     mod rest;
     mod rest_operations;
+    mod schedules;
     mod schema;
     mod subscriptions;
     mod telemetry;

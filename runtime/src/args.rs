@@ -46,6 +46,9 @@ pub struct PoolArgs {
     /// Milliseconds an open breaker waits before letting a probe through.
     #[arg(long, env = "BREAKER_COOL_DOWN_MS", default_value_t = 30_000)]
     pub breaker_cool_down_ms: u64,
+    /// Milliseconds between looks for due schedules (0: this process makes no scheduled jobs).
+    #[arg(long, env = "SCHEDULES_EVERY_MS", default_value_t = 500)]
+    pub schedules_every_ms: u64,
     /// Seconds between checks of silence rules.
     #[arg(long, env = "SILENCE_CHECK_SECS", default_value_t = 30)]
     pub silence_check_secs: u64,
@@ -130,6 +133,11 @@ impl PoolArgs {
         pools.lease = self.lease_ms.map(Duration::from_millis);
         pools.shutdown_grace = Duration::from_secs(self.shutdown_grace_secs);
         pools.silence_every = Duration::from_secs(self.silence_check_secs.max(1));
+        pools.scheduler =
+            (self.schedules_every_ms > 0).then(|| workflows::schedules::SchedulerConfig {
+                every: Duration::from_millis(self.schedules_every_ms),
+                ..Default::default()
+            });
         let recorders = if self.no_ledger {
             0
         } else {

@@ -17,6 +17,7 @@ use workflows::{
     },
     ledger::{LEDGER_APPLICATION, Recorder, RecorderConfig},
     retention::{self, RetentionConfig},
+    schedules::{Scheduler, SchedulerConfig},
     statistics,
 };
 
@@ -92,6 +93,9 @@ pub struct PoolConfig {
     pub sample_depth_every: Option<Duration>,
     /// Old ledger rows and readings deleted every so often (`None`: by another process).
     pub retention: Option<(RetentionConfig, Duration)>,
+    /// Makes the jobs of due schedules (`None`: other processes do). Any number of processes
+    /// may: each tick still makes one job.
+    pub scheduler: Option<SchedulerConfig>,
 }
 
 impl PoolConfig {
@@ -109,6 +113,7 @@ impl PoolConfig {
             ledger_recorders: 1,
             sample_depth_every: None,
             retention: None,
+            scheduler: Some(SchedulerConfig::default()),
         }
     }
 }
@@ -317,6 +322,10 @@ pub async fn run_pools(
                 }
             }
         }));
+    }
+    if let Some(scheduler) = config.scheduler.clone() {
+        let scheduler = Scheduler::new(ctx.db.clone(), ctx.engine.clone(), scheduler);
+        duties.spawn(scheduler.run(stop.clone().cancelled_owned()));
     }
     if let Some(every) = config.sample_depth_every {
         let sampler = metrics::sample_depth(ctx.engine.clone(), config.queues.clone(), every);

@@ -19,6 +19,7 @@ pub mod queue_limits;
 pub mod queues;
 pub mod rules;
 pub mod runs;
+pub mod schedules;
 pub mod sensors;
 mod subscriptions;
 pub mod users;
@@ -40,6 +41,7 @@ pub struct Query(
     queues::QueueQuery,
     queue_limits::QueueLimitsQuery,
     runs::RunQuery,
+    schedules::ScheduleQuery,
     sensors::SensorQuery,
     channels::ChannelQuery,
     devices::DeviceQuery,
@@ -56,6 +58,7 @@ pub struct Mutation(
     dead::DeadMutation,
     queues::QueueMutation,
     queue_limits::QueueLimitsMutation,
+    schedules::ScheduleMutation,
     sensors::SensorMutation,
     rules::RuleMutation,
     channels::ChannelMutation,
