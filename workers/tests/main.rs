@@ -10,4 +10,5 @@ mod workers {
     mod judged;
     mod kit;
     mod pipeline;
+    mod schedules;
 }
