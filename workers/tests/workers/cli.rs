@@ -297,6 +297,82 @@ async fn the_command_line_reads_and_changes_what_the_servers_hold(sql: Sql) {
             .is_empty()
     );
 
+    // Schedules: created (a bad cron refused, nothing stored), listed, paused, resumed, deleted.
+    let (code, _, err) = steadfast(
+        &app,
+        &[
+            "schedules",
+            "create",
+            "nightly",
+            "--cron",
+            "0 25 * * *",
+            "--kind",
+            "evaluate",
+            "--payload",
+            r#"{"sensor":"boiler"}"#,
+        ],
+    )
+    .await;
+    assert_eq!(code, 4, "{err}");
+    assert!(err.contains("cron"), "{err}");
+    let (code, _, err) = steadfast(
+        &app,
+        &[
+            "schedules",
+            "create",
+            "nightly",
+            "--cron",
+            "0 2 * * *",
+            "--time-zone",
+            "Nowhere/City",
+            "--kind",
+            "evaluate",
+            "--payload",
+            r#"{"sensor":"boiler"}"#,
+        ],
+    )
+    .await;
+    assert_eq!(code, 4, "{err}");
+    assert!(err.contains("timeZone"), "{err}");
+    assert_eq!(
+        json(&app, &["schedules"]).await,
+        json!([]),
+        "nothing stored"
+    );
+    let created = json(
+        &app,
+        &[
+            "schedules",
+            "create",
+            "nightly",
+            "--cron",
+            "0 2 * * *",
+            "--time-zone",
+            "Europe/Berlin",
+            "--kind",
+            "evaluate",
+            "--payload",
+            r#"{"sensor":"boiler"}"#,
+            "--missed",
+            "catch_up_once",
+        ],
+    )
+    .await;
+    let schedule_id = created["id"].as_i64().expect("id").to_string();
+    assert_eq!(created["missed"], "catch_up_once");
+    let listed = json(&app, &["schedules", "list"]).await;
+    assert_eq!(listed[0]["name"], "nightly");
+    let paused = json(&app, &["schedules", "pause", &schedule_id]).await;
+    assert_eq!(
+        (paused["enabled"].clone(), paused["nextRunAt"].clone()),
+        (json!(false), Value::Null)
+    );
+    let resumed = json(&app, &["schedules", "resume", &schedule_id]).await;
+    assert!(resumed["nextRunAt"].is_string(), "{resumed}");
+    json(&app, &["schedules", "delete", &schedule_id]).await;
+    let (code, _, _) = steadfast(&app, &["schedules", "delete", &schedule_id]).await;
+    assert_eq!(code, 3, "an unknown schedule");
+
     // Every change is audited, as done from the command line.
     let log = audit_log::Entity::find()
         .all(app.db())
@@ -313,6 +389,10 @@ async fn the_command_line_reads_and_changes_what_the_servers_hold(sql: Sql) {
         "user.disable",
         "user.enable",
         "queue.limits",
+        "schedule.create",
+        "schedule.pause",
+        "schedule.resume",
+        "schedule.delete",
     ] {
         let entry = log
             .iter()

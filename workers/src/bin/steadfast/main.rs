@@ -122,6 +122,11 @@ pub(crate) enum Command {
         #[arg(long, conflicts_with_all = ["concurrency", "per_key_concurrency", "rate", "per_key_rate"])]
         clear: bool,
     },
+    /// Recurring jobs: list them (the default), create, pause, resume, delete.
+    Schedules {
+        #[command(subcommand)]
+        action: Option<ScheduleAction>,
+    },
     /// Accounts: list them (the default), disable or enable one, change a role.
     Users {
         #[command(subcommand)]
@@ -162,6 +167,36 @@ fn parse_rate(raw: &str) -> Result<queue::RateLimit, String> {
         limit,
         window: std::time::Duration::from_millis(amount.saturating_mul(millis)),
     })
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ScheduleAction {
+    /// Every schedule, with its next and last tick.
+    List,
+    /// A new schedule, running from its next tick.
+    Create {
+        name: String,
+        /// Five fields (minute hour day month weekday) or six (seconds first), quoted.
+        #[arg(long)]
+        cron: String,
+        /// An IANA zone (Europe/Berlin); default UTC.
+        #[arg(long, default_value = "UTC")]
+        time_zone: String,
+        #[arg(long)]
+        kind: String,
+        /// The kind's payload, JSON.
+        #[arg(long)]
+        payload: String,
+        /// What missed ticks make: none, or one job for all of them.
+        #[arg(long, value_parser = ["skip", "catch_up_once"], default_value = "skip")]
+        missed: String,
+    },
+    /// Stops making jobs (the definition is kept).
+    Pause { id: i64 },
+    /// Makes jobs again from the next tick.
+    Resume { id: i64 },
+    /// Deletes the schedule; the jobs it made stay.
+    Delete { id: i64 },
 }
 
 #[derive(Debug, Subcommand)]
