@@ -227,6 +227,40 @@ test('an operator limits a queue per key, a bad limit is explained, and a job sh
   await expect(row.getByTestId('limits')).toHaveText('—');
 });
 
+test('an operator schedules a recurring job: a bad zone is explained, ticks make jobs, pause and delete', async ({ page }) => {
+  await signIn(page, ADMIN);
+  await page.getByRole('link', { name: 'Schedules', exact: true }).click();
+  await expect(page.getByRole('heading', { name: 'Schedules' })).toBeVisible();
+  const form = page.getByTestId('new-schedule');
+  await form.getByTestId('schedule-name').fill('boiler every second');
+  await form.getByTestId('schedule-cron').fill('* * * * * *');
+  await form.getByTestId('schedule-zone').fill('Mars/Olympus');
+  await form.getByTestId('schedule-kind').selectOption('EVALUATE');
+  await form.getByTestId('schedule-payload').fill('{ "sensor": "boiler-1" }');
+  await form.getByRole('button', { name: 'Create schedule' }).click();
+  await expect(form.getByTestId('error-timeZone')).toContainText('Mars/Olympus');
+  await expect(page.locator('[data-schedule]')).toHaveCount(0);
+  await form.getByTestId('schedule-zone').fill('Europe/Berlin');
+  await form.getByRole('button', { name: 'Create schedule' }).click();
+  const row = page.locator('[data-schedule="boiler every second"]');
+  await expect(row).toBeVisible();
+  // The embedded workers make its jobs; the page shows the last one after a reload.
+  await expect(async () => {
+    await page.reload();
+    await expect(row.getByTestId('last-job')).toBeVisible({ timeout: 1000 });
+  }).toPass({ timeout: 15_000 });
+  await shot(page, 'schedules');
+  await row.getByTestId('last-job').click();
+  await expect(page.getByRole('heading', { name: /evaluate job/ })).toBeVisible();
+  await page.goBack();
+  await row.getByRole('button', { name: 'Pause' }).click();
+  await expect(row.getByTestId('schedule-paused')).toBeVisible();
+  await expect(row.getByTestId('next')).toHaveText('—');
+  await row.getByRole('button', { name: 'Delete' }).click();
+  await page.getByRole('alertdialog').getByRole('button', { name: 'Delete' }).click();
+  await expect(row).toHaveCount(0);
+});
+
 test('an admin edits a rule and the next breach follows the new threshold', async ({ page }) => {
   await signIn(page, ADMIN);
   await page.goto(`${baseUrl()}/sensors/boiler-1`);

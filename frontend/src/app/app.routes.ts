@@ -15,6 +15,7 @@ export const routes: Routes = [
       { path: 'jobs/:id', loadComponent: () => import('./pages/job').then((m) => m.JobPage), title: 'Job · Steadfast' },
       { path: 'runs', loadComponent: () => import('./pages/runs').then((m) => m.RunsPage), title: 'Runs · Steadfast' },
       { path: 'runs/:id', loadComponent: () => import('./pages/run').then((m) => m.RunPage), title: 'Run · Steadfast' },
+      { path: 'schedules', loadComponent: () => import('./pages/schedules').then((m) => m.SchedulesPage), title: 'Schedules · Steadfast' },
       { path: 'dead', loadComponent: () => import('./pages/dead').then((m) => m.DeadPage), title: 'Dead jobs · Steadfast' },
       { path: 'sensors', loadComponent: () => import('./pages/sensors').then((m) => m.SensorsPage), title: 'Sensors · Steadfast' },
       { path: 'sensors/:key', loadComponent: () => import('./pages/sensor').then((m) => m.SensorPage), title: 'Sensor · Steadfast' },

@@ -18,6 +18,7 @@ import { Session } from './core/session';
           <a routerLink="/submit" routerLinkActive="active">Submit</a>
           <a routerLink="/jobs" routerLinkActive="active">Jobs</a>
           <a routerLink="/runs" routerLinkActive="active">Runs</a>
+          <a routerLink="/schedules" routerLinkActive="active">Schedules</a>
           <a routerLink="/dead" routerLinkActive="active">Dead jobs</a>
           <a routerLink="/sensors" routerLinkActive="active">Sensors</a>
           <a routerLink="/alerts" routerLinkActive="active">Alerts</a>
