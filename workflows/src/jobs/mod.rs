@@ -58,12 +58,7 @@ pub fn submission(kind: &str, payload: serde_json::Value) -> Result<NewJob, Vali
             .map_err(|e| ValidationError::new("payload", e.to_string()))
     }
     match kind_named(kind) {
-        Some(ingest::Ingest::KIND) => {
-            let id = ulid::Ulid::new().to_string();
-            Ok(typed::<ingest::Ingest>(payload)?
-                .with_id(&id)
-                .with_workflow_id(&id))
-        }
+        Some(ingest::Ingest::KIND) => Ok(starting_a_run(typed::<ingest::Ingest>(payload)?)),
         Some(evaluate::Evaluate::KIND) => typed::<evaluate::Evaluate>(payload),
         Some(alert::Alert::KIND) => typed::<alert::Alert>(payload),
         Some(notify::Notify::KIND) => typed::<notify::Notify>(payload),
@@ -82,6 +77,17 @@ pub fn submission(kind: &str, payload: serde_json::Value) -> Result<NewJob, Vali
             ),
         )),
     }
+}
+
+/// An ingest's push under an id chosen here, which also names the workflow run it starts (and
+/// rides on every job of that run). Every ingest push site goes through it.
+pub fn ingest_submission(batch: &ingest::Ingest) -> Result<NewJob, queue::QueueError> {
+    Ok(starting_a_run(batch.to_submission()?))
+}
+
+fn starting_a_run(job: NewJob) -> NewJob {
+    let id = ulid::Ulid::new().to_string();
+    job.with_id(&id).with_workflow_id(&id)
 }
 
 #[cfg(test)]

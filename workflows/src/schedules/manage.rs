@@ -156,8 +156,20 @@ pub async fn update(
     active.payload = Set(spec.payload.clone());
     active.missed = Set(spec.missed.as_str().to_owned());
     active.next_run_at = Set(before.enabled.then(|| timing.next_after(now)).flatten());
+    commit_change(txn, actor, "schedule.update", &before, active).await
+}
+
+/// Writes `active` over `before` against its version (raised, with `updated_at`), audits the
+/// change with both sides, and commits.
+async fn commit_change(
+    txn: sea_orm::DatabaseTransaction,
+    actor: &Actor,
+    action: &str,
+    before: &schedules::Model,
+    mut active: schedules::ActiveModel,
+) -> Result<schedules::Model, ManageError> {
     active.version = Set(before.version + 1);
-    active.updated_at = Set(Some(now));
+    active.updated_at = Set(Some(Utc::now()));
     let after = update_if_version(
         &txn,
         active,
@@ -169,9 +181,9 @@ pub async fn update(
     actor
         .audit(
             &txn,
-            "schedule.update",
-            &target(id),
-            json!({ "before": audited(&before), "after": audited(&after) }),
+            action,
+            &target(before.id),
+            json!({ "before": audited(before), "after": audited(&after) }),
         )
         .await?;
     txn.commit().await?;
@@ -205,31 +217,12 @@ pub async fn set_enabled(
     let mut active: schedules::ActiveModel = before.clone().into();
     active.enabled = Set(enabled);
     active.next_run_at = Set(next);
-    active.version = Set(before.version + 1);
-    active.updated_at = Set(Some(now));
-    let after = update_if_version(
-        &txn,
-        active,
-        schedules::Column::Version,
-        before.version,
-        "schedule",
-    )
-    .await?;
     let action = if enabled {
         "schedule.resume"
     } else {
         "schedule.pause"
     };
-    actor
-        .audit(
-            &txn,
-            action,
-            &target(id),
-            json!({ "before": audited(&before), "after": audited(&after) }),
-        )
-        .await?;
-    txn.commit().await?;
-    Ok(after)
+    commit_change(txn, actor, action, &before, active).await
 }
 
 /// Deletes a schedule; the jobs it made stay.

@@ -5,10 +5,7 @@ use std::time::Duration;
 use async_graphql::{Context, ID, InputObject, Json, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use queue::{CancelOutcome, KeyScope, NewJob};
-use workflows::{
-    BackgroundJob, decode_payload,
-    jobs::{alert::Alert, evaluate::Evaluate, ingest::Ingest, notify::Notify},
-};
+use workflows::jobs::ingest::Ingest;
 
 use super::{Job, JobControls, JobDetail, JobKind, JobPriority, find, ms_time};
 use crate::{
@@ -50,49 +47,16 @@ pub struct SubmitResult {
     pub duplicate: bool,
 }
 
-/// Decodes and validates `payload` as a `J`; errors name the field under `{path}.payload`.
-fn decoded<J: BackgroundJob>(payload: serde_json::Value, path: &str) -> ApiResult<J> {
-    decode_payload(payload).map_err(|e| {
-        let field = if e.field == "payload" {
-            format!("{path}.payload")
-        } else {
-            format!("{path}.payload.{}", e.field)
-        };
-        ApiError::bad_input(field, e.message)
-    })
-}
-
-/// The job to push for a valid payload, with its kind's version and attempts.
-fn new_job<J: BackgroundJob>(job: &J) -> ApiResult<NewJob> {
-    Ok(job.to_submission()?)
-}
-
-fn typed<J: BackgroundJob>(payload: serde_json::Value, path: &str) -> ApiResult<NewJob> {
-    new_job(&decoded::<J>(payload, path)?)
-}
-
 /// An ingest job under a ULID chosen here, which also names the workflow run it starts (and
 /// rides on every job of that run). GraphQL and the device endpoint both submit through it.
 pub(crate) fn ingest_job(ingest: &Ingest) -> ApiResult<NewJob> {
-    let id = ulid::Ulid::new().to_string();
-    Ok(new_job(ingest)?.with_id(&id).with_workflow_id(&id))
+    Ok(workflows::jobs::ingest_submission(ingest)?)
 }
 
 /// Validates one input into the job to push; errors name the input's path (`inputs.3...`).
 pub(crate) fn build(input: &SubmitJobInput, path: &str) -> ApiResult<NewJob> {
-    let payload = input.payload.0.clone();
-    let mut job = match input.kind {
-        JobKind::Ingest => ingest_job(&decoded::<Ingest>(payload, path)?)?,
-        JobKind::Evaluate => typed::<Evaluate>(payload, path)?,
-        JobKind::Alert => typed::<Alert>(payload, path)?,
-        JobKind::Notify => typed::<Notify>(payload, path)?,
-        JobKind::SilenceCheck => {
-            return Err(ApiError::bad_input(
-                format!("{path}.kind"),
-                "silence checks are scheduled by the workers; submit INGEST, EVALUATE, ALERT or NOTIFY",
-            ));
-        }
-    };
+    let mut job = workflows::jobs::submission(input.kind.name(), input.payload.0.clone())
+        .map_err(|e| ApiError::bad_input(format!("{path}.{}", e.field), e.message))?;
     if let Some(max) = input.max_attempts {
         if !(1..=100).contains(&max) {
             return Err(ApiError::bad_input(
