@@ -25,6 +25,9 @@ pub struct Model {
     pub result: Option<Json>,
     pub last_error: Option<String>,
     pub idempotency_key: Option<String>,
+    /// What the job is about, to find it by: the sensor of an ingest (when all its readings
+    /// are of one), evaluate or alert; `channel:<id>` for a notify.
+    pub subject: Option<String>,
     pub workflow_run_id: Option<String>,
     pub run_at: Option<DateTimeUtc>,
     pub last_event_id: String,

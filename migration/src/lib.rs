@@ -34,6 +34,7 @@ mod m20261202_000020_access_controls;
 mod m20261203_000021_versions;
 mod m20261203_000022_job_priority;
 mod m20261204_000023_schedules;
+mod m20261204_000024_job_subject;
 
 /// Creates an index (unique or not) on `table`: one statement, the same on SQLite and
 /// PostgreSQL. Shared by the table migrations, and never changed once they shipped.
@@ -85,6 +86,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000021_versions::Migration),
             Box::new(m20261203_000022_job_priority::Migration),
             Box::new(m20261204_000023_schedules::Migration),
+            Box::new(m20261204_000024_job_subject::Migration),
         ]
     }
 }

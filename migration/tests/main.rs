@@ -271,6 +271,7 @@ async fn natural_keys_are_enforced(sql: Sql) {
         result: Set(None),
         last_error: Set(None),
         idempotency_key: Set(None),
+        subject: Set(None),
         workflow_run_id: Set(None),
         run_at: Set(None),
         last_event_id: Set("1-0".into()),

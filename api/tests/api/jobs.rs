@@ -662,3 +662,59 @@ async fn a_submitted_priority_orders_its_queue_and_stays_on_the_job(sql: Sql) {
 }
 
 testkit::on_both_databases!(a_submitted_priority_orders_its_queue_and_stays_on_the_job);
+
+#[tokio::test]
+async fn jobs_are_found_by_subject_and_idempotency_key() {
+    let deployment = Deployment::new(Sql::Postgres, "api-job-search").await;
+    let api = deployment.api(&[]).await;
+    let team = api.team().await;
+    let op = Some(team.operator.access.as_str());
+    for sensor in ["kiln-a", "kiln-b"] {
+        api.sensor_with_device(&team.admin.access, sensor).await;
+    }
+    let pools = deployment.pools();
+    for (sensor, key) in [("kiln-a", "k1"), ("kiln-b", "k2"), ("kiln-a", "k3")] {
+        api.ok(
+            op,
+            SUBMIT,
+            json!({ "input": { "kind": "EVALUATE", "payload": { "sensor": sensor }, "idempotencyKey": key } }),
+        )
+        .await;
+    }
+    let search = "query($f: JobsFilter) { jobs(filter: $f) { edges { node { id kind idempotencyKey payload } } } }";
+    let found = |filter: Value| {
+        let api = &api;
+        async move {
+            let data = api.ok(op, search, json!({ "f": filter })).await;
+            data["jobs"]["edges"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        }
+    };
+    let of_a = eventually(
+        Duration::from_secs(15),
+        "kiln-a's jobs in the ledger",
+        || async {
+            let rows = found(json!({ "subject": "kiln-a" })).await;
+            if rows.len() == 2 {
+                Ok(rows)
+            } else {
+                Err(format!("{rows:?}"))
+            }
+        },
+    )
+    .await;
+    assert!(
+        of_a.iter()
+            .all(|e| e["node"]["payload"]["sensor"] == "kiln-a"),
+        "{of_a:?}"
+    );
+    let by_key = found(json!({ "idempotencyKey": "api:k2" })).await;
+    assert_eq!(by_key.len(), 1, "{by_key:?}");
+    assert_eq!(by_key[0]["node"]["payload"]["sensor"], "kiln-b");
+    let both = found(json!({ "subject": "kiln-a", "kinds": ["INGEST"] })).await;
+    assert!(both.is_empty(), "filters combine: {both:?}");
+    pools.stop().await;
+    api.stop().await;
+}

@@ -243,6 +243,20 @@ async fn the_command_line_reads_and_changes_what_the_servers_hold(sql: Sql) {
 
     // The ledger listing (empty here: no recorder ran) and its filters.
     assert!(json(&app, &["jobs", "--kind", "evaluate"]).await.is_array());
+    let nobody = json(
+        &app,
+        &[
+            "jobs",
+            "--subject",
+            "nobody",
+            "--since",
+            "2000-01-01T00:00:00Z",
+        ],
+    )
+    .await;
+    assert_eq!(nobody, json!([]));
+    let (code, _, err) = steadfast(&app, &["jobs", "--since", "yesterday"]).await;
+    assert_eq!(code, 2, "{err}");
     let (code, _, err) = steadfast(&app, &["jobs", "--state", "NOPE"]).await;
     assert_eq!(code, 4, "{err}");
 

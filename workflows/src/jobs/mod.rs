@@ -79,6 +79,28 @@ pub fn submission(kind: &str, payload: serde_json::Value) -> Result<NewJob, Vali
     }
 }
 
+/// What a job of `kind` with `payload` is about, to find it by (the ledger's `subject`): the
+/// sensor of an evaluate or alert, of an ingest whose readings are all of one sensor, and
+/// `channel:<id>` for a notify.
+pub fn subject_of(kind: &str, payload: &serde_json::Value) -> Option<String> {
+    match kind_named(kind)? {
+        evaluate::Evaluate::KIND | alert::Alert::KIND => {
+            payload.get("sensor")?.as_str().map(str::to_owned)
+        }
+        ingest::Ingest::KIND => {
+            let mut sensors = payload
+                .get("readings")?
+                .as_array()?
+                .iter()
+                .map(|r| r.get("sensor").and_then(|s| s.as_str()));
+            let first = sensors.next()??;
+            sensors.all(|s| s == Some(first)).then(|| first.to_owned())
+        }
+        notify::Notify::KIND => Some(format!("channel:{}", payload.get("channel")?.as_i64()?)),
+        _ => None,
+    }
+}
+
 /// An ingest's push under an id chosen here, which also names the workflow run it starts (and
 /// rides on every job of that run). Every ingest push site goes through it.
 pub fn ingest_submission(batch: &ingest::Ingest) -> Result<NewJob, queue::QueueError> {
@@ -99,5 +121,28 @@ mod tests {
         }
         assert_eq!(super::kind_named("ingests"), None);
         assert_eq!(super::kind_named(""), None);
+    }
+
+    #[test]
+    fn a_job_is_found_by_its_sensor_or_channel() {
+        use serde_json::json;
+        let subject = super::subject_of;
+        assert_eq!(
+            subject("evaluate", &json!({"sensor": "boiler"})),
+            Some("boiler".into())
+        );
+        assert_eq!(
+            subject("notify", &json!({"channel": 7})),
+            Some("channel:7".into())
+        );
+        let one = json!({"readings": [{"sensor": "a"}, {"sensor": "a"}]});
+        assert_eq!(subject("ingest", &one), Some("a".into()));
+        let two = json!({"readings": [{"sensor": "a"}, {"sensor": "b"}]});
+        assert_eq!(
+            subject("ingest", &two),
+            None,
+            "a mixed batch is about no one sensor"
+        );
+        assert_eq!(subject("silence_check", &json!({"tick_ms": 1})), None);
     }
 }

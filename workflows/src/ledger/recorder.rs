@@ -397,7 +397,9 @@ impl Recorder {
 /// event alone.
 fn new_row(event: &JobEvent, record: Option<&JobRecord>) -> jobs::Model {
     let created = record.map_or(event.at_ms, |r| r.created_at_ms);
+    let payload = record.map_or(serde_json::Value::Null, |r| json_or_string(&r.payload));
     jobs::Model {
+        subject: crate::jobs::subject_of(&event.kind, &payload),
         id: event.job_id.clone(),
         kind: event.kind.clone(),
         queue: event.queue.clone(),
@@ -409,7 +411,7 @@ fn new_row(event: &JobEvent, record: Option<&JobRecord>) -> jobs::Model {
             .map_or(Priority::Normal, |r| r.priority)
             .as_str()
             .to_owned(),
-        payload: record.map_or(serde_json::Value::Null, |r| json_or_string(&r.payload)),
+        payload,
         result: None,
         last_error: None,
         idempotency_key: record.and_then(|r| r.idempotency_key.clone()),
@@ -431,6 +433,9 @@ fn refresh_from_record(row: &mut jobs::Model, record: &JobRecord) {
     record.priority.as_str().clone_into(&mut row.priority);
     if row.payload.is_null() {
         row.payload = json_or_string(&record.payload);
+    }
+    if row.subject.is_none() {
+        row.subject = crate::jobs::subject_of(&row.kind, &row.payload);
     }
     if let Some(result) = &record.result {
         row.result = Some(json_or_string(result));
@@ -461,6 +466,7 @@ async fn write_jobs<'a>(
                         jobs::Column::Result,
                         jobs::Column::LastError,
                         jobs::Column::WorkflowRunId,
+                        jobs::Column::Subject,
                         jobs::Column::RunAt,
                         jobs::Column::LastEventId,
                         jobs::Column::UpdatedAt,

@@ -35,6 +35,7 @@ async fn ledger_row(env: &TestEnv, id: &str, finished_days_ago: Option<i64>) {
         result: Set(None),
         last_error: Set(None),
         idempotency_key: Set(None),
+        subject: Set(None),
         workflow_run_id: Set(None),
         run_at: Set(None),
         last_event_id: Set("0".into()),

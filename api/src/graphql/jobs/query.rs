@@ -20,6 +20,10 @@ pub struct JobsFilter {
     pub since: Option<DateTime<Utc>>,
     /// Created before.
     pub until: Option<DateTime<Utc>>,
+    /// What the job is about: a sensor key, or `channel:<id>` for a notify (indexed).
+    pub subject: Option<String>,
+    /// The key as the job shows it (`api:` prefixes a submitter's own; indexed).
+    pub idempotency_key: Option<String>,
 }
 
 #[derive(Default)]
@@ -66,6 +70,12 @@ impl JobQuery {
         }
         if let Some(until) = filter.until {
             query = query.filter(jobs::Column::CreatedAt.lt(until));
+        }
+        if let Some(subject) = &filter.subject {
+            query = query.filter(jobs::Column::Subject.eq(subject.as_str()));
+        }
+        if let Some(key) = &filter.idempotency_key {
+            query = query.filter(jobs::Column::IdempotencyKey.eq(key.as_str()));
         }
         if let Some(after) = &after {
             query = query.filter(jobs::Column::Id.lt(after.as_str()));

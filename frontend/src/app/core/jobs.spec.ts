@@ -29,6 +29,12 @@ describe('applyJobUpdate', () => {
     expect(applyJobUpdate([], update('old', 'succeeded', 'SUCCEEDED'), null)).toEqual([]);
   });
 
+  it('keeps a search by subject or key to the jobs it listed (the live stream cannot filter by them)', () => {
+    const listed = [row('a', 'QUEUED')];
+    expect(applyJobUpdate(listed, update('n', 'enqueued', 'QUEUED'), null, 500, true).map((r) => r.id)).toEqual(['a']);
+    expect(applyJobUpdate(listed, update('a', 'started', 'RUNNING'), null, 500, true)[0].state).toBe('RUNNING');
+  });
+
   it('never grows past its limit', () => {
     const rows = Array.from({ length: 3 }, (_, i) => row(`r${i}`, 'QUEUED'));
     expect(applyJobUpdate(rows, update('n', 'enqueued', 'QUEUED'), null, 3).map((r) => r.id)).toEqual(['n', 'r0', 'r1']);

@@ -42,13 +42,15 @@ const CREATED = new Set(['enqueued', 'scheduled']);
 /**
  * A list after one live update: a listed job takes the new state; a job created since the
  * list was loaded is added on top when it matches the states shown (the server already
- * filters by kind and run). The list never grows past `limit`.
+ * filters by kind and run), unless `onlyListed` (a search by subject or key, which the live
+ * stream cannot filter by: new matches appear on reload). The list never grows past `limit`.
  */
 export function applyJobUpdate(
   rows: readonly JobRow[],
   update: JobUpdate,
   states: readonly JobState[] | null,
   limit = 500,
+  onlyListed = false,
 ): JobRow[] {
   const index = rows.findIndex((row) => row.id === update.job.id);
   if (index >= 0) {
@@ -63,7 +65,7 @@ export function applyJobUpdate(
     };
     return [...rows.slice(0, index), next, ...rows.slice(index + 1)];
   }
-  if (!CREATED.has(update.event)) return [...rows];
+  if (onlyListed || !CREATED.has(update.event)) return [...rows];
   if (states && states.length > 0 && !states.includes(update.job.state)) return [...rows];
   const created: JobRow = {
     id: update.job.id,

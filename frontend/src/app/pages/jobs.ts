@@ -45,6 +45,8 @@ const PAGE = 50;
       </label>
       <label>Created since <input name="since" type="datetime-local" [(ngModel)]="since" /></label>
       <label>Workflow run <input name="run" placeholder="run id" [(ngModel)]="run" data-testid="filter-run" /></label>
+      <label>About <input name="subject" placeholder="sensor key or channel:ID" [(ngModel)]="subject" data-testid="filter-subject" /></label>
+      <label>Idempotency key <input name="key" placeholder="api:…" [(ngModel)]="key" data-testid="filter-key" /></label>
       <button type="submit" class="primary">Filter</button>
       <button type="button" (click)="clearFilters()">Clear</button>
     </form>
@@ -94,6 +96,8 @@ export class JobsPage implements OnInit {
   protected readonly state = signal('');
   protected readonly since = signal('');
   protected readonly run = signal('');
+  protected readonly subject = signal('');
+  protected readonly key = signal('');
   protected readonly rows = signal<JobRow[]>([]);
   protected readonly loading = signal(false);
   protected readonly error = signal<string | null>(null);
@@ -106,6 +110,8 @@ export class JobsPage implements OnInit {
       this.state.set(params.get('state') ?? '');
       this.since.set(params.get('since') ?? '');
       this.run.set(params.get('run') ?? '');
+      this.subject.set(params.get('subject') ?? '');
+      this.key.set(params.get('key') ?? '');
       void this.reload();
     });
     this.destroyRef.onDestroy(() => {
@@ -124,6 +130,8 @@ export class JobsPage implements OnInit {
       state: this.state() || null,
       since: this.since() || null,
       run: this.run().trim() || null,
+      subject: this.subject().trim() || null,
+      key: this.key().trim() || null,
     };
     void this.router.navigate([], { queryParams });
   }
@@ -137,6 +145,8 @@ export class JobsPage implements OnInit {
     if (this.kind()) filter['kinds'] = [this.kind() as JobKind];
     if (this.state()) filter['states'] = [this.state() as JobState];
     if (this.run().trim()) filter['workflowRunId'] = this.run().trim();
+    if (this.subject().trim()) filter['subject'] = this.subject().trim();
+    if (this.key().trim()) filter['idempotencyKey'] = this.key().trim();
     if (this.since()) {
       const since = new Date(this.since());
       if (!Number.isNaN(since.getTime())) filter['since'] = since.toISOString();
@@ -195,12 +205,13 @@ export class JobsPage implements OnInit {
     if (filter['kinds']) liveFilter['kinds'] = filter['kinds'];
     if (filter['workflowRunId']) liveFilter['workflowRunId'] = filter['workflowRunId'];
     const states = (filter['states'] as JobState[] | undefined) ?? null;
+    const onlyListed = Boolean(filter['subject'] || filter['idempotencyKey']);
     this.subscription = this.live.subscribe<{ jobUpdates: JobUpdate }>({
       query: `subscription Rows($filter: JobUpdatesFilter, $after: String) { jobUpdates(filter: $filter, after: $after) { ${JOB_UPDATE_FIELDS} } }`,
       cursor: eventCursor ?? undefined,
       variables: (cursor) => ({ filter: liveFilter, after: cursor ?? null }),
       cursorOf: (data) => data.jobUpdates.cursor,
-      next: (data) => this.rows.update((rows) => applyJobUpdate(rows, data.jobUpdates, states)),
+      next: (data) => this.rows.update((rows) => applyJobUpdate(rows, data.jobUpdates, states, 500, onlyListed)),
       expired: () => void this.reload(),
     });
   }

@@ -106,9 +106,29 @@ pub async fn run(config: &Config) -> Result<(), CliError> {
     let json = config.json;
     match &config.command {
         Command::Queues => queues(config).await,
-        Command::Jobs { kind, state, limit } => {
+        Command::Jobs {
+            kind,
+            state,
+            subject,
+            key,
+            since,
+            until,
+            limit,
+        } => {
             let db = database(config).await?;
             let mut query = jobs::Entity::find().order_by_desc(jobs::Column::CreatedAt);
+            if let Some(subject) = subject {
+                query = query.filter(jobs::Column::Subject.eq(subject.as_str()));
+            }
+            if let Some(key) = key {
+                query = query.filter(jobs::Column::IdempotencyKey.eq(key.as_str()));
+            }
+            if let Some(since) = since {
+                query = query.filter(jobs::Column::CreatedAt.gte(*since));
+            }
+            if let Some(until) = until {
+                query = query.filter(jobs::Column::CreatedAt.lt(*until));
+            }
             if let Some(kind) = kind {
                 query = query.filter(jobs::Column::Kind.eq(kind.to_lowercase()));
             }
@@ -129,6 +149,7 @@ pub async fn run(config: &Config) -> Result<(), CliError> {
                 .into_iter()
                 .map(|j| {
                     json!({ "id": j.id, "kind": j.kind, "state": j.state, "attempt": j.attempt,
+                        "subject": j.subject, "idempotencyKey": j.idempotency_key,
                         "maxAttempts": j.max_attempts, "priority": j.priority, "createdAt": j.created_at.to_rfc3339(),
                         "lastError": j.last_error })
                 })
@@ -138,6 +159,7 @@ pub async fn run(config: &Config) -> Result<(), CliError> {
                 &[
                     "id",
                     "kind",
+                    "subject",
                     "state",
                     "attempt",
                     "priority",

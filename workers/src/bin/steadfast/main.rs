@@ -59,6 +59,18 @@ pub(crate) enum Command {
         /// QUEUED, SCHEDULED, RUNNING, RETRYING, SUCCEEDED, DEAD or CANCELLED.
         #[arg(long)]
         state: Option<String>,
+        /// What the job is about: a sensor key, or `channel:<id>`.
+        #[arg(long)]
+        subject: Option<String>,
+        /// The idempotency key as the job shows it (`api:` prefixes a submitter's own).
+        #[arg(long)]
+        key: Option<String>,
+        /// Created at or after (RFC 3339).
+        #[arg(long)]
+        since: Option<chrono::DateTime<chrono::Utc>>,
+        /// Created before (RFC 3339).
+        #[arg(long)]
+        until: Option<chrono::DateTime<chrono::Utc>>,
         #[arg(long, default_value_t = 50)]
         limit: u64,
     },
