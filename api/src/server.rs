@@ -120,6 +120,7 @@ pub async fn start(config: ApiConfig, listener: TcpListener) -> Result<Running, 
     }
     let mut engine_config = EngineConfig::with_prefix(&config.prefix);
     engine_config.response_timeout = config.redis_timeout();
+    config.pools.apply_to_engine(&mut engine_config);
     let engine = Engine::connect(&config.redis_url, engine_config)
         .await
         .map_err(|source| StartError::Redis {

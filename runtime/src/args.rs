@@ -46,6 +46,12 @@ pub struct PoolArgs {
     /// Milliseconds an open breaker waits before letting a probe through.
     #[arg(long, env = "BREAKER_COOL_DOWN_MS", default_value_t = 30_000)]
     pub breaker_cool_down_ms: u64,
+    /// How much longer a high-priority job counts as having waited than a normal one (and a
+    /// normal than a low), in seconds: a lower level waits at most about this long per level
+    /// behind a steady stream of higher ones. Every fetching process of a deployment should
+    /// use the same value.
+    #[arg(long, env = "PRIORITY_AGING_SECS", default_value_t = 60)]
+    pub priority_aging_secs: u64,
     /// Milliseconds between looks for due schedules (0: this process makes no scheduled jobs).
     #[arg(long, env = "SCHEDULES_EVERY_MS", default_value_t = 500)]
     pub schedules_every_ms: u64,
@@ -106,6 +112,11 @@ fn host_name() -> String {
 }
 
 impl PoolArgs {
+    /// The engine settings these flags carry (the fetch's priority aging).
+    pub fn apply_to_engine(&self, engine: &mut queue::EngineConfig) {
+        engine.priority_aging = Duration::from_secs(self.priority_aging_secs);
+    }
+
     /// The pools these flags describe; `metrics` turns on queue-depth sampling.
     pub fn pool_config(&self, metrics: bool) -> Result<PoolConfig, PoolArgsError> {
         if let Some(unknown) = self
@@ -173,5 +184,29 @@ impl PoolArgs {
             destinations: DestinationPolicy::allowing(self.webhook_allow_networks.iter().copied()),
             snooze_limit: self.webhook_snooze_limit.max(1),
         })?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::PoolArgs;
+
+    #[derive(Parser)]
+    struct Flags {
+        #[command(flatten)]
+        pools: PoolArgs,
+    }
+
+    #[test]
+    fn the_priority_aging_flag_reaches_the_engine() {
+        let flags = Flags::try_parse_from(["t", "--priority-aging-secs", "7"]).expect("flags");
+        let mut engine = queue::EngineConfig::default();
+        flags.pools.apply_to_engine(&mut engine);
+        assert_eq!(engine.priority_aging, std::time::Duration::from_secs(7));
+        let flags = Flags::try_parse_from(["t"]).expect("defaults");
+        flags.pools.apply_to_engine(&mut engine);
+        assert_eq!(engine.priority_aging, std::time::Duration::from_secs(60));
     }
 }

@@ -76,17 +76,16 @@ async fn run(config: Config) -> anyhow::Result<()> {
             .await
             .context("migrating")?;
     }
-    let engine = queue::Engine::connect(
-        &config.redis_url,
-        queue::EngineConfig::with_prefix(&config.prefix),
-    )
-    .await
-    .with_context(|| {
-        format!(
-            "connecting to Redis at {}",
-            queue::redact_url(&config.redis_url)
-        )
-    })?;
+    let mut engine_config = queue::EngineConfig::with_prefix(&config.prefix);
+    config.pools.apply_to_engine(&mut engine_config);
+    let engine = queue::Engine::connect(&config.redis_url, engine_config)
+        .await
+        .with_context(|| {
+            format!(
+                "connecting to Redis at {}",
+                queue::redact_url(&config.redis_url)
+            )
+        })?;
     engine.check_redis(config.redis_strict).await?;
     let http_stop = CancellationToken::new();
     let http = if config.no_metrics {

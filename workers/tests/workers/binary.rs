@@ -34,3 +34,13 @@ fn a_malformed_queue_width_is_refused() {
     assert!(!ok);
     assert!(stderr.contains("width of notify"), "{stderr}");
 }
+
+#[test]
+fn a_negative_priority_aging_or_schedule_period_is_refused_naming_the_flag() {
+    let (ok, stderr) = run(&["--priority-aging-secs=-5", "--no-metrics"]);
+    assert!(!ok);
+    assert!(stderr.contains("--priority-aging-secs"), "{stderr}");
+    let (ok, stderr) = run(&["--schedules-every-ms", "soon", "--no-metrics"]);
+    assert!(!ok);
+    assert!(stderr.contains("--schedules-every-ms"), "{stderr}");
+}
