@@ -253,6 +253,11 @@ test('an operator schedules a recurring job: a bad zone is explained, ticks make
   await row.getByTestId('last-job').click();
   await expect(page.getByRole('heading', { name: /evaluate job/ })).toBeVisible();
   await page.goBack();
+  // Edited against the version it was read at: the cron is checked again, then applies.
+  await row.getByRole('button', { name: 'Edit' }).click();
+  await form.getByTestId('schedule-cron').fill('0 6 * * 1-5');
+  await form.getByRole('button', { name: 'Save schedule' }).click();
+  await expect(row).toContainText('0 6 * * 1-5');
   await row.getByRole('button', { name: 'Pause' }).click();
   await expect(row.getByTestId('schedule-paused')).toBeVisible();
   await expect(row.getByTestId('next')).toHaveText('—');

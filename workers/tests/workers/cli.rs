@@ -376,6 +376,21 @@ async fn the_command_line_reads_and_changes_what_the_servers_hold(sql: Sql) {
     assert_eq!(created["missed"], "catch_up_once");
     let listed = json(&app, &["schedules", "list"]).await;
     assert_eq!(listed[0]["name"], "nightly");
+    let (code, _, err) = steadfast(
+        &app,
+        &["schedules", "edit", &schedule_id, "--cron", "0 2 * *"],
+    )
+    .await;
+    assert_eq!(code, 4, "{err}");
+    let edited = json(
+        &app,
+        &["schedules", "edit", &schedule_id, "--cron", "30 3 * * *"],
+    )
+    .await;
+    assert_eq!(
+        (edited["cron"].clone(), edited["version"].clone()),
+        (json!("30 3 * * *"), json!(2))
+    );
     let paused = json(&app, &["schedules", "pause", &schedule_id]).await;
     assert_eq!(
         (paused["enabled"].clone(), paused["nextRunAt"].clone()),
@@ -404,6 +419,7 @@ async fn the_command_line_reads_and_changes_what_the_servers_hold(sql: Sql) {
         "user.enable",
         "queue.limits",
         "schedule.create",
+        "schedule.update",
         "schedule.pause",
         "schedule.resume",
         "schedule.delete",

@@ -43,6 +43,7 @@ const EXAMPLE: ScheduleForm = {
               <td>@if (s.enabled) { running } @else { <span data-testid="schedule-paused">paused</span> }</td>
               @if (operator()) {
                 <td class="acts">
+                  <button type="button" (click)="startEdit(s)" [disabled]="busy()">Edit</button>
                   <button type="button" (click)="setEnabled(s, !s.enabled)" [disabled]="busy()">{{ s.enabled ? 'Pause' : 'Resume' }}</button>
                   <button type="button" class="danger" (click)="deleting.set(s)" [disabled]="busy()">Delete</button>
                 </td>
@@ -55,8 +56,8 @@ const EXAMPLE: ScheduleForm = {
       </table>
     </section>
     @if (operator()) {
-      <form class="panel" (ngSubmit)="create()" data-testid="new-schedule">
-        <h2>New schedule</h2>
+      <form class="panel" (ngSubmit)="save()" data-testid="new-schedule">
+        <h2>@if (editing(); as e) { Edit {{ e.name }} } @else { New schedule }</h2>
         <div class="row">
           <label>Name <input name="name" [(ngModel)]="form.name" data-testid="schedule-name" /></label>
           <label>Cron <input name="cron" [(ngModel)]="form.cron" data-testid="schedule-cron" /></label>
@@ -76,7 +77,10 @@ const EXAMPLE: ScheduleForm = {
         @for (f of errorFields(); track f) { <p class="field-error" [attr.data-testid]="'error-' + f">{{ f }}: {{ fieldErrors()[f] }}</p> }
         <label class="editor">Payload (JSON) <textarea class="code" name="payload" rows="4" [(ngModel)]="form.payload" data-testid="schedule-payload"></textarea></label>
         <p class="muted">Five fields (minute hour day month weekday; Sunday is 0) or six with seconds first, read on the zone's wall clock.</p>
-        <p><button type="submit" class="primary" [disabled]="busy()">Create schedule</button></p>
+        <p>
+          <button type="submit" class="primary" [disabled]="busy()">{{ editing() ? 'Save schedule' : 'Create schedule' }}</button>
+          @if (editing()) { <button type="button" (click)="cancelEdit()" [disabled]="busy()">Cancel</button> }
+        </p>
       </form>
     }
   `,
@@ -94,6 +98,7 @@ export class SchedulesPage implements OnInit {
   protected readonly deleting = signal<Schedule | null>(null);
   protected readonly fieldErrors = signal<Partial<Record<keyof ScheduleForm, string>>>({});
   protected readonly errorFields = computed(() => Object.keys(this.fieldErrors()) as (keyof ScheduleForm)[]);
+  protected readonly editing = signal<Schedule | null>(null);
   protected form: ScheduleForm = { ...EXAMPLE };
 
   ngOnInit(): void {
@@ -109,15 +114,37 @@ export class SchedulesPage implements OnInit {
     }
   }
 
-  async create(): Promise<void> {
+  startEdit(s: Schedule): void {
+    this.fieldErrors.set({});
+    this.form = { name: s.name, cron: s.cron, timeZone: s.timeZone, kind: s.kind, payload: JSON.stringify(s.payload), missed: s.missed };
+    this.editing.set(s);
+  }
+
+  cancelEdit(): void {
+    this.editing.set(null);
+    this.fieldErrors.set({});
+    this.form = { ...EXAMPLE };
+  }
+
+  /** Creates a schedule, or saves the one being edited against the version the page read. */
+  async save(): Promise<void> {
     const checked = scheduleInput(this.form);
     if ('field' in checked) {
       this.fieldErrors.set({ [checked.field]: checked.error });
       return;
     }
     this.fieldErrors.set({});
+    const editing = this.editing();
     await this.act(async () => {
-      await this.graphql.request(`mutation($input: ScheduleInput!) { createSchedule(input: $input) { id } }`, { input: checked.input });
+      if (editing) {
+        await this.graphql.request(
+          `mutation($id: ID!, $v: Int!, $input: ScheduleInput!) { updateSchedule(id: $id, expectedVersion: $v, input: $input) { id } }`,
+          { id: editing.id, v: editing.version, input: checked.input },
+        );
+      } else {
+        await this.graphql.request(`mutation($input: ScheduleInput!) { createSchedule(input: $input) { id } }`, { input: checked.input });
+      }
+      this.editing.set(null);
       this.form = { ...EXAMPLE };
     }, (e) => {
       const at = e instanceof ApiError ? scheduleFieldOf(e.field) : null;

@@ -456,6 +456,39 @@ async fn schedules(config: &Config, action: Option<&ScheduleAction>) -> Result<(
                 ),
             );
         }
+        ScheduleAction::Edit {
+            id,
+            name,
+            cron,
+            time_zone,
+            kind,
+            payload,
+            missed,
+        } => {
+            let current = schedule::find(&db, *id).await?;
+            let payload = match payload {
+                Some(raw) => serde_json::from_str(raw)
+                    .map_err(|e| CliError::Refused(format!("payload: not JSON: {e}")))?,
+                None => current.payload.clone(),
+            };
+            let spec = schedule::ScheduleSpec {
+                name: name.clone().unwrap_or_else(|| current.name.clone()),
+                cron: cron.clone().unwrap_or_else(|| current.cron.clone()),
+                time_zone: time_zone
+                    .clone()
+                    .unwrap_or_else(|| current.time_zone.clone()),
+                kind: kind.clone().unwrap_or_else(|| current.kind.clone()),
+                payload,
+                missed: Missed::parse(missed.as_deref().unwrap_or(&current.missed))
+                    .unwrap_or(Missed::Skip),
+            };
+            let edited = schedule::update(&db, &cli_actor(), *id, current.version, &spec).await?;
+            output::done(
+                json,
+                &schedule_json(&edited),
+                &format!("schedule {id} ({}) changed", edited.name),
+            );
+        }
         ScheduleAction::Pause { id } | ScheduleAction::Resume { id } => {
             let enable = matches!(action, Some(ScheduleAction::Resume { .. }));
             let changed = schedule::set_enabled(&db, &cli_actor(), *id, enable, None).await?;

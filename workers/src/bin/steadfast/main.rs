@@ -203,6 +203,22 @@ pub(crate) enum ScheduleAction {
         #[arg(long, value_parser = ["skip", "catch_up_once"], default_value = "skip")]
         missed: String,
     },
+    /// Changes a schedule: only the fields given; its next tick is worked out afresh.
+    Edit {
+        id: i64,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        cron: Option<String>,
+        #[arg(long)]
+        time_zone: Option<String>,
+        #[arg(long)]
+        kind: Option<String>,
+        #[arg(long)]
+        payload: Option<String>,
+        #[arg(long, value_parser = ["skip", "catch_up_once"])]
+        missed: Option<String>,
+    },
     /// Stops making jobs (the definition is kept).
     Pause { id: i64 },
     /// Makes jobs again from the next tick.
