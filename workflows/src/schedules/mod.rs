@@ -15,7 +15,7 @@ use croner::{
     Cron,
     parser::{CronParser, Seconds},
 };
-pub use scheduler::{Scheduler, SchedulerConfig, TickReport};
+pub use scheduler::{Scheduler, SchedulerConfig, TickReport, database_now};
 
 /// What a schedule does about ticks that passed while no scheduler ran (a deployment that was
 /// down, a clock that jumped forward): a tick reached more than

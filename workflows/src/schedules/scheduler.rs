@@ -15,8 +15,8 @@ use chrono::{DateTime, Utc};
 use entities::schedules;
 use queue::{Engine, KeyScope, NewJob};
 use sea_orm::{
-    ColumnTrait, Condition, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    sea_query::Expr,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait,
+    QueryFilter, QueryOrder, QuerySelect, Statement, sea_query::Expr,
 };
 
 use super::{Missed, Timing};
@@ -85,11 +85,15 @@ impl Scheduler {
         Self { db, engine, config }
     }
 
-    /// Passes every `config.every` until `stop` resolves.
+    /// Passes every `config.every` until `stop` resolves, each at the database's time.
     pub async fn run(self, stop: impl std::future::Future<Output = ()>) {
         tokio::pin!(stop);
         loop {
-            if let Err(e) = self.tick_at(Utc::now()).await {
+            let pass = match database_now(&self.db).await {
+                Ok(now) => self.tick_at(now).await,
+                Err(e) => Err(e.into()),
+            };
+            if let Err(e) = pass {
                 tracing::warn!(error = %e, "schedules: pass failed; trying again");
             }
             tokio::select! {
@@ -263,6 +267,25 @@ impl Scheduler {
         }
         Ok(())
     }
+}
+
+/// The database's clock: every scheduler of a deployment reads the same one, so a worker host
+/// whose clock is off (or jumps) neither makes ticks early nor skips them for everyone.
+pub async fn database_now(db: &DatabaseConnection) -> Result<DateTime<Utc>, sea_orm::DbErr> {
+    let sql = match db.get_database_backend() {
+        DbBackend::Postgres => {
+            "SELECT (extract(epoch from clock_timestamp()) * 1000)::bigint AS ms"
+        }
+        _ => "SELECT CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER) AS ms",
+    };
+    let row = db
+        .query_one_raw(Statement::from_string(db.get_database_backend(), sql))
+        .await?
+        .ok_or_else(|| sea_orm::DbErr::Custom("the database told no time".into()))?;
+    let ms: i64 = row.try_get("", "ms")?;
+    DateTime::from_timestamp_millis(ms).ok_or_else(|| {
+        sea_orm::DbErr::Custom(format!("the database's time {ms} ms is out of range"))
+    })
 }
 
 fn plan_json(ticks: &[i64]) -> String {

@@ -345,6 +345,22 @@ async fn a_paused_schedule_makes_nothing_and_resumes_from_its_next_tick(sql: Sql
     assert!(manage::list(env.db()).await.expect("list").is_empty());
 }
 
+async fn schedulers_read_the_database_clock(sql: Sql) {
+    let env = TestEnv::new(sql, "sched-clock").await;
+    let before = Utc::now();
+    let db_now = workflows::schedules::database_now(env.db())
+        .await
+        .expect("the database's time");
+    let after = Utc::now();
+    // Here the database runs on this host, so its clock agrees to within a moment.
+    let slack = chrono::Duration::seconds(2);
+    assert!(
+        db_now >= before - slack && db_now <= after + slack,
+        "{before} <= {db_now} <= {after}"
+    );
+}
+
+on_both_databases!(schedulers_read_the_database_clock);
 on_both_databases!(bad_definitions_are_refused_at_the_field_and_nothing_is_stored);
 on_both_databases!(three_skewed_schedulers_make_exactly_one_job_per_tick);
 on_both_databases!(a_claim_cut_short_by_a_crash_is_pushed_once_by_the_next_scheduler);
