@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::{
     Engine, QueueError, Result,
-    engine::{value_i64, value_string},
+    engine::{Call, value_i64, value_string},
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,18 +67,17 @@ impl Engine {
         // Forgotten long after it would have closed, so abandoned destinations leave nothing.
         let ttl = (policy.cool_down + policy.probe_timeout) * 10 + Duration::from_secs(3600);
         let reply: Value = self
-            .scripts()
-            .breaker
-            .prepare_invoke()
-            .key(keys.breaker(name))
-            .key(keys.breakers())
-            .arg(op)
-            .arg(name)
-            .arg(policy.failure_threshold.max(1))
-            .arg(policy.cool_down.as_millis() as u64)
-            .arg(policy.probe_timeout.as_millis() as u64)
-            .arg(ttl.as_millis() as u64)
-            .invoke_async(&mut self.conn())
+            .run(
+                Call::new(&self.scripts().breaker)
+                    .key(keys.breaker(name))
+                    .key(keys.breakers())
+                    .arg(op)
+                    .arg(name)
+                    .arg(policy.failure_threshold.max(1))
+                    .arg(policy.cool_down.as_millis() as u64)
+                    .arg(policy.probe_timeout.as_millis() as u64)
+                    .arg(ttl.as_millis() as u64),
+            )
             .await?;
         Ok(reply)
     }

@@ -30,6 +30,84 @@ pub struct EngineConfig {
     /// count, so a lower level is never starved: it waits at most this long per level behind
     /// a steady stream of higher ones.
     pub priority_aging: Duration,
+    /// What a write has survived when the engine acknowledges it.
+    pub durability: Durability,
+}
+
+/// What an acknowledged push or outcome has survived. One setting (`REDIS_DURABILITY`):
+/// `local`, or `replicated[:N[:TIMEOUT_MS]]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Acknowledged once the primary applied it (and, with `appendfsync always`, fsynced it).
+    /// A primary that dies before its replicas copied the write loses it on failover.
+    Local,
+    /// Acknowledged only once `replicas` replicas also hold it (`WAIT` in the same round trip
+    /// as the write); refused as retryable when they do not answer within `timeout`. A
+    /// failover to any of those replicas keeps every acknowledged write.
+    Replicated { replicas: u32, timeout: Duration },
+}
+
+impl Durability {
+    pub const DEFAULT_REPLICA_TIMEOUT: Duration = Duration::from_millis(1000);
+
+    pub(crate) fn validate(&self) -> crate::Result<()> {
+        match self {
+            Self::Local => Ok(()),
+            Self::Replicated { replicas, timeout } => {
+                if *replicas == 0 || *replicas > 16 {
+                    return Err(crate::QueueError::InvalidArgument(format!(
+                        "durability: replicated needs 1 to 16 replicas, not {replicas}"
+                    )));
+                }
+                if timeout.is_zero() {
+                    return Err(crate::QueueError::InvalidArgument(
+                        "durability: a replica timeout of 0 would wait forever".into(),
+                    ));
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for Durability {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Local => f.write_str("local"),
+            Self::Replicated { replicas, timeout } => {
+                write!(f, "replicated:{replicas}:{}", timeout.as_millis())
+            }
+        }
+    }
+}
+
+impl std::str::FromStr for Durability {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut parts = s.trim().split(':');
+        let bad = || format!("{s:?}: expected local or replicated[:N[:TIMEOUT_MS]]");
+        let durability = match parts.next() {
+            Some("local") => Self::Local,
+            Some("replicated") => {
+                let replicas = match parts.next() {
+                    Some(n) => n.parse().map_err(|_| bad())?,
+                    None => 1,
+                };
+                let timeout = match parts.next() {
+                    Some(ms) => Duration::from_millis(ms.parse().map_err(|_| bad())?),
+                    None => Self::DEFAULT_REPLICA_TIMEOUT,
+                };
+                Self::Replicated { replicas, timeout }
+            }
+            _ => return Err(bad()),
+        };
+        if parts.next().is_some() {
+            return Err(bad());
+        }
+        durability.validate().map_err(|e| e.to_string())?;
+        Ok(durability)
+    }
 }
 
 impl Default for EngineConfig {
@@ -47,6 +125,7 @@ impl Default for EngineConfig {
             cleanup_chunk: 1000,
             response_timeout: Duration::from_secs(5),
             priority_aging: Duration::from_secs(60),
+            durability: Durability::Local,
         }
     }
 }
@@ -57,5 +136,46 @@ impl EngineConfig {
             prefix: prefix.into(),
             ..Self::default()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::Durability;
+
+    #[test]
+    fn durability_reads_its_one_setting() {
+        assert_eq!("local".parse::<Durability>(), Ok(Durability::Local));
+        assert_eq!(
+            "replicated".parse::<Durability>(),
+            Ok(Durability::Replicated {
+                replicas: 1,
+                timeout: Durability::DEFAULT_REPLICA_TIMEOUT
+            })
+        );
+        assert_eq!(
+            "replicated:2:250".parse::<Durability>(),
+            Ok(Durability::Replicated {
+                replicas: 2,
+                timeout: Duration::from_millis(250)
+            })
+        );
+        for bad in [
+            "",
+            "remote",
+            "replicated:0",
+            "replicated:-1",
+            "replicated:1:0",
+            "local:1",
+        ] {
+            assert!(bad.parse::<Durability>().is_err(), "{bad:?} accepted");
+        }
+        let round = Durability::Replicated {
+            replicas: 2,
+            timeout: std::time::Duration::from_millis(250),
+        };
+        assert_eq!(round.to_string().parse::<Durability>(), Ok(round));
     }
 }

@@ -25,9 +25,21 @@ pub enum QueueError {
     UnsafeRedis(String),
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// The primary applied the write but fewer replicas than required confirmed it in time:
+    /// not acknowledged. Retrying is safe (pushes are idempotent by id, outcomes by token).
+    #[error("written on the primary but confirmed by {acknowledged} of {wanted} replicas in time")]
+    NotReplicated { wanted: u32, acknowledged: u32 },
 }
 
 impl QueueError {
+    /// The error code Redis answered with (`NOSCRIPT`, `OOM`, or a script's own), if it did.
+    pub fn redis_code(&self) -> Option<&str> {
+        match self {
+            QueueError::Redis(e) => e.code(),
+            _ => None,
+        }
+    }
+
     /// True for failures that may go away by themselves: a Redis outage, a replica that was
     /// a primary until a failover (`READONLY`), a Redis out of memory (`OOM`), a full stream.
     pub fn is_retryable(&self) -> bool {
@@ -49,7 +61,7 @@ impl QueueError {
                     )
                     || matches!(e.code(), Some("OOM" | "READONLY" | "LOADING"))
             }
-            QueueError::StreamFull { .. } => true,
+            QueueError::StreamFull { .. } | QueueError::NotReplicated { .. } => true,
             _ => false,
         }
     }

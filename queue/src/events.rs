@@ -281,7 +281,7 @@ pub struct Consumer {
     consumer: String,
     /// After a restart, a consumer first re-reads what it was given and never acknowledged.
     pending_done: bool,
-    conn: Option<redis::aio::ConnectionManager>,
+    conn: Option<crate::connection::RedisConn>,
     /// Entries another consumer left unacknowledged this long are taken over (it died).
     claim_after: Duration,
     last_claim: Option<std::time::Instant>,
@@ -293,7 +293,7 @@ pub struct Follower {
     engine: Engine,
     key: String,
     cursor: String,
-    conn: Option<redis::aio::ConnectionManager>,
+    conn: Option<crate::connection::RedisConn>,
 }
 
 impl Follower {
@@ -323,9 +323,9 @@ impl Follower {
 
 async fn blocking_conn<'a>(
     engine: &Engine,
-    slot: &'a mut Option<redis::aio::ConnectionManager>,
+    slot: &'a mut Option<crate::connection::RedisConn>,
     block: Duration,
-) -> Result<&'a mut redis::aio::ConnectionManager> {
+) -> Result<&'a mut crate::connection::RedisConn> {
     if slot.is_none() {
         *slot = Some(
             engine

@@ -40,15 +40,18 @@ impl Engine {
     /// Reads `maxmemory-policy` and the persistence settings. Warns (through `tracing`) when
     /// the policy is not `noeviction` or nothing is persisted; with `strict`, refuses instead.
     pub async fn check_redis(&self, strict: bool) -> Result<RedisGuardReport> {
+        // On a cluster these go to the primary that holds this deployment's keys: its
+        // settings are the ones the promises rest on.
+        let home = self.keys().job_events();
         let mut conn = self.conn();
         let get = |name: &'static str| {
-            let mut conn = conn.clone();
+            let (mut conn, home) = (conn.clone(), home.clone());
             async move {
-                let pairs: HashMap<String, String> = redis::cmd("CONFIG")
-                    .arg("GET")
-                    .arg(name)
-                    .query_async(&mut conn)
+                let reply = conn
+                    .command_at(&home, redis::cmd("CONFIG").arg("GET").arg(name))
                     .await?;
+                let pairs: HashMap<String, String> = redis::FromRedisValue::from_redis_value(reply)
+                    .map_err(redis::RedisError::from)?;
                 Ok::<_, QueueError>(pairs.get(name).cloned().unwrap_or_default())
             }
         };
@@ -56,10 +59,11 @@ impl Engine {
         let appendonly = get("appendonly").await? == "yes";
         let appendfsync = get("appendfsync").await?;
         let save = get("save").await?;
-        let info: String = redis::cmd("INFO")
-            .arg("server")
-            .query_async(&mut conn)
-            .await?;
+        let info: String = redis::FromRedisValue::from_redis_value(
+            conn.command_at(&home, redis::cmd("INFO").arg("server"))
+                .await?,
+        )
+        .map_err(redis::RedisError::from)?;
         let version = info
             .lines()
             .find_map(|l| l.strip_prefix("redis_version:"))

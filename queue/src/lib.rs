@@ -13,6 +13,7 @@
 mod backend;
 mod breaker;
 mod config;
+mod connection;
 mod engine;
 mod error;
 mod events;
@@ -32,7 +33,8 @@ pub use backend::{
     PayloadDecoder, RedisBackend, WorkerCounters, WorkerOptions, decode_json,
 };
 pub use breaker::{BreakerGate, BreakerPolicy, BreakerStatus};
-pub use config::EngineConfig;
+pub use config::{Durability, EngineConfig};
+pub use connection::RedisTopology;
 pub use engine::{
     CancelOutcome, DeadFilter, DeadGroup, DeadOpOutcome, Engine, EngineMetrics, FetchRequest,
     Fetched, MAX_RATE_WINDOW, QueueLimits, QueueStats, RenewStatus,

@@ -6,7 +6,10 @@ use std::time::Duration;
 
 use redis::Value;
 
-use crate::{Engine, QueueError, Result, engine::value_i64};
+use crate::{
+    Engine, QueueError, Result,
+    engine::{Call, value_i64},
+};
 
 /// The longest limiter name accepted: names come from callers (an email, an address, a
 /// device), and an unbounded one would let a caller grow Redis at will.
@@ -60,14 +63,13 @@ impl Engine {
         }
         let window_ms = budget.window.as_millis().max(1) as u64;
         let reply: Value = self
-            .scripts()
-            .rate_limit
-            .prepare_invoke()
-            .key(self.keys().rate_limit(name))
-            .arg(budget.limit.max(1))
-            .arg(window_ms)
-            .arg(1)
-            .invoke_async(&mut self.conn())
+            .run(
+                Call::new(&self.scripts().rate_limit)
+                    .key(self.keys().rate_limit(name))
+                    .arg(budget.limit.max(1))
+                    .arg(window_ms)
+                    .arg(1),
+            )
             .await?;
         decision(&reply)
     }

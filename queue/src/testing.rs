@@ -70,6 +70,87 @@ impl Drop for TestPrefix {
     }
 }
 
+/// A blocking connection for tests that look at keys directly, to one node or to a cluster
+/// (whichever the URL names, as the engine reads it).
+#[allow(missing_debug_implementations)]
+pub enum InspectConn {
+    Node(redis::Connection),
+    Cluster(Box<redis::cluster::ClusterConnection>),
+}
+
+impl InspectConn {
+    pub fn open(url: &str) -> Self {
+        match crate::RedisTopology::parse(url).expect("a redis url") {
+            crate::RedisTopology::Node(url) => Self::Node(
+                redis::Client::open(url.as_str())
+                    .and_then(|c| c.get_connection())
+                    .expect("redis connection"),
+            ),
+            crate::RedisTopology::Cluster(seeds) => Self::Cluster(Box::new(
+                redis::cluster::ClusterClient::new(seeds)
+                    .and_then(|c| c.get_connection())
+                    .expect("cluster connection"),
+            )),
+        }
+    }
+}
+
+impl redis::ConnectionLike for InspectConn {
+    fn req_packed_command(&mut self, cmd: &[u8]) -> redis::RedisResult<redis::Value> {
+        match self {
+            Self::Node(c) => c.req_packed_command(cmd),
+            Self::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands(
+        &mut self,
+        cmd: &[u8],
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisResult<Vec<redis::Value>> {
+        match self {
+            Self::Node(c) => c.req_packed_commands(cmd, offset, count),
+            Self::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn req_command(&mut self, cmd: &redis::Cmd) -> redis::RedisResult<redis::Value> {
+        match self {
+            Self::Node(c) => c.req_command(cmd),
+            Self::Cluster(c) => c.req_command(cmd),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Node(c) => c.get_db(),
+            Self::Cluster(c) => c.get_db(),
+        }
+    }
+
+    fn supports_pipelining(&self) -> bool {
+        match self {
+            Self::Node(c) => c.supports_pipelining(),
+            Self::Cluster(c) => c.supports_pipelining(),
+        }
+    }
+
+    fn check_connection(&mut self) -> bool {
+        match self {
+            Self::Node(c) => c.check_connection(),
+            Self::Cluster(c) => c.check_connection(),
+        }
+    }
+
+    fn is_open(&self) -> bool {
+        match self {
+            Self::Node(c) => c.is_open(),
+            Self::Cluster(c) => c.is_open(),
+        }
+    }
+}
+
 /// A free TCP port on loopback.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -162,4 +243,267 @@ impl Drop for OwnRedis {
         self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// A Redis Cluster of a test's own on loopback: `primaries` primaries with `replicas` replicas
+/// each, every node a `redis-server --cluster-enabled yes` in its own directory, joined by
+/// `redis-cli --cluster create`. Every node is killed and the directory removed when dropped.
+#[derive(Debug)]
+pub struct RedisCluster {
+    pub dir: PathBuf,
+    pub ports: Vec<u16>,
+    nodes: Vec<Option<Child>>,
+}
+
+impl RedisCluster {
+    /// Starts the nodes and waits until the cluster serves every slot.
+    pub fn start(dir: PathBuf, primaries: usize, replicas: usize) -> Self {
+        std::fs::create_dir_all(&dir).expect("cluster dir");
+        let ports: Vec<u16> = (0..primaries * (1 + replicas))
+            .map(|_| free_cluster_port())
+            .collect();
+        let mut cluster = Self {
+            dir,
+            ports: ports.clone(),
+            nodes: Vec::new(),
+        };
+        for port in &ports {
+            let node_dir = cluster.dir.join(port.to_string());
+            std::fs::create_dir_all(&node_dir).expect("node dir");
+            let child = Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args([
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                ])
+                // Short, so a killed primary's replica takes over within about a second.
+                .args(["--cluster-node-timeout", "500"])
+                .args(["--appendonly", "no", "--save", ""])
+                // Replicas sync at once, not after the default 5 s wait for more of them.
+                .args(["--repl-diskless-sync-delay", "0"])
+                .args(["--maxmemory-policy", "noeviction"])
+                .arg("--dir")
+                .arg(&node_dir)
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("redis-server must be installed");
+            cluster.nodes.push(Some(child));
+        }
+        for port in &ports {
+            wait_for_ping(*port);
+        }
+        let mut create = Command::new("redis-cli");
+        create.arg("--cluster").arg("create");
+        for port in &ports {
+            create.arg(format!("127.0.0.1:{port}"));
+        }
+        let out = create
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
+            .output()
+            .expect("redis-cli must be installed");
+        assert!(
+            out.status.success(),
+            "redis-cli --cluster create failed: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        cluster.wait_until_ok(Duration::from_secs(20));
+        cluster
+    }
+
+    /// `redis+cluster://` with every node as a seed.
+    pub fn url(&self) -> String {
+        let hosts: Vec<String> = self
+            .ports
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect();
+        format!("redis+cluster://{}", hosts.join(","))
+    }
+
+    /// The port of the primary that serves `key`'s slot now, as a live node sees it; none
+    /// while that primary is suspected down and no replica has taken over yet.
+    pub fn primary_for(&self, key: &str) -> Option<u16> {
+        let mut conn = self.live_connection();
+        let slot: i64 = redis::cmd("CLUSTER")
+            .arg("KEYSLOT")
+            .arg(key)
+            .query(&mut conn)
+            .expect("keyslot");
+        let nodes: String = redis::cmd("CLUSTER")
+            .arg("NODES")
+            .query(&mut conn)
+            .expect("cluster nodes");
+
+        nodes
+            .lines()
+            .filter(|l| l.contains("master") && !l.contains("fail"))
+            .find_map(|line| {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                let port = fields
+                    .get(1)?
+                    .split('@')
+                    .next()?
+                    .rsplit(':')
+                    .next()?
+                    .parse()
+                    .ok()?;
+                fields.iter().skip(8).find_map(|range| {
+                    let (lo, hi) = match range.split_once('-') {
+                        Some((lo, hi)) => (lo.parse::<i64>().ok()?, hi.parse::<i64>().ok()?),
+                        None => {
+                            let one = range.parse::<i64>().ok()?;
+                            (one, one)
+                        }
+                    };
+                    (lo <= slot && slot <= hi).then_some(port)
+                })
+            })
+    }
+
+    /// The port of a replica of the primary on `primary`, as a live node sees it.
+    pub fn replica_of(&self, primary: u16) -> Option<u16> {
+        let mut conn = self.live_connection();
+        let nodes: String = redis::cmd("CLUSTER").arg("NODES").query(&mut conn).ok()?;
+        let port_of = |addr: &str| {
+            addr.split('@')
+                .next()?
+                .rsplit(':')
+                .next()?
+                .parse::<u16>()
+                .ok()
+        };
+        let lines: Vec<Vec<&str>> = nodes
+            .lines()
+            .map(|l| l.split_whitespace().collect())
+            .collect();
+        let primary_id = lines
+            .iter()
+            .find(|f| f.get(1).and_then(|a| port_of(a)) == Some(primary))?
+            .first()?
+            .to_string();
+        lines
+            .iter()
+            .find(|f| f.get(3) == Some(&primary_id.as_str()))
+            .and_then(|f| port_of(f.get(1)?))
+    }
+
+    /// SIGSTOP (`pause: true`) or SIGCONT one node: a stopped replica copies nothing.
+    pub fn pause(&self, port: u16, pause: bool) {
+        if let Some(child) = self
+            .ports
+            .iter()
+            .position(|p| *p == port)
+            .and_then(|i| self.nodes[i].as_ref())
+        {
+            let _ = Command::new("kill")
+                .arg(if pause { "-STOP" } else { "-CONT" })
+                .arg(child.id().to_string())
+                .status();
+        }
+    }
+
+    /// SIGKILL one node: no shutdown, no hand-over.
+    pub fn kill(&mut self, port: u16) {
+        if let Some(i) = self.ports.iter().position(|p| *p == port)
+            && let Some(mut child) = self.nodes[i].take()
+        {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Waits until every live node reports `cluster_state:ok` and every live replica has
+    /// synced with its primary (a replica that never synced cannot take over).
+    pub fn wait_until_ok(&self, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            let all_ok = self.live_ports().iter().all(|port| {
+                let Ok(mut conn) = redis::Client::open(format!("redis://127.0.0.1:{port}"))
+                    .and_then(|c| c.get_connection())
+                else {
+                    return false;
+                };
+                let cluster_ok = redis::cmd("CLUSTER")
+                    .arg("INFO")
+                    .query::<String>(&mut conn)
+                    .is_ok_and(|info| info.contains("cluster_state:ok"));
+                let synced = redis::cmd("INFO")
+                    .arg("replication")
+                    .query::<String>(&mut conn)
+                    .is_ok_and(|info| {
+                        info.contains("role:master") || info.contains("master_link_status:up")
+                    });
+                cluster_ok && synced
+            });
+            if all_ok {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the cluster did not become ok");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn live_ports(&self) -> Vec<u16> {
+        self.ports
+            .iter()
+            .zip(&self.nodes)
+            .filter(|(_, n)| n.is_some())
+            .map(|(p, _)| *p)
+            .collect()
+    }
+
+    fn live_connection(&self) -> redis::Connection {
+        self.live_ports()
+            .iter()
+            .find_map(|port| {
+                redis::Client::open(format!("redis://127.0.0.1:{port}"))
+                    .and_then(|c| c.get_connection())
+                    .ok()
+            })
+            .expect("a live node")
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        for child in self.nodes.iter_mut().filter_map(Option::take) {
+            let mut child = child;
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A free loopback port whose cluster-bus twin (port + 10000) is free too, below 65536.
+fn free_cluster_port() -> u16 {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    // Each process starts from a different place, so parallel tests rarely race for a port.
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let base = 20_000 + (std::process::id() % 500) as u16 * 40;
+    loop {
+        let port = base + NEXT.fetch_add(1, Ordering::Relaxed) % 20_000;
+        let port = 20_000 + (port - 20_000) % 25_000;
+        let free = |p: u16| TcpListener::bind(("127.0.0.1", p)).is_ok();
+        if free(port) && free(port + 10_000) {
+            return port;
+        }
+    }
+}
+
+fn wait_for_ping(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if redis::Client::open(format!("redis://127.0.0.1:{port}"))
+            .and_then(|c| c.get_connection())
+            .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
+            .is_ok()
+        {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("redis-server on port {port} did not start");
 }

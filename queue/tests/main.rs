@@ -3,6 +3,7 @@
 
 mod queue {
     mod breaker;
+    mod cluster;
     pub mod common;
     mod durability;
     mod engine_ops;

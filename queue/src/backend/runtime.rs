@@ -327,7 +327,7 @@ pub(crate) async fn fetcher<Args: Send + 'static>(
 /// Blocks on the queue's wake-up list (a push leaves a token there) for at most `idle`.
 async fn wait_for_wake(
     shared: &Shared,
-    conn: &mut Option<redis::aio::ConnectionManager>,
+    conn: &mut Option<crate::connection::RedisConn>,
     wake_key: &str,
     idle: Duration,
 ) {

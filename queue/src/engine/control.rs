@@ -6,7 +6,7 @@ use redis::AsyncCommands;
 
 use crate::{Result, job::JobRecord};
 
-use super::Engine;
+use super::{Call, Engine};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CancelOutcome {
@@ -56,13 +56,12 @@ impl Engine {
     /// Cancels a waiting job at once, or asks a running one to stop.
     pub async fn cancel(&self, id: &str) -> Result<CancelOutcome> {
         let reply: String = self
-            .inner
-            .scripts
-            .cancel
-            .key(self.keys().job_events())
-            .arg(&self.keys().prefix)
-            .arg(id)
-            .invoke_async(&mut self.conn())
+            .write(
+                Call::new(&self.inner.scripts.cancel)
+                    .key(self.keys().job_events())
+                    .arg(&self.keys().prefix)
+                    .arg(id),
+            )
             .await?;
         Ok(match reply.as_str() {
             "cancelled" => CancelOutcome::Cancelled,
@@ -78,14 +77,13 @@ impl Engine {
             return Ok(Vec::new());
         }
         let reply: Vec<String> = self
-            .inner
-            .scripts
-            .requeue
-            .key(self.keys().job_events())
-            .arg(&self.keys().prefix)
-            .arg("ids")
-            .arg(ids)
-            .invoke_async(&mut self.conn())
+            .write(
+                Call::new(&self.inner.scripts.requeue)
+                    .key(self.keys().job_events())
+                    .arg(&self.keys().prefix)
+                    .arg("ids")
+                    .arg(ids),
+            )
             .await?;
         Ok(reply.into_iter().map(dead_op_outcome).collect())
     }
@@ -112,20 +110,18 @@ impl Engine {
         until_ms: u64,
         chunk: usize,
     ) -> Result<u64> {
-        Ok(self
-            .inner
-            .scripts
-            .requeue
-            .key(self.keys().job_events())
-            .arg(&self.keys().prefix)
-            .arg("filter")
-            .arg(&filter.queue)
-            .arg(filter.since_ms.unwrap_or(0))
-            .arg(until_ms)
-            .arg(filter.fingerprint.as_deref().unwrap_or(""))
-            .arg(chunk.max(1))
-            .invoke_async(&mut self.conn())
-            .await?)
+        self.write(
+            Call::new(&self.inner.scripts.requeue)
+                .key(self.keys().job_events())
+                .arg(&self.keys().prefix)
+                .arg("filter")
+                .arg(&filter.queue)
+                .arg(filter.since_ms.unwrap_or(0))
+                .arg(until_ms)
+                .arg(filter.fingerprint.as_deref().unwrap_or(""))
+                .arg(chunk.max(1)),
+        )
+        .await
     }
 
     /// Deletes a dead job for good (the event stream records that it happened).
@@ -140,13 +136,12 @@ impl Engine {
             return Ok(Vec::new());
         }
         let reply: Vec<String> = self
-            .inner
-            .scripts
-            .discard
-            .key(self.keys().job_events())
-            .arg(&self.keys().prefix)
-            .arg(ids)
-            .invoke_async(&mut self.conn())
+            .write(
+                Call::new(&self.inner.scripts.discard)
+                    .key(self.keys().job_events())
+                    .arg(&self.keys().prefix)
+                    .arg(ids),
+            )
             .await?;
         Ok(reply.into_iter().map(dead_op_outcome).collect())
     }

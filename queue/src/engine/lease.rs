@@ -9,7 +9,7 @@ use crate::{
     job::{Applied, JobExtra, LeasedJob, Outcome},
 };
 
-use super::{Engine, protocol, value_i64, value_string};
+use super::{Engine, call::Call, protocol, value_i64, value_string};
 
 /// What a worker asks of [`Engine::fetch`].
 #[derive(Debug, Clone)]
@@ -53,24 +53,23 @@ impl Engine {
     pub async fn fetch(&self, req: &FetchRequest<'_>) -> Result<Fetched> {
         let cfg = &self.inner.config;
         let reply: Vec<Value> = self
-            .inner
-            .scripts
-            .fetch
-            .key(self.keys().job_events())
-            .arg(&self.keys().prefix)
-            .arg(req.queue)
-            .arg(req.max_jobs)
-            .arg(req.lease.as_millis() as u64)
-            .arg(req.worker_id)
-            .arg(cfg.promote_chunk)
-            .arg(cfg.reap_chunk)
-            .arg(req.backoff_base.as_millis() as u64)
-            .arg(req.backoff_cap.as_millis() as u64)
-            .arg(rand::random::<u32>())
-            .arg(cfg.priority_aging.as_millis() as u64)
-            .arg(req.timeout.map_or(0, |t| t.as_millis() as u64))
-            .arg(req.timeout_grace.as_millis() as u64)
-            .invoke_async(&mut self.conn())
+            .run(
+                Call::new(&self.inner.scripts.fetch)
+                    .key(self.keys().job_events())
+                    .arg(&self.keys().prefix)
+                    .arg(req.queue)
+                    .arg(req.max_jobs)
+                    .arg(req.lease.as_millis() as u64)
+                    .arg(req.worker_id)
+                    .arg(cfg.promote_chunk)
+                    .arg(cfg.reap_chunk)
+                    .arg(req.backoff_base.as_millis() as u64)
+                    .arg(req.backoff_cap.as_millis() as u64)
+                    .arg(rand::random::<u32>())
+                    .arg(cfg.priority_aging.as_millis() as u64)
+                    .arg(req.timeout.map_or(0, |t| t.as_millis() as u64))
+                    .arg(req.timeout_grace.as_millis() as u64),
+            )
             .await?;
         let (hint, rest) = reply
             .split_first()
@@ -120,16 +119,15 @@ impl Engine {
     ) -> Result<bool> {
         let message: String = message.chars().take(200).collect();
         let recorded: i64 = self
-            .inner
-            .scripts
-            .progress
-            .key(self.keys().job_events())
-            .arg(&self.keys().prefix)
-            .arg(id)
-            .arg(token)
-            .arg(percent.min(100))
-            .arg(message)
-            .invoke_async(&mut self.conn())
+            .run(
+                Call::new(&self.inner.scripts.progress)
+                    .key(self.keys().job_events())
+                    .arg(&self.keys().prefix)
+                    .arg(id)
+                    .arg(token)
+                    .arg(percent.min(100))
+                    .arg(message),
+            )
             .await?;
         Ok(recorded == 1)
     }
@@ -140,7 +138,7 @@ impl Engine {
         if outcomes.is_empty() {
             return Ok(Vec::new());
         }
-        let mut inv = self.inner.scripts.complete.prepare_invoke();
+        let mut inv = Call::new(&self.inner.scripts.complete);
         inv.key(self.keys().job_events()).arg(&self.keys().prefix);
         for (id, token, outcome) in outcomes {
             let (name, text, delay) = match outcome {
@@ -157,7 +155,7 @@ impl Engine {
             };
             inv.arg(id).arg(token).arg(name).arg(text).arg(delay);
         }
-        let reply: Vec<String> = inv.invoke_async(&mut self.conn()).await?;
+        let reply: Vec<String> = self.write(&inv).await?;
         reply
             .iter()
             .map(|s| match s.as_str() {
@@ -181,7 +179,7 @@ impl Engine {
         if held.is_empty() {
             return Ok(Vec::new());
         }
-        let mut inv = self.inner.scripts.renew.prepare_invoke();
+        let mut inv = Call::new(&self.inner.scripts.renew);
         inv.key(self.keys().job_events())
             .arg(&self.keys().prefix)
             .arg(queue)
@@ -190,7 +188,7 @@ impl Engine {
         for (id, token) in held {
             inv.arg(id).arg(token);
         }
-        let reply: Vec<i64> = inv.invoke_async(&mut self.conn()).await?;
+        let reply: Vec<i64> = self.run(&inv).await?;
         Ok(reply
             .into_iter()
             .map(|r| match r {

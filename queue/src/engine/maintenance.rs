@@ -6,23 +6,22 @@ use redis::AsyncCommands;
 
 use crate::{QueueError, Result};
 
-use super::Engine;
+use super::{Call, Engine};
 
 impl Engine {
     /// Forgets finished jobs past retention (one bounded chunk); returns how many.
     pub async fn cleanup_finished(&self, queue: &str) -> Result<u64> {
         let cfg = &self.inner.config;
         Ok(self
-            .inner
-            .scripts
-            .cleanup
-            .key(self.keys().job_events())
-            .arg(&self.keys().prefix)
-            .arg(queue)
-            .arg(cfg.completed_retention.as_millis() as u64)
-            .arg(cfg.completed_max)
-            .arg(cfg.cleanup_chunk)
-            .invoke_async(&mut self.conn())
+            .run(
+                Call::new(&self.inner.scripts.cleanup)
+                    .key(self.keys().job_events())
+                    .arg(&self.keys().prefix)
+                    .arg(queue)
+                    .arg(cfg.completed_retention.as_millis() as u64)
+                    .arg(cfg.completed_max)
+                    .arg(cfg.cleanup_chunk),
+            )
             .await?)
     }
 
@@ -39,38 +38,40 @@ impl Engine {
     async fn trim_stream(&self, stream: String) -> Result<u64> {
         let cfg = &self.inner.config;
         Ok(self
-            .inner
-            .scripts
-            .trim
-            .key(stream)
-            .arg(&self.keys().prefix)
-            .arg(cfg.resume_window.as_millis() as u64)
-            .arg(cfg.stream_cap)
-            .invoke_async(&mut self.conn())
+            .run(
+                Call::new(&self.inner.scripts.trim)
+                    .key(stream)
+                    .arg(&self.keys().prefix)
+                    .arg(cfg.resume_window.as_millis() as u64)
+                    .arg(cfg.stream_cap),
+            )
             .await?)
     }
 
     /// Appends an application event (field, value pairs) under the stream cap; returns its id.
     pub async fn publish_app_event(&self, fields: &[(&str, &str)]) -> Result<String> {
-        let mut inv = self.inner.scripts.publish.prepare_invoke();
+        let mut inv = Call::new(&self.inner.scripts.publish);
         inv.key(self.keys().app_events())
             .arg(&self.keys().prefix)
             .arg(self.inner.config.stream_cap);
         for (name, value) in fields {
             inv.arg(*name).arg(*value);
         }
-        match inv.invoke_async(&mut self.conn()).await {
+        match self.write(&inv).await {
             Ok(id) => Ok(id),
-            Err(e) if e.code() == Some("STREAM_FULL") => Err(QueueError::StreamFull {
+            Err(e) if e.redis_code() == Some("STREAM_FULL") => Err(QueueError::StreamFull {
                 cap: self.inner.config.stream_cap,
                 retry_after: Duration::from_secs(1),
             }),
-            Err(e) => Err(e.into()),
+            Err(e) => Err(e),
         }
     }
 
     /// Deletes every key of this deployment's prefix. For tests and tear-down only.
     pub async fn destroy_all_data(&self) -> Result<u64> {
+        // Every key shares the `{prefix}` hash tag, so on a cluster they all sit on the one
+        // primary that holds its slot, and a scan of that node finds them all.
+        let home = self.keys().job_events();
         let mut conn = self.conn();
         let pattern = format!(
             "{}:*",
@@ -79,14 +80,19 @@ impl Engine {
         let mut cursor: u64 = 0;
         let mut removed = 0;
         loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut conn)
+            let reply = conn
+                .command_at(
+                    &home,
+                    redis::cmd("SCAN")
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg(&pattern)
+                        .arg("COUNT")
+                        .arg(1000),
+                )
                 .await?;
+            let (next, keys): (u64, Vec<String>) =
+                redis::FromRedisValue::from_redis_value(reply).map_err(redis::RedisError::from)?;
             if !keys.is_empty() {
                 removed += keys.len() as u64;
                 let _: () = conn.unlink(keys).await?;

@@ -8,13 +8,17 @@ use std::{
     time::Duration,
 };
 
-use redis::{
-    Client, Value,
-    aio::{ConnectionManager, ConnectionManagerConfig},
+use redis::Value;
+
+use crate::{
+    EngineConfig, QueueError, Result,
+    connection::{RedisClient, RedisConn, RedisTopology},
+    job::valid_name,
+    keys::Keys,
+    scripts::Scripts,
 };
 
-use crate::{EngineConfig, QueueError, Result, job::valid_name, keys::Keys, scripts::Scripts};
-
+mod call;
 mod control;
 mod inspect;
 mod lease;
@@ -22,21 +26,22 @@ mod maintenance;
 mod push;
 mod queue_controls;
 
+pub(crate) use call::Call;
 pub use control::{CancelOutcome, DeadFilter, DeadGroup, DeadOpOutcome};
 pub use inspect::QueueStats;
 pub use lease::{FetchRequest, Fetched, RenewStatus};
 pub use queue_controls::{MAX_RATE_WINDOW, QueueLimits};
 
 /// A handle on one deployment's queues. Cheap to clone; all clones share one connection
-/// that reconnects by itself after a Redis restart.
+/// that reconnects by itself after a Redis restart (and, on a cluster, follows its topology).
 #[derive(Clone)]
 pub struct Engine {
     inner: Arc<Inner>,
 }
 
 struct Inner {
-    client: Client,
-    conn: ConnectionManager,
+    client: RedisClient,
+    conn: RedisConn,
     keys: Keys,
     config: EngineConfig,
     scripts: Scripts,
@@ -55,17 +60,17 @@ pub struct EngineMetrics {
 }
 
 impl Engine {
-    /// Connects and loads the scripts. Fails if Redis does not answer.
+    /// Connects and loads the scripts. Fails if Redis does not answer. The URL names one node
+    /// (`redis://`) or a cluster (`redis+cluster://host:port,…`; see [`RedisTopology`]).
     pub async fn connect(redis_url: &str, config: EngineConfig) -> Result<Self> {
         if !valid_name(&config.prefix) {
             return Err(QueueError::InvalidJob(
                 "prefix must be 1-64 characters of [A-Za-z0-9_.-]".into(),
             ));
         }
-        let client = Client::open(redis_url)?;
-        let conn = client
-            .get_connection_manager_with_config(Self::manager_config(config.response_timeout))
-            .await?;
+        config.durability.validate()?;
+        let client = RedisClient::open(&RedisTopology::parse(redis_url)?, config.response_timeout)?;
+        let conn = client.connect(config.response_timeout).await?;
         let engine = Self {
             inner: Arc::new(Inner {
                 client,
@@ -80,32 +85,23 @@ impl Engine {
         Ok(engine)
     }
 
-    fn manager_config(response_timeout: Duration) -> ConnectionManagerConfig {
-        ConnectionManagerConfig::new()
-            .set_response_timeout(Some(response_timeout))
-            .set_connection_timeout(Some(response_timeout))
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_millis(500))
-    }
-
     /// A connection of its own, for blocking waits that must not stall the shared one.
-    pub(crate) async fn dedicated_connection(
-        &self,
-        timeout: Duration,
-    ) -> Result<ConnectionManager> {
-        Ok(self
-            .inner
-            .client
-            .get_connection_manager_with_config(Self::manager_config(timeout))
-            .await?)
+    pub(crate) async fn dedicated_connection(&self, timeout: Duration) -> Result<RedisConn> {
+        self.inner.client.connect(timeout).await
     }
 
+    /// Loads the scripts (on a cluster, into every node: `SCRIPT LOAD` goes to all of them).
     async fn load_scripts(&self) -> Result<()> {
         let mut conn = self.conn();
         for script in self.inner.scripts.all() {
             script.load_async(&mut conn).await?;
         }
         Ok(())
+    }
+
+    /// True when the engine runs on a Redis Cluster.
+    pub fn on_cluster(&self) -> bool {
+        self.inner.client.is_cluster()
     }
 
     pub fn config(&self) -> &EngineConfig {
@@ -124,7 +120,7 @@ impl Engine {
         &self.inner.scripts
     }
 
-    pub(crate) fn conn(&self) -> ConnectionManager {
+    pub(crate) fn conn(&self) -> RedisConn {
         self.inner.conn.clone()
     }
 }

@@ -9,7 +9,7 @@ use crate::{
     job::{NewJob, PushOutcome},
 };
 
-use super::{Engine, protocol, value_i64, value_string};
+use super::{Call, Engine, protocol, value_i64, value_string};
 
 impl Engine {
     /// Pushes one job. With an idempotency key that already holds, returns the existing
@@ -71,7 +71,7 @@ impl Engine {
 
     async fn push_chunk(&self, jobs: &[NewJob]) -> Result<Vec<PushOutcome>> {
         let cfg = &self.inner.config;
-        let mut inv = self.inner.scripts.push.prepare_invoke();
+        let mut inv = Call::new(&self.inner.scripts.push);
         inv.key(self.keys().job_events())
             .arg(&self.keys().prefix)
             .arg(cfg.stream_cap)
@@ -113,15 +113,15 @@ impl Engine {
                 )
                 .arg(job.limit_key.as_deref().unwrap_or(""));
         }
-        let reply: Vec<Value> = match inv.invoke_async(&mut self.conn()).await {
+        let reply: Vec<Value> = match self.write(&inv).await {
             Ok(reply) => reply,
-            Err(e) if e.code() == Some("STREAM_FULL") => {
+            Err(e) if e.redis_code() == Some("STREAM_FULL") => {
                 return Err(QueueError::StreamFull {
                     cap: cfg.stream_cap,
                     retry_after: Duration::from_secs(1),
                 });
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(e),
         };
         reply
             .chunks(2)

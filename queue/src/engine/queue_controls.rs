@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::{QueueError, RateLimit, Result};
 
-use super::Engine;
+use super::{Call, Engine};
 
 impl Engine {
     /// Stops workers leasing from `queue`; jobs already running finish. Answers whether the
@@ -46,14 +46,13 @@ impl Engine {
         let mut limit: Option<u64> = None;
         loop {
             let (cancelled, taken, left): (u64, u64, u64) = self
-                .inner
-                .scripts
-                .drain
-                .key(self.keys().job_events())
-                .arg(&self.keys().prefix)
-                .arg(queue)
-                .arg(chunk)
-                .invoke_async(&mut self.conn())
+                .write(
+                    Call::new(&self.inner.scripts.drain)
+                        .key(self.keys().job_events())
+                        .arg(&self.keys().prefix)
+                        .arg(queue)
+                        .arg(chunk),
+                )
                 .await?;
             total += cancelled;
             taken_total += taken;
@@ -131,19 +130,18 @@ impl Engine {
         let opt = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_default();
         let window = |r: Option<RateLimit>| r.map(|r| r.window.as_millis() as u64);
         let _: i64 = self
-            .inner
-            .scripts
-            .limits
-            .key(self.keys().job_events())
-            .arg(&self.keys().prefix)
-            .arg(queue)
-            .arg(opt(limits.concurrency.map(u64::from)))
-            .arg(opt(limits.per_key_concurrency.map(u64::from)))
-            .arg(opt(limits.rate.map(|r| u64::from(r.limit))))
-            .arg(opt(window(limits.rate)))
-            .arg(opt(limits.per_key_rate.map(|r| u64::from(r.limit))))
-            .arg(opt(window(limits.per_key_rate)))
-            .invoke_async(&mut self.conn())
+            .write(
+                Call::new(&self.inner.scripts.limits)
+                    .key(self.keys().job_events())
+                    .arg(&self.keys().prefix)
+                    .arg(queue)
+                    .arg(opt(limits.concurrency.map(u64::from)))
+                    .arg(opt(limits.per_key_concurrency.map(u64::from)))
+                    .arg(opt(limits.rate.map(|r| u64::from(r.limit))))
+                    .arg(opt(window(limits.rate)))
+                    .arg(opt(limits.per_key_rate.map(|r| u64::from(r.limit))))
+                    .arg(opt(window(limits.per_key_rate))),
+            )
             .await?;
         Ok(())
     }

@@ -45,10 +45,8 @@ impl TestQueue {
         format!("{{{}}}:{rest}", self.prefix)
     }
 
-    pub fn sync_conn(&self) -> redis::Connection {
-        redis::Client::open(self.url.as_str())
-            .and_then(|c| c.get_connection())
-            .expect("sync redis connection")
+    pub fn sync_conn(&self) -> queue::testing::InspectConn {
+        queue::testing::InspectConn::open(&self.url)
     }
 
     pub async fn push_n(&self, queue: &str, n: usize) -> Vec<String> {

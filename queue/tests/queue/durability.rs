@@ -47,26 +47,29 @@ async fn probe_worker_process() {
         .shutdown_grace(Duration::from_millis(200));
     #[derive(Clone)]
     struct Probe {
-        engine: Engine,
+        runs: Arc<std::sync::Mutex<queue::testing::InspectConn>>,
         runs_key: String,
         sleep: Duration,
     }
     async fn handler(_: Work, ctx: queue::JobContext, probe: Data<Probe>) -> Result<(), JobError> {
         tokio::time::sleep(probe.sleep).await;
         // Every run is recorded, re-runs included: the test counts them.
-        let mut conn = redis::Client::open(redis_url().as_str())
-            .map_err(JobError::retryable)?
-            .get_multiplexed_async_connection()
-            .await
-            .map_err(JobError::retryable)?;
-        let _: () = redis::AsyncCommands::rpush(&mut conn, &probe.runs_key, &ctx.id)
-            .await
-            .map_err(JobError::retryable)?;
-        let _ = &probe.engine;
+        let (runs, key, id) = (probe.runs.clone(), probe.runs_key.clone(), ctx.id.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut conn = runs
+                .lock()
+                .map_err(|_| JobError::permanent("runs lock poisoned"))?;
+            conn.rpush::<_, _, ()>(&key, &id)
+                .map_err(JobError::retryable)
+        })
+        .await
+        .map_err(JobError::retryable)??;
         Ok(())
     }
     let probe = Probe {
-        engine: engine.clone(),
+        runs: Arc::new(std::sync::Mutex::new(queue::testing::InspectConn::open(
+            &redis_url(),
+        ))),
         runs_key: format!("{{{prefix}}}:probe:runs"),
         sleep: Duration::from_millis(env_ms("PROBE_SLEEP_MS", 20)),
     };
