@@ -3,6 +3,10 @@
 
 /// `url` with its password and any secret-looking query value replaced by `***`.
 pub fn redact_url(url: &str) -> String {
+    // A list of cluster seeds: each one may carry a password.
+    if url.contains(",redis://") {
+        return url.split(',').map(redact_url).collect::<Vec<_>>().join(",");
+    }
     let (head, query) = match url.split_once('?') {
         Some((head, query)) => (head, Some(query)),
         None => (url, None),
@@ -58,6 +62,14 @@ mod tests {
             (
                 "redis://default:s3cret@cache:6379",
                 "redis://default:***@cache:6379",
+            ),
+            (
+                "redis://:a@h1:7000,redis://:b@h2:7000",
+                "redis://:***@h1:7000,redis://:***@h2:7000",
+            ),
+            (
+                "redis+cluster://app:s3cret@h1:7000,h2:7000",
+                "redis+cluster://app:***@h1:7000,h2:7000",
             ),
             ("redis://s3cret@cache", "redis://***@cache"),
             ("redis://127.0.0.1:6379", "redis://127.0.0.1:6379"),

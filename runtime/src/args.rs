@@ -52,6 +52,11 @@ pub struct PoolArgs {
     /// use the same value.
     #[arg(long, env = "PRIORITY_AGING_SECS", default_value_t = 60)]
     pub priority_aging_secs: u64,
+    /// What a push or an outcome has survived when it is acknowledged: `local` (the primary
+    /// applied it) or `replicated[:N[:TIMEOUT_MS]]` (N replicas hold it too, by `WAIT`; default
+    /// 1 replica, 1000 ms). Every process of a deployment should use the same.
+    #[arg(long, env = "REDIS_DURABILITY", default_value = "local")]
+    pub redis_durability: queue::Durability,
     /// Milliseconds between looks for due schedules (0: this process makes no scheduled jobs).
     #[arg(long, env = "SCHEDULES_EVERY_MS", default_value_t = 500)]
     pub schedules_every_ms: u64,
@@ -112,9 +117,10 @@ fn host_name() -> String {
 }
 
 impl PoolArgs {
-    /// The engine settings these flags carry (the fetch's priority aging).
+    /// The engine settings these flags carry (the fetch's priority aging, the durability).
     pub fn apply_to_engine(&self, engine: &mut queue::EngineConfig) {
         engine.priority_aging = Duration::from_secs(self.priority_aging_secs);
+        engine.durability = self.redis_durability;
     }
 
     /// The pools these flags describe; `metrics` turns on queue-depth sampling.
@@ -208,5 +214,27 @@ mod tests {
         let flags = Flags::try_parse_from(["t"]).expect("defaults");
         flags.pools.apply_to_engine(&mut engine);
         assert_eq!(engine.priority_aging, std::time::Duration::from_secs(60));
+    }
+
+    #[test]
+    fn the_durability_flag_reaches_the_engine_and_refuses_nonsense() {
+        let flags =
+            Flags::try_parse_from(["t", "--redis-durability", "replicated:2:300"]).expect("flags");
+        let mut engine = queue::EngineConfig::default();
+        flags.pools.apply_to_engine(&mut engine);
+        assert_eq!(
+            engine.durability,
+            queue::Durability::Replicated {
+                replicas: 2,
+                timeout: std::time::Duration::from_millis(300)
+            }
+        );
+        let defaults = Flags::try_parse_from(["t"]).expect("defaults");
+        defaults.pools.apply_to_engine(&mut engine);
+        assert_eq!(engine.durability, queue::Durability::Local);
+        for bad in ["replicated:0", "eventual", "replicated:1:0"] {
+            let refused = Flags::try_parse_from(["t", "--redis-durability", bad]);
+            assert!(refused.is_err(), "{bad} accepted");
+        }
     }
 }
