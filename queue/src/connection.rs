@@ -1,13 +1,19 @@
-//! Where the engine's Redis is: one node (`redis://host:port`) or a Redis Cluster
+//! Where the engine's Redis is: one node (`redis://host:port`), a Redis Cluster
 //! (`redis+cluster://host:port[,host:port…]`, or several `redis://` seeds separated by commas),
-//! chosen by the URL. Both give a connection that reconnects by itself; the cluster one also
-//! follows `MOVED`/`ASK` redirections, resharding and failovers.
+//! or a primary that Redis Sentinel watches (`redis+sentinel://host:port[,…]/service[/db]`),
+//! chosen by the URL. Each gives a connection that reconnects by itself; the cluster one
+//! follows `MOVED`/`ASK` redirections, resharding and failovers, and the Sentinel one asks the
+//! sentinels for the primary again whenever the one it has stops answering or turns replica.
 
-use std::time::Duration;
+use std::{
+    sync::{Arc, RwLock},
+    time::Duration,
+};
 
 use redis::{
-    Client, Cmd, Pipeline, RedisFuture, Value,
-    aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig},
+    AsyncConnectionConfig, Client, Cmd, IntoConnectionInfo, Pipeline, RedisError, RedisFuture,
+    Value,
+    aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection},
     cluster::{ClusterClient, ClusterClientBuilder},
     cluster_async::ClusterConnection,
     cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr},
@@ -22,6 +28,13 @@ pub enum RedisTopology {
     Node(String),
     /// A Redis Cluster, found from these seed nodes (`redis://host:port` each).
     Cluster(Vec<String>),
+    /// The primary of `service`, as these sentinels (`redis://host:port` each) name it; `node`
+    /// carries the data nodes' credentials and database (`redis://[auth@]_/db`).
+    Sentinel {
+        sentinels: Vec<String>,
+        service: String,
+        node: String,
+    },
 }
 
 impl RedisTopology {
@@ -46,6 +59,38 @@ impl RedisTopology {
             }
             return Ok(Self::Cluster(seeds));
         }
+        if let Some(rest) = url.strip_prefix("redis+sentinel://") {
+            let (auth, rest) = match rest.rsplit_once('@') {
+                Some((auth, rest)) => (format!("{auth}@"), rest),
+                None => (String::new(), rest),
+            };
+            let (hosts, path) = rest.split_once('/').unwrap_or((rest, ""));
+            let mut path = path.split('/').filter(|p| !p.is_empty());
+            let service = path
+                .next()
+                .ok_or_else(|| {
+                    bad("a sentinel URL names its service: redis+sentinel://h:26379/mymaster")
+                })?
+                .to_owned();
+            let db = path.next().unwrap_or("0");
+            if db.parse::<u32>().is_err() {
+                return Err(bad("the database after the service is a number"));
+            }
+            let sentinels: Vec<String> = hosts
+                .split(',')
+                .map(str::trim)
+                .filter(|h| !h.is_empty())
+                .map(|h| format!("redis://{h}"))
+                .collect();
+            if sentinels.is_empty() {
+                return Err(bad("a sentinel URL names at least one host:port"));
+            }
+            return Ok(Self::Sentinel {
+                sentinels,
+                service,
+                node: format!("redis://{auth}localhost/{db}"),
+            });
+        }
         if url.contains(',') {
             let seeds: Vec<String> = url
                 .split(',')
@@ -64,7 +109,7 @@ impl RedisTopology {
             return Ok(Self::Node(url.to_owned()));
         }
         Err(bad(
-            "expected redis://host:port, redis+cluster://host:port[,host:port…] or a comma-separated list of redis:// seeds",
+            "expected redis://host:port, redis+cluster://host:port[,host:port…], a comma-separated list of redis:// seeds, or redis+sentinel://host:port[,…]/service",
         ))
     }
 }
@@ -74,6 +119,14 @@ impl RedisTopology {
 pub(crate) enum RedisClient {
     Node(Client),
     Cluster(Box<ClusterClient>),
+    Sentinel(Arc<SentinelTarget>),
+}
+
+/// What a Sentinel connection needs to find the primary again.
+pub(crate) struct SentinelTarget {
+    sentinels: Vec<String>,
+    service: String,
+    node: redis::sentinel::SentinelNodeConnectionInfo,
 }
 
 impl RedisClient {
@@ -90,6 +143,19 @@ impl RedisClient {
                     .max_retry_wait(1_000)
                     .build()?,
             )),
+            RedisTopology::Sentinel {
+                sentinels,
+                service,
+                node,
+            } => {
+                let node = node.as_str().into_connection_info()?;
+                Self::Sentinel(Arc::new(SentinelTarget {
+                    sentinels: sentinels.clone(),
+                    service: service.clone(),
+                    node: redis::sentinel::SentinelNodeConnectionInfo::default()
+                        .set_redis_connection_info(node.redis_settings().clone()),
+                }))
+            }
         })
     }
 
@@ -106,6 +172,9 @@ impl RedisClient {
                     .set_response_timeout(timeout)
                     .set_connection_timeout(timeout);
                 RedisConn::Cluster(client.get_async_connection_with_config(config).await?)
+            }
+            Self::Sentinel(target) => {
+                RedisConn::Sentinel(SentinelConn::connect(target.clone(), timeout).await?)
             }
         })
     }
@@ -128,6 +197,141 @@ fn node_manager_config(response_timeout: Duration) -> ConnectionManagerConfig {
 pub(crate) enum RedisConn {
     Node(ConnectionManager),
     Cluster(ClusterConnection),
+    Sentinel(SentinelConn),
+}
+
+/// A connection to the primary the sentinels name. A failure that may mean the primary moved
+/// (no answer, a refused connection, `READONLY`) makes the next call ask the sentinels again;
+/// the failed call itself answers its error, which callers treat as retryable.
+#[derive(Clone)]
+pub(crate) struct SentinelConn {
+    shared: Arc<SentinelShared>,
+}
+
+struct SentinelShared {
+    target: Arc<SentinelTarget>,
+    timeout: Duration,
+    /// The connection in use and how many times it was replaced.
+    current: RwLock<(u64, MultiplexedConnection)>,
+    /// One re-resolution at a time.
+    resolving: tokio::sync::Mutex<()>,
+}
+
+impl SentinelConn {
+    async fn connect(target: Arc<SentinelTarget>, timeout: Duration) -> redis::RedisResult<Self> {
+        let conn = Self::open_primary(&target, timeout).await?;
+        Ok(Self {
+            shared: Arc::new(SentinelShared {
+                target,
+                timeout,
+                current: RwLock::new((0, conn)),
+                resolving: tokio::sync::Mutex::new(()),
+            }),
+        })
+    }
+
+    async fn open_primary(
+        target: &SentinelTarget,
+        timeout: Duration,
+    ) -> redis::RedisResult<MultiplexedConnection> {
+        let mut sentinel = redis::sentinel::SentinelClient::build(
+            target.sentinels.clone(),
+            target.service.clone(),
+            Some(target.node.clone()),
+            redis::sentinel::SentinelServerType::Master,
+        )?;
+        let primary = tokio::time::timeout(timeout, sentinel.async_get_client())
+            .await
+            .map_err(|_| RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut)))??;
+        let config = AsyncConnectionConfig::new()
+            .set_response_timeout(Some(timeout))
+            .set_connection_timeout(Some(timeout));
+        primary
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+    }
+
+    fn current(&self) -> (u64, MultiplexedConnection) {
+        let guard = self
+            .shared
+            .current
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        (guard.0, guard.1.clone())
+    }
+
+    /// Asks the sentinels for the primary again, unless another call already did since
+    /// `generation` was in use.
+    async fn reresolve(&self, generation: u64) {
+        let _one = self.shared.resolving.lock().await;
+        if self.current().0 != generation {
+            return;
+        }
+        match Self::open_primary(&self.shared.target, self.shared.timeout).await {
+            Ok(conn) => {
+                let mut guard = self
+                    .shared
+                    .current
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                *guard = (generation + 1, conn);
+                tracing::info!(service = %self.shared.target.service, "redis: connected to the primary the sentinels name");
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "redis: the sentinels named no reachable primary yet")
+            }
+        }
+    }
+}
+
+/// Failures after which the primary may have moved.
+fn primary_may_have_moved(e: &RedisError) -> bool {
+    e.is_io_error()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || e.is_timeout()
+        || e.code() == Some("READONLY")
+        || matches!(
+            e.kind(),
+            redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly)
+        )
+}
+
+impl ConnectionLike for SentinelConn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        Box::pin(async move {
+            let (generation, mut conn) = self.current();
+            let result = conn.req_packed_command(cmd).await;
+            if let Err(e) = &result
+                && primary_may_have_moved(e)
+            {
+                self.reresolve(generation).await;
+            }
+            result
+        })
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        Box::pin(async move {
+            let (generation, mut conn) = self.current();
+            let result = conn.req_packed_commands(pipeline, offset, count).await;
+            if let Err(e) = &result
+                && primary_may_have_moved(e)
+            {
+                self.reresolve(generation).await;
+            }
+            result
+        })
+    }
+
+    fn get_db(&self) -> i64 {
+        self.current().1.get_db()
+    }
 }
 
 impl std::fmt::Debug for RedisConn {
@@ -135,6 +339,7 @@ impl std::fmt::Debug for RedisConn {
         f.write_str(match self {
             Self::Node(_) => "RedisConn::Node",
             Self::Cluster(_) => "RedisConn::Cluster",
+            Self::Sentinel(_) => "RedisConn::Sentinel",
         })
     }
 }
@@ -149,6 +354,7 @@ impl RedisConn {
     ) -> redis::RedisResult<Vec<Value>> {
         match self {
             Self::Node(conn) => pipe.query_async(conn).await,
+            Self::Sentinel(conn) => pipe.query_async(conn).await,
             Self::Cluster(conn) => {
                 let route =
                     SingleNodeRoutingInfo::SpecificNode(Route::with_key(key, SlotAddr::Master));
@@ -163,6 +369,7 @@ impl RedisConn {
     pub async fn command_at(&mut self, key: &str, cmd: &Cmd) -> redis::RedisResult<Value> {
         match self {
             Self::Node(conn) => cmd.query_async(conn).await,
+            Self::Sentinel(conn) => cmd.query_async(conn).await,
             Self::Cluster(conn) => {
                 let route =
                     SingleNodeRoutingInfo::SpecificNode(Route::with_key(key, SlotAddr::Master));
@@ -178,6 +385,7 @@ impl ConnectionLike for RedisConn {
         match self {
             Self::Node(conn) => conn.req_packed_command(cmd),
             Self::Cluster(conn) => conn.req_packed_command(cmd),
+            Self::Sentinel(conn) => conn.req_packed_command(cmd),
         }
     }
 
@@ -190,6 +398,7 @@ impl ConnectionLike for RedisConn {
         match self {
             Self::Node(conn) => conn.req_packed_commands(pipeline, offset, count),
             Self::Cluster(conn) => conn.req_packed_commands(pipeline, offset, count),
+            Self::Sentinel(conn) => conn.req_packed_commands(pipeline, offset, count),
         }
     }
 
@@ -197,6 +406,7 @@ impl ConnectionLike for RedisConn {
         match self {
             Self::Node(conn) => conn.get_db(),
             Self::Cluster(conn) => conn.get_db(),
+            Self::Sentinel(conn) => conn.get_db(),
         }
     }
 }
@@ -231,7 +441,22 @@ mod tests {
                 "redis://b:2".into()
             ]))
         );
-        for bad in ["", "http://x", "redis+cluster://", "redis://a:1,b:2"] {
+        assert_eq!(
+            RedisTopology::parse("redis+sentinel://:pw@s1:26379,s2:26379/jobs/2").ok(),
+            Some(RedisTopology::Sentinel {
+                sentinels: vec!["redis://s1:26379".into(), "redis://s2:26379".into()],
+                service: "jobs".into(),
+                node: "redis://:pw@localhost/2".into(),
+            })
+        );
+        for bad in [
+            "",
+            "http://x",
+            "redis+cluster://",
+            "redis://a:1,b:2",
+            "redis+sentinel://s1:26379",
+            "redis+sentinel://s1:26379/jobs/x",
+        ] {
             assert!(RedisTopology::parse(bad).is_err(), "{bad:?} accepted");
         }
     }

@@ -86,6 +86,26 @@ impl InspectConn {
                     .and_then(|c| c.get_connection())
                     .expect("redis connection"),
             ),
+            crate::RedisTopology::Sentinel {
+                sentinels,
+                service,
+                node,
+            } => {
+                use redis::IntoConnectionInfo;
+                let node = node.as_str().into_connection_info().expect("node url");
+                let info = redis::sentinel::SentinelNodeConnectionInfo::default()
+                    .set_redis_connection_info(node.redis_settings().clone());
+                Self::Node(
+                    redis::sentinel::SentinelClient::build(
+                        sentinels,
+                        service,
+                        Some(info),
+                        redis::sentinel::SentinelServerType::Master,
+                    )
+                    .and_then(|mut c| c.get_connection())
+                    .expect("the primary the sentinels name"),
+                )
+            }
             crate::RedisTopology::Cluster(seeds) => Self::Cluster(Box::new(
                 redis::cluster::ClusterClient::new(seeds)
                     .and_then(|c| c.get_connection())
@@ -506,4 +526,208 @@ fn wait_for_ping(port: u16) {
         std::thread::sleep(Duration::from_millis(20));
     }
     panic!("redis-server on port {port} did not start");
+}
+
+/// A primary, one replica and three sentinels watching them (quorum 2, a primary is down
+/// after 500 ms), each a process of the test's own on loopback; all killed and the directory
+/// removed when dropped.
+#[derive(Debug)]
+pub struct RedisSentinels {
+    pub dir: PathBuf,
+    pub service: String,
+    /// Primary first, then the replica.
+    pub data_ports: Vec<u16>,
+    pub sentinel_ports: Vec<u16>,
+    data: Vec<Option<Child>>,
+    sentinels: Vec<Child>,
+}
+
+impl RedisSentinels {
+    pub fn start(dir: PathBuf) -> Self {
+        std::fs::create_dir_all(&dir).expect("sentinel dir");
+        let service = "steadfast".to_owned();
+        let data_ports = vec![free_port(), free_port()];
+        let sentinel_ports = vec![free_port(), free_port(), free_port()];
+        let mut set = Self {
+            dir,
+            service,
+            data_ports: data_ports.clone(),
+            sentinel_ports: sentinel_ports.clone(),
+            data: Vec::new(),
+            sentinels: Vec::new(),
+        };
+        for (i, port) in data_ports.iter().enumerate() {
+            let node_dir = set.dir.join(port.to_string());
+            std::fs::create_dir_all(&node_dir).expect("node dir");
+            let mut cmd = Command::new("redis-server");
+            cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--appendonly", "no", "--save", ""])
+                .args(["--repl-diskless-sync-delay", "0"])
+                .args(["--maxmemory-policy", "noeviction"])
+                .arg("--dir")
+                .arg(&node_dir)
+                .stdout(Stdio::null());
+            if i > 0 {
+                cmd.args(["--replicaof", "127.0.0.1", &data_ports[0].to_string()]);
+            }
+            set.data
+                .push(Some(cmd.spawn().expect("redis-server must be installed")));
+            wait_for_ping(*port);
+        }
+        set.wait_for_replica();
+        for port in &sentinel_ports {
+            let conf = set.dir.join(format!("sentinel-{port}.conf"));
+            std::fs::write(
+                &conf,
+                format!(
+                    "port {port}\nbind 127.0.0.1\ndir {dir}\n\
+                     sentinel monitor {svc} 127.0.0.1 {primary} 2\n\
+                     sentinel down-after-milliseconds {svc} 500\n\
+                     sentinel failover-timeout {svc} 2000\n\
+                     sentinel parallel-syncs {svc} 1\n",
+                    dir = set.dir.display(),
+                    svc = set.service,
+                    primary = data_ports[0],
+                ),
+            )
+            .expect("sentinel config");
+            let child = Command::new("redis-server")
+                .arg(&conf)
+                .arg("--sentinel")
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("redis-server must be installed");
+            set.sentinels.push(child);
+            wait_for_ping(*port);
+        }
+        set.wait_for_sentinels_to_agree(Duration::from_secs(20));
+        set
+    }
+
+    /// `redis+sentinel://` naming every sentinel and the service.
+    pub fn url(&self) -> String {
+        let hosts: Vec<String> = self
+            .sentinel_ports
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect();
+        format!("redis+sentinel://{}/{}", hosts.join(","), self.service)
+    }
+
+    /// The port of the primary the sentinels name now.
+    pub fn primary(&self) -> Option<u16> {
+        self.sentinel_ports.iter().find_map(|port| {
+            let mut conn = redis::Client::open(format!("redis://127.0.0.1:{port}"))
+                .and_then(|c| c.get_connection())
+                .ok()?;
+            let (_, primary): (String, u16) = redis::cmd("SENTINEL")
+                .arg("get-master-addr-by-name")
+                .arg(&self.service)
+                .query(&mut conn)
+                .ok()?;
+            Some(primary)
+        })
+    }
+
+    /// The data node that is not `primary`.
+    pub fn other_than(&self, primary: u16) -> u16 {
+        self.data_ports
+            .iter()
+            .copied()
+            .find(|p| *p != primary)
+            .expect("two data nodes")
+    }
+
+    /// SIGSTOP (`pause: true`) or SIGCONT one data node.
+    pub fn pause(&self, port: u16, pause: bool) {
+        if let Some(child) = self
+            .data_ports
+            .iter()
+            .position(|p| *p == port)
+            .and_then(|i| self.data[i].as_ref())
+        {
+            let _ = Command::new("kill")
+                .arg(if pause { "-STOP" } else { "-CONT" })
+                .arg(child.id().to_string())
+                .status();
+        }
+    }
+
+    /// SIGKILL one data node.
+    pub fn kill(&mut self, port: u16) {
+        if let Some(i) = self.data_ports.iter().position(|p| *p == port)
+            && let Some(mut child) = self.data[i].take()
+        {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn wait_for_replica(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let url = format!("redis://127.0.0.1:{}", self.data_ports[1]);
+        while Instant::now() < deadline {
+            let synced = redis::Client::open(url.as_str())
+                .and_then(|c| c.get_connection())
+                .and_then(|mut c| {
+                    redis::cmd("INFO")
+                        .arg("replication")
+                        .query::<String>(&mut c)
+                })
+                .is_ok_and(|info| info.contains("master_link_status:up"));
+            if synced {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("the replica did not sync");
+    }
+
+    /// Until every sentinel knows the replica and the two other sentinels: only then can they
+    /// agree that the primary is down and elect one of them to fail over.
+    fn wait_for_sentinels_to_agree(&self, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            let ready = self.sentinel_ports.iter().all(|port| {
+                let Ok(mut conn) = redis::Client::open(format!("redis://127.0.0.1:{port}"))
+                    .and_then(|c| c.get_connection())
+                else {
+                    return false;
+                };
+                let replicas: Vec<redis::Value> = redis::cmd("SENTINEL")
+                    .arg("replicas")
+                    .arg(&self.service)
+                    .query(&mut conn)
+                    .unwrap_or_default();
+                let peers: Vec<redis::Value> = redis::cmd("SENTINEL")
+                    .arg("sentinels")
+                    .arg(&self.service)
+                    .query(&mut conn)
+                    .unwrap_or_default();
+                replicas.len() == 1 && peers.len() == self.sentinel_ports.len() - 1
+            });
+            if ready {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the sentinels did not find each other"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for RedisSentinels {
+    fn drop(&mut self) {
+        for mut child in self.sentinels.drain(..) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        for mut child in self.data.iter_mut().filter_map(Option::take) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }

@@ -466,9 +466,7 @@ async fn login_limits_are_shared_by_replicas_and_keyed_by_a_digest() {
     // A key too long to be an email is refused before it names anything in Redis.
     let huge = attempt(&api, format!("{}@example.com", "a".repeat(5000))).await;
     assert_eq!((code(&huge), field(&huge)), ("BAD_USER_INPUT", "email"));
-    let mut conn = redis::Client::open(deployment.redis_url.as_str())
-        .and_then(|c| c.get_connection())
-        .expect("redis");
+    let mut conn = queue::testing::InspectConn::open(&deployment.redis_url);
     let keys: Vec<String> = redis::cmd("KEYS")
         .arg(format!("{{{}}}:rate:*", deployment.redis.prefix))
         .query(&mut conn)

@@ -11,7 +11,8 @@ use std::{
 };
 
 use queue::{
-    Applied, Durability, Engine, EngineConfig, JobState, NewJob, Outcome, testing::RedisCluster,
+    Applied, Durability, Engine, EngineConfig, JobState, NewJob, Outcome,
+    testing::{RedisCluster, RedisSentinels},
 };
 
 use super::common::fetch_req;
@@ -39,9 +40,57 @@ struct Run {
     unfinished: Vec<(String, Option<JobState>)>,
 }
 
-async fn failover_under_load(durability: Durability, tag: &str) -> Run {
-    let dir = std::env::temp_dir().join(format!("steadfast-cluster-{tag}-{}", std::process::id()));
-    let mut cluster = RedisCluster::start(dir, 3, 1);
+/// A Redis set-up with automatic failover, as the failover test drives it.
+trait Failover {
+    fn url(&self) -> String;
+    /// The port of the primary that holds `key` now (none while nobody has taken over).
+    fn primary_of(&self, key: &str) -> Option<u16>;
+    fn replica_of(&self, primary: u16) -> Option<u16>;
+    fn pause(&self, port: u16, pause: bool);
+    fn kill(&mut self, port: u16);
+}
+
+impl Failover for RedisCluster {
+    fn url(&self) -> String {
+        RedisCluster::url(self)
+    }
+    fn primary_of(&self, key: &str) -> Option<u16> {
+        self.primary_for(key)
+    }
+    fn replica_of(&self, primary: u16) -> Option<u16> {
+        RedisCluster::replica_of(self, primary)
+    }
+    fn pause(&self, port: u16, pause: bool) {
+        RedisCluster::pause(self, port, pause)
+    }
+    fn kill(&mut self, port: u16) {
+        RedisCluster::kill(self, port)
+    }
+}
+
+impl Failover for RedisSentinels {
+    fn url(&self) -> String {
+        RedisSentinels::url(self)
+    }
+    fn primary_of(&self, _key: &str) -> Option<u16> {
+        self.primary()
+    }
+    fn replica_of(&self, primary: u16) -> Option<u16> {
+        Some(self.other_than(primary))
+    }
+    fn pause(&self, port: u16, pause: bool) {
+        RedisSentinels::pause(self, port, pause)
+    }
+    fn kill(&mut self, port: u16) {
+        RedisSentinels::kill(self, port)
+    }
+}
+
+fn temp_dir(tag: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("steadfast-{tag}-{}", std::process::id()))
+}
+
+async fn failover_under_load(cluster: &mut dyn Failover, durability: Durability, tag: &str) -> Run {
     let prefix = format!("fo-{tag}");
     let mut config = EngineConfig::with_prefix(&prefix);
     config.durability = durability;
@@ -114,7 +163,7 @@ async fn failover_under_load(durability: Durability, tag: &str) -> Run {
                     .collect();
                 // As a worker does: an outcome not acknowledged is sent again (a repeat of one
                 // that did apply is refused by its token), until its lease would be gone.
-                for _ in 0..20 {
+                for _ in 0..8 {
                     match engine.complete(&outcomes).await {
                         Ok(applied) => {
                             let mut t = told.lock().expect("told");
@@ -138,7 +187,7 @@ async fn failover_under_load(durability: Durability, tag: &str) -> Run {
 
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let victim = cluster
-        .primary_for(&format!("{{{prefix}}}"))
+        .primary_of(&format!("{{{prefix}}}"))
         .expect("a primary holds the deployment");
     // Its replica stops copying for a moment before the primary dies, as a replica that lags
     // does: writes acknowledged in that moment exist on the primary alone.
@@ -154,7 +203,7 @@ async fn failover_under_load(durability: Durability, tag: &str) -> Run {
     let mut failover = None;
     while killed_at.elapsed() < Duration::from_secs(20) {
         tokio::time::sleep(Duration::from_millis(50)).await;
-        let new_primary = cluster.primary_for(&format!("{{{prefix}}}"));
+        let new_primary = cluster.primary_of(&format!("{{{prefix}}}"));
         if new_primary.is_some_and(|p| p != victim) && engine.stats(QUEUE).await.is_ok() {
             failover = Some(killed_at.elapsed());
             break;
@@ -208,19 +257,30 @@ async fn failover_under_load(durability: Durability, tag: &str) -> Run {
     }
 }
 
+const REPLICATED: Durability = Durability::Replicated {
+    replicas: 1,
+    timeout: Duration::from_millis(250),
+};
+
 #[tokio::test]
 async fn replicated_durability_loses_no_acknowledged_job_or_outcome_when_a_primary_dies() {
-    let run = failover_under_load(
-        Durability::Replicated {
-            replicas: 1,
-            timeout: Duration::from_millis(500),
-        },
-        "replicated",
-    )
-    .await;
+    let mut cluster = RedisCluster::start(temp_dir("cluster-replicated"), 3, 1);
+    let run = failover_under_load(&mut cluster, REPLICATED, "replicated").await;
+    assert_nothing_acknowledged_lost(&run, "cluster, replicated");
+}
+
+/// The same under Redis Sentinel: the engine asks the sentinels for the new primary.
+#[tokio::test]
+async fn replicated_durability_under_sentinel_loses_nothing_acknowledged_in_a_failover() {
+    let mut sentinels = RedisSentinels::start(temp_dir("sentinel-replicated"));
+    let run = failover_under_load(&mut sentinels, REPLICATED, "sentinel").await;
+    assert_nothing_acknowledged_lost(&run, "sentinel, replicated");
+}
+
+fn assert_nothing_acknowledged_lost(run: &Run, what: &str) {
     let t = &run.told;
     println!(
-        "replicated: {} pushes and {} outcomes acknowledged, {} push and {} outcome calls refused; failover {:?}; lost {} pushes, {} outcomes",
+        "{what}: {} pushes and {} outcomes acknowledged, {} push and {} outcome calls refused; failover {:?}; lost {} pushes, {} outcomes",
         t.pushed.len(),
         t.outcomes.len(),
         t.push_errors,
@@ -257,7 +317,8 @@ async fn replicated_durability_loses_no_acknowledged_job_or_outcome_when_a_prima
 /// the writes its replica had not copied yet with it. Measured, not asserted to be zero.
 #[tokio::test]
 async fn local_durability_loss_on_a_primary_failure_is_measured() {
-    let run = failover_under_load(Durability::Local, "local").await;
+    let mut cluster = RedisCluster::start(temp_dir("cluster-local"), 3, 1);
+    let run = failover_under_load(&mut cluster, Durability::Local, "local").await;
     let t = &run.told;
     println!(
         "local: {} pushes and {} outcomes acknowledged, {} push and {} outcome calls refused; failover {:?}; lost {} pushes, {} outcomes",

@@ -52,18 +52,13 @@ fn scheduler_command(app: &TestApp, name: &str) -> Command {
 }
 
 async fn tick_keys(app: &TestApp, schedule: i64) -> BTreeSet<i64> {
-    let mut conn = redis::Client::open(app.redis.url.as_str())
-        .expect("client")
-        .get_multiplexed_async_connection()
-        .await
-        .expect("redis");
+    let mut conn = queue::testing::InspectConn::open(&app.redis.url);
     let keys: Vec<String> = redis::cmd("KEYS")
         .arg(format!(
             "{{{}}}:idem:evaluate:schedule:{schedule}:*",
             app.redis.prefix
         ))
-        .query_async(&mut conn)
-        .await
+        .query(&mut conn)
         .expect("keys");
     keys.iter()
         .filter_map(|k| k.rsplit(':').next()?.parse().ok())

@@ -284,17 +284,11 @@ async fn a_dead_job_redis_lost_is_requeued_from_its_sql_record(sql: Sql) {
     catch_up(&mut recorder).await;
     // Redis loses the job (a failover without persistence, say).
     let prefix = &env.redis.prefix;
-    let mut conn = redis::Client::open(env.redis.url.as_str())
-        .expect("ledger query")
-        .get_multiplexed_async_connection()
-        .await
-        .expect("ledger query");
-    let _: () = redis::pipe()
-        .del(format!("{{{prefix}}}:job:{notify}"))
-        .zrem(format!("{{{prefix}}}:q:notify:dead"), &notify)
-        .query_async(&mut conn)
-        .await
-        .expect("ledger query");
+    let mut conn = queue::testing::InspectConn::open(&env.redis.url);
+    let _: () = redis::Commands::del(&mut conn, format!("{{{prefix}}}:job:{notify}"))
+        .expect("forget the job");
+    let _: () = redis::Commands::zrem(&mut conn, format!("{{{prefix}}}:q:notify:dead"), &notify)
+        .expect("forget the job");
     assert!(
         env.engine
             .job(&notify)

@@ -50,19 +50,14 @@ fn scheduler(env: &TestEnv) -> Scheduler {
 
 /// The idempotency keys of this schedule's ticks that exist in Redis: one per job it made.
 async fn ticks_made(env: &TestEnv, schedule: i64) -> BTreeSet<i64> {
-    let mut conn = redis::Client::open(env.redis.url.as_str())
-        .expect("client")
-        .get_multiplexed_async_connection()
-        .await
-        .expect("redis");
+    let mut conn = queue::testing::InspectConn::open(&env.redis.url);
     let pattern = format!(
         "{{{}}}:idem:evaluate:schedule:{schedule}:*",
         env.redis.prefix
     );
     let keys: Vec<String> = redis::cmd("KEYS")
         .arg(&pattern)
-        .query_async(&mut conn)
-        .await
+        .query(&mut conn)
         .expect("keys");
     keys.iter()
         .filter_map(|k| k.rsplit(':').next()?.parse().ok())
