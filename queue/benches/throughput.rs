@@ -67,17 +67,27 @@ struct Cpu {
     own_s: f64,
 }
 
+/// The CPU Redis has used: of the one node, or of every node a cluster URL names (replicas
+/// included: copying the writes is part of their cost).
 async fn cpu(engine_url: &str) -> anyhow::Result<Cpu> {
-    let client = redis::Client::open(engine_url)?;
-    let mut conn = client.get_multiplexed_async_connection().await?;
-    let info: String = redis::cmd("INFO").arg("cpu").query_async(&mut conn).await?;
-    let field = |name: &str| {
-        info.lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .unwrap_or(0.0)
+    let nodes = match queue::RedisTopology::parse(engine_url)? {
+        queue::RedisTopology::Node(url) => vec![url],
+        queue::RedisTopology::Cluster(seeds) => seeds,
+        queue::RedisTopology::Sentinel { .. } => Vec::new(),
     };
-    let redis_s = field("used_cpu_sys:") + field("used_cpu_user:");
+    let mut redis_s = 0.0;
+    for node in nodes {
+        let client = redis::Client::open(node.as_str())?;
+        let mut conn = client.get_multiplexed_async_connection().await?;
+        let info: String = redis::cmd("INFO").arg("cpu").query_async(&mut conn).await?;
+        let field = |name: &str| {
+            info.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        redis_s += field("used_cpu_sys:") + field("used_cpu_user:");
+    }
     let stat = std::fs::read_to_string("/proc/self/stat")?;
     let fields: Vec<&str> = stat
         .rsplit(')')
@@ -113,6 +123,10 @@ async fn fresh_engine(url: &str, tag: &str) -> anyhow::Result<Engine> {
     );
     let mut config = EngineConfig::with_prefix(prefix);
     config.push_chunk = 1000;
+    // `BENCH_DURABILITY=replicated:1` measures what waiting for a replica costs.
+    if let Ok(durability) = std::env::var("BENCH_DURABILITY") {
+        config.durability = durability.parse().map_err(anyhow::Error::msg)?;
+    }
     Ok(Engine::connect(url, config).await?)
 }
 
@@ -277,7 +291,8 @@ fn rate(n: usize, d: Duration) -> String {
 async fn main() -> anyhow::Result<()> {
     let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
     println!(
-        "steadfast queue benchmark (redis {url}, {} cores)",
+        "steadfast queue benchmark (redis {url}, durability {}, {} cores)",
+        std::env::var("BENCH_DURABILITY").unwrap_or_else(|_| "local".into()),
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1)
@@ -433,7 +448,12 @@ async fn main() -> anyhow::Result<()> {
             fetch_time.as_micros() as f64 / n as f64,
             ack_time.as_micros() as f64 / n as f64
         );
-        report_cpu("engine only", &before, &cpu(&url).await?, took);
+        let after = cpu(&url).await?;
+        report_cpu("engine only", &before, &after, took);
+        println!(
+            "    redis cpu per job: {:.1} us (every node)",
+            (after.redis_s - before.redis_s) * 1e6 / n as f64
+        );
         engine.destroy_all_data().await?;
     }
 
