@@ -284,6 +284,25 @@ impl SentinelConn {
     }
 }
 
+impl SentinelConn {
+    /// Runs `call` on the current primary's connection; a failure that may mean the primary
+    /// moved makes the sentinels be asked again before the error is answered.
+    async fn on_primary<T, F, Fut>(&self, call: F) -> redis::RedisResult<T>
+    where
+        F: FnOnce(MultiplexedConnection) -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        let (generation, conn) = self.current();
+        let result = call(conn).await;
+        if let Err(e) = &result
+            && primary_may_have_moved(e)
+        {
+            self.reresolve(generation).await;
+        }
+        result
+    }
+}
+
 /// Failures after which the primary may have moved.
 fn primary_may_have_moved(e: &RedisError) -> bool {
     e.is_io_error()
@@ -299,16 +318,7 @@ fn primary_may_have_moved(e: &RedisError) -> bool {
 
 impl ConnectionLike for SentinelConn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        Box::pin(async move {
-            let (generation, mut conn) = self.current();
-            let result = conn.req_packed_command(cmd).await;
-            if let Err(e) = &result
-                && primary_may_have_moved(e)
-            {
-                self.reresolve(generation).await;
-            }
-            result
-        })
+        Box::pin(self.on_primary(move |mut conn| async move { conn.req_packed_command(cmd).await }))
     }
 
     fn req_packed_commands<'a>(
@@ -317,16 +327,9 @@ impl ConnectionLike for SentinelConn {
         offset: usize,
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
-        Box::pin(async move {
-            let (generation, mut conn) = self.current();
-            let result = conn.req_packed_commands(pipeline, offset, count).await;
-            if let Err(e) = &result
-                && primary_may_have_moved(e)
-            {
-                self.reresolve(generation).await;
-            }
-            result
-        })
+        Box::pin(self.on_primary(move |mut conn| async move {
+            conn.req_packed_commands(pipeline, offset, count).await
+        }))
     }
 
     fn get_db(&self) -> i64 {

@@ -411,27 +411,12 @@ impl RedisCluster {
 
     /// SIGSTOP (`pause: true`) or SIGCONT one node: a stopped replica copies nothing.
     pub fn pause(&self, port: u16, pause: bool) {
-        if let Some(child) = self
-            .ports
-            .iter()
-            .position(|p| *p == port)
-            .and_then(|i| self.nodes[i].as_ref())
-        {
-            let _ = Command::new("kill")
-                .arg(if pause { "-STOP" } else { "-CONT" })
-                .arg(child.id().to_string())
-                .status();
-        }
+        signal_node(&self.ports, &self.nodes, port, pause);
     }
 
     /// SIGKILL one node: no shutdown, no hand-over.
     pub fn kill(&mut self, port: u16) {
-        if let Some(i) = self.ports.iter().position(|p| *p == port)
-            && let Some(mut child) = self.nodes[i].take()
-        {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        kill_node(&self.ports, &mut self.nodes, port);
     }
 
     /// Waits until every live node reports `cluster_state:ok` and every live replica has
@@ -497,15 +482,39 @@ impl Drop for RedisCluster {
     }
 }
 
-/// A free loopback port whose cluster-bus twin (port + 10000) is free too, below 65536.
+/// SIGSTOP or SIGCONT the process serving `port` among `nodes` (in `ports`' order).
+fn signal_node(ports: &[u16], nodes: &[Option<Child>], port: u16, pause: bool) {
+    if let Some(child) = ports
+        .iter()
+        .position(|p| *p == port)
+        .and_then(|i| nodes[i].as_ref())
+    {
+        let _ = Command::new("kill")
+            .arg(if pause { "-STOP" } else { "-CONT" })
+            .arg(child.id().to_string())
+            .status();
+    }
+}
+
+/// SIGKILL the process serving `port` among `nodes`; it is not restarted.
+fn kill_node(ports: &[u16], nodes: &mut [Option<Child>], port: u16) {
+    if let Some(i) = ports.iter().position(|p| *p == port)
+        && let Some(mut child) = nodes[i].take()
+    {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+/// A free loopback port whose cluster-bus twin (port + 10000) is free too, both below 32768:
+/// out of the kernel's range for outgoing connections, so client sockets cannot take them.
 fn free_cluster_port() -> u16 {
     use std::sync::atomic::{AtomicU16, Ordering};
     // Each process starts from a different place, so parallel tests rarely race for a port.
     static NEXT: AtomicU16 = AtomicU16::new(0);
-    let base = 20_000 + (std::process::id() % 500) as u16 * 40;
+    let start = (std::process::id() % 250) as u16 * 40;
     loop {
-        let port = base + NEXT.fetch_add(1, Ordering::Relaxed) % 20_000;
-        let port = 20_000 + (port - 20_000) % 25_000;
+        let port = 10_000 + (start + NEXT.fetch_add(1, Ordering::Relaxed)) % 12_000;
         let free = |p: u16| TcpListener::bind(("127.0.0.1", p)).is_ok();
         if free(port) && free(port + 10_000) {
             return port;
@@ -640,27 +649,12 @@ impl RedisSentinels {
 
     /// SIGSTOP (`pause: true`) or SIGCONT one data node.
     pub fn pause(&self, port: u16, pause: bool) {
-        if let Some(child) = self
-            .data_ports
-            .iter()
-            .position(|p| *p == port)
-            .and_then(|i| self.data[i].as_ref())
-        {
-            let _ = Command::new("kill")
-                .arg(if pause { "-STOP" } else { "-CONT" })
-                .arg(child.id().to_string())
-                .status();
-        }
+        signal_node(&self.data_ports, &self.data, port, pause);
     }
 
     /// SIGKILL one data node.
     pub fn kill(&mut self, port: u16) {
-        if let Some(i) = self.data_ports.iter().position(|p| *p == port)
-            && let Some(mut child) = self.data[i].take()
-        {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        kill_node(&self.data_ports, &mut self.data, port);
     }
 
     fn wait_for_replica(&self) {

@@ -95,23 +95,7 @@ async fn three_worker_processes_and_a_restart_make_one_job_per_tick() {
     tokio::time::sleep(Duration::from_millis(3000)).await;
 
     // Stop making new ticks: pause it, then let any claim in flight finish.
-    manage::set_enabled(
-        app.db(),
-        &Actor::Cli {
-            os_user: "test".into(),
-        },
-        schedule.id,
-        false,
-        None,
-    )
-    .await
-    .expect("pause");
-    let paused_at = chrono::Utc::now().timestamp_millis();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    for p in &mut processes {
-        let _ = p.start_kill();
-        let _ = p.wait().await;
-    }
+    let paused_at = pause_and_stop(&app, schedule.id, &mut processes).await;
 
     assert_one_job_per_tick(&app, schedule.id, first, paused_at).await;
 }
@@ -144,6 +128,29 @@ async fn assert_one_job_per_tick(app: &TestApp, schedule: i64, first: i64, pause
     );
     let row = manage::find(app.db(), schedule).await.expect("row");
     assert_eq!(row.pending, None, "no claim left unfinished");
+}
+
+/// Pauses the schedule (no new ticks), lets a claim in flight finish, then kills every
+/// process; answers when the pause took effect (ms).
+async fn pause_and_stop(app: &TestApp, schedule: i64, processes: &mut [Child]) -> i64 {
+    manage::set_enabled(
+        app.db(),
+        &Actor::Cli {
+            os_user: "test".into(),
+        },
+        schedule,
+        false,
+        None,
+    )
+    .await
+    .expect("pause");
+    let paused_at = chrono::Utc::now().timestamp_millis();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for p in processes.iter_mut() {
+        let _ = p.start_kill();
+        let _ = p.wait().await;
+    }
+    paused_at
 }
 
 fn every_second(name: &str) -> ScheduleSpec {
@@ -246,23 +253,7 @@ async fn a_worker_whose_clock_jumps_an_hour_neither_skips_nor_repeats_ticks() {
     wait_for_clock(&app, "sched-jumper", 0).await;
     tokio::time::sleep(Duration::from_millis(2000)).await;
 
-    manage::set_enabled(
-        app.db(),
-        &Actor::Cli {
-            os_user: "test".into(),
-        },
-        schedule.id,
-        false,
-        None,
-    )
-    .await
-    .expect("pause");
-    let paused_at = chrono::Utc::now().timestamp_millis();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    for p in &mut processes {
-        let _ = p.start_kill();
-        let _ = p.wait().await;
-    }
+    let paused_at = pause_and_stop(&app, schedule.id, &mut processes).await;
     let _ = std::fs::remove_file(&clock_file);
     // About seven seconds of ticks, among them the three while one host was an hour ahead: a
     // scheduler trusting its own clock would have claimed (and, skipping, dropped) an hour of
