@@ -1,6 +1,6 @@
 //! A real Redis Cluster of the test's own (3 primaries, 3 replicas, on loopback): the engine's
 //! work goes on across a primary SIGKILLed while clients push and workers drain, its replica
-//! lagging (stopped for 300 ms) just before. With `replicated` durability no acknowledged push
+//! lagging (stopped for 800 ms) just before. With `replicated` durability no acknowledged push
 //! and no acknowledged outcome is lost, and no job has two acknowledged outcomes; with `local`
 //! the writes acknowledged while the replica lagged are lost, and counted.
 
@@ -126,9 +126,14 @@ async fn failover_under_load(cluster: &mut dyn Failover, durability: Durability,
         let (engine, told, stop) = (engine.clone(), told.clone(), stop.clone());
         tokio::spawn(async move {
             let mut n = 0u64;
+            // Payloads of 2 KB: what a stopped replica misses then outgrows the socket buffers
+            // between it and the primary (the kernel would otherwise keep it for the replica).
+            let payload = format!("{{\"pad\":\"{}\"}}", "x".repeat(2048));
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 let batch: Vec<NewJob> = (0..20)
-                    .map(|i| NewJob::raw(QUEUE, QUEUE, "{}".into()).with_id(format!("j{}", n + i)))
+                    .map(|i| {
+                        NewJob::raw(QUEUE, QUEUE, payload.clone()).with_id(format!("j{}", n + i))
+                    })
                     .collect();
                 match engine.push_many(batch).await {
                     Ok(outcomes) => {
@@ -216,7 +221,7 @@ async fn failover_under_load(cluster: &mut dyn Failover, durability: Durability,
         .replica_of(victim)
         .expect("the primary has a replica");
     cluster.pause(replica, true);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
     cluster.kill(victim);
     cluster.pause(replica, false);
     let killed_at = Instant::now();
