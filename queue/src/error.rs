@@ -41,7 +41,9 @@ impl QueueError {
     }
 
     /// True for failures that may go away by themselves: a Redis outage, a replica that was
-    /// a primary until a failover (`READONLY`), a Redis out of memory (`OOM`), a full stream.
+    /// a primary until a failover (`READONLY`), a cluster slot that moved (`MOVED`, `ASK`,
+    /// `TRYAGAIN`, `CLUSTERDOWN`), a Redis out of memory (`OOM`), a full stream, a write that
+    /// replicas did not confirm in time.
     pub fn is_retryable(&self) -> bool {
         match self {
             QueueError::Redis(e) => {
@@ -54,6 +56,10 @@ impl QueueError {
                         redis::ErrorKind::Server(
                             redis::ServerErrorKind::BusyLoading
                                 | redis::ServerErrorKind::TryAgain
+                                // A slot that moved (failover, resharding) while the cluster
+                                // client's map was stale: the next call goes to its new home.
+                                | redis::ServerErrorKind::Moved
+                                | redis::ServerErrorKind::Ask
                                 | redis::ServerErrorKind::MasterDown
                                 | redis::ServerErrorKind::ReadOnly
                                 | redis::ServerErrorKind::ClusterDown
@@ -87,3 +93,41 @@ impl QueueError {
 }
 
 pub type Result<T, E = QueueError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::QueueError;
+
+    fn server(kind: redis::ServerErrorKind) -> QueueError {
+        QueueError::Redis(redis::RedisError::from((
+            redis::ErrorKind::Server(kind),
+            "from the server",
+        )))
+    }
+
+    #[test]
+    fn a_slot_that_moved_or_a_failover_is_retryable_and_a_refusal_is_not() {
+        for kind in [
+            redis::ServerErrorKind::Moved,
+            redis::ServerErrorKind::Ask,
+            redis::ServerErrorKind::TryAgain,
+            redis::ServerErrorKind::ClusterDown,
+            redis::ServerErrorKind::ReadOnly,
+        ] {
+            assert!(server(kind).is_retryable(), "{kind:?}");
+        }
+        assert!(
+            QueueError::NotReplicated {
+                wanted: 1,
+                acknowledged: 0
+            }
+            .is_retryable()
+        );
+        for kind in [
+            redis::ServerErrorKind::CrossSlot,
+            redis::ServerErrorKind::NoPerm,
+        ] {
+            assert!(!server(kind).is_retryable(), "{kind:?}");
+        }
+    }
+}
