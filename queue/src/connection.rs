@@ -147,15 +147,11 @@ impl RedisClient {
                 sentinels,
                 service,
                 node,
-            } => {
-                let node = node.as_str().into_connection_info()?;
-                Self::Sentinel(Arc::new(SentinelTarget {
-                    sentinels: sentinels.clone(),
-                    service: service.clone(),
-                    node: redis::sentinel::SentinelNodeConnectionInfo::default()
-                        .set_redis_connection_info(node.redis_settings().clone()),
-                }))
-            }
+            } => Self::Sentinel(Arc::new(SentinelTarget {
+                sentinels: sentinels.clone(),
+                service: service.clone(),
+                node: sentinel_node_info(node)?,
+            })),
         })
     }
 
@@ -182,6 +178,16 @@ impl RedisClient {
     pub fn is_cluster(&self) -> bool {
         matches!(self, Self::Cluster(_))
     }
+}
+
+/// The credentials and database of a Sentinel set-up's data nodes, from `RedisTopology`'s
+/// `node` URL.
+pub(crate) fn sentinel_node_info(
+    node: &str,
+) -> redis::RedisResult<redis::sentinel::SentinelNodeConnectionInfo> {
+    let node = node.into_connection_info()?;
+    Ok(redis::sentinel::SentinelNodeConnectionInfo::default()
+        .set_redis_connection_info(node.redis_settings().clone()))
 }
 
 fn node_manager_config(response_timeout: Duration) -> ConnectionManagerConfig {

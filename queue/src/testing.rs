@@ -91,10 +91,7 @@ impl InspectConn {
                 service,
                 node,
             } => {
-                use redis::IntoConnectionInfo;
-                let node = node.as_str().into_connection_info().expect("node url");
-                let info = redis::sentinel::SentinelNodeConnectionInfo::default()
-                    .set_redis_connection_info(node.redis_settings().clone());
+                let info = crate::connection::sentinel_node_info(&node).expect("node url");
                 Self::Node(
                     redis::sentinel::SentinelClient::build(
                         sentinels,
@@ -230,19 +227,7 @@ impl OwnRedis {
             .spawn()
             .expect("redis-server must be installed");
         self.child = Some(child);
-        let url = self.url();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if redis::Client::open(url.as_str())
-                .and_then(|c| c.get_connection())
-                .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
-                .is_ok()
-            {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("redis-server on port {} did not start", self.port);
+        wait_for_ping(self.port);
     }
 
     pub fn url(&self) -> String {
@@ -346,67 +331,39 @@ impl RedisCluster {
     /// while that primary is suspected down and no replica has taken over yet.
     pub fn primary_for(&self, key: &str) -> Option<u16> {
         let mut conn = self.live_connection();
-        let slot: i64 = redis::cmd("CLUSTER")
+        let slot: u16 = redis::cmd("CLUSTER")
             .arg("KEYSLOT")
             .arg(key)
             .query(&mut conn)
-            .expect("keyslot");
-        let nodes: String = redis::cmd("CLUSTER")
-            .arg("NODES")
-            .query(&mut conn)
-            .expect("cluster nodes");
-
-        nodes
-            .lines()
-            .filter(|l| l.contains("master") && !l.contains("fail"))
-            .find_map(|line| {
-                let fields: Vec<&str> = line.split_whitespace().collect();
-                let port = fields
-                    .get(1)?
-                    .split('@')
-                    .next()?
-                    .rsplit(':')
-                    .next()?
-                    .parse()
-                    .ok()?;
-                fields.iter().skip(8).find_map(|range| {
-                    let (lo, hi) = match range.split_once('-') {
-                        Some((lo, hi)) => (lo.parse::<i64>().ok()?, hi.parse::<i64>().ok()?),
-                        None => {
-                            let one = range.parse::<i64>().ok()?;
-                            (one, one)
-                        }
-                    };
-                    (lo <= slot && slot <= hi).then_some(port)
-                })
+            .ok()?;
+        self.nodes_seen()
+            .into_iter()
+            .find(|n| {
+                n.primary
+                    && !n.failing
+                    && n.slots.iter().any(|(lo, hi)| (*lo..=*hi).contains(&slot))
             })
+            .map(|n| n.port)
     }
 
     /// The port of a replica of the primary on `primary`, as a live node sees it.
     pub fn replica_of(&self, primary: u16) -> Option<u16> {
+        let nodes = self.nodes_seen();
+        let id = &nodes.iter().find(|n| n.port == primary)?.id;
+        nodes
+            .iter()
+            .find(|n| n.primary_id.as_deref() == Some(id.as_str()))
+            .map(|n| n.port)
+    }
+
+    /// `CLUSTER NODES` of a live node, one entry per node.
+    fn nodes_seen(&self) -> Vec<NodeSeen> {
         let mut conn = self.live_connection();
-        let nodes: String = redis::cmd("CLUSTER").arg("NODES").query(&mut conn).ok()?;
-        let port_of = |addr: &str| {
-            addr.split('@')
-                .next()?
-                .rsplit(':')
-                .next()?
-                .parse::<u16>()
-                .ok()
-        };
-        let lines: Vec<Vec<&str>> = nodes
-            .lines()
-            .map(|l| l.split_whitespace().collect())
-            .collect();
-        let primary_id = lines
-            .iter()
-            .find(|f| f.get(1).and_then(|a| port_of(a)) == Some(primary))?
-            .first()?
-            .to_string();
-        lines
-            .iter()
-            .find(|f| f.get(3) == Some(&primary_id.as_str()))
-            .and_then(|f| port_of(f.get(1)?))
+        let text: String = redis::cmd("CLUSTER")
+            .arg("NODES")
+            .query(&mut conn)
+            .unwrap_or_default();
+        text.lines().filter_map(NodeSeen::parse).collect()
     }
 
     /// SIGSTOP (`pause: true`) or SIGCONT one node: a stopped replica copies nothing.
@@ -468,6 +425,49 @@ impl RedisCluster {
                     .ok()
             })
             .expect("a live node")
+    }
+}
+
+/// One line of `CLUSTER NODES`: `id host:port@bus flags primary-id ... slot-ranges`.
+struct NodeSeen {
+    id: String,
+    port: u16,
+    primary: bool,
+    /// Flagged `fail` or `fail?`.
+    failing: bool,
+    /// The primary it replicates, for a replica.
+    primary_id: Option<String>,
+    slots: Vec<(u16, u16)>,
+}
+
+impl NodeSeen {
+    fn parse(line: &str) -> Option<Self> {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let port = fields
+            .get(1)?
+            .split('@')
+            .next()?
+            .rsplit(':')
+            .next()?
+            .parse()
+            .ok()?;
+        let flags = fields.get(2)?;
+        let slots = fields
+            .iter()
+            .skip(8)
+            .filter_map(|range| match range.split_once('-') {
+                Some((lo, hi)) => Some((lo.parse().ok()?, hi.parse().ok()?)),
+                None => range.parse().ok().map(|one| (one, one)),
+            })
+            .collect();
+        Some(Self {
+            id: fields.first()?.to_string(),
+            port,
+            primary: flags.contains("master"),
+            failing: flags.contains("fail"),
+            primary_id: fields.get(3).filter(|m| **m != "-").map(|m| m.to_string()),
+            slots,
+        })
     }
 }
 

@@ -55,6 +55,23 @@ impl<'s> Call<'s> {
     }
 }
 
+/// Sends the write with its `WAIT`; answers the script's reply and the `WAIT` count, the
+/// script's own error (a `NOSCRIPT` included) as an error.
+async fn write_and_wait(
+    conn: &mut crate::connection::RedisConn,
+    call: &Call<'_>,
+    pipe: &Pipeline,
+) -> Result<(Value, Value)> {
+    let mut values = conn
+        .pipeline_at(call.routing_key(), pipe)
+        .await?
+        .into_iter();
+    let (Some(reply), Some(acked)) = (values.next(), values.next()) else {
+        return Err(super::protocol("WAIT", "a pipeline of two answered fewer"));
+    };
+    Ok((reply.extract_error()?, acked))
+}
+
 fn no_script(e: &RedisError) -> bool {
     e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) || e.code() == Some("NOSCRIPT")
 }
@@ -88,18 +105,13 @@ impl Engine {
             .arg(replicas)
             .arg(timeout.as_millis() as u64);
         let mut conn = self.conn();
-        let mut values = conn.pipeline_at(call.routing_key(), &pipe).await;
-        if matches!(&values, Err(e) if no_script(e))
-            || matches!(&values, Ok(v) if matches!(v.first(), Some(Value::ServerError(e)) if e.code() == "NOSCRIPT"))
-        {
-            call.script.load_async(&mut conn).await?;
-            values = conn.pipeline_at(call.routing_key(), &pipe).await;
-        }
-        let mut values = values?.into_iter();
-        let (Some(reply), Some(acked)) = (values.next(), values.next()) else {
-            return Err(super::protocol("WAIT", "a pipeline of two answered fewer"));
+        let (reply, acked) = match write_and_wait(&mut conn, call, &pipe).await {
+            Err(QueueError::Redis(e)) if no_script(&e) => {
+                call.script.load_async(&mut conn).await?;
+                write_and_wait(&mut conn, call, &pipe).await?
+            }
+            other => other?,
         };
-        let reply = reply.extract_error()?;
         let acked = i64::from_redis_value(acked.extract_error()?)
             .map_err(|e| super::protocol("WAIT", &e.to_string()))?;
         if acked < i64::from(replicas) {
