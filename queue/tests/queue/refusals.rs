@@ -165,3 +165,46 @@ async fn a_push_to_a_redis_out_of_memory_is_retryable_and_says_why() {
         "{err}"
     );
 }
+
+/// `replicated` durability on a primary with no replica: the write happens but is never
+/// acknowledged. The answer is a retryable `NotReplicated`; a client retrying the same push
+/// makes no second job, and once the push is acknowledged elsewhere it reads as a duplicate.
+#[tokio::test]
+async fn a_write_no_replica_confirms_is_refused_as_retryable_and_a_retry_makes_no_second_job() {
+    let redis = own_redis("norepl");
+    let prefix = format!("norepl-{}", ulid::Ulid::new().to_string().to_lowercase());
+    let mut config = EngineConfig::with_prefix(&prefix);
+    config.durability = queue::Durability::Replicated {
+        replicas: 1,
+        timeout: Duration::from_millis(50),
+    };
+    let replicated = Engine::connect(&redis.url(), config).await.expect("redis");
+    let job = || NewJob::raw("q", "q", "{}".into()).with_id("norepl-1");
+    for _ in 0..2 {
+        match replicated.push(job()).await {
+            Err(
+                e @ QueueError::NotReplicated {
+                    wanted: 1,
+                    acknowledged: 0,
+                },
+            ) => {
+                assert!(e.is_retryable(), "{e}")
+            }
+            other => panic!("expected NotReplicated, got {other:?}"),
+        }
+    }
+    let local = Engine::connect(&redis.url(), EngineConfig::with_prefix(&prefix))
+        .await
+        .expect("redis");
+    let stats = local.stats("q").await.expect("stats");
+    assert_eq!(stats.pushed_total, 1, "the retry made no second job");
+    assert!(
+        local.job("norepl-1").await.expect("job").is_some(),
+        "it stands on the primary"
+    );
+    let again = local.push(job()).await.expect("push");
+    assert!(
+        again.duplicate,
+        "the same push, acknowledged, is the job already there"
+    );
+}
