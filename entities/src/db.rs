@@ -4,7 +4,10 @@
 
 use std::time::Duration;
 
-use sea_orm::{ConnectOptions, Database, DatabaseConnection};
+use sea_orm::{
+    ConnectOptions, Database, DatabaseConnection, DbErr, SqliteTransactionMode, TransactionOptions,
+    TransactionTrait,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
@@ -100,6 +103,19 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, DbError> {
     let db = Database::connect(options).await?;
     tracing::debug!(backend = ?db.get_database_backend(), "database connected");
     Ok(db)
+}
+
+/// Starts a transaction that will write. On SQLite it begins `IMMEDIATE`, taking the write lock
+/// before its first read: a deferred transaction that read and then tries to write after another
+/// process committed cannot upgrade its stale snapshot, and SQLite answers `SQLITE_BUSY` at once,
+/// busy timeout or not. Begun immediate, it waits its turn (the busy timeout) instead.
+/// PostgreSQL ignores the mode. Every read-then-write transaction starts here.
+pub async fn begin_write<C: TransactionTrait>(db: &C) -> Result<C::Transaction, DbErr> {
+    db.begin_with_options(TransactionOptions {
+        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+        ..Default::default()
+    })
+    .await
 }
 
 fn base_options(url: &str) -> ConnectOptions {

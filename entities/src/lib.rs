@@ -26,4 +26,4 @@ pub mod users;
 pub mod workflow_runs;
 pub mod workflow_steps;
 
-pub use db::{Backend, DbError, connect, connect_bulk_writer};
+pub use db::{Backend, DbError, begin_write, connect, connect_bulk_writer};

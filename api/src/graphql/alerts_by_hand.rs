@@ -10,7 +10,7 @@ use chrono::Utc;
 use entities::{alerts, readings, rules, states::AlertState};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder, Set,
-    TransactionTrait, sea_query::Expr,
+    sea_query::Expr,
 };
 use serde_json::json;
 use workflows::jobs::alert::{end_episode, notify_channels, publish_alert_event};
@@ -73,7 +73,9 @@ impl AlertByHandMutation {
         let shared = shared(ctx);
         let rule_id = row_id("input.ruleId", &input.rule_id)?;
         let note = note_of(input.note.as_deref())?;
-        let txn = shared.db.begin().await.map_err(ApiError::from)?;
+        let txn = entities::begin_write(&shared.db)
+            .await
+            .map_err(ApiError::from)?;
         let rule = rules::Entity::find_by_id(rule_id)
             .filter(rules::Column::ArchivedAt.is_null())
             .one(&txn)
@@ -167,7 +169,9 @@ impl AlertByHandMutation {
         let session = require(ctx, Role::Operator)?;
         let shared = shared(ctx);
         let id = row_id("id", &id)?;
-        let txn = shared.db.begin().await.map_err(ApiError::from)?;
+        let txn = entities::begin_write(&shared.db)
+            .await
+            .map_err(ApiError::from)?;
         let alert = row_or_not_found::<alerts::Entity>(&txn, id, "alert").await?;
         if alert.open_key.is_none() {
             return Ok(alert.into());

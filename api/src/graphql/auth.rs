@@ -5,8 +5,7 @@ use chrono::Utc;
 use entities::{refresh_tokens, users};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseTransaction,
-    EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
-    sea_query::Expr,
+    EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set, sea_query::Expr,
 };
 use serde_json::json;
 
@@ -101,7 +100,9 @@ impl AuthMutation {
             .check(Guarded::Register, &email, client_address(ctx))
             .await?;
         let hash = hash_password(password).await?;
-        let txn = shared.db.begin().await.map_err(ApiError::from)?;
+        let txn = entities::begin_write(&shared.db)
+            .await
+            .map_err(ApiError::from)?;
         entities::manage::users::lock_users(&txn).await?;
         let first_user = users::Entity::find()
             .count(&txn)
@@ -183,7 +184,9 @@ impl AuthMutation {
         let shared = shared(ctx);
         let hash = secret_hash(refresh_token.trim());
         let refused = || ApiError::unauthenticated("the refresh token is not valid; sign in again");
-        let txn = shared.db.begin().await.map_err(ApiError::from)?;
+        let txn = entities::begin_write(&shared.db)
+            .await
+            .map_err(ApiError::from)?;
         let Some(found) = find_token(&txn, &hash).await? else {
             return Err(refused().into());
         };
@@ -241,7 +244,9 @@ impl AuthMutation {
         refresh_token: String,
     ) -> async_graphql::Result<bool> {
         let shared = shared(ctx);
-        let txn = shared.db.begin().await.map_err(ApiError::from)?;
+        let txn = entities::begin_write(&shared.db)
+            .await
+            .map_err(ApiError::from)?;
         let Some(token) = find_token(&txn, &secret_hash(refresh_token.trim())).await? else {
             return Ok(false);
         };

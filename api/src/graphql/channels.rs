@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use entities::{channels, deliveries, rule_channels};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set, TransactionTrait,
+    QuerySelect, Set,
 };
 use serde_json::json;
 
@@ -283,7 +283,9 @@ impl ChannelMutation {
             .as_deref()
             .map(|n| check_text("input.name", n, 200))
             .transpose()?;
-        let txn = shared.db.begin().await.map_err(ApiError::from)?;
+        let txn = entities::begin_write(&shared.db)
+            .await
+            .map_err(ApiError::from)?;
         let before = row_or_not_found::<channels::Entity>(&txn, id, "channel").await?;
         check_version("channel", before.version, expected_version)?;
         let webhook =
@@ -343,7 +345,9 @@ impl ChannelMutation {
         let admin = require(ctx, Role::Admin)?;
         let shared = shared(ctx);
         let id = row_id("id", &id)?;
-        let txn = shared.db.begin().await.map_err(ApiError::from)?;
+        let txn = entities::begin_write(&shared.db)
+            .await
+            .map_err(ApiError::from)?;
         let channel = row_or_not_found::<channels::Entity>(&txn, id, "channel").await?;
         if let Some(expected) = expected_version {
             check_version("channel", channel.version, expected)?;
@@ -391,7 +395,9 @@ impl ChannelMutation {
         let admin = require(ctx, Role::Admin)?;
         let shared = shared(ctx);
         let id = row_id("id", &id)?;
-        let txn = shared.db.begin().await.map_err(ApiError::from)?;
+        let txn = entities::begin_write(&shared.db)
+            .await
+            .map_err(ApiError::from)?;
         let Some(channel) = channels::Entity::find_by_id(id)
             .one(&txn)
             .await

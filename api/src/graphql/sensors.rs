@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use entities::{alerts, readings, sensors};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set, TransactionTrait,
+    QuerySelect, Set,
 };
 use serde_json::json;
 
@@ -237,7 +237,9 @@ impl SensorMutation {
         let key = check_key("input.key", &input.key)?;
         let name = check_text("input.name", &input.name, 200)?;
         let unit = check_unit(&input.unit)?;
-        let txn = shared.db.begin().await.map_err(ApiError::from)?;
+        let txn = entities::begin_write(&shared.db)
+            .await
+            .map_err(ApiError::from)?;
         let taken = sensors::Entity::find()
             .filter(sensors::Column::Key.eq(&key))
             .count(&txn)
@@ -361,7 +363,7 @@ async fn edit_sensor(
     expected: i64,
     change: impl FnOnce(&sensors::Model, &mut sensors::ActiveModel),
 ) -> ApiResult<sensors::Model> {
-    let txn = shared.db.begin().await?;
+    let txn = entities::begin_write(&shared.db).await?;
     let before = sensors::Entity::find()
         .filter(sensors::Column::Key.eq(key))
         .one(&txn)

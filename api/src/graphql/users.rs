@@ -9,7 +9,7 @@ use entities::{
     manage::{self, Actor},
     users,
 };
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, TransactionTrait};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 use serde_json::json;
 
 use super::{auth::insert_user, page, require, row_id, shared};
@@ -97,7 +97,9 @@ impl UserMutation {
         let email = validate_email(&email)?;
         validate_password(&password)?;
         let hash = hash_password(password).await?;
-        let txn = shared.db.begin().await.map_err(ApiError::from)?;
+        let txn = entities::begin_write(&shared.db)
+            .await
+            .map_err(ApiError::from)?;
         let user = insert_user(&txn, &email, hash, role).await?;
         shared
             .audit(

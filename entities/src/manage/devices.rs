@@ -5,7 +5,7 @@
 use chrono::Utc;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
-    QueryOrder, Set, TransactionTrait, sea_query::Expr, sea_query::ExprTrait,
+    QueryOrder, Set, sea_query::Expr, sea_query::ExprTrait,
 };
 use serde_json::{Value, json};
 
@@ -144,7 +144,7 @@ pub async fn create(
     sensor_keys: &[String],
     api_key_hash: String,
 ) -> Result<DeviceWithSensors, ManageError> {
-    let txn = db.begin().await?;
+    let txn = crate::begin_write(db).await?;
     let device = devices::ActiveModel {
         name: Set(name),
         api_key_hash: Set(api_key_hash),
@@ -241,7 +241,7 @@ pub async fn delete(
     id: i64,
     expected: i64,
 ) -> Result<DeviceWithSensors, ManageError> {
-    let txn = db.begin().await?;
+    let txn = crate::begin_write(db).await?;
     let before = read(&txn, id, Some(expected)).await?;
     release_sensors(&txn, id, &[]).await?;
     let gone = devices::Entity::delete_many()
@@ -297,7 +297,7 @@ async fn change<F>(
 where
     F: for<'a> FnOnce(&'a sea_orm::DatabaseTransaction, &'a mut devices::ActiveModel) -> Change<'a>,
 {
-    let txn = db.begin().await?;
+    let txn = crate::begin_write(db).await?;
     let before = read(&txn, id, expected).await?;
     let mut active: devices::ActiveModel = before.device.clone().into();
     apply(&txn, &mut active).await?;

@@ -4,7 +4,7 @@
 use chrono::Utc;
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection, EntityTrait, PaginatorTrait,
-    QueryFilter, Set, TransactionTrait, sea_query::Expr,
+    QueryFilter, Set, sea_query::Expr,
 };
 use serde_json::{Value, json};
 
@@ -69,7 +69,7 @@ pub async fn set_role(
             format!("{role:?} is not a role: name one of {}", ROLES.join(", ")),
         ));
     };
-    let txn = db.begin().await?;
+    let txn = crate::begin_write(db).await?;
     lock_users(&txn).await?;
     let before = read(&txn, id, expected).await?;
     if before.role == ADMIN
@@ -112,7 +112,7 @@ pub async fn set_disabled(
             "you cannot disable your own account",
         ));
     }
-    let txn = db.begin().await?;
+    let txn = crate::begin_write(db).await?;
     lock_users(&txn).await?;
     let before = read(&txn, id, expected).await?;
     if disabled

@@ -27,7 +27,7 @@ use entities::{
 use queue::{Engine, IdempotencyKey, KeyScope, PushOutcome, RetryPolicy};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
-    EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, Set, TransactionTrait,
+    EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, Set,
     sea_query::{Expr, OnConflict},
 };
 use serde::{Deserialize, Serialize};
@@ -196,7 +196,7 @@ pub async fn run(
             ))
         })?;
     let open_key = format!("{}:{}", rule.id, sensor.id);
-    let txn = db.begin().await?;
+    let txn = entities::begin_write(db).await?;
     // One rule's alert jobs run at once and in any order. A no-op update takes the rule's row
     // lock, so they apply one at a time (SQLite's single writer serialises them anyway).
     rules::Entity::update_many()

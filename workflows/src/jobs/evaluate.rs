@@ -13,7 +13,7 @@ use entities::{alerts, readings, rules, sensors, states::RuleKind};
 use queue::{Engine, IdempotencyKey, KeyScope, PushOutcome, RetryPolicy};
 use sea_orm::{
     ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    TransactionTrait, sea_query::Expr,
+    sea_query::Expr,
 };
 use serde::{Deserialize, Serialize};
 
@@ -234,7 +234,7 @@ async fn try_once(
     };
 
     let last = fresh.last().map_or(cursor, |r| r.id);
-    let txn = db.begin().await?;
+    let txn = entities::begin_write(db).await?;
     let moved = sensors::Entity::update_many()
         .col_expr(sensors::Column::EvalCursor, Expr::value(last))
         .filter(sensors::Column::Id.eq(sensor.id))

@@ -12,7 +12,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use entities::{readings, sensors};
 use queue::{Engine, PushOutcome, RetryPolicy};
 use sea_orm::{
-    ColumnTrait, DatabaseConnection, EntityTrait, ExprTrait, QueryFilter, Set, TransactionTrait,
+    ColumnTrait, DatabaseConnection, EntityTrait, ExprTrait, QueryFilter, Set,
     sea_query::{Expr, OnConflict},
 };
 use serde::{Deserialize, Serialize};
@@ -183,7 +183,7 @@ pub async fn run(
         });
     }
 
-    let txn = db.begin().await?;
+    let txn = entities::begin_write(db).await?;
     // Each sensor's row is updated (and so locked) before its readings get ids: concurrent
     // ingests of one sensor then take ids in the order they commit, so `evaluate`, which reads
     // past its cursor by id, never passes a reading that commits later under a smaller id.

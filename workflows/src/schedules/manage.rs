@@ -9,7 +9,6 @@ use entities::{
 };
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, Set,
-    TransactionTrait,
 };
 use serde_json::{Value, json};
 
@@ -87,7 +86,7 @@ pub async fn create(
     spec: &ScheduleSpec,
 ) -> Result<schedules::Model, ManageError> {
     let timing = check(spec)?;
-    let txn = db.begin().await?;
+    let txn = entities::begin_write(db).await?;
     let name = spec.name.trim();
     if name_taken(&txn, name, None).await? {
         return Err(ManageError::refused(
@@ -137,7 +136,7 @@ pub async fn update(
     spec: &ScheduleSpec,
 ) -> Result<schedules::Model, ManageError> {
     let timing = check(spec)?;
-    let txn = db.begin().await?;
+    let txn = entities::begin_write(db).await?;
     let before = find_in(&txn, id).await?;
     check_version("schedule", before.version, Some(expected_version))?;
     let name = spec.name.trim();
@@ -199,7 +198,7 @@ pub async fn set_enabled(
     enabled: bool,
     expected_version: Option<i64>,
 ) -> Result<schedules::Model, ManageError> {
-    let txn = db.begin().await?;
+    let txn = entities::begin_write(db).await?;
     let before = find_in(&txn, id).await?;
     check_version("schedule", before.version, expected_version)?;
     if before.enabled == enabled {
@@ -232,7 +231,7 @@ pub async fn delete(
     id: i64,
     expected_version: Option<i64>,
 ) -> Result<(), ManageError> {
-    let txn = db.begin().await?;
+    let txn = entities::begin_write(db).await?;
     let before = find_in(&txn, id).await?;
     check_version("schedule", before.version, expected_version)?;
     let deleted = schedules::Entity::delete_many()

@@ -9,7 +9,10 @@ use entities::{
     manage::{Actor, ManageError},
     schedules,
 };
-use sea_orm::{EntityTrait, PaginatorTrait, sea_query::Expr};
+use sea_orm::{
+    ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter,
+    sea_query::{Expr, ExprTrait},
+};
 use serde_json::json;
 use testkit::fixtures;
 use workflows::schedules::{
@@ -361,3 +364,54 @@ on_both_databases!(three_skewed_schedulers_make_exactly_one_job_per_tick);
 on_both_databases!(a_claim_cut_short_by_a_crash_is_pushed_once_by_the_next_scheduler);
 on_both_databases!(a_clock_jump_forward_follows_the_policy_and_one_back_repeats_nothing);
 on_both_databases!(a_paused_schedule_makes_nothing_and_resumes_from_its_next_tick);
+
+/// Two processes on one SQLite file (the API editing a schedule while a worker's scheduler
+/// claims its tick): the edit's transaction reads, the other process commits, then the edit
+/// writes. Begun deferred, the edit could not upgrade its stale read and met `SQLITE_BUSY` at
+/// once (seen in CI as an INTERNAL error from `setScheduleEnabled`); begun immediate, the other
+/// writer waits its turn and both land.
+#[tokio::test]
+async fn on_sqlite_a_read_then_write_transaction_makes_another_process_wait_instead_of_failing() {
+    let test_db = Sql::Sqlite.migrated().await;
+    let editor = entities::connect(test_db.url()).await.expect("editor");
+    let claimer = entities::connect(test_db.url()).await.expect("claimer");
+    let created = manage::create(&editor, &actor(), &every_second("race", Missed::Skip))
+        .await
+        .expect("create");
+    let id = created.id;
+
+    let edit = entities::begin_write(&editor).await.expect("begin");
+    let read = schedules::Entity::find_by_id(id)
+        .one(&edit)
+        .await
+        .expect("read")
+        .expect("the schedule");
+    let claim = tokio::spawn(async move {
+        schedules::Entity::update_many()
+            .col_expr(
+                schedules::Column::Version,
+                Expr::col(schedules::Column::Version).add(1),
+            )
+            .filter(schedules::Column::Id.eq(id))
+            .exec(&claimer)
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        !claim.is_finished(),
+        "the other process's write waits for the open write transaction"
+    );
+    schedules::Entity::update_many()
+        .col_expr(schedules::Column::Version, Expr::value(read.version + 1))
+        .filter(schedules::Column::Id.eq(id))
+        .exec(&edit)
+        .await
+        .expect("the edit's write after its read");
+    edit.commit().await.expect("commit");
+    claim
+        .await
+        .expect("claim task")
+        .expect("the waiting write lands after the edit");
+    let after = manage::find(&editor, id).await.expect("find");
+    assert_eq!(after.version, created.version + 2, "both writes applied");
+}

@@ -9,7 +9,7 @@ use chrono::Utc;
 use entities::{rules, sensors};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, DatabaseTransaction, EntityTrait, IntoActiveModel, QueryFilter,
-    Set, TransactionTrait,
+    Set,
 };
 use serde_json::json;
 use workflows::jobs::alert::{end_episode, publish_alert_event};
@@ -120,7 +120,7 @@ async fn edit_rule(
         &rules::Model,
     ) -> ApiResult<(rules::ActiveModel, Option<Vec<i64>>, bool)>,
 ) -> ApiResult<Edited> {
-    let txn = shared.db.begin().await?;
+    let txn = entities::begin_write(&shared.db).await?;
     let before = live_rule(&txn, id).await?;
     check_version("rule", before.version, expected)?;
     let sensor = lock_sensor(&txn, before.sensor_id).await?;
@@ -200,7 +200,9 @@ impl RuleMutation {
             silence: input.silence_seconds,
             throttle: input.throttle_seconds.unwrap_or(300),
         })?;
-        let txn = shared.db.begin().await.map_err(ApiError::from)?;
+        let txn = entities::begin_write(&shared.db)
+            .await
+            .map_err(ApiError::from)?;
         let sensor = sensors::Entity::find()
             .filter(sensors::Column::Key.eq(&input.sensor))
             .one(&txn)
