@@ -14,7 +14,7 @@ use std::{
 };
 
 use futures::Stream;
-use queue::{Engine, EventStream, JobEvent, JobState, QueueError, StreamEntry};
+use queue::{Engine, EventCursor, EventStream, JobEvent, JobState, QueueError, StreamEntry};
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
@@ -57,15 +57,6 @@ impl JobFilter {
 /// The workflow run of an event's job.
 pub fn event_run(event: &JobEvent) -> Option<&str> {
     workflows::run_of(&event.kind, &event.job_id, event.workflow_id.as_deref())
-}
-
-/// Stream ids compare as (milliseconds, sequence).
-pub fn stream_id_after(a: &str, b: &str) -> bool {
-    fn parts(id: &str) -> (u64, u64) {
-        let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
-        (ms.parse().unwrap_or(0), seq.parse().unwrap_or(0))
-    }
-    parts(a) > parts(b)
 }
 
 struct Slot {
@@ -284,6 +275,7 @@ impl Hub {
             let mut registration = hub.register(filter.clone());
             // Registered first, so everything after the replay's end also arrives live;
             // live events up to `last` are repeats and skipped.
+            let partitions = hub.inner.engine.partitions();
             let mut last = match after {
                 Some(after) => match hub.replay_from(&filter, &after, &out).await {
                     Ok(replayed_to) => Some(replayed_to),
@@ -292,7 +284,10 @@ impl Hub {
                         return;
                     }
                 },
-                None => registration.start.clone(),
+                None => registration
+                    .start
+                    .as_deref()
+                    .and_then(|start| EventCursor::parse(start, partitions).ok()),
             };
             loop {
                 let event = tokio::select! {
@@ -302,7 +297,9 @@ impl Hub {
                 let Some(event) = event else { return };
                 if registration.behind.swap(false, Ordering::AcqRel) {
                     // Some transitions were dropped for this subscriber: read them from Redis.
-                    let Some(from) = last.clone() else { continue };
+                    let Some(from) = last.as_ref().map(EventCursor::to_string) else {
+                        continue;
+                    };
                     match hub.replay_from(&filter, &from, &out).await {
                         Ok(to) => last = Some(to),
                         Err(e) => {
@@ -311,13 +308,28 @@ impl Hub {
                         }
                     }
                 }
-                if last
-                    .as_deref()
-                    .is_some_and(|l| !stream_id_after(&event.cursor, l))
-                {
-                    continue;
-                }
-                last = Some(event.cursor.clone());
+                // Live events up to where this subscriber already is are repeats. Past it, the
+                // event's cursor is this subscriber's own (it may have read further in other
+                // partitions than the live reader has).
+                let event = match last.as_mut() {
+                    Some(at) if at.covers(event.partition, &event.stream_id) => continue,
+                    Some(at) => {
+                        at.advance(event.partition, &event.stream_id);
+                        let cursor = at.to_string();
+                        if cursor == event.cursor {
+                            event
+                        } else {
+                            Arc::new(JobEvent {
+                                cursor,
+                                ..JobEvent::clone(&event)
+                            })
+                        }
+                    }
+                    None => {
+                        last = EventCursor::parse(&event.cursor, partitions).ok();
+                        event
+                    }
+                };
                 if out.send(Ok(event)).await.is_err() {
                     return;
                 }
@@ -326,13 +338,15 @@ impl Hub {
         futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|x| (x, rx)) })
     }
 
-    /// Delivers the matching transitions after `from`; returns the id of the last one read.
+    /// Delivers the matching transitions after `from`; returns where the last one read leaves
+    /// a reader.
     async fn replay_from(
         &self,
         filter: &JobFilter,
         from: &str,
         out: &mpsc::Sender<Result<Arc<JobEvent>, ApiError>>,
-    ) -> Result<String, ApiError> {
+    ) -> Result<EventCursor, ApiError> {
+        let partitions = self.inner.engine.partitions();
         let mut cursor = from.to_owned();
         let mut read = 0usize;
         loop {
@@ -353,16 +367,16 @@ impl Hub {
             let full = entries.len() == READ_COUNT;
             read += entries.len();
             for entry in entries {
-                cursor.clone_from(&entry.id);
+                cursor.clone_from(&entry.cursor);
                 if let Some(event) = JobEvent::from_entry(&entry)
                     && filter.matches(&event)
                     && out.send(Ok(Arc::new(event))).await.is_err()
                 {
-                    return Ok(cursor);
+                    return Ok(EventCursor::parse(&cursor, partitions)?);
                 }
             }
             if !full {
-                return Ok(cursor);
+                return Ok(EventCursor::parse(&cursor, partitions)?);
             }
         }
     }
@@ -431,7 +445,7 @@ impl Hub {
         }
         if let Some(last) = entries.last() {
             // Still under the read lock: a registration waits for the whole batch.
-            self.set_position(last.id.clone());
+            self.set_position(last.cursor.clone());
         }
     }
 

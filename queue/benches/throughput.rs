@@ -1,7 +1,8 @@
 //! Queue engine benchmark: prints figures, asserts nothing about speed.
 //!
 //! `cargo bench -p steadfast-queue --bench throughput` (Redis at `REDIS_URL`, default local).
-//! `BENCH_QUICK=1` runs every scenario at a tenth of the size.
+//! `BENCH_QUICK=1` runs every scenario at a tenth of the size; `BENCH_PARTITIONS=N` splits each
+//! scenario's deployment into N partitions; `BENCH_DURABILITY` sets the durability mode.
 //! Everything runs under a prefix of its own, deleted afterwards.
 
 use std::{
@@ -127,7 +128,17 @@ async fn fresh_engine(url: &str, tag: &str) -> anyhow::Result<Engine> {
     if let Ok(durability) = std::env::var("BENCH_DURABILITY") {
         config.durability = durability.parse().map_err(anyhow::Error::msg)?;
     }
+    config.partitions = partitions();
     Ok(Engine::connect(url, config).await?)
+}
+
+/// `BENCH_PARTITIONS=6` splits each scenario's deployment into six partitions (on a cluster,
+/// spread over its primaries).
+fn partitions() -> u16 {
+    std::env::var("BENCH_PARTITIONS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1)
 }
 
 async fn push_noops(engine: &Engine, queue: &str, n: usize) -> anyhow::Result<()> {
@@ -291,8 +302,9 @@ fn rate(n: usize, d: Duration) -> String {
 async fn main() -> anyhow::Result<()> {
     let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
     println!(
-        "steadfast queue benchmark (redis {url}, durability {}, {} cores)",
+        "steadfast queue benchmark (redis {url}, durability {}, {} partitions, {} cores)",
         std::env::var("BENCH_DURABILITY").unwrap_or_else(|_| "local".into()),
+        partitions(),
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1)

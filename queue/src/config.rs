@@ -32,6 +32,13 @@ pub struct EngineConfig {
     pub priority_aging: Duration,
     /// What a write has survived when the engine acknowledges it.
     pub durability: Durability,
+    /// How many partitions the deployment's jobs are split into (1 to
+    /// [`crate::MAX_PARTITIONS`]). Each has a hash tag of its own, so on a Redis Cluster the
+    /// partitions, and with them every queue, spread over the shards. A job goes to the
+    /// partition of its limit key, else of its idempotency key, else of its id, so a key's jobs
+    /// always share one. 1 (the default) is the single-slot layout of earlier versions; every
+    /// process of a deployment must use the same count.
+    pub partitions: u16,
 }
 
 /// What an acknowledged push or outcome has survived. One setting (`REDIS_DURABILITY`):
@@ -126,6 +133,7 @@ impl Default for EngineConfig {
             response_timeout: Duration::from_secs(5),
             priority_aging: Duration::from_secs(60),
             durability: Durability::Local,
+            partitions: 1,
         }
     }
 }

@@ -10,7 +10,7 @@ use redis::{
     streams::{StreamReadOptions, StreamReadReply},
 };
 
-use crate::{Engine, JobState, QueueError, Result};
+use crate::{Engine, JobState, QueueError, Result, blocking::BlockingCalls};
 
 /// Which of the deployment's two streams.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,11 +19,101 @@ pub enum EventStream {
     App,
 }
 
-/// One stream entry: its id (the cursor) and its fields.
+/// One stream entry: where it is, where a reader resumes after it, and its fields.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StreamEntry {
+    /// The entry's id in its partition's stream.
     pub id: String,
+    /// The partition whose stream holds it (0 for the application stream).
+    pub partition: u16,
+    /// Where a reader resumes to read what comes after this entry, in every partition (see
+    /// [`EventCursor`]); with one partition, the entry's id.
+    pub cursor: String,
     pub fields: HashMap<String, String>,
+}
+
+impl StreamEntry {
+    /// The entry's id, qualified by its partition where that is not 0: unique over the whole
+    /// deployment's job events.
+    pub fn qualified_id(&self) -> String {
+        if self.partition == 0 {
+            self.id.clone()
+        } else {
+            format!("{}:{}", self.partition, self.id)
+        }
+    }
+}
+
+/// A reader's position in a stream that has one part per partition: the id of the last entry
+/// read in each. Written as the ids joined by commas (`1700000000000-0,1700000000003-2`); with
+/// one partition, the plain stream id. A cursor with fewer parts than the deployment has
+/// partitions (one written before it grew) reads the missing ones from their start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventCursor {
+    positions: Vec<String>,
+}
+
+impl EventCursor {
+    /// The start of every partition's stream.
+    pub fn start(partitions: u16) -> Self {
+        Self {
+            positions: vec!["0-0".into(); usize::from(partitions.max(1))],
+        }
+    }
+
+    pub fn parse(text: &str, partitions: u16) -> Result<Self> {
+        let n = usize::from(partitions.max(1));
+        let mut positions: Vec<String> = text.split(',').map(|p| p.trim().to_owned()).collect();
+        if positions.len() > n {
+            return Err(QueueError::InvalidArgument(format!(
+                "cursor {text:?} has {} parts; this deployment's streams have {n}",
+                positions.len()
+            )));
+        }
+        if let Some(bad) = positions.iter().find(|p| !is_stream_id(p)) {
+            return Err(QueueError::InvalidArgument(format!(
+                "cursor {text:?}: {bad:?} is not a stream position (ms-seq)"
+            )));
+        }
+        positions.resize(n, "0-0".into());
+        Ok(Self { positions })
+    }
+
+    /// The position in partition `p`'s stream.
+    pub fn position(&self, p: u16) -> &str {
+        self.positions
+            .get(usize::from(p))
+            .map_or("0-0", String::as_str)
+    }
+
+    /// Whether an entry of partition `p` with id `id` lies at or before this cursor (a reader
+    /// here has seen it).
+    pub fn covers(&self, p: u16, id: &str) -> bool {
+        !stream_id_lt(self.position(p), id)
+    }
+
+    /// Moves partition `p`'s position to `id`, if that is further on.
+    pub fn advance(&mut self, p: u16, id: &str) {
+        if let Some(at) = self.positions.get_mut(usize::from(p))
+            && stream_id_lt(at, id)
+        {
+            id.clone_into(at);
+        }
+    }
+}
+
+impl std::fmt::Display for EventCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.positions.join(","))
+    }
+}
+
+fn is_stream_id(text: &str) -> bool {
+    let (ms, seq) = text.split_once('-').unwrap_or((text, "0"));
+    !ms.is_empty()
+        && ms.bytes().all(|b| b.is_ascii_digit())
+        && !seq.is_empty()
+        && seq.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// How far a consumer group is through its stream: what tells an operator whether the SQL
@@ -42,8 +132,12 @@ pub struct GroupProgress {
 /// One job transition, as the engine's scripts appended it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct JobEvent {
-    /// Stream id: the cursor to resume after.
+    /// Where a reader resumes to read what came after this event (see [`EventCursor`]).
     pub cursor: String,
+    /// The partition whose stream holds the event: every event of one job is in one.
+    pub partition: u16,
+    /// The event's id in its partition's stream; a job's events rise in it.
+    pub stream_id: String,
     pub job_id: String,
     pub queue: String,
     pub kind: String,
@@ -85,7 +179,9 @@ impl JobEvent {
         let f = &entry.fields;
         let get = |k: &str| f.get(k).cloned();
         Some(Self {
-            cursor: entry.id.clone(),
+            cursor: entry.cursor.clone(),
+            partition: entry.partition,
+            stream_id: entry.id.clone(),
             job_id: get("id")?,
             queue: get("q")?,
             kind: get("k")?,
@@ -113,19 +209,34 @@ impl JobEvent {
 }
 
 impl Engine {
-    fn stream_key(&self, stream: EventStream) -> String {
+    /// The stream's key in each of its partitions (the application stream has one).
+    fn stream_keys(&self, stream: EventStream) -> Vec<String> {
         match stream {
-            EventStream::Jobs => self.keys().job_events(),
-            EventStream::App => self.keys().app_events(),
+            EventStream::Jobs => self
+                .keys()
+                .all()
+                .map(|p| self.keys().job_events(p))
+                .collect(),
+            EventStream::App => vec![self.keys().app_events()],
         }
     }
 
-    /// The newest entry's id ("0-0" when empty): a list read now reflects events up to here.
+    /// Where the newest entries are (each partition's newest id, "0-0" where empty): a list
+    /// read now reflects events up to here.
     pub async fn stream_position(&self, stream: EventStream) -> Result<String> {
-        self.stream_position_of(&self.stream_key(stream)).await
+        Ok(self
+            .stream_position_of(&self.stream_keys(stream))
+            .await?
+            .to_string())
     }
 
-    async fn stream_position_of(&self, key: &str) -> Result<String> {
+    async fn stream_position_of(&self, keys: &[String]) -> Result<EventCursor> {
+        let positions =
+            futures::future::try_join_all(keys.iter().map(|key| self.newest_id(key))).await?;
+        Ok(EventCursor { positions })
+    }
+
+    async fn newest_id(&self, key: &str) -> Result<String> {
         let reply: Vec<Value> = redis::cmd("XREVRANGE")
             .arg(key)
             .arg("+")
@@ -156,45 +267,63 @@ impl Engine {
             .unwrap_or_else(|| "0-0".into()))
     }
 
-    /// Entries after `cursor` ("0-0" for the start), without waiting. Fails with
-    /// [`QueueError::CursorExpired`] when entries after the cursor were already trimmed away,
-    /// so the reader knows to reload.
+    /// Up to `count` entries after `cursor` ("0-0" for the start), without waiting, oldest
+    /// first over every partition. Fails with [`QueueError::CursorExpired`] when entries after
+    /// the cursor were already trimmed away, so the reader knows to reload.
     pub async fn read_stream(
         &self,
         stream: EventStream,
         cursor: &str,
         count: usize,
     ) -> Result<Vec<StreamEntry>> {
-        let key = self.stream_key(stream);
-        let opts = StreamReadOptions::default().count(count);
-        let reply: Option<StreamReadReply> =
-            self.conn().xread_options(&[&key], &[cursor], &opts).await?;
-        // Checked after the read: a trim between a check and the read would go unseen.
-        self.check_cursor(&key, cursor).await?;
-        Ok(flatten(reply))
+        let keys = self.stream_keys(stream);
+        let mut at = EventCursor::parse(cursor, keys.len() as u16)?;
+        let reads = keys.iter().enumerate().map(|(p, key)| {
+            let (mut conn, from) = (self.conn(), at.position(p as u16).to_owned());
+            let opts = StreamReadOptions::default().count(count);
+            async move {
+                let reply: Option<StreamReadReply> =
+                    conn.xread_options(&[key], &[&from], &opts).await?;
+                // Checked after the read: a trim between a check and the read would go unseen.
+                self.check_cursor(key, &from).await?;
+                Ok::<_, QueueError>(flatten(reply, p as u16))
+            }
+        });
+        let mut entries: Vec<StreamEntry> = futures::future::try_join_all(reads)
+            .await?
+            .into_iter()
+            .flatten()
+            .collect();
+        entries.sort_by_key(|e| (parse_stream_id(&e.id), e.partition));
+        entries.truncate(count);
+        stamp_cursors(&mut entries, &mut at);
+        Ok(entries)
     }
 
     /// A reader that follows `stream` from `cursor` ("$" for what comes after this call),
-    /// with a connection of its own for its blocking reads.
+    /// with connections of its own for its blocking reads.
     pub async fn follow(&self, stream: EventStream, cursor: impl Into<String>) -> Result<Follower> {
-        let key = self.stream_key(stream);
-        let mut cursor = cursor.into();
-        if cursor == "$" {
+        let keys = self.stream_keys(stream);
+        let cursor = cursor.into();
+        let cursor = if cursor == "$" {
             // Resolved now, so nothing appended between two reads is ever skipped.
-            cursor = self.stream_position_of(&key).await?;
-        }
+            self.stream_position_of(&keys).await?
+        } else {
+            EventCursor::parse(&cursor, keys.len() as u16)?
+        };
         Ok(Follower {
             engine: self.clone(),
-            key,
+            reads: BlockingCalls::new(keys.len()),
+            text: cursor.to_string(),
             cursor,
-            conn: None,
+            keys,
         })
     }
 
     async fn check_cursor(&self, key: &str, cursor: &str) -> Result<()> {
         let trimmed_up_to: Option<String> = self
             .conn()
-            .hget(format!("{}:trimmed", self.keys().prefix), key)
+            .hget(self.keys().trimmed_marks(key), key)
             .await?;
         match trimmed_up_to {
             Some(mark) if stream_id_lt(cursor, &mark) => {
@@ -204,16 +333,39 @@ impl Engine {
         }
     }
 
-    /// `group`'s progress through `stream`; `None` when the stream or the group does not exist.
+    /// `group`'s progress through `stream`, over every partition; `None` when the stream or
+    /// the group does not exist.
     pub async fn group_progress(
         &self,
         stream: EventStream,
         group: &str,
     ) -> Result<Option<GroupProgress>> {
-        let key = self.stream_key(stream);
+        let keys = self.stream_keys(stream);
+        let parts = futures::future::try_join_all(
+            keys.iter().map(|key| self.group_progress_of(key, group)),
+        )
+        .await?;
+        let mut total: Option<GroupProgress> = None;
+        for part in parts.into_iter().flatten() {
+            total = Some(match total {
+                None => part,
+                Some(mut t) => {
+                    t.lag = t.lag.zip(part.lag).map(|(a, b)| a + b);
+                    t.pending += part.pending;
+                    t.consumers.extend(part.consumers);
+                    t.consumers.sort_unstable();
+                    t.consumers.dedup();
+                    t
+                }
+            });
+        }
+        Ok(total)
+    }
+
+    async fn group_progress_of(&self, key: &str, group: &str) -> Result<Option<GroupProgress>> {
         let groups: redis::RedisResult<Vec<HashMap<String, Value>>> = redis::cmd("XINFO")
             .arg("GROUPS")
-            .arg(&key)
+            .arg(key)
             .query_async(&mut self.conn())
             .await;
         let groups = match groups {
@@ -235,7 +387,7 @@ impl Engine {
         };
         let consumers: Vec<HashMap<String, Value>> = redis::cmd("XINFO")
             .arg("CONSUMERS")
-            .arg(&key)
+            .arg(key)
             .arg(group)
             .query_async(&mut self.conn())
             .await?;
@@ -251,37 +403,48 @@ impl Engine {
         }))
     }
 
-    /// A consumer in `group` of `stream`. Any number of processes may share a group.
+    /// A consumer in `group` of `stream` (of each of its partitions). Any number of processes
+    /// may share a group.
     pub fn consumer(
         &self,
         stream: EventStream,
         group: impl Into<String>,
         consumer: impl Into<String>,
     ) -> Consumer {
+        let keys = self.stream_keys(stream);
         Consumer {
             engine: self.clone(),
-            key: self.stream_key(stream),
+            reads: BlockingCalls::new(keys.len()),
+            keys,
             group: group.into(),
             consumer: consumer.into(),
             pending_done: false,
-            conn: None,
             claim_after: Duration::from_secs(60),
             last_claim: None,
         }
     }
 }
 
-/// A consumer-group reader. Entries are redelivered until [`Consumer::ack`] is called for
-/// them, so a consumer acknowledges only after it has committed what it read.
+/// Gives each entry, in order, the cursor a reader resumes from after it.
+fn stamp_cursors(entries: &mut [StreamEntry], at: &mut EventCursor) {
+    for entry in entries {
+        at.advance(entry.partition, &entry.id);
+        entry.cursor = at.to_string();
+    }
+}
+
+/// A consumer-group reader over every partition of a stream. Entries are redelivered until
+/// [`Consumer::ack`] is called for them, so a consumer acknowledges only after it has committed
+/// what it read.
 #[derive(Debug)]
 pub struct Consumer {
     engine: Engine,
-    key: String,
+    keys: Vec<String>,
     group: String,
     consumer: String,
     /// After a restart, a consumer first re-reads what it was given and never acknowledged.
     pending_done: bool,
-    conn: Option<crate::connection::RedisConn>,
+    reads: BlockingCalls<Option<StreamReadReply>>,
     /// Entries another consumer left unacknowledged this long are taken over (it died).
     claim_after: Duration,
     last_claim: Option<std::time::Instant>,
@@ -291,67 +454,73 @@ pub struct Consumer {
 #[derive(Debug)]
 pub struct Follower {
     engine: Engine,
-    key: String,
-    cursor: String,
-    conn: Option<crate::connection::RedisConn>,
+    keys: Vec<String>,
+    cursor: EventCursor,
+    /// `cursor` as text, kept so [`Follower::cursor`] can lend it.
+    text: String,
+    reads: BlockingCalls<Option<StreamReadReply>>,
 }
 
 impl Follower {
-    /// The id of the last entry returned (or the starting cursor).
+    /// Where the last entry returned leaves a reader (or the starting cursor).
     pub fn cursor(&self) -> &str {
-        &self.cursor
+        &self.text
     }
 
     /// The next entries, waiting up to `block` for some to arrive.
     pub async fn next_batch(&mut self, count: usize, block: Duration) -> Result<Vec<StreamEntry>> {
-        let conn = blocking_conn(&self.engine, &mut self.conn, block).await?;
-        let opts = StreamReadOptions::default()
-            .count(count)
-            .block(block.as_millis().max(1) as usize);
-        let reply: Option<StreamReadReply> = conn
-            .xread_options(&[&self.key], &[&self.cursor], &opts)
+        let (keys, cursor) = (&self.keys, &self.cursor);
+        let replies = self
+            .reads
+            .wait(
+                &self.engine,
+                block,
+                |p, left| {
+                    let opts = StreamReadOptions::default()
+                        .count(count)
+                        .block(left.as_millis().max(1) as usize);
+                    let mut cmd = redis::cmd("XREAD");
+                    cmd.arg(&opts)
+                        .arg("STREAMS")
+                        .arg(&keys[p])
+                        .arg(cursor.position(p as u16));
+                    cmd
+                },
+                has_entries,
+            )
             .await?;
-        // Checked after the read: a trim between a check and the read would go unseen.
-        self.engine.check_cursor(&self.key, &self.cursor).await?;
-        let entries = flatten(reply);
-        if let Some(last) = entries.last() {
-            self.cursor = last.id.clone();
+        let mut entries = Vec::new();
+        for (p, reply) in replies {
+            // Checked after the read: a trim between a check and the read would go unseen.
+            self.engine
+                .check_cursor(&self.keys[p], self.cursor.position(p as u16))
+                .await?;
+            entries.extend(flatten(reply, p as u16));
         }
+        entries.sort_by_key(|e| (parse_stream_id(&e.id), e.partition));
+        stamp_cursors(&mut entries, &mut self.cursor);
+        self.text = self.cursor.to_string();
         Ok(entries)
     }
 }
 
-async fn blocking_conn<'a>(
-    engine: &Engine,
-    slot: &'a mut Option<crate::connection::RedisConn>,
-    block: Duration,
-) -> Result<&'a mut crate::connection::RedisConn> {
-    if slot.is_none() {
-        *slot = Some(
-            engine
-                .dedicated_connection(block + Duration::from_secs(2))
-                .await?,
-        );
-    }
-    slot.as_mut().ok_or(QueueError::Protocol {
-        script: "connect",
-        detail: "no connection".into(),
-    })
-}
-
 impl Consumer {
-    /// Creates the group if it does not exist, reading from the stream's start.
+    /// Creates the group on every partition's stream if it does not exist, reading from the
+    /// stream's start.
     pub async fn ensure_group(&self) -> Result<()> {
-        let created: redis::RedisResult<()> = self
-            .engine
-            .conn()
-            .xgroup_create_mkstream(&self.key, &self.group, "0")
-            .await;
-        match created {
-            Ok(()) => Ok(()),
-            Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
-            Err(e) => Err(e.into()),
+        for key in &self.keys {
+            let created: redis::RedisResult<()> = self
+                .engine
+                .conn()
+                .xgroup_create_mkstream(key, &self.group, "0")
+                .await;
+            match created {
+                Ok(()) => {}
+                Err(e) if e.code() == Some("BUSYGROUP") => {}
+                Err(e) => return Err(e.into()),
+            }
         }
+        Ok(())
     }
 
     /// Entries other consumers of the group left unacknowledged for this long are taken over
@@ -361,20 +530,23 @@ impl Consumer {
         self
     }
 
-    /// Up to `count` entries: first those delivered to this consumer before and never
-    /// acknowledged, then entries other consumers left idle past `claim_after`, then new ones
-    /// (waiting up to `block`).
+    /// Up to `count` entries per partition: first those delivered to this consumer before and
+    /// never acknowledged, then entries other consumers left idle past `claim_after`, then new
+    /// ones (waiting up to `block`).
     pub async fn read(&mut self, count: usize, block: Duration) -> Result<Vec<StreamEntry>> {
         if !self.pending_done {
             let opts = StreamReadOptions::default()
                 .group(&self.group, &self.consumer)
                 .count(count);
-            let reply: Option<StreamReadReply> = self
-                .engine
-                .conn()
-                .xread_options(&[&self.key], &["0"], &opts)
-                .await?;
-            let entries = flatten(reply);
+            let mut entries = Vec::new();
+            for (p, key) in self.keys.iter().enumerate() {
+                let reply: Option<StreamReadReply> = self
+                    .engine
+                    .conn()
+                    .xread_options(&[key], &["0"], &opts)
+                    .await?;
+                entries.extend(flatten(reply, p as u16));
+            }
             if !entries.is_empty() {
                 return Ok(entries);
             }
@@ -386,25 +558,41 @@ impl Consumer {
             .is_none_or(|t| t.elapsed() >= self.claim_after / 2)
         {
             self.last_claim = Some(std::time::Instant::now());
-            let claimed = self.claim_idle(count).await?;
+            let mut claimed = Vec::new();
+            for p in 0..self.keys.len() {
+                claimed.extend(self.claim_idle(p, count).await?);
+            }
             if !claimed.is_empty() {
                 self.last_claim = None;
                 return Ok(claimed);
             }
         }
-        let opts = StreamReadOptions::default()
-            .group(&self.group, &self.consumer)
-            .count(count)
-            .block(block.as_millis().max(1) as usize);
-        let conn = blocking_conn(&self.engine, &mut self.conn, block).await?;
-        let reply: Option<StreamReadReply> =
-            conn.xread_options(&[&self.key], &[">"], &opts).await?;
-        Ok(flatten(reply))
+        let (keys, group, consumer) = (&self.keys, &self.group, &self.consumer);
+        Ok(self
+            .reads
+            .wait(
+                &self.engine,
+                block,
+                |p, left| {
+                    let opts = StreamReadOptions::default()
+                        .group(group, consumer)
+                        .count(count)
+                        .block(left.as_millis().max(1) as usize);
+                    let mut cmd = redis::cmd("XREADGROUP");
+                    cmd.arg(&opts).arg("STREAMS").arg(&keys[p]).arg(">");
+                    cmd
+                },
+                has_entries,
+            )
+            .await?
+            .into_iter()
+            .flat_map(|(p, reply)| flatten(reply, p as u16))
+            .collect())
     }
 
-    async fn claim_idle(&self, count: usize) -> Result<Vec<StreamEntry>> {
+    async fn claim_idle(&self, p: usize, count: usize) -> Result<Vec<StreamEntry>> {
         let reply: Value = redis::cmd("XAUTOCLAIM")
-            .arg(&self.key)
+            .arg(&self.keys[p])
             .arg(&self.group)
             .arg(&self.consumer)
             .arg(self.claim_after.as_millis() as u64)
@@ -439,7 +627,12 @@ impl Consumer {
                         ))
                     })
                     .collect();
-                Some(StreamEntry { id, fields })
+                Some(StreamEntry {
+                    cursor: id.clone(),
+                    id,
+                    partition: p as u16,
+                    fields,
+                })
             })
             .collect())
     }
@@ -452,15 +645,38 @@ impl Consumer {
     }
 
     /// Acknowledges committed entries, which lets the stream be trimmed past them.
-    pub async fn ack(&self, ids: &[String]) -> Result<u64> {
-        if ids.is_empty() {
-            return Ok(0);
+    pub async fn ack(&self, entries: &[StreamEntry]) -> Result<u64> {
+        let mut by_partition: std::collections::BTreeMap<u16, Vec<&str>> = Default::default();
+        for entry in entries {
+            by_partition
+                .entry(entry.partition)
+                .or_default()
+                .push(entry.id.as_str());
         }
-        Ok(self.engine.conn().xack(&self.key, &self.group, ids).await?)
+        let mut acked = 0;
+        for (p, ids) in by_partition {
+            let Some(key) = self.keys.get(usize::from(p)) else {
+                continue;
+            };
+            acked += self
+                .engine
+                .conn()
+                .xack::<_, _, _, u64>(key, &self.group, &ids)
+                .await?;
+        }
+        Ok(acked)
     }
 }
 
-fn flatten(reply: Option<StreamReadReply>) -> Vec<StreamEntry> {
+fn has_entries(reply: &Option<StreamReadReply>) -> bool {
+    reply
+        .as_ref()
+        .is_some_and(|r| r.keys.iter().any(|k| !k.ids.is_empty()))
+}
+
+/// A read's entries, each with its own id as its cursor until [`stamp_cursors`] gives it the
+/// whole stream's.
+fn flatten(reply: Option<StreamReadReply>, partition: u16) -> Vec<StreamEntry> {
     reply
         .into_iter()
         .flat_map(|r| r.keys)
@@ -471,7 +687,9 @@ fn flatten(reply: Option<StreamReadReply>) -> Vec<StreamEntry> {
                 .iter()
                 .filter_map(|(k, v)| crate::engine::value_string(v).map(|v| (k.clone(), v)))
                 .collect(),
+            cursor: entry.id.clone(),
             id: entry.id,
+            partition,
         })
         .collect()
 }

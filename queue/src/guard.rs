@@ -42,7 +42,7 @@ impl Engine {
     pub async fn check_redis(&self, strict: bool) -> Result<RedisGuardReport> {
         // On a cluster these go to the primary that holds this deployment's keys: its
         // settings are the ones the promises rest on.
-        let home = self.keys().job_events();
+        let home = self.keys().job_events(0);
         let mut conn = self.conn();
         let get = |name: &'static str| {
             let (mut conn, home) = (conn.clone(), home.clone());

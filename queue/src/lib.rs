@@ -11,6 +11,7 @@
 //! `docs/design.md` and mirrored by [`JobState`].
 
 mod backend;
+mod blocking;
 mod breaker;
 mod config;
 mod connection;
@@ -40,13 +41,16 @@ pub use engine::{
     Fetched, MAX_RATE_WINDOW, QueueLimits, QueueStats, RenewStatus,
 };
 pub use error::{QueueError, Result};
-pub use events::{Consumer, EventStream, Follower, GroupProgress, JobEvent, StreamEntry};
+pub use events::{
+    Consumer, EventCursor, EventStream, Follower, GroupProgress, JobEvent, StreamEntry,
+};
 pub use guard::RedisGuardReport;
 pub use heartbeat::WorkerInfo;
 pub use job::{
     Applied, AttemptError, IdempotencyKey, JobProgress, JobRecord, JobState, KeyScope, LeasedJob,
     MAX_LIMIT_KEY_BYTES, MAX_TIMEOUT, NewJob, Outcome, Priority, PushOutcome, RetryPolicy, now_ms,
 };
+pub use keys::MAX_PARTITIONS;
 pub use propagation::{TracePropagator, set_trace_propagator};
 pub use rate_limit::{MAX_RATE_KEY_BYTES, RateDecision, RateLimit};
 pub use redact::redact_url;

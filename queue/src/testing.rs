@@ -22,6 +22,24 @@ pub fn redis_url() -> String {
     std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
+/// `REDIS_PARTITIONS` (as the binaries read it), or 1: the suite runs as well on a deployment
+/// split into partitions, and the processes tests start inherit the same setting.
+pub fn partitions() -> u16 {
+    std::env::var("REDIS_PARTITIONS")
+        .ok()
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(1)
+}
+
+/// The engine settings a test of `prefix` connects with: the defaults, split into
+/// [`partitions`] partitions.
+pub fn config(prefix: impl Into<String>) -> EngineConfig {
+    EngineConfig {
+        partitions: partitions(),
+        ..EngineConfig::with_prefix(prefix)
+    }
+}
+
 impl TestPrefix {
     /// Connects to `REDIS_URL` (default local) under `test-<tag>-<ulid>`.
     pub async fn new(tag: &str) -> Self {
@@ -34,7 +52,7 @@ impl TestPrefix {
             "test-{tag}-{}",
             ulid::Ulid::new().to_string().to_lowercase()
         );
-        let mut config = EngineConfig::with_prefix(&prefix);
+        let mut config = config(&prefix);
         config.response_timeout = std::time::Duration::from_secs(3);
         tweak(&mut config);
         let engine = Engine::connect(url, config)
@@ -51,6 +69,7 @@ impl TestPrefix {
 impl Drop for TestPrefix {
     fn drop(&mut self) {
         let (url, prefix) = (self.url.clone(), self.prefix.clone());
+        let partitions = self.engine.partitions();
         // Drop cannot await: a thread with a runtime of its own deletes the prefix's keys.
         let _ = std::thread::spawn(move || {
             let Ok(rt) = tokio::runtime::Builder::new_current_thread()
@@ -60,8 +79,11 @@ impl Drop for TestPrefix {
                 return;
             };
             rt.block_on(async move {
-                if let Ok(engine) = Engine::connect(&url, EngineConfig::with_prefix(&prefix)).await
-                {
+                let config = EngineConfig {
+                    partitions,
+                    ..EngineConfig::with_prefix(&prefix)
+                };
+                if let Ok(engine) = Engine::connect(&url, config).await {
                     let _ = engine.destroy_all_data().await;
                 }
             });

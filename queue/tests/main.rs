@@ -10,6 +10,7 @@ mod queue {
     mod lifecycle_property;
     mod limits;
     mod limits_property;
+    mod partitions;
     mod priorities;
     mod progress;
     mod propagation;

@@ -57,6 +57,16 @@ pub struct PoolArgs {
     /// 1 replica, 1000 ms). Every process of a deployment should use the same.
     #[arg(long, env = "REDIS_DURABILITY", default_value = "local")]
     pub redis_durability: queue::Durability,
+    /// How many partitions the deployment's jobs are split into, each under a hash tag of its
+    /// own, so on a Redis Cluster they spread over the shards (1: everything in one slot, the
+    /// layout of earlier versions). Every process of a deployment must use the same.
+    #[arg(
+        long,
+        env = "REDIS_PARTITIONS",
+        default_value_t = 1,
+        value_parser = clap::value_parser!(u16).range(1..=i64::from(queue::MAX_PARTITIONS))
+    )]
+    pub redis_partitions: u16,
     /// Milliseconds between looks for due schedules (0: this process makes no scheduled jobs).
     #[arg(long, env = "SCHEDULES_EVERY_MS", default_value_t = 500)]
     pub schedules_every_ms: u64,
@@ -121,6 +131,7 @@ impl PoolArgs {
     pub fn apply_to_engine(&self, engine: &mut queue::EngineConfig) {
         engine.priority_aging = Duration::from_secs(self.priority_aging_secs);
         engine.durability = self.redis_durability;
+        engine.partitions = self.redis_partitions;
     }
 
     /// The pools these flags describe; `metrics` turns on queue-depth sampling.
@@ -234,6 +245,26 @@ mod tests {
         assert_eq!(engine.durability, queue::Durability::Local);
         for bad in ["replicated:0", "eventual", "replicated:1:0"] {
             let refused = Flags::try_parse_from(["t", "--redis-durability", bad]);
+            assert!(refused.is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn the_partition_count_reaches_the_engine_and_refuses_nonsense() {
+        let flags = Flags::try_parse_from(["t", "--redis-partitions", "6"]).expect("flags");
+        let mut engine = queue::EngineConfig::default();
+        flags.pools.apply_to_engine(&mut engine);
+        assert_eq!(engine.partitions, 6);
+        let defaults = Flags::try_parse_from(["t"]).expect("defaults");
+        defaults.pools.apply_to_engine(&mut engine);
+        // The suite also runs with REDIS_PARTITIONS set, which the flag reads.
+        let from_env = std::env::var("REDIS_PARTITIONS")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(1);
+        assert_eq!(engine.partitions, from_env);
+        for bad in ["0", "-1", "1025", "many"] {
+            let refused = Flags::try_parse_from(["t", "--redis-partitions", bad]);
             assert!(refused.is_err(), "{bad} accepted");
         }
     }

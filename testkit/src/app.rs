@@ -7,9 +7,7 @@ use std::{
 };
 
 use migration::testing::TestDb;
-use queue::{
-    DeadFilter, Engine, EngineConfig, InlineRun, InlineStep, JobRecord, testing::TestPrefix,
-};
+use queue::{DeadFilter, Engine, InlineRun, InlineStep, JobRecord, testing::TestPrefix};
 use runtime::{Context, Perform, PoolConfig, QUEUES, perform_next};
 use sea_orm::DatabaseConnection;
 use workflows::BackgroundJob;
@@ -325,7 +323,7 @@ impl Drop for TestApp {
                 .build()
                 .ok()?;
             rt.block_on(async move {
-                let engine = Engine::connect(&url, EngineConfig::with_prefix(&prefix))
+                let engine = Engine::connect(&url, queue::testing::config(&prefix))
                     .await
                     .ok()?;
                 let count = dead_over_queues(&engine).await.ok()?;

@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use super::{JobContext, PayloadDecoder, WorkerOptions};
 use crate::{
     Engine, FetchRequest, QueueError,
+    blocking::BlockingCalls,
     engine::RenewStatus,
     job::{Applied, LeasedJob, Outcome},
 };
@@ -249,9 +250,14 @@ pub(crate) async fn fetcher<Args: Send + 'static>(
     tx: mpsc::Sender<Task<Args>>,
     decode: PayloadDecoder<Args>,
 ) {
-    let mut wake_conn = None;
     let mut failures: u32 = 0;
-    let wake_key = shared.engine.keys().queue(&shared.opts.queue, "wake");
+    let mut wakes = BlockingCalls::new(usize::from(shared.engine.partitions()));
+    let wake_keys: Vec<String> = shared
+        .engine
+        .keys()
+        .all()
+        .map(|p| shared.engine.keys().queue(p, &shared.opts.queue, "wake"))
+        .collect();
     loop {
         let first = tokio::select! {
             biased;
@@ -305,7 +311,7 @@ pub(crate) async fn fetcher<Args: Send + 'static>(
                         d.min(shared.opts.max_idle_wait)
                     });
                     if idle >= Duration::from_millis(1) {
-                        wait_for_wake(&shared, &mut wake_conn, &wake_key, idle).await;
+                        wait_for_wake(&shared, &mut wakes, &wake_keys, idle).await;
                     }
                 }
             }
@@ -324,37 +330,27 @@ pub(crate) async fn fetcher<Args: Send + 'static>(
     }
 }
 
-/// Blocks on the queue's wake-up list (a push leaves a token there) for at most `idle`.
+/// Blocks on the queue's wake-up lists, one per partition (a push leaves a token in its
+/// partition's), for at most `idle`.
 async fn wait_for_wake(
     shared: &Shared,
-    conn: &mut Option<crate::connection::RedisConn>,
-    wake_key: &str,
+    wakes: &mut BlockingCalls<Option<(String, String)>>,
+    wake_keys: &[String],
     idle: Duration,
 ) {
-    if conn.is_none() {
-        match shared
-            .engine
-            .dedicated_connection(shared.opts.max_idle_wait + Duration::from_secs(2))
-            .await
-        {
-            Ok(c) => *conn = Some(c),
-            Err(e) => {
-                tracing::warn!(error = %e, "wake-up connection failed");
-                tokio::select! {
-                    _ = shared.stop.cancelled() => {}
-                    _ = tokio::time::sleep(idle) => {}
-                }
-                return;
-            }
-        }
-    }
-    let Some(conn) = conn.as_mut() else { return };
-    let mut cmd = redis::cmd("BLPOP");
-    cmd.arg(wake_key).arg(idle.as_secs_f64());
-    let blpop = cmd.query_async::<Option<(String, String)>>(conn);
+    let waited = wakes.wait(
+        &shared.engine,
+        idle,
+        |p, left| {
+            let mut cmd = redis::cmd("BLPOP");
+            cmd.arg(&wake_keys[p]).arg(left.as_secs_f64());
+            cmd
+        },
+        Option::is_some,
+    );
     tokio::select! {
         _ = shared.stop.cancelled() => {}
-        res = blpop => {
+        res = waited => {
             if let Err(e) = res {
                 tracing::debug!(error = %e, "wake-up wait failed");
                 tokio::time::sleep(idle.min(Duration::from_millis(100))).await;

@@ -1,12 +1,16 @@
 //! Reading jobs and queues: records, queue names, stats, the oldest waiting job.
 
-use std::{collections::HashMap, time::Duration};
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap},
+    time::Duration,
+};
 
 use redis::AsyncCommands;
 
 use crate::{
     Result,
     job::{JobRecord, JobState, Priority, now_ms},
+    keys::Partition,
 };
 
 use super::Engine;
@@ -54,40 +58,83 @@ impl Engine {
         Ok(self.jobs(&[id.to_owned()]).await?.pop().flatten())
     }
 
-    /// Many jobs in one round trip, in input order.
+    /// Many jobs, in input order: one round trip per partition where their ids point, and
+    /// more only for ids not found there.
     pub async fn jobs(&self, ids: &[String]) -> Result<Vec<Option<JobRecord>>> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let mut pipe = redis::pipe();
-        for id in ids {
-            pipe.hgetall(self.keys().job(id));
+        let keys = self.keys();
+        let mut out: Vec<Option<JobRecord>> = vec![None; ids.len()];
+        let mut left: Vec<usize> = (0..ids.len()).collect();
+        for round in 0..keys.partitions() {
+            let mut groups: BTreeMap<Partition, Vec<usize>> = BTreeMap::new();
+            for &i in &left {
+                let p = (keys.partition_of(&ids[i]) + round) % keys.partitions();
+                groups.entry(p).or_default().push(i);
+            }
+            let reads = groups.iter().map(|(p, at)| {
+                let mut pipe = redis::pipe();
+                for &i in at {
+                    pipe.hgetall(keys.job(*p, &ids[i]));
+                }
+                let mut conn = self.conn();
+                async move {
+                    pipe.query_async::<Vec<HashMap<String, String>>>(&mut conn)
+                        .await
+                }
+            });
+            let replies = futures::future::try_join_all(reads).await?;
+            left.clear();
+            for ((_, at), hashes) in groups.iter().zip(replies) {
+                for (&i, hash) in at.iter().zip(hashes) {
+                    match JobRecord::from_hash(&ids[i], hash) {
+                        Some(record) => out[i] = Some(record),
+                        None => left.push(i),
+                    }
+                }
+            }
+            if left.is_empty() {
+                break;
+            }
         }
-        let hashes: Vec<HashMap<String, String>> = pipe.query_async(&mut self.conn()).await?;
-        Ok(ids
-            .iter()
-            .zip(hashes)
-            .map(|(id, h)| JobRecord::from_hash(id, h))
-            .collect())
+        Ok(out)
     }
 
     /// The queues this deployment has seen a push for.
     pub async fn queues(&self) -> Result<Vec<String>> {
-        let mut names: Vec<String> = self.conn().smembers(self.keys().queues()).await?;
-        names.sort();
-        Ok(names)
+        let per_partition = self
+            .each_partition(|p| {
+                let mut conn = self.conn();
+                let key = self.keys().queues(p);
+                async move { Ok(conn.smembers::<_, Vec<String>>(key).await?) }
+            })
+            .await?;
+        let names: BTreeSet<String> = per_partition.into_iter().flatten().collect();
+        Ok(names.into_iter().collect())
     }
 
     /// How long the next job to run on `queue` has waited since it last became runnable
     /// (pushed, promoted from the schedule, released or requeued); `None` when none is ready.
     /// The first sign that a queue lacks workers: depth can be high and healthy, age cannot.
     pub async fn oldest_ready_age(&self, queue: &str) -> Result<Option<Duration>> {
+        let ages = self
+            .each_partition(|p| self.oldest_ready_age_in(p, queue))
+            .await?;
+        Ok(ages.into_iter().flatten().max())
+    }
+
+    async fn oldest_ready_age_in(&self, p: Partition, queue: &str) -> Result<Option<Duration>> {
         // Cancelled jobs leave tombstones at the head until a fetch pops them: look past a few.
         const LOOK_AT: isize = 16;
         let mut conn = self.conn();
         let mut heads = redis::pipe();
         for level in Priority::ALL {
-            heads.lrange(self.keys().queue(queue, level.ready_part()), 0, LOOK_AT - 1);
+            heads.lrange(
+                self.keys().queue(p, queue, level.ready_part()),
+                0,
+                LOOK_AT - 1,
+            );
         }
         let heads: Vec<Vec<String>> = heads.query_async(&mut conn).await?;
         let head: Vec<String> = heads.into_iter().flatten().collect();
@@ -97,7 +144,7 @@ impl Engine {
         let mut pipe = redis::pipe();
         for id in &head {
             pipe.cmd("HMGET")
-                .arg(self.keys().job(id))
+                .arg(self.keys().job(p, id))
                 .arg(&["st", "ua", "ca"]);
         }
         let rows: Vec<(Option<String>, Option<u64>, Option<u64>)> =
@@ -114,9 +161,37 @@ impl Engine {
             .max())
     }
 
-    /// Counts of a queue, in one round trip of O(1) reads.
+    /// Counts of a queue: one round trip of O(1) reads per partition, added up.
     pub async fn stats(&self, queue: &str) -> Result<QueueStats> {
-        let k = |part: &str| self.keys().queue(queue, part);
+        let parts = self.each_partition(|p| self.stats_in(p, queue)).await?;
+        let mut total = QueueStats {
+            queue: queue.to_owned(),
+            ..QueueStats::default()
+        };
+        for s in parts {
+            total.ready += s.ready;
+            total.waiting_for_key += s.waiting_for_key;
+            total.scheduled += s.scheduled;
+            total.running += s.running;
+            total.dead += s.dead;
+            total.finished_held += s.finished_held;
+            total.pushed_total += s.pushed_total;
+            total.succeeded_total += s.succeeded_total;
+            total.failed_total += s.failed_total;
+            total.retried_total += s.retried_total;
+            total.cancelled_total += s.cancelled_total;
+            total.requeued_total += s.requeued_total;
+            // A pause is written to every partition; the earliest says since when.
+            total.paused_since_ms = match (total.paused_since_ms, s.paused_since_ms) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+        Ok(total)
+    }
+
+    async fn stats_in(&self, p: Partition, queue: &str) -> Result<QueueStats> {
+        let k = |part: &str| self.keys().queue(p, queue, part);
         let (
             ready,
             ready_high,
@@ -167,13 +242,22 @@ impl Engine {
         let last = isize::try_from(limit)
             .unwrap_or(isize::MAX)
             .saturating_sub(1);
-        let mut pipe = redis::pipe();
-        for level in Priority::ALL {
-            pipe.lrange(self.keys().queue(queue, level.ready_part()), 0, last);
-        }
-        pipe.zrange(self.keys().queue(queue, "sched"), 0, last);
-        let lists: Vec<Vec<String>> = pipe.query_async(&mut self.conn()).await?;
-        let ids: Vec<String> = lists.into_iter().flatten().collect();
+        let per_partition = self
+            .each_partition(|p| {
+                let mut pipe = redis::pipe();
+                for level in Priority::ALL {
+                    pipe.lrange(self.keys().queue(p, queue, level.ready_part()), 0, last);
+                }
+                pipe.zrange(self.keys().queue(p, queue, "sched"), 0, last);
+                let mut conn = self.conn();
+                async move { Ok(pipe.query_async::<Vec<Vec<String>>>(&mut conn).await?) }
+            })
+            .await?;
+        // Each level of every partition, then the schedules: the order leasing goes in.
+        let lists = Priority::ALL.len() + 1;
+        let ids: Vec<String> = (0..lists)
+            .flat_map(|list| per_partition.iter().flat_map(move |p| p[list].clone()))
+            .collect();
         Ok(self
             .jobs(&ids)
             .await?

@@ -1,15 +1,16 @@
 //! The workers' side: leasing jobs, applying their outcomes, renewing leases.
 
-use std::time::Duration;
+use std::{collections::BTreeMap, sync::atomic::Ordering, time::Duration};
 
 use redis::Value;
 
 use crate::{
     Result,
     job::{Applied, JobExtra, LeasedJob, Outcome},
+    keys::Partition,
 };
 
-use super::{Engine, call::Call, protocol, value_i64, value_string};
+use super::{Engine, call::Call, protocol, split_token, tag_token, value_i64, value_string};
 
 /// What a worker asks of [`Engine::fetch`].
 #[derive(Debug, Clone)]
@@ -49,16 +50,47 @@ pub enum RenewStatus {
 
 impl Engine {
     /// Reaps expired leases and promotes due jobs (bounded chunks), then leases up to
-    /// `max_jobs` ready jobs to the worker.
+    /// `max_jobs` ready jobs to the worker. With several partitions it goes round them, each
+    /// call starting one further on, until it has `max_jobs`; every partition visited is
+    /// reaped and promoted.
     pub async fn fetch(&self, req: &FetchRequest<'_>) -> Result<Fetched> {
+        let n = self.partitions();
+        if n == 1 {
+            return self.fetch_from(0, req, req.max_jobs).await;
+        }
+        let start = self.inner.fetch_turn.fetch_add(1, Ordering::Relaxed);
+        let mut out = Fetched::default();
+        for step in 0..usize::from(n) {
+            let p = ((start + step) % usize::from(n)) as Partition;
+            let want = req.max_jobs - out.jobs.len();
+            let fetched = self.fetch_from(p, req, want).await?;
+            out.jobs.extend(fetched.jobs);
+            out.next_due_in = match (out.next_due_in, fetched.next_due_in) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            // A fetch of none only reaps and promotes: every partition.
+            if req.max_jobs > 0 && out.jobs.len() >= req.max_jobs {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    async fn fetch_from(
+        &self,
+        p: Partition,
+        req: &FetchRequest<'_>,
+        want: usize,
+    ) -> Result<Fetched> {
         let cfg = &self.inner.config;
         let reply: Vec<Value> = self
             .run(
                 Call::new(&self.inner.scripts.fetch)
-                    .key(self.keys().job_events())
-                    .arg(&self.keys().prefix)
+                    .key(self.keys().job_events(p))
+                    .arg(self.keys().home(p))
                     .arg(req.queue)
-                    .arg(req.max_jobs)
+                    .arg(want)
                     .arg(req.lease.as_millis() as u64)
                     .arg(req.worker_id)
                     .arg(cfg.promote_chunk)
@@ -77,6 +109,7 @@ impl Engine {
         let next_due_in = value_i64(hint)
             .filter(|ms| *ms >= 0)
             .map(|ms| Duration::from_millis(ms as u64));
+        let partitions = self.partitions();
         let jobs = rest
             .chunks(11)
             .map(|f| {
@@ -88,7 +121,7 @@ impl Engine {
                 let extra = JobExtra::decode(Some(&s(8)));
                 Ok(LeasedJob {
                     id: s(0),
-                    token: s(1),
+                    token: tag_token(partitions, p, s(1)),
                     attempt: n(2) as u32,
                     max_attempts: n(3) as u32,
                     kind: s(4),
@@ -118,11 +151,12 @@ impl Engine {
         message: &str,
     ) -> Result<bool> {
         let message: String = message.chars().take(200).collect();
+        let (p, token) = split_token(token);
         let recorded: i64 = self
             .run(
                 Call::new(&self.inner.scripts.progress)
-                    .key(self.keys().job_events())
-                    .arg(&self.keys().prefix)
+                    .key(self.keys().job_events(p))
+                    .arg(self.keys().home(p))
                     .arg(id)
                     .arg(token)
                     .arg(percent.min(100))
@@ -132,14 +166,33 @@ impl Engine {
         Ok(recorded == 1)
     }
 
-    /// Applies many handler outcomes in one call. An outcome whose lease token no longer
-    /// matches is refused ([`Applied::Stale`]), never applied.
+    /// Applies many handler outcomes, one call per partition they belong to. An outcome whose
+    /// lease token no longer matches is refused ([`Applied::Stale`]), never applied.
     pub async fn complete(&self, outcomes: &[(String, String, Outcome)]) -> Result<Vec<Applied>> {
         if outcomes.is_empty() {
             return Ok(Vec::new());
         }
+        let groups = by_token_partition(outcomes.iter().map(|(_, token, _)| token.as_str()));
+        let calls = groups.iter().map(|(p, at)| {
+            let part: Vec<&(String, String, Outcome)> = at.iter().map(|&i| &outcomes[i]).collect();
+            self.complete_in(*p, part)
+        });
+        let mut applied = vec![Applied::Missing; outcomes.len()];
+        for ((_, at), reply) in groups.iter().zip(futures::future::join_all(calls).await) {
+            for (&i, one) in at.iter().zip(reply?) {
+                applied[i] = one;
+            }
+        }
+        Ok(applied)
+    }
+
+    async fn complete_in(
+        &self,
+        p: Partition,
+        outcomes: Vec<&(String, String, Outcome)>,
+    ) -> Result<Vec<Applied>> {
         let mut inv = Call::new(&self.inner.scripts.complete);
-        inv.key(self.keys().job_events()).arg(&self.keys().prefix);
+        inv.key(self.keys().job_events(p)).arg(self.keys().home(p));
         for (id, token, outcome) in outcomes {
             let (name, text, delay) = match outcome {
                 Outcome::Succeeded { result } => ("ok", result.clone().unwrap_or_default(), 0),
@@ -153,7 +206,11 @@ impl Engine {
                 Outcome::Cancelled => ("cancel", String::new(), 0),
                 Outcome::Release => ("release", String::new(), 0),
             };
-            inv.arg(id).arg(token).arg(name).arg(text).arg(delay);
+            inv.arg(id)
+                .arg(split_token(token).1)
+                .arg(name)
+                .arg(text)
+                .arg(delay);
         }
         let reply: Vec<String> = self.write(&inv).await?;
         reply
@@ -179,24 +236,42 @@ impl Engine {
         if held.is_empty() {
             return Ok(Vec::new());
         }
-        let mut inv = Call::new(&self.inner.scripts.renew);
-        inv.key(self.keys().job_events())
-            .arg(&self.keys().prefix)
-            .arg(queue)
-            .arg(lease.as_millis() as u64)
-            .arg(timeout_grace.as_millis() as u64);
-        for (id, token) in held {
-            inv.arg(id).arg(token);
+        let groups = by_token_partition(held.iter().map(|(_, token)| token.as_str()));
+        let calls = groups.iter().map(|(p, at)| {
+            let mut inv = Call::new(&self.inner.scripts.renew);
+            inv.key(self.keys().job_events(*p))
+                .arg(self.keys().home(*p))
+                .arg(queue)
+                .arg(lease.as_millis() as u64)
+                .arg(timeout_grace.as_millis() as u64);
+            for &i in at {
+                let (id, token) = &held[i];
+                inv.arg(id).arg(split_token(token).1);
+            }
+            async move { self.run::<Vec<i64>>(&inv).await }
+        });
+        let mut statuses = vec![RenewStatus::Lost; held.len()];
+        for ((_, at), reply) in groups.iter().zip(futures::future::join_all(calls).await) {
+            for (&i, r) in at.iter().zip(reply?) {
+                statuses[i] = match r {
+                    2 => RenewStatus::TimedOut,
+                    1 => RenewStatus::CancelRequested,
+                    0 => RenewStatus::Renewed,
+                    _ => RenewStatus::Lost,
+                };
+            }
         }
-        let reply: Vec<i64> = self.run(&inv).await?;
-        Ok(reply
-            .into_iter()
-            .map(|r| match r {
-                2 => RenewStatus::TimedOut,
-                1 => RenewStatus::CancelRequested,
-                0 => RenewStatus::Renewed,
-                _ => RenewStatus::Lost,
-            })
-            .collect())
+        Ok(statuses)
     }
+}
+
+/// Indexes grouped by the partition their lease token names.
+fn by_token_partition<'a>(
+    tokens: impl Iterator<Item = &'a str>,
+) -> BTreeMap<Partition, Vec<usize>> {
+    let mut groups: BTreeMap<Partition, Vec<usize>> = BTreeMap::new();
+    for (i, token) in tokens.enumerate() {
+        groups.entry(split_token(token).0).or_default().push(i);
+    }
+    groups
 }

@@ -7,41 +7,52 @@ use redis::AsyncCommands;
 use crate::{QueueError, Result};
 
 use super::{Call, Engine};
+use crate::keys::Partition;
 
 impl Engine {
     /// Forgets finished jobs past retention (one bounded chunk); returns how many.
     pub async fn cleanup_finished(&self, queue: &str) -> Result<u64> {
         let cfg = &self.inner.config;
-        Ok(self
-            .run(
-                Call::new(&self.inner.scripts.cleanup)
-                    .key(self.keys().job_events())
-                    .arg(&self.keys().prefix)
-                    .arg(queue)
-                    .arg(cfg.completed_retention.as_millis() as u64)
-                    .arg(cfg.completed_max)
-                    .arg(cfg.cleanup_chunk),
-            )
-            .await?)
+        // Each partition keeps its share of `completed_max`.
+        let kept = cfg.completed_max.div_ceil(u64::from(self.partitions()));
+        let removed = self
+            .each_partition(|p| async move {
+                Ok(self
+                    .run::<u64>(
+                        Call::new(&self.inner.scripts.cleanup)
+                            .key(self.keys().job_events(p))
+                            .arg(self.keys().home(p))
+                            .arg(queue)
+                            .arg(cfg.completed_retention.as_millis() as u64)
+                            .arg(kept)
+                            .arg(cfg.cleanup_chunk),
+                    )
+                    .await?)
+            })
+            .await?;
+        Ok(removed.into_iter().sum())
     }
 
     /// Trims the job-event stream behind its slowest consumer group; returns entries removed.
     pub async fn trim_job_events(&self) -> Result<u64> {
-        self.trim_stream(self.keys().job_events()).await
+        let trimmed = self
+            .each_partition(|p| self.trim_stream(self.keys().job_events(p), p))
+            .await?;
+        Ok(trimmed.into_iter().sum())
     }
 
     /// Trims the application-event stream the same way.
     pub async fn trim_app_events(&self) -> Result<u64> {
-        self.trim_stream(self.keys().app_events()).await
+        self.trim_stream(self.keys().app_events(), 0).await
     }
 
-    async fn trim_stream(&self, stream: String) -> Result<u64> {
+    async fn trim_stream(&self, stream: String, p: Partition) -> Result<u64> {
         let cfg = &self.inner.config;
         Ok(self
             .run(
                 Call::new(&self.inner.scripts.trim)
                     .key(stream)
-                    .arg(&self.keys().prefix)
+                    .arg(self.keys().home(p))
                     .arg(cfg.resume_window.as_millis() as u64)
                     .arg(cfg.stream_cap),
             )
@@ -69,13 +80,19 @@ impl Engine {
 
     /// Deletes every key of this deployment's prefix. For tests and tear-down only.
     pub async fn destroy_all_data(&self) -> Result<u64> {
-        // Every key shares the `{prefix}` hash tag, so on a cluster they all sit on the one
-        // primary that holds its slot, and a scan of that node finds them all.
-        let home = self.keys().job_events();
+        // Each partition's keys share its hash tag, so on a cluster they all sit on the one
+        // primary that holds its slot, and a scan of that node finds them all. Partition 0's
+        // home holds the deployment-wide keys too.
+        let removed = self.each_partition(|p| self.destroy_partition(p)).await?;
+        Ok(removed.into_iter().sum())
+    }
+
+    async fn destroy_partition(&self, p: Partition) -> Result<u64> {
+        let home = self.keys().job_events(p);
         let mut conn = self.conn();
         let pattern = format!(
             "{}:*",
-            self.keys().prefix.replace('{', "\\{").replace('}', "\\}")
+            self.keys().home(p).replace('{', "\\{").replace('}', "\\}")
         );
         let mut cursor: u64 = 0;
         let mut removed = 0;

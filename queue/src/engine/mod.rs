@@ -4,7 +4,10 @@
 //! streams and heartbeats have modules of their own at the crate root).
 
 use std::{
-    sync::{Arc, atomic::AtomicU64},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, AtomicUsize},
+    },
     time::Duration,
 };
 
@@ -14,7 +17,7 @@ use crate::{
     EngineConfig, QueueError, Result,
     connection::{RedisClient, RedisConn, RedisTopology},
     job::valid_name,
-    keys::Keys,
+    keys::{Keys, MAX_PARTITIONS, Partition},
     scripts::Scripts,
 };
 
@@ -46,6 +49,8 @@ struct Inner {
     config: EngineConfig,
     scripts: Scripts,
     metrics: EngineMetrics,
+    /// Where the next fetch starts its round of the partitions, so none is favoured.
+    fetch_turn: AtomicUsize,
 }
 
 /// Counters of one engine handle (shared by its clones), for the process's metrics endpoint.
@@ -69,16 +74,23 @@ impl Engine {
             ));
         }
         config.durability.validate()?;
+        if config.partitions == 0 || config.partitions > MAX_PARTITIONS {
+            return Err(QueueError::InvalidArgument(format!(
+                "partitions must be 1 to {MAX_PARTITIONS}, not {}",
+                config.partitions
+            )));
+        }
         let client = RedisClient::open(&RedisTopology::parse(redis_url)?, config.response_timeout)?;
         let conn = client.connect(config.response_timeout).await?;
         let engine = Self {
             inner: Arc::new(Inner {
                 client,
                 conn,
-                keys: Keys::new(&config.prefix),
+                keys: Keys::new(&config.prefix, config.partitions),
                 config,
                 scripts: Scripts::new(),
                 metrics: EngineMetrics::default(),
+                fetch_turn: AtomicUsize::new(0),
             }),
         };
         engine.load_scripts().await?;
@@ -122,6 +134,89 @@ impl Engine {
 
     pub(crate) fn conn(&self) -> RedisConn {
         self.inner.conn.clone()
+    }
+
+    /// How many partitions the deployment's jobs are split into.
+    pub fn partitions(&self) -> u16 {
+        self.inner.keys.partitions()
+    }
+
+    /// Each partition's hash tag, braces included (`{prefix}` first): every key of partition
+    /// `p` starts with the `p`-th. For operators placing slots, and for tests that look at keys.
+    pub fn partition_tags(&self) -> Vec<String> {
+        self.keys()
+            .all()
+            .map(|p| self.keys().home(p).to_owned())
+            .collect()
+    }
+
+    /// Runs `op` on every partition at once; answers in partition order.
+    pub(crate) async fn each_partition<T, F, Fut>(&self, op: F) -> Result<Vec<T>>
+    where
+        F: Fn(Partition) -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        futures::future::try_join_all(self.keys().all().map(op)).await
+    }
+
+    /// The partition holding each job, `None` for a job no partition holds. A job is looked
+    /// for first where its id routes, where every job the engine named lives; only a job named
+    /// by its submitter and routed by a key may live elsewhere, and is looked for there next.
+    pub(crate) async fn locate(&self, ids: &[String]) -> Result<Vec<Option<Partition>>> {
+        let keys = self.keys();
+        let mut found: Vec<Option<Partition>> = vec![None; ids.len()];
+        if keys.partitions() == 1 {
+            // One partition: its scripts answer "missing" themselves.
+            return Ok(vec![Some(0); ids.len()]);
+        }
+        let guesses: Vec<Partition> = ids.iter().map(|id| keys.partition_of(id)).collect();
+        for round in 0..keys.partitions() {
+            let mut by_partition: std::collections::BTreeMap<Partition, Vec<usize>> =
+                Default::default();
+            for (i, guess) in guesses.iter().enumerate() {
+                if found[i].is_none() {
+                    let p = (guess + round) % keys.partitions();
+                    by_partition.entry(p).or_default().push(i);
+                }
+            }
+            if by_partition.is_empty() {
+                break;
+            }
+            let checks = by_partition.iter().map(|(p, at)| {
+                let mut pipe = redis::pipe();
+                for &i in at {
+                    pipe.exists(keys.job(*p, &ids[i]));
+                }
+                let mut conn = self.conn();
+                async move { pipe.query_async::<Vec<bool>>(&mut conn).await }
+            });
+            let replies = futures::future::try_join_all(checks).await?;
+            for ((p, at), exists) in by_partition.iter().zip(replies) {
+                for (&i, here) in at.iter().zip(exists) {
+                    if here {
+                        found[i] = Some(*p);
+                    }
+                }
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// A lease token carries its job's partition (`p:token`) where there is more than one, so an
+/// outcome goes straight to the partition that leased it. Tokens are opaque to callers.
+pub(crate) fn tag_token(partitions: u16, p: Partition, token: String) -> String {
+    if partitions == 1 {
+        token
+    } else {
+        format!("{p}:{token}")
+    }
+}
+
+pub(crate) fn split_token(token: &str) -> (Partition, &str) {
+    match token.split_once(':') {
+        Some((p, raw)) => (p.parse().unwrap_or(0), raw),
+        None => (0, token),
     }
 }
 

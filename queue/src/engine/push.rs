@@ -1,12 +1,13 @@
 //! Pushing jobs: one or many, idempotent, in bounded chunks.
 
-use std::{sync::atomic::Ordering, time::Duration};
+use std::{collections::BTreeMap, sync::atomic::Ordering, time::Duration};
 
 use redis::Value;
 
 use crate::{
     QueueError, Result,
     job::{NewJob, PushOutcome},
+    keys::Partition,
 };
 
 use super::{Call, Engine, protocol, value_i64, value_string};
@@ -69,14 +70,89 @@ impl Engine {
         Ok(out)
     }
 
+    /// One chunk: one script call per partition the chunk's jobs route to (all at once), each
+    /// atomic. Answers in input order.
     async fn push_chunk(&self, jobs: &[NewJob]) -> Result<Vec<PushOutcome>> {
+        let routed: Vec<(Partition, String, bool)> = jobs.iter().map(|j| self.route(j)).collect();
+        let mut groups: BTreeMap<Partition, Vec<usize>> = BTreeMap::new();
+        for (i, (p, _, _)) in routed.iter().enumerate() {
+            groups.entry(*p).or_default().push(i);
+        }
+        let calls = groups.iter().map(|(p, at)| {
+            let part: Vec<(&NewJob, &str, bool)> = at
+                .iter()
+                .map(|&i| (&jobs[i], routed[i].1.as_str(), routed[i].2))
+                .collect();
+            self.push_to(*p, part)
+        });
+        let replies = futures::future::join_all(calls).await;
+        let mut out: Vec<Option<PushOutcome>> = vec![None; jobs.len()];
+        let mut first_error = None;
+        for ((_, at), reply) in groups.iter().zip(replies) {
+            match reply {
+                Ok(outcomes) => {
+                    for (&i, outcome) in at.iter().zip(outcomes) {
+                        out[i] = Some(outcome);
+                    }
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        if let Some(e) = first_error {
+            // Other partitions' calls may have landed: a retry of the chunk finds them as
+            // duplicates where they carry idempotency keys, as with a chunk that failed whole.
+            return Err(e);
+        }
+        out.into_iter()
+            .map(|o| o.ok_or_else(|| protocol("push", "a job without a reply")))
+            .collect()
+    }
+
+    /// The partition a job goes to, its id, and whether its submitter named it. The partition
+    /// is its limit key's, else its idempotency key's, else its id's; an id the engine makes
+    /// is drawn until it routes to that same partition, so a lookup by id alone finds the job
+    /// where its id points.
+    fn route(&self, job: &NewJob) -> (Partition, String, bool) {
+        let keys = self.keys();
+        let by_key = job
+            .limit_key
+            .as_deref()
+            .map(|k| format!("limit:{k}"))
+            .or_else(|| {
+                job.idempotency
+                    .as_ref()
+                    .map(|k| format!("idem:{}:{}", job.queue, k.key))
+            });
+        match (&job.id, by_key) {
+            (Some(id), Some(key)) => (keys.partition_of(&key), id.clone(), true),
+            (Some(id), None) => (keys.partition_of(id), id.clone(), true),
+            (None, key) => {
+                let mut id = ulid::Ulid::new().to_string();
+                if let Some(key) = key {
+                    let target = keys.partition_of(&key);
+                    while keys.partition_of(&id) != target {
+                        id = ulid::Ulid::new().to_string();
+                    }
+                }
+                (keys.partition_of(&id), id, false)
+            }
+        }
+    }
+
+    async fn push_to(
+        &self,
+        p: Partition,
+        jobs: Vec<(&NewJob, &str, bool)>,
+    ) -> Result<Vec<PushOutcome>> {
         let cfg = &self.inner.config;
         let mut inv = Call::new(&self.inner.scripts.push);
-        inv.key(self.keys().job_events())
-            .arg(&self.keys().prefix)
+        inv.key(self.keys().job_events(p))
+            .arg(self.keys().home(p))
             .arg(cfg.stream_cap)
             .arg(cfg.idempotency_ttl.as_millis() as u64);
-        for job in jobs {
+        for (job, id, explicit) in jobs {
             let (ikey, imode, ittl) = match &job.idempotency {
                 None => ("", "ttl", 0u64),
                 Some(k) => match k.scope {
@@ -88,12 +164,8 @@ impl Engine {
                     ),
                 },
             };
-            let (id, explicit) = match &job.id {
-                Some(id) => (id.clone(), "1"),
-                None => (ulid::Ulid::new().to_string(), "0"),
-            };
             inv.arg(id)
-                .arg(explicit)
+                .arg(if explicit { "1" } else { "0" })
                 .arg(&job.queue)
                 .arg(&job.kind)
                 .arg(&job.payload)

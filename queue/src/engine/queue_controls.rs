@@ -7,32 +7,59 @@ use std::time::Duration;
 use crate::{QueueError, RateLimit, Result};
 
 use super::{Call, Engine};
+use crate::keys::Partition;
+
+/// Partition `p`'s share of a queue-wide limit of `total` over `n` partitions: the shares add
+/// up to `total`, except that each partition gets at least 1, so none is starved.
+fn share(total: u32, p: Partition, n: u16) -> u64 {
+    let (total, p, n) = (u64::from(total), u64::from(p), u64::from(n));
+    (total / n + u64::from(p < total % n)).max(1)
+}
 
 impl Engine {
     /// Stops workers leasing from `queue`; jobs already running finish. Answers whether the
     /// queue was running before (false: it was paused already).
     pub async fn pause(&self, queue: &str) -> Result<bool> {
-        let set: Option<String> = redis::cmd("SET")
-            .arg(self.keys().queue(queue, "paused"))
-            .arg(crate::now_ms())
-            .arg("NX")
-            .query_async(&mut self.conn())
+        let now = crate::now_ms();
+        let set = self
+            .each_partition(|p| {
+                let mut conn = self.conn();
+                let key = self.keys().queue(p, queue, "paused");
+                async move {
+                    let set: Option<String> = redis::cmd("SET")
+                        .arg(key)
+                        .arg(now)
+                        .arg("NX")
+                        .query_async(&mut conn)
+                        .await?;
+                    Ok(set.is_some())
+                }
+            })
             .await?;
-        Ok(set.is_some())
+        Ok(set.into_iter().any(|newly| newly))
     }
 
     /// Lets workers lease from `queue` again and wakes an idle one at once. Answers whether
     /// the queue was paused.
     pub async fn resume(&self, queue: &str) -> Result<bool> {
-        let wake = self.keys().queue(queue, "wake");
-        let (removed, _, _): (u64, u64, ()) = redis::pipe()
-            .atomic()
-            .del(self.keys().queue(queue, "paused"))
-            .rpush(&wake, "1")
-            .ltrim(&wake, 0, 0)
-            .query_async(&mut self.conn())
+        let removed = self
+            .each_partition(|p| {
+                let mut conn = self.conn();
+                let wake = self.keys().queue(p, queue, "wake");
+                let paused = self.keys().queue(p, queue, "paused");
+                async move {
+                    let (removed, _, _): (u64, u64, ()) = redis::pipe()
+                        .atomic()
+                        .del(paused)
+                        .rpush(&wake, "1")
+                        .ltrim(&wake, 0, 0)
+                        .query_async(&mut conn)
+                        .await?;
+                    Ok(removed > 0)
+                }
+            })
             .await?;
-        Ok(removed > 0)
+        Ok(removed.into_iter().any(|was| was))
     }
 
     /// Cancels every job waiting on `queue` (ready, scheduled, retrying), `chunk` per script
@@ -41,6 +68,13 @@ impl Engine {
     /// cancelled. Jobs pushed while it runs may be cancelled too (pause first for a clean
     /// cut), but it ends: it takes at most as many entries as were waiting when it began.
     pub async fn drain(&self, queue: &str, chunk: usize) -> Result<u64> {
+        let cancelled = self
+            .each_partition(|p| self.drain_in(p, queue, chunk))
+            .await?;
+        Ok(cancelled.into_iter().sum())
+    }
+
+    async fn drain_in(&self, p: Partition, queue: &str, chunk: usize) -> Result<u64> {
         let chunk = chunk.max(1) as u64;
         let (mut total, mut taken_total) = (0, 0);
         let mut limit: Option<u64> = None;
@@ -48,8 +82,8 @@ impl Engine {
             let (cancelled, taken, left): (u64, u64, u64) = self
                 .write(
                     Call::new(&self.inner.scripts.drain)
-                        .key(self.keys().job_events())
-                        .arg(&self.keys().prefix)
+                        .key(self.keys().job_events(p))
+                        .arg(self.keys().home(p))
                         .arg(queue)
                         .arg(chunk),
                 )
@@ -129,31 +163,54 @@ impl Engine {
         }
         let opt = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_default();
         let window = |r: Option<RateLimit>| r.map(|r| r.window.as_millis() as u64);
-        let _: i64 = self
-            .write(
-                Call::new(&self.inner.scripts.limits)
-                    .key(self.keys().job_events())
-                    .arg(&self.keys().prefix)
-                    .arg(queue)
-                    .arg(opt(limits.concurrency.map(u64::from)))
-                    .arg(opt(limits.per_key_concurrency.map(u64::from)))
-                    .arg(opt(limits.rate.map(|r| u64::from(r.limit))))
-                    .arg(opt(window(limits.rate)))
-                    .arg(opt(limits.per_key_rate.map(|r| u64::from(r.limit))))
-                    .arg(opt(window(limits.per_key_rate))),
-            )
-            .await?;
+        let n = self.partitions();
+        // Queue-wide limits are shared out among the partitions (at least 1 each); per-key
+        // limits hold whole, as a key's jobs all live in one partition.
+        self.each_partition(|p| {
+            let mut call = Call::new(&self.inner.scripts.limits);
+            call.key(self.keys().job_events(p))
+                .arg(self.keys().home(p))
+                .arg(queue)
+                .arg(opt(limits.concurrency.map(|c| share(c, p, n))))
+                .arg(opt(limits.per_key_concurrency.map(u64::from)))
+                .arg(opt(limits.rate.map(|r| share(r.limit, p, n))))
+                .arg(opt(window(limits.rate)))
+                .arg(opt(limits.per_key_rate.map(|r| u64::from(r.limit))))
+                .arg(opt(window(limits.per_key_rate)))
+                .arg(opt(limits.concurrency.filter(|_| n > 1).map(u64::from)))
+                .arg(opt(limits
+                    .rate
+                    .filter(|_| n > 1)
+                    .map(|r| u64::from(r.limit))));
+            async move { self.write::<i64>(&call).await }
+        })
+        .await?;
         Ok(())
     }
 
     /// `queue`'s limits as set.
     pub async fn queue_limits(&self, queue: &str) -> Result<QueueLimits> {
         let raw: Vec<Option<u64>> = redis::cmd("HMGET")
-            .arg(self.keys().queue(queue, "limits"))
-            .arg(&["conc", "kconc", "rate", "rwin", "krate", "krwin"])
+            .arg(self.keys().queue(0, queue, "limits"))
+            .arg(&[
+                "conc", "kconc", "rate", "rwin", "krate", "krwin", "conc_set", "rate_set",
+            ])
             .query_async(&mut self.conn())
             .await?;
-        let at = |i: usize| raw.get(i).copied().flatten();
+        // Partition 0 holds its share of the queue-wide limits, and the limits as set.
+        let at = |i: usize| match i {
+            0 => raw
+                .get(6)
+                .copied()
+                .flatten()
+                .or(raw.first().copied().flatten()),
+            2 => raw
+                .get(7)
+                .copied()
+                .flatten()
+                .or(raw.get(2).copied().flatten()),
+            i => raw.get(i).copied().flatten(),
+        };
         let rate = |n: usize, w: usize| {
             at(n).zip(at(w)).map(|(limit, window)| RateLimit {
                 limit: limit as u32,

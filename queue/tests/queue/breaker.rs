@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use queue::{BreakerGate, BreakerPolicy, Engine, EngineConfig};
+use queue::{BreakerGate, BreakerPolicy, Engine};
 
 use super::common::TestQueue;
 
@@ -55,7 +55,7 @@ async fn half_open_lets_one_probe_through_and_its_outcome_decides() {
     let q = TestQueue::new("breaker-probe").await;
     let (e, p) = (&q.engine, policy());
     // A second engine on the same prefix stands for another worker process.
-    let other = Engine::connect(&q.url, EngineConfig::with_prefix(q.prefix.clone()))
+    let other = Engine::connect(&q.url, queue::testing::config(q.prefix.clone()))
         .await
         .expect("redis");
     for _ in 0..3 {

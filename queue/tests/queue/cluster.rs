@@ -11,7 +11,7 @@ use std::{
 };
 
 use queue::{
-    Applied, Durability, Engine, EngineConfig, JobState, NewJob, Outcome,
+    Applied, Durability, Engine, JobState, NewJob, Outcome,
     testing::{RedisCluster, RedisSentinels},
 };
 
@@ -113,7 +113,7 @@ fn temp_dir(tag: &str) -> std::path::PathBuf {
 
 async fn failover_under_load(cluster: &mut dyn Failover, durability: Durability, tag: &str) -> Run {
     let prefix = format!("fo-{tag}");
-    let mut config = EngineConfig::with_prefix(&prefix);
+    let mut config = queue::testing::config(&prefix);
     config.durability = durability;
     config.response_timeout = Duration::from_millis(1500);
     let engine = Engine::connect(&cluster.url(), config)

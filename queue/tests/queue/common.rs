@@ -27,6 +27,13 @@ impl TestQueue {
         Self::with_config(tag, |_| {}).await
     }
 
+    /// A deployment of one partition, whatever `REDIS_PARTITIONS` says: for tests of what
+    /// holds within one partition (FIFO order over a whole queue, bounds per call, one
+    /// stream), which a deployment of several keeps per partition.
+    pub async fn one_partition(tag: &str) -> Self {
+        Self::with_config(tag, |c| c.partitions = 1).await
+    }
+
     pub async fn with_config(tag: &str, tweak: impl FnOnce(&mut EngineConfig)) -> Self {
         Self::at(&redis_url(), tag, tweak).await
     }
@@ -83,8 +90,23 @@ impl TestQueue {
     /// Where each job is, read from the engine's structures (not from its hash):
     /// every job must be in exactly one place, and that place must match its state.
     pub fn check_placement(&self, queue: &str) -> HashMap<String, JobState> {
+        let mut placement: HashMap<String, JobState> = HashMap::new();
+        for home in self.engine.partition_tags() {
+            for (id, state) in self.check_partition(&home, queue) {
+                assert!(
+                    placement.insert(id.clone(), state).is_none(),
+                    "job {id} is in two partitions"
+                );
+            }
+        }
+        placement
+    }
+
+    /// [`TestQueue::check_placement`] in the partition whose hash tag is `home`.
+    fn check_partition(&self, home: &str, queue: &str) -> HashMap<String, JobState> {
         let mut conn = self.sync_conn();
-        let q = |part: &str| self.key(&format!("q:{queue}:{part}"));
+        let key = |rest: &str| format!("{home}:{rest}");
+        let q = |part: &str| key(&format!("q:{queue}:{part}"));
         let ready: Vec<String> = conn.lrange(q("ready"), 0, -1).expect("lrange");
         let ready_high: Vec<String> = conn.lrange(q("ready:h"), 0, -1).expect("lrange");
         let ready_low: Vec<String> = conn.lrange(q("ready:l"), 0, -1).expect("lrange");
@@ -98,12 +120,10 @@ impl TestQueue {
         for list in wait_lists {
             let ids: Vec<String> = conn.lrange(&list, 0, -1).expect("lrange");
             for id in &ids {
-                let flag: Option<String> = conn
-                    .hget(self.key(&format!("job:{id}")), "kw")
-                    .expect("hget");
-                let state: Option<String> = conn
-                    .hget(self.key(&format!("job:{id}")), "st")
-                    .expect("hget");
+                let flag: Option<String> =
+                    conn.hget(key(&format!("job:{id}")), "kw").expect("hget");
+                let state: Option<String> =
+                    conn.hget(key(&format!("job:{id}")), "st").expect("hget");
                 assert!(
                     flag.as_deref() == Some("1") || state.as_deref() == Some("CANCELLED"),
                     "{id} waits in {list} without its flag"
@@ -125,18 +145,16 @@ impl TestQueue {
             (&done, "done"),
         ] {
             for id in ids {
-                let state: Option<String> = conn
-                    .hget(self.key(&format!("job:{id}")), "st")
-                    .expect("hget");
+                let state: Option<String> =
+                    conn.hget(key(&format!("job:{id}")), "st").expect("hget");
                 let state: JobState = state
                     .unwrap_or_else(|| panic!("{id} in {place} has no hash"))
                     .parse()
                     .expect("state");
                 let in_ready = place.starts_with("ready") || place == "kwait";
                 if place.starts_with("ready") {
-                    let level: Option<String> = conn
-                        .hget(self.key(&format!("job:{id}")), "pr")
-                        .expect("hget");
+                    let level: Option<String> =
+                        conn.hget(key(&format!("job:{id}")), "pr").expect("hget");
                     let own_list = match level.as_deref() {
                         Some("h") => "ready:h",
                         Some("l") => "ready:l",

@@ -11,7 +11,7 @@ use std::{
 };
 
 use apalis_core::{task::data::Data, worker::builder::WorkerBuilder};
-use queue::{Engine, EngineConfig, JobError, JobState, NewJob, RedisBackend, WorkerOptions};
+use queue::{Engine, JobError, JobState, NewJob, RedisBackend, WorkerOptions};
 use redis::Commands;
 use serde::{Deserialize, Serialize};
 
@@ -38,7 +38,7 @@ async fn probe_worker_process() {
             .and_then(|v| v.parse().ok())
             .unwrap_or(default)
     };
-    let engine = Engine::connect(&redis_url(), EngineConfig::with_prefix(&prefix))
+    let engine = Engine::connect(&redis_url(), queue::testing::config(&prefix))
         .await
         .expect("connect");
     let options = WorkerOptions::new("probe")

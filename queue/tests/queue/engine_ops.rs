@@ -380,7 +380,7 @@ async fn renew_keeps_the_lease_alive() {
 
 #[tokio::test]
 async fn cancel_waiting_and_running_jobs() {
-    let t = TestQueue::new("ops-cancel").await;
+    let t = TestQueue::one_partition("ops-cancel").await;
     let ids = t.push_n("q", 3).await;
     let delayed = t
         .engine
@@ -711,7 +711,11 @@ async fn bad_jobs_are_refused_before_anything_is_sent() {
 
 #[tokio::test]
 async fn promotion_is_bounded_per_call() {
-    let t = TestQueue::with_config("ops-promote", |c| c.promote_chunk = 1000).await;
+    let t = TestQueue::with_config("ops-promote", |c| {
+        c.promote_chunk = 1000;
+        c.partitions = 1;
+    })
+    .await;
     let now = queue::now_ms();
     let jobs = (0..2500)
         .map(|_| NewJob::raw("q", "q", "{}".into()).with_run_at_ms(now + 300))
@@ -764,8 +768,7 @@ async fn finished_jobs_are_cleaned_only_after_every_group_read_them() {
         0,
         "read but not acknowledged"
     );
-    let ids: Vec<String> = entries.iter().map(|e| e.id.clone()).collect();
-    consumer.ack(&ids).await.expect("ack");
+    consumer.ack(&entries).await.expect("ack");
     assert_eq!(t.engine.cleanup_finished("q").await.expect("cleanup"), 1);
     assert!(t.engine.job(&id).await.expect("job").is_none());
     assert_eq!(
@@ -804,7 +807,11 @@ async fn an_unreachable_redis_is_a_clear_retryable_error() {
 
 #[tokio::test]
 async fn finished_jobs_beyond_the_count_limit_are_cleaned_oldest_first() {
-    let t = TestQueue::with_config("ops-cleanup-count", |c| c.completed_max = 2).await;
+    let t = TestQueue::with_config("ops-cleanup-count", |c| {
+        c.completed_max = 2;
+        c.partitions = 1;
+    })
+    .await;
     let ids = t.push_n("q", 5).await;
     let jobs = t.lease("q", 5, 30_000).await;
     for job in jobs {
@@ -829,7 +836,11 @@ async fn finished_jobs_beyond_the_count_limit_are_cleaned_oldest_first() {
 
 #[tokio::test]
 async fn reaping_is_bounded_per_call() {
-    let t = TestQueue::with_config("ops-reap-bound", |c| c.reap_chunk = 100).await;
+    let t = TestQueue::with_config("ops-reap-bound", |c| {
+        c.reap_chunk = 100;
+        c.partitions = 1;
+    })
+    .await;
     t.push_n("q", 150).await;
     assert_eq!(t.lease("q", 150, 1).await.len(), 150);
     tokio::time::sleep(Duration::from_millis(5)).await;

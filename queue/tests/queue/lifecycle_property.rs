@@ -476,7 +476,7 @@ async fn check(t: &TestQueue, m: &mut Model, cursor: &mut String) {
         .await
         .expect("events");
     if let Some(last) = entries.last() {
-        *cursor = last.id.clone();
+        *cursor = last.cursor.clone();
     }
     let events: Vec<JobEvent> = entries.iter().filter_map(JobEvent::from_entry).collect();
     assert_eq!(
@@ -526,7 +526,7 @@ async fn check(t: &TestQueue, m: &mut Model, cursor: &mut String) {
 }
 
 async fn run_case(ops: Vec<Op>) {
-    let t = TestQueue::new("prop").await;
+    let t = TestQueue::one_partition("prop").await;
     let mut model = Model::default();
     let mut cursor = "0-0".to_string();
     for op in &ops {

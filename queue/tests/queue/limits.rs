@@ -337,7 +337,7 @@ async fn one_job_per_key_runs_at_a_time_and_the_next_waits_in_order() {
 
 #[tokio::test]
 async fn a_crashed_worker_frees_its_key_slots_within_its_lease() {
-    let t = TestQueue::new("limit-crash").await;
+    let t = TestQueue::one_partition("limit-crash").await;
     t.engine
         .set_queue_limits(
             "crash",

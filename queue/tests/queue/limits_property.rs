@@ -355,7 +355,7 @@ impl Case {
 }
 
 async fn run_case(ops: Vec<Op>) {
-    let t = TestQueue::new("lprop").await;
+    let t = TestQueue::one_partition("lprop").await;
     let limits = QueueLimits {
         concurrency: Some(3),
         per_key_concurrency: Some(1),

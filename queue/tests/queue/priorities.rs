@@ -30,7 +30,7 @@ fn names(jobs: &[queue::LeasedJob]) -> Vec<String> {
 
 #[tokio::test]
 async fn a_higher_level_is_leased_first_and_each_level_in_push_order() {
-    let t = TestQueue::new("prio-order").await;
+    let t = TestQueue::one_partition("prio-order").await;
     for (name, level) in [
         ("low-1", Priority::Low),
         ("normal-1", Priority::Normal),
@@ -67,7 +67,7 @@ async fn a_higher_level_is_leased_first_and_each_level_in_push_order() {
 
 #[tokio::test]
 async fn a_job_keeps_its_level_through_retry_release_and_requeue() {
-    let t = TestQueue::new("prio-keep").await;
+    let t = TestQueue::one_partition("prio-keep").await;
     let high = push(&t, "high", Priority::High).await;
     let leased = t.lease(Q, 1, 60_000).await;
     let token = leased[0].token.clone();
@@ -126,6 +126,7 @@ async fn a_job_keeps_its_level_through_retry_release_and_requeue() {
 #[tokio::test]
 async fn aging_lets_a_long_waiting_low_job_ahead_of_fresh_high_ones() {
     let t = TestQueue::with_config("prio-aging", |c| {
+        c.partitions = 1;
         c.priority_aging = Duration::from_millis(40);
     })
     .await;
@@ -140,7 +141,7 @@ async fn aging_lets_a_long_waiting_low_job_ahead_of_fresh_high_ones() {
 
 #[tokio::test]
 async fn drain_and_cancel_reach_every_level() {
-    let t = TestQueue::new("prio-drain").await;
+    let t = TestQueue::one_partition("prio-drain").await;
     let high = push(&t, "high", Priority::High).await;
     for (name, level) in [("normal", Priority::Normal), ("low", Priority::Low)] {
         push(&t, name, level).await;

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use queue::{
-    Engine, EngineConfig, NewJob, QueueError, RateDecision, RateLimit,
+    Engine, NewJob, QueueError, RateDecision, RateLimit,
     testing::{OwnRedis, free_port},
 };
 
@@ -14,7 +14,7 @@ use super::common::TestQueue;
 async fn a_rate_limit_is_one_budget_for_every_engine_sharing_the_prefix() {
     let q = TestQueue::new("rate-shared").await;
     // A second engine on the same prefix stands for another API replica.
-    let other = Engine::connect(&q.url, EngineConfig::with_prefix(q.prefix.clone()))
+    let other = Engine::connect(&q.url, queue::testing::config(q.prefix.clone()))
         .await
         .expect("redis");
     let budget = RateLimit {
@@ -108,7 +108,7 @@ fn own_redis(tag: &str) -> OwnRedis {
 }
 
 async fn engine_at(url: &str) -> Engine {
-    let mut config = EngineConfig::with_prefix("refusals");
+    let mut config = queue::testing::config("refusals");
     config.response_timeout = Duration::from_secs(3);
     Engine::connect(url, config).await.expect("redis")
 }
@@ -173,7 +173,7 @@ async fn a_push_to_a_redis_out_of_memory_is_retryable_and_says_why() {
 async fn a_write_no_replica_confirms_is_refused_as_retryable_and_a_retry_makes_no_second_job() {
     let redis = own_redis("norepl");
     let prefix = format!("norepl-{}", ulid::Ulid::new().to_string().to_lowercase());
-    let mut config = EngineConfig::with_prefix(&prefix);
+    let mut config = queue::testing::config(&prefix);
     config.durability = queue::Durability::Replicated {
         replicas: 1,
         timeout: Duration::from_millis(50),
@@ -193,7 +193,7 @@ async fn a_write_no_replica_confirms_is_refused_as_retryable_and_a_retry_makes_n
             other => panic!("expected NotReplicated, got {other:?}"),
         }
     }
-    let local = Engine::connect(&redis.url(), EngineConfig::with_prefix(&prefix))
+    let local = Engine::connect(&redis.url(), queue::testing::config(&prefix))
         .await
         .expect("redis");
     let stats = local.stats("q").await.expect("stats");

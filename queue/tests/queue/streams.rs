@@ -8,7 +8,7 @@ use super::common::TestQueue;
 
 #[tokio::test]
 async fn a_follower_resumes_from_its_cursor_without_gap_or_repeat() {
-    let t = TestQueue::new("streams-follow").await;
+    let t = TestQueue::one_partition("streams-follow").await;
     let mut follower = t
         .engine
         .follow(EventStream::Jobs, "$")
@@ -97,6 +97,7 @@ async fn a_cursor_older_than_the_trimmed_part_is_expired() {
 #[tokio::test]
 async fn the_stream_refuses_pushes_at_its_cap_until_the_consumer_catches_up() {
     let t = TestQueue::with_config("streams-cap", |c| {
+        c.partitions = 1;
         c.stream_cap = 50;
         c.resume_window = Duration::from_secs(3600);
     })
@@ -129,8 +130,7 @@ async fn the_stream_refuses_pushes_at_its_cap_until_the_consumer_catches_up() {
         .read(30, Duration::from_millis(10))
         .await
         .expect("read");
-    let ids: Vec<String> = read.iter().map(|e| e.id.clone()).collect();
-    consumer.ack(&ids).await.expect("ack");
+    consumer.ack(&read).await.expect("ack");
     let pushed = t
         .engine
         .push(NewJob::raw("q", "q", "{}".into()))
@@ -148,14 +148,14 @@ async fn the_stream_refuses_pushes_at_its_cap_until_the_consumer_catches_up() {
         (ms.parse().expect("ms"), n.parse().expect("seq"))
     };
     assert!(
-        seq(&rest[0].id) > seq(&ids[29]),
+        seq(&rest[0].id) > seq(&read[29].id),
         "nothing before the committed part comes back"
     );
 }
 
 #[tokio::test]
 async fn group_progress_counts_what_is_unread_and_unacknowledged_per_group() {
-    let t = TestQueue::new("streams-progress").await;
+    let t = TestQueue::one_partition("streams-progress").await;
     let progress = || t.engine.group_progress(EventStream::Jobs, "recorder");
     assert_eq!(progress().await.expect("no stream yet"), None);
     let mut first = t.engine.consumer(EventStream::Jobs, "recorder", "r1");
@@ -183,8 +183,7 @@ async fn group_progress_counts_what_is_unread_and_unacknowledged_per_group() {
     assert_eq!((seen.lag, seen.pending), (Some(0), 5));
     assert_eq!(seen.consumers, ["r1", "r2"]);
 
-    let ids: Vec<String> = read.iter().map(|e| e.id.clone()).collect();
-    first.ack(&ids).await.expect("ack");
+    first.ack(&read).await.expect("ack");
     let seen = progress().await.expect("progress").expect("the group");
     assert_eq!(
         seen.pending, 2,
@@ -202,7 +201,7 @@ async fn group_progress_counts_what_is_unread_and_unacknowledged_per_group() {
 
 #[tokio::test]
 async fn a_consumer_gets_back_what_it_never_acknowledged_after_a_restart() {
-    let t = TestQueue::new("streams-pending").await;
+    let t = TestQueue::one_partition("streams-pending").await;
     let mut consumer = t.engine.consumer(EventStream::Jobs, "recorder", "r1");
     consumer.ensure_group().await.expect("group");
     consumer.ensure_group().await.expect("idempotent");
@@ -212,7 +211,7 @@ async fn a_consumer_gets_back_what_it_never_acknowledged_after_a_restart() {
         .await
         .expect("read");
     assert_eq!(got.len(), 4);
-    consumer.ack(&[got[0].id.clone()]).await.expect("ack");
+    consumer.ack(&got[..1]).await.expect("ack");
     drop(consumer);
     let mut restarted = t.engine.consumer(EventStream::Jobs, "recorder", "r1");
     let again = restarted
@@ -227,7 +226,7 @@ async fn a_consumer_gets_back_what_it_never_acknowledged_after_a_restart() {
 
 #[tokio::test]
 async fn a_batch_that_failed_to_commit_comes_back_at_once_when_asked() {
-    let t = TestQueue::new("streams-reread").await;
+    let t = TestQueue::one_partition("streams-reread").await;
     // The claim period is long: only `reread_pending` can bring the batch back in this test.
     let mut consumer = t.engine.consumer(EventStream::Jobs, "recorder", "r1");
     consumer.ensure_group().await.expect("group");
@@ -278,7 +277,7 @@ async fn application_events_use_the_same_reader_api() {
 
 #[tokio::test]
 async fn entries_of_a_consumer_that_died_are_taken_over() {
-    let t = TestQueue::new("streams-claim").await;
+    let t = TestQueue::one_partition("streams-claim").await;
     let mut doomed = t.engine.consumer(EventStream::Jobs, "recorder", "r-dead");
     doomed.ensure_group().await.expect("group");
     t.push_n("q", 3).await;
@@ -309,8 +308,7 @@ async fn entries_of_a_consumer_that_died_are_taken_over() {
         claimed.iter().map(|e| &e.id).collect::<Vec<_>>(),
         taken.iter().map(|e| &e.id).collect::<Vec<_>>()
     );
-    let ids: Vec<String> = claimed.iter().map(|e| e.id.clone()).collect();
-    survivor.ack(&ids).await.expect("ack");
+    survivor.ack(&claimed).await.expect("ack");
     tokio::time::sleep(Duration::from_millis(5)).await;
     // Nothing pins the stream any more: a trim may drop everything behind the group.
     let mut conn = t.sync_conn();

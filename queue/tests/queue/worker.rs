@@ -336,7 +336,7 @@ async fn an_idle_worker_wakes_on_push_not_on_its_poll_timer() {
 async fn apalis_task_sink_pushes_through_the_engine() {
     use apalis_core::backend::TaskSink;
     use apalis_core::task::builder::TaskBuilder;
-    let t = TestQueue::new("worker-sink").await;
+    let t = TestQueue::one_partition("worker-sink").await;
     let mut producer = RedisBackend::<Reading>::new(t.engine.clone(), options("sink"));
     producer.push(Reading { n: 1 }).await.expect("push");
     producer

@@ -13,7 +13,7 @@ use entities::{
 use queue::{Consumer, Engine, EventStream, JobEvent, JobRecord, JobState, Priority};
 use sea_orm::{
     ColumnTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set, TransactionTrait,
+    QuerySelect, Set,
     sea_query::{Expr, OnConflict},
 };
 
@@ -208,9 +208,8 @@ impl Recorder {
                 return Err(e);
             }
         }
-        let ids: Vec<String> = entries.into_iter().map(|e| e.id).collect();
-        self.consumer.ack(&ids).await?;
-        Ok(ids.len())
+        self.consumer.ack(&entries).await?;
+        Ok(entries.len())
     }
 
     /// Records `entries` one at a time, so one the database refuses (a NUL character in a
@@ -244,7 +243,7 @@ impl Recorder {
         error: &LedgerError,
     ) -> Result<(), LedgerError> {
         tracing::error!(
-            stream_id = %entry.id,
+            stream_id = %entry.qualified_id(),
             job_id = %event.job_id,
             kind = %event.kind,
             event = %event.event,
@@ -254,7 +253,7 @@ impl Recorder {
         // serde_json writes a NUL as the six characters `\u0000`, which any column takes.
         let fields: std::collections::BTreeMap<&String, &String> = entry.fields.iter().collect();
         let row = ledger_quarantine::ActiveModel {
-            stream_id: Set(entry.id.clone()),
+            stream_id: Set(entry.qualified_id()),
             event: Set(serde_json::to_string(&fields).unwrap_or_default()),
             error: Set(error.to_string().replace('\0', "\\u0000")),
             at: Set(Utc::now()),
@@ -307,7 +306,7 @@ impl Recorder {
             .flatten()
             .map(|r| (r.id.clone(), r))
             .collect();
-        let txn = self.db.begin().await?;
+        let txn = entities::begin_write(&self.db).await?;
 
         let mut rows: HashMap<String, jobs::Model> = HashMap::new();
         let mut attempts: HashMap<(String, i32, i32), AttemptSeen> = HashMap::new();
@@ -320,7 +319,7 @@ impl Recorder {
                 // transitions, and a job reporting often would cost a write each time.
                 continue;
             }
-            let cursor = sortable_event_id(&event.cursor);
+            let cursor = sortable_event_id(&event.stream_id);
             let row = rows.entry(event.job_id.clone()).or_insert_with(|| {
                 existing
                     .get(&event.job_id)

@@ -283,12 +283,13 @@ async fn a_dead_job_redis_lost_is_requeued_from_its_sql_record(sql: Sql) {
     let mut recorder = start_recorder(&env, "ledger").await;
     catch_up(&mut recorder).await;
     // Redis loses the job (a failover without persistence, say).
-    let prefix = &env.redis.prefix;
     let mut conn = queue::testing::InspectConn::open(&env.redis.url);
-    let _: () = redis::Commands::del(&mut conn, format!("{{{prefix}}}:job:{notify}"))
-        .expect("forget the job");
-    let _: () = redis::Commands::zrem(&mut conn, format!("{{{prefix}}}:q:notify:dead"), &notify)
-        .expect("forget the job");
+    for home in env.engine.partition_tags() {
+        let _: () = redis::Commands::del(&mut conn, format!("{home}:job:{notify}"))
+            .expect("forget the job");
+        let _: () = redis::Commands::zrem(&mut conn, format!("{home}:q:notify:dead"), &notify)
+            .expect("forget the job");
+    }
     assert!(
         env.engine
             .job(&notify)

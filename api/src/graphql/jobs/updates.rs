@@ -94,15 +94,15 @@ impl From<&JobEvent> for JobUpdate {
     }
 }
 
-fn valid_cursor(cursor: &str) -> bool {
-    let mut parts = cursor.splitn(2, '-');
-    let ms = parts
-        .next()
-        .is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
-    let seq = parts
-        .next()
-        .is_none_or(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
-    ms && seq && cursor.len() <= 42
+/// Whether `cursor` is a position in this deployment's job-event streams (one `ms-seq` part
+/// per partition at most), and why not.
+fn check_cursor(cursor: &str, partitions: u16) -> Result<(), String> {
+    if cursor.len() > 42 * usize::from(partitions) {
+        return Err("not an event cursor: too long".into());
+    }
+    queue::EventCursor::parse(cursor, partitions)
+        .map(|_| ())
+        .map_err(|_| "not an event cursor".into())
 }
 
 #[derive(Default)]
@@ -120,9 +120,9 @@ impl JobSubscription {
     ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<JobUpdate>>> {
         require(ctx, Role::Viewer)?;
         if let Some(after) = &after
-            && !valid_cursor(after)
+            && let Err(why) = check_cursor(after, shared(ctx).engine.partitions())
         {
-            return Err(ApiError::bad_input("after", "not an event cursor").into());
+            return Err(ApiError::bad_input("after", why).into());
         }
         let filter = JobFilter::from(filter.unwrap_or_default());
         Ok(shared(ctx)

@@ -347,7 +347,7 @@ pub async fn events_after(cluster: &Cluster, cursor: &str) -> Option<Vec<JobEven
         let Some(last) = entries.last() else {
             return Some(events);
         };
-        cursor = last.id.clone();
+        cursor = last.cursor.clone();
         events.extend(entries.iter().filter_map(JobEvent::from_entry));
     }
 }

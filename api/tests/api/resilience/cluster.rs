@@ -12,7 +12,7 @@ use std::{
 
 use migration::testing::TestDb;
 use queue::{
-    Engine, EngineConfig,
+    Engine,
     testing::{OwnRedis, free_port},
 };
 use serde_json::{Value, json};
@@ -212,7 +212,7 @@ impl Cluster {
         let pg_proxy = TcpProxy::start(upstream_of(db.url())).await;
         let database_url = pg_proxy.route(db.url());
         let prefix = format!("r-{}", options.tag);
-        let engine = Engine::connect(&redis.url(), EngineConfig::with_prefix(&prefix))
+        let engine = Engine::connect(&redis.url(), queue::testing::config(&prefix))
             .await
             .expect("the suite's engine");
 

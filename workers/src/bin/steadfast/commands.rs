@@ -20,7 +20,11 @@ use crate::{CliError, Command, Config, DeviceAction, ScheduleAction, UserAction,
 const REQUEUE_CHUNK: usize = 500;
 
 async fn engine(config: &Config) -> Result<Engine, CliError> {
-    Engine::connect(&config.redis_url, EngineConfig::with_prefix(&config.prefix))
+    let engine_config = EngineConfig {
+        partitions: config.redis_partitions,
+        ..EngineConfig::with_prefix(&config.prefix)
+    };
+    Engine::connect(&config.redis_url, engine_config)
         .await
         .map_err(|e| {
             CliError::Unavailable(format!(

@@ -34,6 +34,15 @@ pub(crate) struct Config {
         global = true
     )]
     pub prefix: String,
+    /// How many partitions the deployment's jobs are split into (as the API and workers use).
+    #[arg(
+        long,
+        env = "REDIS_PARTITIONS",
+        default_value_t = 1,
+        value_parser = clap::value_parser!(u16).range(1..=i64::from(queue::MAX_PARTITIONS)),
+        global = true
+    )]
+    pub redis_partitions: u16,
     #[arg(
         long,
         env = "DATABASE_URL",
