@@ -11,11 +11,12 @@ use redis::FromRedisValue;
 
 use crate::{Engine, Result, connection::RedisConn};
 
-type Done<T> = (usize, RedisConn, redis::RedisResult<T>);
+type Done<T> = (usize, (RedisConn, Duration), redis::RedisResult<T>);
 
 pub(crate) struct BlockingCalls<T> {
-    /// Each partition's connection while no call of it is pending.
-    idle: Vec<Option<RedisConn>>,
+    /// Each partition's connection while no call of it is pending, with the longest block its
+    /// response timeout leaves room for.
+    idle: Vec<Option<(RedisConn, Duration)>>,
     /// Which partitions have a call pending.
     armed: Vec<bool>,
     /// In a mutex only to be `Sync` (holders are shared across awaits); reached through
@@ -75,10 +76,35 @@ impl<T: FromRedisValue + Send + 'static> BlockingCalls<T> {
                 .into_iter()
                 .filter(|(_, reply)| has_news(reply))
                 .collect();
-            if !news.is_empty() || tokio::time::Instant::now() >= deadline {
+            if !news.is_empty() {
                 return Ok(news);
             }
+            if tokio::time::Instant::now() >= deadline {
+                return self.settle(block, &has_news).await;
+            }
         }
+    }
+
+    /// Before answering "nothing": the calls still pending end on the server within the time
+    /// they were given, so wait for them. A caller told "nothing" may stop; a call left pending
+    /// could still take something for it (a consumer group's entries, a wake-up token) that
+    /// nobody would then see.
+    async fn settle(
+        &mut self,
+        block: Duration,
+        has_news: &impl Fn(&T) -> bool,
+    ) -> Result<Vec<(usize, T)>> {
+        let grace = tokio::time::Instant::now() + block + Duration::from_millis(200);
+        let mut news = Vec::new();
+        while self.armed.iter().any(|armed| *armed) {
+            let left = grace.saturating_duration_since(tokio::time::Instant::now());
+            let done = self.collect(left).await?;
+            if done.is_empty() {
+                break;
+            }
+            news.extend(done.into_iter().filter(|(_, reply)| has_news(reply)));
+        }
+        Ok(news)
     }
 
     /// Starts `cmd` on partition `p`'s own connection (opened on first use, with room for a
@@ -90,17 +116,20 @@ impl<T: FromRedisValue + Send + 'static> BlockingCalls<T> {
         block: Duration,
         cmd: redis::Cmd,
     ) -> Result<()> {
-        let mut conn = match self.idle[p].take() {
-            Some(conn) => conn,
-            None => {
-                engine
+        // A connection opened for shorter blocks would time out a longer one client-side,
+        // and lose what the call took (a wake-up token): open one with room for this block.
+        let (mut conn, room) = match self.idle[p].take() {
+            Some((conn, room)) if room >= block => (conn, room),
+            _ => {
+                let conn = engine
                     .dedicated_connection(block + Duration::from_secs(2))
-                    .await?
+                    .await?;
+                (conn, block)
             }
         };
         self.pending_mut().push(Box::pin(async move {
             let reply = cmd.query_async(&mut conn).await;
-            (p, conn, reply)
+            (p, (conn, room), reply)
         }));
         self.armed[p] = true;
         Ok(())

@@ -532,8 +532,18 @@ impl Consumer {
 
     /// Up to `count` entries per partition: first those delivered to this consumer before and
     /// never acknowledged, then entries other consumers left idle past `claim_after`, then new
-    /// ones (waiting up to `block`).
+    /// ones (waiting up to `block`). After a failed read the next starts again with the
+    /// pending ones: a failure in one partition may come after another's entries were already
+    /// delivered to this consumer.
     pub async fn read(&mut self, count: usize, block: Duration) -> Result<Vec<StreamEntry>> {
+        let read = self.read_once(count, block).await;
+        if read.is_err() {
+            self.pending_done = false;
+        }
+        read
+    }
+
+    async fn read_once(&mut self, count: usize, block: Duration) -> Result<Vec<StreamEntry>> {
         if !self.pending_done {
             let opts = StreamReadOptions::default()
                 .group(&self.group, &self.consumer)

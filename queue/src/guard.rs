@@ -40,9 +40,36 @@ impl Engine {
     /// Reads `maxmemory-policy` and the persistence settings. Warns (through `tracing`) when
     /// the policy is not `noeviction` or nothing is persisted; with `strict`, refuses instead.
     pub async fn check_redis(&self, strict: bool) -> Result<RedisGuardReport> {
-        // On a cluster these go to the primary that holds this deployment's keys: its
-        // settings are the ones the promises rest on.
-        let home = self.keys().job_events(0);
+        // Every partition's primary (on one node, the same one each time): each holds jobs the
+        // promises cover. Partition 0's settings are reported; every partition's problems are.
+        let mut reports = self.each_partition(|p| self.settings_at(p)).await?;
+        let mut report = reports.remove(0);
+        for (p, other) in reports.into_iter().enumerate() {
+            for problem in other.problems {
+                let problem = format!("{problem} (the primary of partition {})", p + 1);
+                if !report.problems.contains(&problem) {
+                    report.problems.push(problem);
+                }
+            }
+        }
+        if report.problems.is_empty() {
+            tracing::info!(durability = report.durability(), "redis settings checked");
+        } else if strict {
+            return Err(QueueError::UnsafeRedis(report.problems.join("; ")));
+        } else {
+            for problem in &report.problems {
+                tracing::warn!(
+                    durability = report.durability(),
+                    "UNSAFE REDIS SETTING: {problem}"
+                );
+            }
+        }
+        Ok(report)
+    }
+
+    /// The settings of the primary that holds partition `p`, and what is unsafe in them.
+    async fn settings_at(&self, p: crate::keys::Partition) -> Result<RedisGuardReport> {
+        let home = self.keys().job_events(p);
         let mut conn = self.conn();
         let get = |name: &'static str| {
             let (mut conn, home) = (conn.clone(), home.clone());
@@ -83,26 +110,13 @@ impl Engine {
                 "appendonly no: a Redis crash loses every job accepted since the last RDB snapshot; set appendonly yes".to_owned()
             });
         }
-        let report = RedisGuardReport {
+        Ok(RedisGuardReport {
             maxmemory_policy: policy,
             appendonly,
             appendfsync,
             snapshots: !save.trim().is_empty(),
             redis_version: version,
             problems,
-        };
-        if report.problems.is_empty() {
-            tracing::info!(durability = report.durability(), "redis settings checked");
-        } else if strict {
-            return Err(QueueError::UnsafeRedis(report.problems.join("; ")));
-        } else {
-            for problem in &report.problems {
-                tracing::warn!(
-                    durability = report.durability(),
-                    "UNSAFE REDIS SETTING: {problem}"
-                );
-            }
-        }
-        Ok(report)
+        })
     }
 }

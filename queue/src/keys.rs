@@ -24,10 +24,24 @@ pub(crate) struct Keys {
 }
 
 impl Keys {
+    /// The layout of a deployment of `partitions` partitions as it would be laid out afresh.
+    #[cfg(test)]
     pub fn new(prefix: &str, partitions: u16) -> Self {
-        let prefix = format!("{{{prefix}}}");
-        let homes = home_tags(&prefix, partitions.max(1));
-        Self { prefix, homes }
+        let homes = home_tags(prefix, partitions.max(1));
+        Self::with_homes(prefix, homes)
+    }
+
+    /// The layout with the partitions' hash tags as the deployment recorded them.
+    pub fn with_homes(prefix: &str, homes: Vec<String>) -> Self {
+        Self {
+            prefix: format!("{{{prefix}}}"),
+            homes,
+        }
+    }
+
+    /// Where the deployment records its partitions' hash tags (partition 0's home).
+    pub fn partition_registry(prefix: &str) -> String {
+        format!("{{{prefix}}}:partitions")
     }
 
     pub fn partitions(&self) -> Partition {
@@ -94,12 +108,14 @@ impl Keys {
 /// Partition 0 is `{prefix}`; partition `p` gets the tag `{prefix:p.s}` with the smallest `s`
 /// whose slot lies `p/n` of the slot space after partition 0's. On a cluster whose slots are
 /// split evenly among its primaries (as `redis-cli --cluster create` splits them), `n`
-/// partitions, `n` a multiple of the primaries, then spread evenly over them.
-fn home_tags(prefix: &str, n: u16) -> Vec<String> {
-    let inner = &prefix[1..prefix.len() - 1];
+/// partitions, `n` a multiple of the primaries, then spread evenly over them. The tags depend
+/// on `n`, so a deployment records the ones it uses (`Engine::connect`) and keeps them when it
+/// grows.
+pub(crate) fn home_tags(inner: &str, n: u16) -> Vec<String> {
+    let prefix = format!("{{{inner}}}");
     let first = u32::from(slot_of(inner.as_bytes()));
     let mut homes = Vec::with_capacity(usize::from(n));
-    homes.push(prefix.to_owned());
+    homes.push(prefix);
     for p in 1..u32::from(n) {
         let target = ((first + (p * SLOTS).div_ceil(u32::from(n))) % SLOTS) as u16;
         let mut tag = String::new();

@@ -121,6 +121,22 @@ impl QueueLimitsMutation {
         let shared = shared(ctx);
         let queue = known_queue(&name)?;
         let wanted = engine_limits(&limits)?;
+        // Each partition holds a share of a queue-wide limit, and at least 1.
+        let partitions = u32::from(shared.engine.partitions());
+        if wanted.concurrency.is_some_and(|c| c < partitions) {
+            return Err(ApiError::bad_input(
+                "limits.concurrency",
+                format!("this deployment has {partitions} partitions: set at least {partitions}, or use perKeyConcurrency"),
+            )
+            .into());
+        }
+        if wanted.rate.is_some_and(|r| r.limit < partitions) {
+            return Err(ApiError::bad_input(
+                "limits.rate.limit",
+                format!("this deployment has {partitions} partitions: allow at least {partitions} per window, or use perKeyRate"),
+            )
+            .into());
+        }
         let before = shared.redis(shared.engine.queue_limits(queue)).await?;
         shared
             .redis(shared.engine.set_queue_limits(queue, &wanted))

@@ -63,7 +63,16 @@ impl Engine {
         for step in 0..usize::from(n) {
             let p = ((start + step) % usize::from(n)) as Partition;
             let want = req.max_jobs - out.jobs.len();
-            let fetched = self.fetch_from(p, req, want).await?;
+            let fetched = match self.fetch_from(p, req, want).await {
+                Ok(fetched) => fetched,
+                // Jobs leased from other partitions are the caller's now: hand them over, or
+                // they would sit leased to nobody until their leases ran out.
+                Err(e) if !out.jobs.is_empty() => {
+                    tracing::warn!(partition = p, error = %e, "fetch from one partition failed");
+                    break;
+                }
+                Err(e) => return Err(e),
+            };
             out.jobs.extend(fetched.jobs);
             out.next_due_in = match (out.next_due_in, fetched.next_due_in) {
                 (Some(a), Some(b)) => Some(a.min(b)),
@@ -152,6 +161,9 @@ impl Engine {
     ) -> Result<bool> {
         let message: String = message.chars().take(200).collect();
         let (p, token) = split_token(token);
+        if p >= self.partitions() {
+            return Ok(false);
+        }
         let recorded: i64 = self
             .run(
                 Call::new(&self.inner.scripts.progress)
@@ -172,12 +184,22 @@ impl Engine {
         if outcomes.is_empty() {
             return Ok(Vec::new());
         }
-        let groups = by_token_partition(outcomes.iter().map(|(_, token, _)| token.as_str()));
+        let mut groups = by_token_partition(outcomes.iter().map(|(_, token, _)| token.as_str()));
+        let mut applied = vec![Applied::Missing; outcomes.len()];
+        // A token that names no partition of the deployment was never handed out by it.
+        groups.retain(|p, at| {
+            let known = *p < self.partitions();
+            if !known {
+                for &i in at.iter() {
+                    applied[i] = Applied::Stale;
+                }
+            }
+            known
+        });
         let calls = groups.iter().map(|(p, at)| {
             let part: Vec<&(String, String, Outcome)> = at.iter().map(|&i| &outcomes[i]).collect();
             self.complete_in(*p, part)
         });
-        let mut applied = vec![Applied::Missing; outcomes.len()];
         for ((_, at), reply) in groups.iter().zip(futures::future::join_all(calls).await) {
             for (&i, one) in at.iter().zip(reply?) {
                 applied[i] = one;
@@ -236,7 +258,8 @@ impl Engine {
         if held.is_empty() {
             return Ok(Vec::new());
         }
-        let groups = by_token_partition(held.iter().map(|(_, token)| token.as_str()));
+        let mut groups = by_token_partition(held.iter().map(|(_, token)| token.as_str()));
+        groups.retain(|p, _| *p < self.partitions());
         let calls = groups.iter().map(|(p, at)| {
             let mut inv = Call::new(&self.inner.scripts.renew);
             inv.key(self.keys().job_events(*p))

@@ -46,7 +46,7 @@ impl Engine {
         self.trim_stream(self.keys().app_events(), 0).await
     }
 
-    async fn trim_stream(&self, stream: String, p: Partition) -> Result<u64> {
+    pub(crate) async fn trim_stream(&self, stream: String, p: Partition) -> Result<u64> {
         let cfg = &self.inner.config;
         Ok(self
             .run(

@@ -81,12 +81,13 @@ impl Engine {
             )));
         }
         let client = RedisClient::open(&RedisTopology::parse(redis_url)?, config.response_timeout)?;
-        let conn = client.connect(config.response_timeout).await?;
+        let mut conn = client.connect(config.response_timeout).await?;
+        let (homes, had) = partition_homes(&mut conn, &config.prefix, config.partitions).await?;
         let engine = Self {
             inner: Arc::new(Inner {
                 client,
                 conn,
-                keys: Keys::new(&config.prefix, config.partitions),
+                keys: Keys::with_homes(&config.prefix, homes),
                 config,
                 scripts: Scripts::new(),
                 metrics: EngineMetrics::default(),
@@ -94,7 +95,35 @@ impl Engine {
             }),
         };
         engine.load_scripts().await?;
+        if had < engine.partitions() {
+            engine.carry_controls_to_new_partitions().await?;
+        }
         Ok(engine)
+    }
+
+    /// After the deployment grew: the queues' pauses and limits, set before on the partitions
+    /// it had, hold on the new ones too (the limits shared out afresh).
+    async fn carry_controls_to_new_partitions(&self) -> Result<()> {
+        for queue in self.queues().await? {
+            let paused: bool = redis::AsyncCommands::exists(
+                &mut self.conn(),
+                self.keys().queue(0, &queue, "paused"),
+            )
+            .await?;
+            if paused {
+                self.pause(&queue).await?;
+            }
+            let limits = self.queue_limits(&queue).await?;
+            if !limits.is_empty()
+                && let Err(e) = self.set_queue_limits(&queue, &limits).await
+            {
+                tracing::warn!(
+                    %queue, error = %e,
+                    "the queue's limits could not be shared out over the new partitions; set them again"
+                );
+            }
+        }
+        Ok(())
     }
 
     /// A connection of its own, for blocking waits that must not stall the shared one.
@@ -203,6 +232,52 @@ impl Engine {
     }
 }
 
+/// The hash tags of the deployment's partitions as it recorded them (extended, and recorded,
+/// when `wanted` is more), and how many it had before. A deployment of one partition that
+/// never grew records nothing: its one home is `{prefix}`, as in every earlier version.
+async fn partition_homes(
+    conn: &mut RedisConn,
+    prefix: &str,
+    wanted: u16,
+) -> Result<(Vec<String>, u16)> {
+    const REGISTER: &str = r"
+        local have = redis.call('LLEN', KEYS[1])
+        if have > #ARGV then return redis.error_reply('PARTITIONS_SHRINK ' .. have) end
+        if have == 0 and #ARGV == 1 then return {'1', ARGV[1]} end
+        for i = have + 1, #ARGV do redis.call('RPUSH', KEYS[1], ARGV[i]) end
+        local out = redis.call('LRANGE', KEYS[1], 0, -1)
+        table.insert(out, 1, tostring(math.max(have, 1)))
+        return out
+    ";
+    // Most connects find the tags recorded as wanted: a read, no write (so a process on a
+    // read-only replica or with read-only rights still starts).
+    let recorded: Vec<String> =
+        redis::AsyncCommands::lrange(conn, Keys::partition_registry(prefix), 0, -1).await?;
+    if recorded.len() == usize::from(wanted) {
+        return Ok((recorded, wanted));
+    }
+    let reply: redis::RedisResult<Vec<String>> = redis::Script::new(REGISTER)
+        .key(Keys::partition_registry(prefix))
+        .arg(crate::keys::home_tags(prefix, wanted))
+        .invoke_async(conn)
+        .await;
+    let mut reply = match reply {
+        Ok(reply) => reply,
+        Err(e) if e.code() == Some("PARTITIONS_SHRINK") => {
+            let had = e.detail().unwrap_or("more").trim().to_owned();
+            return Err(QueueError::InvalidArgument(format!(
+                "this deployment has {had} partitions; {wanted} would leave the jobs of the others unserved (a deployment can grow, not shrink: set REDIS_PARTITIONS to {had})"
+            )));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if reply.len() < 2 {
+        return Err(protocol("partitions", "no tags"));
+    }
+    let had = reply.remove(0).parse().unwrap_or(1);
+    Ok((reply, had))
+}
+
 /// A lease token carries its job's partition (`p:token`) where there is more than one, so an
 /// outcome goes straight to the partition that leased it. Tokens are opaque to callers.
 pub(crate) fn tag_token(partitions: u16, p: Partition, token: String) -> String {
@@ -213,9 +288,11 @@ pub(crate) fn tag_token(partitions: u16, p: Partition, token: String) -> String 
     }
 }
 
+/// The partition a token names and the script's token. A token naming no partition of the
+/// deployment names `Partition::MAX`, which no call reaches: its outcome is refused as stale.
 pub(crate) fn split_token(token: &str) -> (Partition, &str) {
     match token.split_once(':') {
-        Some((p, raw)) => (p.parse().unwrap_or(0), raw),
+        Some((p, raw)) => (p.parse().unwrap_or(Partition::MAX), raw),
         None => (0, token),
     }
 }

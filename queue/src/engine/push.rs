@@ -23,10 +23,11 @@ impl Engine {
         })
     }
 
-    /// Pushes many jobs, one round trip per chunk. Results are in input order. Every job is
-    /// validated before anything is sent, so a bad one refuses the whole call. Each chunk is
-    /// atomic, the call as a whole is not: if a later chunk fails (Redis down, stream full), the
-    /// earlier chunks stay pushed. Give jobs idempotency keys to make retrying the call safe.
+    /// Pushes many jobs, one round trip per chunk and partition. Results are in input order.
+    /// Every job is validated before anything is sent, so a bad one refuses the whole call.
+    /// A chunk's jobs of one partition go in atomically; the call as a whole does not: if a
+    /// later chunk, or another partition's part of a chunk, fails (Redis down, stream full),
+    /// what went in stays pushed. Give jobs idempotency keys to make retrying the call safe.
     pub async fn push_many(&self, mut jobs: Vec<NewJob>) -> Result<Vec<PushOutcome>> {
         for job in &jobs {
             job.validate()?;
@@ -38,16 +39,8 @@ impl Engine {
         }
         let mut out = Vec::with_capacity(jobs.len());
         for chunk in jobs.chunks(self.inner.config.push_chunk.max(1)) {
-            let pushed = match self.push_chunk(chunk).await {
-                Err(QueueError::StreamFull { .. }) => {
-                    // A consumer may have caught up since the last trim: trim, then try once more.
-                    self.trim_job_events().await?;
-                    self.push_chunk(chunk).await
-                }
-                other => other,
-            };
             let metrics = &self.inner.metrics;
-            match pushed {
+            match self.push_chunk(chunk).await {
                 Ok(outcomes) => {
                     let duplicates = outcomes.iter().filter(|o| o.duplicate).count() as u64;
                     metrics
@@ -71,24 +64,37 @@ impl Engine {
     }
 
     /// One chunk: one script call per partition the chunk's jobs route to (all at once), each
-    /// atomic. Answers in input order.
+    /// atomic. A partition whose stream is at its cap is trimmed and asked once more, alone.
+    /// Answers in input order.
     async fn push_chunk(&self, jobs: &[NewJob]) -> Result<Vec<PushOutcome>> {
         let routed: Vec<(Partition, String, bool)> = jobs.iter().map(|j| self.route(j)).collect();
         let mut groups: BTreeMap<Partition, Vec<usize>> = BTreeMap::new();
         for (i, (p, _, _)) in routed.iter().enumerate() {
             groups.entry(*p).or_default().push(i);
         }
-        let calls = groups.iter().map(|(p, at)| {
-            let part: Vec<(&NewJob, &str, bool)> = at
-                .iter()
+        let group_jobs = |at: &[usize]| -> Vec<(&NewJob, &str, bool)> {
+            at.iter()
                 .map(|&i| (&jobs[i], routed[i].1.as_str(), routed[i].2))
-                .collect();
-            self.push_to(*p, part)
-        });
+                .collect()
+        };
+        let calls = groups
+            .iter()
+            .map(|(p, at)| self.push_to(*p, group_jobs(at)));
         let replies = futures::future::join_all(calls).await;
         let mut out: Vec<Option<PushOutcome>> = vec![None; jobs.len()];
         let mut first_error = None;
-        for ((_, at), reply) in groups.iter().zip(replies) {
+        for ((p, at), reply) in groups.iter().zip(replies) {
+            let reply = match reply {
+                // A consumer may have caught up since the last trim: trim, then try once more.
+                // Only this partition's jobs: the others are in, and the same ids go again.
+                Err(QueueError::StreamFull { .. }) => {
+                    match self.trim_stream(self.keys().job_events(*p), *p).await {
+                        Ok(_) => self.push_to(*p, group_jobs(at)).await,
+                        Err(e) => Err(e),
+                    }
+                }
+                other => other,
+            };
             match reply {
                 Ok(outcomes) => {
                     for (&i, outcome) in at.iter().zip(outcomes) {
@@ -101,8 +107,9 @@ impl Engine {
             }
         }
         if let Some(e) = first_error {
-            // Other partitions' calls may have landed: a retry of the chunk finds them as
-            // duplicates where they carry idempotency keys, as with a chunk that failed whole.
+            // Other partitions' calls may have landed, as earlier chunks do when a later one
+            // fails: a retry of the call finds them as duplicates where they carry
+            // idempotency keys.
             return Err(e);
         }
         out.into_iter()

@@ -9,8 +9,8 @@ use crate::{QueueError, RateLimit, Result};
 use super::{Call, Engine};
 use crate::keys::Partition;
 
-/// Partition `p`'s share of a queue-wide limit of `total` over `n` partitions: the shares add
-/// up to `total`, except that each partition gets at least 1, so none is starved.
+/// Partition `p`'s share of a queue-wide limit of `total` (at least `n`) over `n` partitions:
+/// the shares add up to `total`.
 fn share(total: u32, p: Partition, n: u16) -> u64 {
     let (total, p, n) = (u64::from(total), u64::from(p), u64::from(n));
     (total / n + u64::from(p < total % n)).max(1)
@@ -161,9 +161,21 @@ impl Engine {
                 "queue name {queue:?} is not valid"
             )));
         }
+        let n = self.partitions();
+        // Each partition enforces its share, and a share is at least 1: below the partition
+        // count a queue-wide limit would silently allow more than it says.
+        if limits.concurrency.is_some_and(|c| c < u32::from(n)) {
+            return Err(QueueError::InvalidArgument(format!(
+                "concurrency: this deployment has {n} partitions, each running at least one job of the queue; set at least {n}, or limit per key (perKeyConcurrency)"
+            )));
+        }
+        if limits.rate.is_some_and(|r| r.limit < u32::from(n)) {
+            return Err(QueueError::InvalidArgument(format!(
+                "rate: this deployment has {n} partitions, each starting at least one job of the queue per window; allow at least {n} per window, or limit per key (perKeyRate)"
+            )));
+        }
         let opt = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_default();
         let window = |r: Option<RateLimit>| r.map(|r| r.window.as_millis() as u64);
-        let n = self.partitions();
         // Queue-wide limits are shared out among the partitions (at least 1 each); per-key
         // limits hold whole, as a key's jobs all live in one partition.
         self.each_partition(|p| {

@@ -550,3 +550,116 @@ async fn a_deployment_grown_from_one_partition_keeps_serving_the_jobs_it_had() {
     // The test prefix removes partition 0 only: the grown engine removes what it added.
     grown.destroy_all_data().await.expect("clean up");
 }
+
+#[tokio::test]
+async fn growing_keeps_every_partition_and_its_controls_and_shrinking_is_refused() {
+    let t = TestQueue::with_config("part-regrow", |c| c.partitions = 3).await;
+    let before = t.engine.partition_tags();
+    let ids = t.push_n("r", 60).await;
+    t.engine.pause("r").await.expect("pause");
+    let limits = QueueLimits {
+        concurrency: Some(8),
+        ..QueueLimits::default()
+    };
+    t.engine
+        .set_queue_limits("r", &limits)
+        .await
+        .expect("limits");
+    // Below the partition count a queue-wide limit could not hold: refused, naming the field.
+    let refused = t
+        .engine
+        .set_queue_limits(
+            "r",
+            &QueueLimits {
+                concurrency: Some(2),
+                ..QueueLimits::default()
+            },
+        )
+        .await;
+    assert!(
+        matches!(&refused, Err(queue::QueueError::InvalidArgument(why)) if why.starts_with("concurrency")),
+        "{refused:?}"
+    );
+
+    let grown = queue::Engine::connect(&t.url, {
+        let mut c = queue::testing::config(&t.prefix);
+        c.partitions = 4;
+        c
+    })
+    .await
+    .expect("grow to 4");
+    let after = grown.partition_tags();
+    assert_eq!(
+        after[..3],
+        before[..],
+        "the partitions it had keep their tags"
+    );
+    assert_eq!(after.len(), 4);
+    assert!(
+        grown
+            .jobs(&ids)
+            .await
+            .expect("jobs")
+            .iter()
+            .all(Option::is_some)
+    );
+    // The pause and the limits hold on the new partition too, the limits shared out afresh.
+    assert_eq!(grown.queue_limits("r").await.expect("limits"), limits);
+    let mut conn = t.sync_conn();
+    let shares: Vec<u32> = after
+        .iter()
+        .map(|tag| {
+            conn.hget(format!("{tag}:q:r:limits"), "conc")
+                .expect("share")
+        })
+        .collect();
+    assert_eq!(shares, [2, 2, 2, 2]);
+    let paused: Vec<bool> = after
+        .iter()
+        .map(|tag| conn.exists(format!("{tag}:q:r:paused")).expect("paused"))
+        .collect();
+    assert_eq!(paused, [true; 4]);
+    grown.resume("r").await.expect("resume");
+    t.push_n("r", 60).await;
+    grown
+        .push_many(
+            (0..60)
+                .map(|n| NewJob::raw("r", "r", format!("{{\"g\":{n}}}")))
+                .collect(),
+        )
+        .await
+        .expect("push");
+    let leased = grown
+        .fetch(&super::common::fetch_req("r", 100, 30_000))
+        .await
+        .expect("fetch")
+        .jobs;
+    assert_eq!(leased.len(), 8, "the limit holds over all four");
+    // An outcome under a token naming no partition of the deployment is refused.
+    let forged = vec![(
+        leased[0].id.clone(),
+        format!(
+            "9:{}",
+            leased[0].token.split_once(':').map_or("", |(_, t)| t)
+        ),
+        Outcome::Succeeded { result: None },
+    )];
+    assert_eq!(
+        grown.complete(&forged).await.expect("complete"),
+        [queue::Applied::Stale]
+    );
+
+    // A process that still says 3 is refused: it would leave the fourth unserved.
+    let shrunk = queue::Engine::connect(&t.url, {
+        let mut c = queue::testing::config(&t.prefix);
+        c.partitions = 3;
+        c
+    })
+    .await;
+    assert!(
+        matches!(&shrunk, Err(queue::QueueError::InvalidArgument(why)) if why.contains("has 4 partitions")),
+        "{shrunk:?}"
+    );
+    // The test prefix removes the partitions it knows (3): the grown engine removes the rest.
+    grown.destroy_all_data().await.expect("clean up");
+}

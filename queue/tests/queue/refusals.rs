@@ -110,6 +110,9 @@ fn own_redis(tag: &str) -> OwnRedis {
 async fn engine_at(url: &str) -> Engine {
     let mut config = queue::testing::config("refusals");
     config.response_timeout = Duration::from_secs(3);
+    // One partition: a deployment of several records its partitions when it first connects,
+    // which a read-only replica refuses before any push could.
+    config.partitions = 1;
     Engine::connect(url, config).await.expect("redis")
 }
 
