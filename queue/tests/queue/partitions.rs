@@ -41,6 +41,20 @@ fn partition_of(t: &TestQueue, id: &str) -> Option<usize> {
     holding.first().copied()
 }
 
+/// Every leased job's outcome: `outcome`.
+fn outcomes(jobs: &[queue::LeasedJob], outcome: &Outcome) -> Vec<(String, String, Outcome)> {
+    jobs.iter()
+        .map(|j| (j.id.clone(), j.token.clone(), outcome.clone()))
+        .collect()
+}
+
+/// A second engine on the test's deployment, with `partitions` partitions.
+async fn grow(t: &TestQueue, partitions: u16) -> queue::Result<queue::Engine> {
+    let mut config = queue::testing::config(&t.prefix);
+    config.partitions = partitions;
+    queue::Engine::connect(&t.url, config).await
+}
+
 fn keyed(queue: &str, key: &str, n: usize) -> NewJob {
     NewJob::raw(queue, queue, format!("{{\"n\":{n}}}")).with_limit_key(key)
 }
@@ -132,14 +146,15 @@ async fn lookups_outcomes_and_operator_actions_find_a_job_in_any_partition() {
     );
     let leased = t.lease("ops", 20, 30_000).await;
     assert_eq!(leased.len(), 11);
-    let outcomes: Vec<(String, String, Outcome)> = leased
+    // Each its own error text (an id in it), one fingerprint.
+    let boom: Vec<(String, String, Outcome)> = leased
         .iter()
         .map(|j| {
             let error = format!("boom {}", j.id);
             (j.id.clone(), j.token.clone(), Outcome::Fail { error })
         })
         .collect();
-    let applied = t.engine.complete(&outcomes).await.expect("complete");
+    let applied = t.engine.complete(&boom).await.expect("complete");
     assert!(
         applied.iter().all(|a| *a == queue::Applied::Ok),
         "{applied:?}"
@@ -162,14 +177,13 @@ async fn lookups_outcomes_and_operator_actions_find_a_job_in_any_partition() {
         .expect("push");
     let leased = t.lease("ops", 40, 30_000).await;
     assert_eq!(leased.len(), 20);
-    let fails: Vec<(String, String, Outcome)> = leased
-        .iter()
-        .map(|j| {
-            let error = "timeout after 30 s".to_owned();
-            (j.id.clone(), j.token.clone(), Outcome::Fail { error })
-        })
-        .collect();
-    t.engine.complete(&fails).await.expect("complete");
+    let timeout = Outcome::Fail {
+        error: "timeout after 30 s".into(),
+    };
+    t.engine
+        .complete(&outcomes(&leased, &timeout))
+        .await
+        .expect("complete");
     let stats = t.engine.stats("ops").await.expect("stats");
     assert_eq!((stats.dead, stats.cancelled_total), (31, 1));
 
@@ -467,27 +481,15 @@ async fn a_deployment_grown_from_one_partition_keeps_serving_the_jobs_it_had() {
         .expect("position");
     let leased_before = t.lease("g", 5, 30_000).await;
 
-    let grown = queue::Engine::connect(&t.url, {
-        let mut c = queue::testing::config(&t.prefix);
-        c.partitions = 3;
-        c
-    })
-    .await
-    .expect("connect grown");
+    let grown = grow(&t, 3).await.expect("connect grown");
     // Its jobs are found, leased, finished; the leases taken before still complete.
     let found = grown.jobs(&old).await.expect("jobs");
     assert!(found.iter().all(Option::is_some));
-    let done: Vec<(String, String, Outcome)> = leased_before
-        .iter()
-        .map(|j| {
-            (
-                j.id.clone(),
-                j.token.clone(),
-                Outcome::Succeeded { result: None },
-            )
-        })
-        .collect();
-    let applied = grown.complete(&done).await.expect("complete");
+    let ok = Outcome::Succeeded { result: None };
+    let applied = grown
+        .complete(&outcomes(&leased_before, &ok))
+        .await
+        .expect("complete");
     assert!(
         applied.iter().all(|a| *a == queue::Applied::Ok),
         "{applied:?}"
@@ -513,17 +515,10 @@ async fn a_deployment_grown_from_one_partition_keeps_serving_the_jobs_it_had() {
         if got.is_empty() {
             break;
         }
-        let outcomes: Vec<(String, String, Outcome)> = got
-            .iter()
-            .map(|j| {
-                (
-                    j.id.clone(),
-                    j.token.clone(),
-                    Outcome::Succeeded { result: None },
-                )
-            })
-            .collect();
-        grown.complete(&outcomes).await.expect("complete");
+        grown
+            .complete(&outcomes(&got, &ok))
+            .await
+            .expect("complete");
         leased.extend(got.into_iter().map(|j| j.id));
     }
     assert_eq!(
@@ -581,13 +576,7 @@ async fn growing_keeps_every_partition_and_its_controls_and_shrinking_is_refused
         "{refused:?}"
     );
 
-    let grown = queue::Engine::connect(&t.url, {
-        let mut c = queue::testing::config(&t.prefix);
-        c.partitions = 4;
-        c
-    })
-    .await
-    .expect("grow to 4");
+    let grown = grow(&t, 4).await.expect("grow to 4");
     let after = grown.partition_tags();
     assert_eq!(
         after[..3],
@@ -650,12 +639,7 @@ async fn growing_keeps_every_partition_and_its_controls_and_shrinking_is_refused
     );
 
     // A process that still says 3 is refused: it would leave the fourth unserved.
-    let shrunk = queue::Engine::connect(&t.url, {
-        let mut c = queue::testing::config(&t.prefix);
-        c.partitions = 3;
-        c
-    })
-    .await;
+    let shrunk = grow(&t, 3).await;
     assert!(
         matches!(&shrunk, Err(queue::QueueError::InvalidArgument(why)) if why.contains("has 4 partitions")),
         "{shrunk:?}"
