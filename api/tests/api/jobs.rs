@@ -710,7 +710,21 @@ async fn jobs_are_found_by_subject_and_idempotency_key() {
             .all(|e| e["node"]["payload"]["sensor"] == "kiln-a"),
         "{of_a:?}"
     );
-    let by_key = found(json!({ "idempotencyKey": "api:k2" })).await;
+    // The ledger follows each partition's stream on its own: kiln-b's job, pushed between
+    // kiln-a's two, may be recorded after them where the deployment has several.
+    let by_key = eventually(
+        Duration::from_secs(15),
+        "the job under key k2 in the ledger",
+        || async {
+            let rows = found(json!({ "idempotencyKey": "api:k2" })).await;
+            if rows.is_empty() {
+                Err("not yet".to_owned())
+            } else {
+                Ok(rows)
+            }
+        },
+    )
+    .await;
     assert_eq!(by_key.len(), 1, "{by_key:?}");
     assert_eq!(by_key[0]["node"]["payload"]["sensor"], "kiln-b");
     let both = found(json!({ "subject": "kiln-a", "kinds": ["INGEST"] })).await;
