@@ -190,6 +190,11 @@ impl Engine {
         Ok(total)
     }
 
+    /// Counts of a queue in each partition, in partition order: how evenly it spreads.
+    pub async fn partition_stats(&self, queue: &str) -> Result<Vec<QueueStats>> {
+        self.each_partition(|p| self.stats_in(p, queue)).await
+    }
+
     async fn stats_in(&self, p: Partition, queue: &str) -> Result<QueueStats> {
         let k = |part: &str| self.keys().queue(p, queue, part);
         let (

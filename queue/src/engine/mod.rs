@@ -179,6 +179,16 @@ impl Engine {
             .collect()
     }
 
+    /// The Redis Cluster slot of each partition's keys, in partition order.
+    pub fn partition_slots(&self) -> Vec<u16> {
+        self.partition_tags()
+            .iter()
+            .map(|tag| {
+                crate::keys::slot_of(tag.trim_start_matches('{').trim_end_matches('}').as_bytes())
+            })
+            .collect()
+    }
+
     /// Runs `op` on every partition at once; answers in partition order.
     pub(crate) async fn each_partition<T, F, Fut>(&self, op: F) -> Result<Vec<T>>
     where

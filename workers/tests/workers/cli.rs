@@ -445,3 +445,31 @@ async fn the_command_line_reads_and_changes_what_the_servers_hold(sql: Sql) {
 }
 
 on_both_databases!(the_command_line_reads_and_changes_what_the_servers_hold);
+
+/// `steadfast partitions`: each partition's tag, slot and jobs, as the engine routes them.
+#[tokio::test]
+async fn partitions_show_each_partitions_tag_slot_and_jobs() {
+    let app = TestApp::new(Sql::Sqlite, "cli-partitions").await;
+    for n in 0..30 {
+        push_evaluate(&app, &format!("sensor-{n}")).await;
+    }
+    let rows = json(&app, &["partitions"]).await;
+    let rows = rows.as_array().expect("rows");
+    assert_eq!(rows.len(), usize::from(app.engine.partitions()));
+    let tags: Vec<&str> = rows.iter().filter_map(|r| r["tag"].as_str()).collect();
+    assert_eq!(tags, app.engine.partition_tags());
+    let slots: Vec<u64> = rows.iter().filter_map(|r| r["slot"].as_u64()).collect();
+    assert_eq!(
+        slots,
+        app.engine
+            .partition_slots()
+            .into_iter()
+            .map(u64::from)
+            .collect::<Vec<_>>()
+    );
+    let ready: u64 = rows.iter().filter_map(|r| r["ready"].as_u64()).sum();
+    assert_eq!(ready, 30, "{rows:?}");
+    let (code, table, _) = steadfast(&app, &["partitions"]).await;
+    assert_eq!(code, 0);
+    assert!(table.contains(&app.engine.partition_tags()[0]), "{table}");
+}

@@ -110,6 +110,7 @@ pub async fn run(config: &Config) -> Result<(), CliError> {
     let json = config.json;
     match &config.command {
         Command::Queues => queues(config).await,
+        Command::Partitions => partitions(config).await,
         Command::Jobs {
             kind,
             state,
@@ -605,6 +606,45 @@ async fn queues(config: &Config) -> Result<(), CliError> {
             "oldestReadyAgeMs",
             "succeeded",
             "failed",
+        ],
+        &rows,
+    );
+    Ok(())
+}
+
+async fn partitions(config: &Config) -> Result<(), CliError> {
+    let engine = engine(config).await?;
+    let tags = engine.partition_tags();
+    let slots = engine.partition_slots();
+    let mut per_queue = Vec::new();
+    for q in runtime::QUEUES {
+        per_queue.push(engine.partition_stats(q).await?);
+    }
+    let rows: Vec<Value> = tags
+        .iter()
+        .zip(&slots)
+        .enumerate()
+        .map(|(p, (tag, slot))| {
+            let sum = |count: fn(&queue::QueueStats) -> u64| -> u64 {
+                per_queue.iter().filter_map(|q| q.get(p)).map(count).sum()
+            };
+            json!({
+                "partition": p, "tag": tag, "slot": slot,
+                "ready": sum(|s| s.ready), "scheduled": sum(|s| s.scheduled),
+                "running": sum(|s| s.running), "dead": sum(|s| s.dead),
+            })
+        })
+        .collect();
+    output::rows(
+        config.json,
+        &[
+            "partition",
+            "tag",
+            "slot",
+            "ready",
+            "scheduled",
+            "running",
+            "dead",
         ],
         &rows,
     );

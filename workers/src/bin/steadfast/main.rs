@@ -61,6 +61,9 @@ pub(crate) struct Config {
 pub(crate) enum Command {
     /// Every queue's counts, whether it is paused, and how long its next job has waited.
     Queues,
+    /// The deployment's partitions: each one's hash tag and cluster slot, and the jobs it holds
+    /// (all queues), to see how evenly they spread and which keys an autoscaler should watch.
+    Partitions,
     /// Jobs from the ledger, newest first.
     Jobs {
         #[arg(long)]
