@@ -184,6 +184,10 @@ impl Engine {
         if outcomes.is_empty() {
             return Ok(Vec::new());
         }
+        if self.partitions() == 1 {
+            // One partition: one call, as before partitions, without grouping.
+            return self.complete_in(0, outcomes.iter().collect()).await;
+        }
         let mut groups = by_token_partition(outcomes.iter().map(|(_, token, _)| token.as_str()));
         let mut applied = vec![Applied::Missing; outcomes.len()];
         // A token that names no partition of the deployment was never handed out by it.

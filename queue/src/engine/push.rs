@@ -123,6 +123,13 @@ impl Engine {
     /// where its id points.
     fn route(&self, job: &NewJob) -> (Partition, String, bool) {
         let keys = self.keys();
+        if keys.partitions() == 1 {
+            // Nothing to route: no key strings built on the push path of the default layout.
+            return match &job.id {
+                Some(id) => (0, id.clone(), true),
+                None => (0, ulid::Ulid::new().to_string(), false),
+            };
+        }
         let by_key = job
             .limit_key
             .as_deref()
