@@ -92,6 +92,21 @@ impl Drop for TestPrefix {
     }
 }
 
+/// The keys named `<tag>:<pattern>` (a `KEYS` pattern) in every partition of `engine`'s
+/// deployment: for tests that look at keys the engine routes by partition.
+pub fn keys_in_every_partition(engine: &Engine, url: &str, pattern: &str) -> Vec<String> {
+    let mut conn = InspectConn::open(url);
+    let mut found = Vec::new();
+    for tag in engine.partition_tags() {
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{tag}:{pattern}"))
+            .query(&mut conn)
+            .expect("keys");
+        found.extend(keys);
+    }
+    found
+}
+
 /// A blocking connection for tests that look at keys directly, to one node or to a cluster
 /// (whichever the URL names, as the engine reads it).
 #[allow(missing_debug_implementations)]

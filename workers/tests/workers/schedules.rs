@@ -52,16 +52,9 @@ fn scheduler_command(app: &TestApp, name: &str) -> Command {
 }
 
 async fn tick_keys(app: &TestApp, schedule: i64) -> BTreeSet<i64> {
-    let mut conn = queue::testing::InspectConn::open(&app.redis.url);
-    let mut keys: Vec<String> = Vec::new();
-    for home in app.engine.partition_tags() {
-        let found: Vec<String> = redis::cmd("KEYS")
-            .arg(format!("{home}:idem:evaluate:schedule:{schedule}:*"))
-            .query(&mut conn)
-            .expect("keys");
-        keys.extend(found);
-    }
-    keys.iter()
+    let pattern = format!("idem:evaluate:schedule:{schedule}:*");
+    queue::testing::keys_in_every_partition(&app.engine, &app.redis.url, &pattern)
+        .iter()
         .filter_map(|k| k.rsplit(':').next()?.parse().ok())
         .collect()
 }

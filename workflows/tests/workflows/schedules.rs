@@ -53,16 +53,9 @@ fn scheduler(env: &TestEnv) -> Scheduler {
 
 /// The idempotency keys of this schedule's ticks that exist in Redis: one per job it made.
 async fn ticks_made(env: &TestEnv, schedule: i64) -> BTreeSet<i64> {
-    let mut conn = queue::testing::InspectConn::open(&env.redis.url);
-    let mut keys: Vec<String> = Vec::new();
-    for home in env.engine.partition_tags() {
-        let found: Vec<String> = redis::cmd("KEYS")
-            .arg(format!("{home}:idem:evaluate:schedule:{schedule}:*"))
-            .query(&mut conn)
-            .expect("keys");
-        keys.extend(found);
-    }
-    keys.iter()
+    let pattern = format!("idem:evaluate:schedule:{schedule}:*");
+    queue::testing::keys_in_every_partition(&env.engine, &env.redis.url, &pattern)
+        .iter()
         .filter_map(|k| k.rsplit(':').next()?.parse().ok())
         .collect()
 }
