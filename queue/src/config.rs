@@ -39,6 +39,10 @@ pub struct EngineConfig {
     /// always share one. 1 (the default) is the single-slot layout of earlier versions; every
     /// process of a deployment must use the same count.
     pub partitions: u16,
+    /// How long a call waits for a fenced partition (one whose cluster slot an operator is
+    /// moving, `steadfast fence`) before it fails with the retryable `FENCED` error. A fetch
+    /// does not wait: it passes over a fenced partition to the others.
+    pub fence_wait: Duration,
 }
 
 /// What an acknowledged push or outcome has survived. One setting (`REDIS_DURABILITY`):
@@ -134,6 +138,7 @@ impl Default for EngineConfig {
             priority_aging: Duration::from_secs(60),
             durability: Durability::Local,
             partitions: 1,
+            fence_wait: Duration::from_secs(60),
         }
     }
 }

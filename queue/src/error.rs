@@ -42,8 +42,9 @@ impl QueueError {
 
     /// True for failures that may go away by themselves: a Redis outage, a replica that was
     /// a primary until a failover (`READONLY`), a cluster slot that moved (`MOVED`, `ASK`,
-    /// `TRYAGAIN`, `CLUSTERDOWN`), a Redis out of memory (`OOM`), a full stream, a write that
-    /// replicas did not confirm in time.
+    /// `TRYAGAIN`, `CLUSTERDOWN`), a Redis out of memory (`OOM`), a partition fenced for longer
+    /// than the engine waits (`FENCED`), a full stream, a write that replicas did not confirm
+    /// in time.
     pub fn is_retryable(&self) -> bool {
         match self {
             QueueError::Redis(e) => {
@@ -65,7 +66,7 @@ impl QueueError {
                                 | redis::ServerErrorKind::ClusterDown
                         )
                     )
-                    || matches!(e.code(), Some("OOM" | "READONLY" | "LOADING"))
+                    || matches!(e.code(), Some("OOM" | "READONLY" | "LOADING" | "FENCED"))
             }
             QueueError::StreamFull { .. } | QueueError::NotReplicated { .. } => true,
             _ => false,
@@ -86,6 +87,8 @@ impl QueueError {
             Some("Redis is read-only (a failover is under way or the URL names a replica)")
         } else if e.code() == Some("OOM") {
             Some("Redis is out of memory (maxmemory reached with noeviction)")
+        } else if e.code() == Some("FENCED") {
+            Some("a partition's cluster slot is being moved (steadfast fence); retry shortly")
         } else {
             None
         }

@@ -66,6 +66,11 @@ impl Keys {
     pub fn job_events(&self, p: Partition) -> String {
         format!("{}:events", self.home(p))
     }
+    /// Present while partition `p`'s slot is being moved between cluster nodes: every engine
+    /// script declares it and refuses to run (`FENCED`) while it exists.
+    pub fn fence(&self, p: Partition) -> String {
+        format!("{}:fence", self.home(p))
+    }
     /// Where a stream's trim marks live: the hash beside it, in its home.
     pub fn trimmed_marks(&self, stream_key: &str) -> String {
         let home = stream_key

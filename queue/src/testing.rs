@@ -383,6 +383,61 @@ impl RedisCluster {
             .map(|n| n.port)
     }
 
+    /// The port of the primary serving `slot` now.
+    pub fn primary_of_slot(&self, slot: u16) -> Option<u16> {
+        self.nodes_seen()
+            .into_iter()
+            .find(|n| n.primary && n.slots.iter().any(|(lo, hi)| (*lo..=*hi).contains(&slot)))
+            .map(|n| n.port)
+    }
+
+    /// The ports of the primaries.
+    pub fn primaries(&self) -> Vec<u16> {
+        self.nodes_seen()
+            .into_iter()
+            .filter(|n| n.primary && !n.failing)
+            .map(|n| n.port)
+            .collect()
+    }
+
+    /// Moves slots from the primary serving `slot` to the primary on `to` with
+    /// `redis-cli --cluster reshard`, as an operator would: that primary's slots from its
+    /// lowest through `slot` (redis-cli takes a source's slots lowest first). Answers how many
+    /// slots moved.
+    pub fn reshard_through(&self, slot: u16, to: u16) -> usize {
+        let nodes = self.nodes_seen();
+        let from = nodes
+            .iter()
+            .find(|n| n.primary && n.slots.iter().any(|(lo, hi)| (*lo..=*hi).contains(&slot)))
+            .expect("a primary serves the slot");
+        let target = nodes
+            .iter()
+            .find(|n| n.port == to)
+            .expect("the target node");
+        let count: usize = from
+            .slots
+            .iter()
+            .map(|(lo, hi)| {
+                usize::from((*hi).min(slot).saturating_sub(*lo)) + usize::from(*lo <= slot)
+            })
+            .sum();
+        let out = Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("reshard")
+            .arg(format!("127.0.0.1:{}", from.port))
+            .args(["--cluster-from", &from.id, "--cluster-to", &target.id])
+            .args(["--cluster-slots", &count.to_string(), "--cluster-yes"])
+            .output()
+            .expect("redis-cli must be installed");
+        assert!(
+            out.status.success(),
+            "redis-cli --cluster reshard failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        count
+    }
+
     /// The port of a replica of the primary on `primary`, as a live node sees it.
     pub fn replica_of(&self, primary: u16) -> Option<u16> {
         let nodes = self.nodes_seen();

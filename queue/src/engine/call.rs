@@ -4,10 +4,12 @@
 //! covers exactly this write; a later, separate `WAIT` could land on a connection opened after a
 //! failover and count nothing.
 
+use std::time::{Duration, Instant};
+
 use redis::{ErrorKind, FromRedisValue, Pipeline, RedisError, ServerErrorKind, ToRedisArgs, Value};
 
 use super::Engine;
-use crate::{Durability, QueueError, Result};
+use crate::{Durability, QueueError, Result, keys::Partition};
 
 /// One script call: its keys (the first one routes it on a cluster) and arguments.
 pub(crate) struct Call<'s> {
@@ -72,15 +74,73 @@ async fn write_and_wait(
     Ok((reply.extract_error()?, acked))
 }
 
+/// The script refused to run: its partition's slot is being moved (`steadfast fence`).
+pub(crate) fn fenced(e: &RedisError) -> bool {
+    e.code() == Some("FENCED")
+}
+
+/// Calls `attempt` again while it answers `FENCED`, backing off up to 250 ms between tries,
+/// until `wait` has passed; then answers the last `FENCED` (retryable) to the caller.
+async fn while_fenced<T, E, F, Fut>(wait: Duration, mut attempt: F) -> Result<T, E>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+    E: AsFenced,
+{
+    let deadline = Instant::now() + wait;
+    let mut pause = Duration::from_millis(5);
+    loop {
+        match attempt().await {
+            Err(e) if e.is_fenced() && Instant::now() < deadline => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(250));
+            }
+            other => return other,
+        }
+    }
+}
+
+trait AsFenced {
+    fn is_fenced(&self) -> bool;
+}
+impl AsFenced for RedisError {
+    fn is_fenced(&self) -> bool {
+        fenced(self)
+    }
+}
+impl AsFenced for QueueError {
+    fn is_fenced(&self) -> bool {
+        matches!(self, QueueError::Redis(e) if fenced(e))
+    }
+}
+
 fn no_script(e: &RedisError) -> bool {
     e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) || e.code() == Some("NOSCRIPT")
 }
 
 impl Engine {
+    /// A call of one of the engine's scripts on partition `p`: its job-event stream and its
+    /// fence declared, its hash tag as the prefix.
+    pub(crate) fn call_in<'s>(&self, script: &'s redis::Script, p: Partition) -> Call<'s> {
+        let mut call = Call::new(script);
+        call.key(self.keys().job_events(p))
+            .key(self.keys().fence(p))
+            .arg(self.keys().home(p));
+        call
+    }
+
     /// Runs a call whose loss on a failover costs nothing a client was told: a fetch (the job
     /// is leased again), a renewal, a read. Loads the script first where a node lacks it (a
     /// replica promoted since the engine connected).
     pub(crate) async fn run<T: FromRedisValue>(&self, call: &Call<'_>) -> Result<T, RedisError> {
+        while_fenced(self.config().fence_wait, || self.run_once(call)).await
+    }
+
+    /// [`Engine::run`] without waiting for a fenced partition: `FENCED` is answered at once.
+    pub(crate) async fn run_once<T: FromRedisValue>(
+        &self,
+        call: &Call<'_>,
+    ) -> Result<T, RedisError> {
         let mut conn = self.conn();
         let cmd = call.evalsha();
         match cmd.query_async(&mut conn).await {
@@ -96,8 +156,12 @@ impl Engine {
     /// `replicated`: with `WAIT` behind it; fewer replicas than required in time is
     /// [`QueueError::NotReplicated`] (the write stands on the primary, the caller may retry).
     pub(crate) async fn write<T: FromRedisValue>(&self, call: &Call<'_>) -> Result<T> {
+        while_fenced(self.config().fence_wait, || self.write_once(call)).await
+    }
+
+    async fn write_once<T: FromRedisValue>(&self, call: &Call<'_>) -> Result<T> {
         let Durability::Replicated { replicas, timeout } = self.config().durability else {
-            return Ok(self.run(call).await?);
+            return Ok(self.run_once(call).await?);
         };
         let mut pipe = Pipeline::new();
         pipe.add_command(call.evalsha())

@@ -6,7 +6,7 @@ use redis::AsyncCommands;
 
 use crate::{Result, job::JobRecord, keys::Partition};
 
-use super::{Call, Engine};
+use super::Engine;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CancelOutcome {
@@ -59,12 +59,7 @@ impl Engine {
             return Ok(CancelOutcome::Missing);
         };
         let reply: String = self
-            .write(
-                Call::new(&self.inner.scripts.cancel)
-                    .key(self.keys().job_events(p))
-                    .arg(self.keys().home(p))
-                    .arg(id),
-            )
+            .write(self.call_in(&self.inner.scripts.cancel, p).arg(id))
             .await?;
         Ok(match reply.as_str() {
             "cancelled" => CancelOutcome::Cancelled,
@@ -93,9 +88,7 @@ impl Engine {
             }
         }
         let calls = groups.iter().map(|(p, at)| {
-            let mut inv = Call::new(script);
-            inv.key(self.keys().job_events(*p))
-                .arg(self.keys().home(*p));
+            let mut inv = self.call_in(script, *p);
             for arg in extra {
                 inv.arg(*arg);
             }
@@ -144,9 +137,7 @@ impl Engine {
         let counts = self
             .each_partition(|p| async move {
                 self.write::<u64>(
-                    Call::new(&self.inner.scripts.requeue)
-                        .key(self.keys().job_events(p))
-                        .arg(self.keys().home(p))
+                    self.call_in(&self.inner.scripts.requeue, p)
                         .arg("filter")
                         .arg(&filter.queue)
                         .arg(filter.since_ms.unwrap_or(0))

@@ -10,7 +10,7 @@ use crate::{
     keys::Partition,
 };
 
-use super::{Engine, call::Call, protocol, split_token, tag_token, value_i64, value_string};
+use super::{Engine, call::fenced, protocol, split_token, tag_token, value_i64, value_string};
 
 /// What a worker asks of [`Engine::fetch`].
 #[derive(Debug, Clone)]
@@ -47,6 +47,9 @@ pub enum RenewStatus {
     /// grace; the handler must stop.
     TimedOut,
 }
+
+/// How soon a worker that found its partition fenced asks again.
+const FENCED_RECHECK: Duration = Duration::from_millis(250);
 
 impl Engine {
     /// Reaps expired leases and promotes due jobs (bounded chunks), then leases up to
@@ -93,11 +96,9 @@ impl Engine {
         want: usize,
     ) -> Result<Fetched> {
         let cfg = &self.inner.config;
-        let reply: Vec<Value> = self
-            .run(
-                Call::new(&self.inner.scripts.fetch)
-                    .key(self.keys().job_events(p))
-                    .arg(self.keys().home(p))
+        let reply: Vec<Value> = match self
+            .run_once(
+                self.call_in(&self.inner.scripts.fetch, p)
                     .arg(req.queue)
                     .arg(want)
                     .arg(req.lease.as_millis() as u64)
@@ -111,7 +112,17 @@ impl Engine {
                     .arg(req.timeout.map_or(0, |t| t.as_millis() as u64))
                     .arg(req.timeout_grace.as_millis() as u64),
             )
-            .await?;
+            .await
+        {
+            // A fenced partition's slot is moving: pass over it, and come back soon.
+            Err(e) if fenced(&e) => {
+                return Ok(Fetched {
+                    jobs: Vec::new(),
+                    next_due_in: Some(FENCED_RECHECK),
+                });
+            }
+            other => other?,
+        };
         let (hint, rest) = reply
             .split_first()
             .ok_or_else(|| protocol("fetch", "empty reply"))?;
@@ -166,9 +177,7 @@ impl Engine {
         }
         let recorded: i64 = self
             .run(
-                Call::new(&self.inner.scripts.progress)
-                    .key(self.keys().job_events(p))
-                    .arg(self.keys().home(p))
+                self.call_in(&self.inner.scripts.progress, p)
                     .arg(id)
                     .arg(token)
                     .arg(percent.min(100))
@@ -217,8 +226,7 @@ impl Engine {
         p: Partition,
         outcomes: Vec<&(String, String, Outcome)>,
     ) -> Result<Vec<Applied>> {
-        let mut inv = Call::new(&self.inner.scripts.complete);
-        inv.key(self.keys().job_events(p)).arg(self.keys().home(p));
+        let mut inv = self.call_in(&self.inner.scripts.complete, p);
         for (id, token, outcome) in outcomes {
             let (name, text, delay) = match outcome {
                 Outcome::Succeeded { result } => ("ok", result.clone().unwrap_or_default(), 0),
@@ -265,10 +273,8 @@ impl Engine {
         let mut groups = by_token_partition(held.iter().map(|(_, token)| token.as_str()));
         groups.retain(|p, _| *p < self.partitions());
         let calls = groups.iter().map(|(p, at)| {
-            let mut inv = Call::new(&self.inner.scripts.renew);
-            inv.key(self.keys().job_events(*p))
-                .arg(self.keys().home(*p))
-                .arg(queue)
+            let mut inv = self.call_in(&self.inner.scripts.renew, *p);
+            inv.arg(queue)
                 .arg(lease.as_millis() as u64)
                 .arg(timeout_grace.as_millis() as u64);
             for &i in at {

@@ -19,9 +19,7 @@ impl Engine {
             .each_partition(|p| async move {
                 Ok(self
                     .run::<u64>(
-                        Call::new(&self.inner.scripts.cleanup)
-                            .key(self.keys().job_events(p))
-                            .arg(self.keys().home(p))
+                        self.call_in(&self.inner.scripts.cleanup, p)
                             .arg(queue)
                             .arg(cfg.completed_retention.as_millis() as u64)
                             .arg(kept)
@@ -52,6 +50,7 @@ impl Engine {
             .run(
                 Call::new(&self.inner.scripts.trim)
                     .key(stream)
+                    .key(self.keys().fence(p))
                     .arg(self.keys().home(p))
                     .arg(cfg.resume_window.as_millis() as u64)
                     .arg(cfg.stream_cap),
@@ -63,6 +62,7 @@ impl Engine {
     pub async fn publish_app_event(&self, fields: &[(&str, &str)]) -> Result<String> {
         let mut inv = Call::new(&self.inner.scripts.publish);
         inv.key(self.keys().app_events())
+            .key(self.keys().fence(0))
             .arg(&self.keys().prefix)
             .arg(self.inner.config.stream_cap);
         for (name, value) in fields {

@@ -23,6 +23,7 @@ use crate::{
 
 mod call;
 mod control;
+mod fence;
 mod inspect;
 mod lease;
 mod maintenance;

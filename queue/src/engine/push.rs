@@ -10,7 +10,7 @@ use crate::{
     keys::Partition,
 };
 
-use super::{Call, Engine, protocol, value_i64, value_string};
+use super::{Engine, protocol, value_i64, value_string};
 
 impl Engine {
     /// Pushes one job. With an idempotency key that already holds, returns the existing
@@ -161,10 +161,8 @@ impl Engine {
         jobs: Vec<(&NewJob, &str, bool)>,
     ) -> Result<Vec<PushOutcome>> {
         let cfg = &self.inner.config;
-        let mut inv = Call::new(&self.inner.scripts.push);
-        inv.key(self.keys().job_events(p))
-            .arg(self.keys().home(p))
-            .arg(cfg.stream_cap)
+        let mut inv = self.call_in(&self.inner.scripts.push, p);
+        inv.arg(cfg.stream_cap)
             .arg(cfg.idempotency_ttl.as_millis() as u64);
         for (job, id, explicit) in jobs {
             let (ikey, imode, ittl) = match &job.idempotency {

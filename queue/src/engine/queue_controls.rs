@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::{QueueError, RateLimit, Result};
 
-use super::{Call, Engine};
+use super::Engine;
 use crate::keys::Partition;
 
 /// Partition `p`'s share of a queue-wide limit of `total` (at least `n`) over `n` partitions:
@@ -81,9 +81,7 @@ impl Engine {
         loop {
             let (cancelled, taken, left): (u64, u64, u64) = self
                 .write(
-                    Call::new(&self.inner.scripts.drain)
-                        .key(self.keys().job_events(p))
-                        .arg(self.keys().home(p))
+                    self.call_in(&self.inner.scripts.drain, p)
                         .arg(queue)
                         .arg(chunk),
                 )
@@ -179,10 +177,8 @@ impl Engine {
         // Queue-wide limits are shared out among the partitions (at least 1 each); per-key
         // limits hold whole, as a key's jobs all live in one partition.
         self.each_partition(|p| {
-            let mut call = Call::new(&self.inner.scripts.limits);
-            call.key(self.keys().job_events(p))
-                .arg(self.keys().home(p))
-                .arg(queue)
+            let mut call = self.call_in(&self.inner.scripts.limits, p);
+            call.arg(queue)
                 .arg(opt(limits.concurrency.map(|c| share(c, p, n))))
                 .arg(opt(limits.per_key_concurrency.map(u64::from)))
                 .arg(opt(limits.rate.map(|r| share(r.limit, p, n))))

@@ -1,9 +1,18 @@
 -- Shared helpers, prepended to every script of the engine.
 -- Every key of a deployment starts with the `{prefix}` hash tag, so keys built here
 -- from `P` live in the same cluster slot as the KEYS the caller declared.
--- Every script is called with KEYS[1] = the job-event stream and ARGV[1] = the key prefix.
+-- Every script is called with KEYS[1] = the job-event stream (or the stream it works on),
+-- KEYS[2] = its partition's fence and ARGV[1] = the key prefix.
 local P = ARGV[1]
 local EVENTS = KEYS[1]
+
+-- While a slot moves between cluster nodes its keys are split between them, and a script would
+-- see the moved ones as missing (only declared keys are checked by Redis). The fence is set
+-- before a move and removed after it; declared, it is either here or the call is redirected
+-- to where it is.
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  return redis.error_reply('FENCED this partition is being moved between cluster nodes; retry')
+end
 
 local function now_ms()
   local t = redis.call('TIME')

@@ -18,7 +18,7 @@ use queue::{
 use redis::Commands;
 use serde::{Deserialize, Serialize};
 
-use super::common::{TestQueue, eventually};
+use super::common::{TestQueue, eventually, fetch_req};
 
 const PARTITIONS: u16 = 4;
 
@@ -508,7 +508,7 @@ async fn a_deployment_grown_from_one_partition_keeps_serving_the_jobs_it_had() {
     let mut leased = BTreeSet::new();
     loop {
         let got = grown
-            .fetch(&super::common::fetch_req("g", 50, 30_000))
+            .fetch(&fetch_req("g", 50, 30_000))
             .await
             .expect("fetch")
             .jobs;
@@ -619,7 +619,7 @@ async fn growing_keeps_every_partition_and_its_controls_and_shrinking_is_refused
         .await
         .expect("push");
     let leased = grown
-        .fetch(&super::common::fetch_req("r", 100, 30_000))
+        .fetch(&fetch_req("r", 100, 30_000))
         .await
         .expect("fetch")
         .jobs;
@@ -646,4 +646,78 @@ async fn growing_keeps_every_partition_and_its_controls_and_shrinking_is_refused
     );
     // The test prefix removes the partitions it knows (3): the grown engine removes the rest.
     grown.destroy_all_data().await.expect("clean up");
+}
+
+/// While a partition is fenced (its cluster slot being moved): its calls wait for the fence to
+/// lift, up to `fence_wait`, then fail retryably; fetches pass over it to the other partitions;
+/// the fence shows with its note; lifted, the waiting calls go through.
+#[tokio::test]
+async fn a_fenced_partition_makes_its_calls_wait_and_fetches_pass_over_it() {
+    let t = TestQueue::with_config("part-fence", |c| {
+        c.partitions = 2;
+        c.fence_wait = Duration::from_secs(30);
+    })
+    .await;
+    let ids = t.push_n("q", 20).await;
+    let in_fenced: Vec<&String> = ids
+        .iter()
+        .filter(|id| partition_of(&t, id) == Some(1))
+        .collect();
+    assert!(!in_fenced.is_empty() && in_fenced.len() < ids.len());
+
+    t.engine.fence(&[1], "moving slot").await.expect("fence");
+    assert_eq!(
+        t.engine.fences().await.expect("fences"),
+        vec![None, Some("moving slot".to_owned())]
+    );
+    assert!(matches!(
+        t.engine.fence(&[2], "no such").await,
+        Err(queue::QueueError::InvalidArgument(_))
+    ));
+
+    // A fetch takes partition 0's jobs and passes over partition 1 without an error.
+    let leased = t
+        .engine
+        .fetch(&fetch_req("q", 50, 60_000))
+        .await
+        .expect("fetch");
+    assert_eq!(leased.jobs.len(), ids.len() - in_fenced.len());
+    assert!(
+        leased
+            .jobs
+            .iter()
+            .all(|j| partition_of(&t, &j.id) == Some(0))
+    );
+
+    // An engine that waits 100 ms gives up with a retryable error, naming the cause.
+    let mut impatient = queue::testing::config(&t.prefix);
+    impatient.partitions = 2;
+    impatient.fence_wait = Duration::from_millis(100);
+    let impatient = queue::Engine::connect(&t.url, impatient)
+        .await
+        .expect("engine");
+    let refused = impatient
+        .push(NewJob::raw("q", "q", "{}".to_owned()).with_id(in_fenced[0].clone()))
+        .await
+        .expect_err("fenced");
+    assert!(refused.is_retryable() && refused.redis_code() == Some("FENCED"));
+    assert!(refused.unavailable_reason().is_some());
+
+    // A patient call waits out the fence and then goes through.
+    let engine = t.engine.clone();
+    let cancel = tokio::spawn({
+        let id = in_fenced[0].clone();
+        async move { engine.cancel(&id).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!cancel.is_finished(), "the call waits for the fence");
+    t.engine.unfence(&[1]).await.expect("unfence");
+    let cancelled = cancel.await.expect("task").expect("cancel went through");
+    assert_eq!(cancelled, CancelOutcome::Cancelled);
+    let rest = t
+        .engine
+        .fetch(&fetch_req("q", 50, 60_000))
+        .await
+        .expect("fetch");
+    assert_eq!(rest.jobs.len(), in_fenced.len() - 1);
 }

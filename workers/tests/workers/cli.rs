@@ -472,4 +472,30 @@ async fn partitions_show_each_partitions_tag_slot_and_jobs() {
     let (code, table, _) = steadfast(&app, &["partitions"]).await;
     assert_eq!(code, 0);
     assert!(table.contains(&app.engine.partition_tags()[0]), "{table}");
+
+    // Fencing a slot range fences the partitions in it, shows, and lifts.
+    let slot0 = app.engine.partition_slots()[0];
+    let fenced = json(&app, &["fence", &format!("{slot0}-{slot0}")]).await;
+    assert_eq!(fenced[0]["partition"], 0, "{fenced}");
+    let fences = app.engine.fences().await.expect("fences");
+    assert!(
+        fences[0]
+            .as_deref()
+            .is_some_and(|note| note.contains("steadfast fence")),
+        "{fences:?}"
+    );
+    let rows = json(&app, &["partitions"]).await;
+    assert!(rows[0]["fenced"].is_string(), "{rows}");
+    json(&app, &["unfence", "all"]).await;
+    assert!(
+        app.engine
+            .fences()
+            .await
+            .expect("fences")
+            .iter()
+            .all(Option::is_none)
+    );
+    let (code, _, err) = steadfast(&app, &["fence", "9-3"]).await;
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("the first slot is after the last"), "{err}");
 }

@@ -111,6 +111,8 @@ pub async fn run(config: &Config) -> Result<(), CliError> {
     match &config.command {
         Command::Queues => queues(config).await,
         Command::Partitions => partitions(config).await,
+        Command::Fence { slots } => fence(config, slots.clone(), true).await,
+        Command::Unfence { slots } => fence(config, slots.clone(), false).await,
         Command::Jobs {
             kind,
             state,
@@ -620,6 +622,7 @@ async fn partitions(config: &Config) -> Result<(), CliError> {
     for q in runtime::QUEUES {
         per_queue.push(engine.partition_stats(q).await?);
     }
+    let fences = engine.fences().await?;
     let rows: Vec<Value> = tags
         .iter()
         .zip(&slots)
@@ -632,6 +635,7 @@ async fn partitions(config: &Config) -> Result<(), CliError> {
                 "partition": p, "tag": tag, "slot": slot,
                 "ready": sum(|s| s.ready), "scheduled": sum(|s| s.scheduled),
                 "running": sum(|s| s.running), "dead": sum(|s| s.dead),
+                "fenced": fences.get(p).cloned().flatten(),
             })
         })
         .collect();
@@ -645,9 +649,42 @@ async fn partitions(config: &Config) -> Result<(), CliError> {
             "scheduled",
             "running",
             "dead",
+            "fenced",
         ],
         &rows,
     );
+    Ok(())
+}
+
+/// Fences (or unfences) every partition whose slot lies in `slots`, and says which.
+async fn fence(
+    config: &Config,
+    slots: std::ops::RangeInclusive<u16>,
+    on: bool,
+) -> Result<(), CliError> {
+    let engine = engine(config).await?;
+    let partitions = engine.partitions_in_slots(slots.clone());
+    if on {
+        let note = format!(
+            "fenced by steadfast fence {}-{} at {}",
+            slots.start(),
+            slots.end(),
+            chrono::Utc::now().to_rfc3339()
+        );
+        engine.fence(&partitions, &note).await?;
+    } else {
+        engine.unfence(&partitions).await?;
+    }
+    let tags = engine.partition_tags();
+    let slot_of = engine.partition_slots();
+    let rows: Vec<Value> = partitions
+        .iter()
+        .map(|&p| {
+            let p = usize::from(p);
+            json!({ "partition": p, "tag": tags[p], "slot": slot_of[p], "fenced": on })
+        })
+        .collect();
+    output::rows(config.json, &["partition", "tag", "slot", "fenced"], &rows);
     Ok(())
 }
 

@@ -64,6 +64,18 @@ pub(crate) enum Command {
     /// The deployment's partitions: each one's hash tag and cluster slot, and the jobs it holds
     /// (all queues), to see how evenly they spread and which keys an autoscaler should watch.
     Partitions,
+    /// Fences the partitions whose cluster slots lie in SLOTS before an operator moves those
+    /// slots (`redis-cli --cluster reshard`): their calls wait and fetches pass over them until
+    /// `unfence`, so a long move makes no client call fail. SLOTS: `a-b`, one slot, or `all`.
+    Fence {
+        #[arg(value_parser = parse_slots)]
+        slots: std::ops::RangeInclusive<u16>,
+    },
+    /// Lifts the fence of the partitions whose slots lie in SLOTS, once their move is done.
+    Unfence {
+        #[arg(value_parser = parse_slots)]
+        slots: std::ops::RangeInclusive<u16>,
+    },
     /// Jobs from the ledger, newest first.
     Jobs {
         #[arg(long)]
@@ -328,4 +340,27 @@ fn main() -> ExitCode {
             ExitCode::from(e.code())
         }
     }
+}
+
+/// A cluster slot range: `a-b`, one slot `a`, or `all`.
+fn parse_slots(text: &str) -> Result<std::ops::RangeInclusive<u16>, String> {
+    const LAST: u16 = 16_383;
+    let slot = |s: &str| -> Result<u16, String> {
+        s.trim()
+            .parse::<u16>()
+            .ok()
+            .filter(|n| *n <= LAST)
+            .ok_or_else(|| format!("{s:?} is not a cluster slot (0 to {LAST})"))
+    };
+    if text == "all" {
+        return Ok(0..=LAST);
+    }
+    let (lo, hi) = match text.split_once('-') {
+        Some((lo, hi)) => (slot(lo)?, slot(hi)?),
+        None => (slot(text)?, slot(text)?),
+    };
+    if lo > hi {
+        return Err(format!("{text:?}: the first slot is after the last"));
+    }
+    Ok(lo..=hi)
 }
