@@ -14,7 +14,10 @@ use entities::{alerts, devices, readings, sensors};
 use queue::KeyScope;
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder};
 use serde_json::json;
-use workflows::{decode_payload, jobs::ingest::Ingest};
+use workflows::{
+    decode_payload,
+    jobs::ingest::{Ingest, SensorRefusal, check_device_sensors},
+};
 
 use crate::{
     auth::{Role, secret_hash},
@@ -102,33 +105,18 @@ pub async fn sensor_data(
     limit_device(&state, &device).await?;
     let ingest: Ingest =
         decode_payload(payload).map_err(|e| ApiError::bad_input(e.field, e.message))?;
-    let keys: Vec<String> = ingest.readings.iter().map(|r| r.sensor.clone()).collect();
-    let owned = sensors::Entity::find()
-        .filter(sensors::Column::Key.is_in(keys.clone()))
-        .filter(sensors::Column::DeviceId.eq(device.id))
-        .all(&state.shared.db)
-        .await?;
-    if let Some((i, key)) = keys
-        .iter()
-        .enumerate()
-        .find(|(_, key)| !owned.iter().any(|s| &s.key == *key))
-    {
-        return Err(ApiError {
-            field: Some(format!("readings.{i}.sensor")),
-            ..ApiError::forbidden(format!("this device may not write sensor {key:?}"))
-        });
-    }
-    if let Some((i, key)) = keys.iter().enumerate().find(|(_, key)| {
-        owned
-            .iter()
-            .any(|s| &s.key == *key && s.disabled_at.is_some())
-    }) {
-        return Err(ApiError::bad_input(
-            format!("readings.{i}.sensor"),
-            format!(
-                "sensor {key:?} is switched off: its readings are refused until an admin enables it"
-            ),
-        ));
+    let readings = ingest.readings.len();
+    match check_device_sensors(&state.shared.db, device.id, &ingest).await? {
+        Ok(()) => {}
+        Err(refusal @ SensorRefusal::Disabled { .. }) => {
+            return Err(ApiError::bad_input(refusal.field(), refusal.to_string()));
+        }
+        Err(refusal) => {
+            return Err(ApiError {
+                field: Some(refusal.field()),
+                ..ApiError::forbidden(refusal.to_string())
+            });
+        }
     }
     let mut job = ingest_job(&ingest)?;
     if let Some(key) = headers.get("idempotency-key") {
@@ -146,7 +134,7 @@ pub async fn sensor_data(
         .await?
         .pop()
         .ok_or_else(|| ApiError::internal("push answered nothing"))?;
-    metrics::counter!("steadfast_api_readings_accepted_total").increment(keys.len() as u64);
+    metrics::counter!("steadfast_api_readings_accepted_total").increment(readings as u64);
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({ "jobId": outcome.job.id, "duplicate": outcome.duplicate })),

@@ -106,6 +106,76 @@ impl ReadingIn {
     }
 }
 
+/// Why a device may not queue a batch of readings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SensorRefusal {
+    /// No sensor has this key.
+    Unknown { index: usize, sensor: String },
+    /// The sensor belongs to another device (or to none).
+    NotOwned { index: usize, sensor: String },
+    /// An admin switched the sensor off.
+    Disabled { index: usize, sensor: String },
+}
+
+impl SensorRefusal {
+    /// The reading's field the refusal is about: `readings.<i>.sensor`.
+    pub fn field(&self) -> String {
+        let (Self::Unknown { index, .. }
+        | Self::NotOwned { index, .. }
+        | Self::Disabled { index, .. }) = self;
+        format!("readings.{index}.sensor")
+    }
+
+    /// A short name for counters and rejection messages.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Unknown { .. } => "unknown_sensor",
+            Self::NotOwned { .. } => "foreign_sensor",
+            Self::Disabled { .. } => "sensor_disabled",
+        }
+    }
+}
+
+impl std::fmt::Display for SensorRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            // The same words for both: a device is not told which keys exist elsewhere.
+            Self::Unknown { sensor, .. } | Self::NotOwned { sensor, .. } => {
+                write!(f, "this device may not write sensor {sensor:?}")
+            }
+            Self::Disabled { sensor, .. } => write!(
+                f,
+                "sensor {sensor:?} is switched off: its readings are refused until an admin enables it"
+            ),
+        }
+    }
+}
+
+/// What every device path (HTTP and MQTT) checks before it queues a batch: each sensor exists,
+/// belongs to `device_id` and is switched on. The first reading that fails is named.
+pub async fn check_device_sensors(
+    db: &impl sea_orm::ConnectionTrait,
+    device_id: i64,
+    batch: &Ingest,
+) -> Result<Result<(), SensorRefusal>, sea_orm::DbErr> {
+    let keys: Vec<&str> = batch.readings.iter().map(|r| r.sensor.as_str()).collect();
+    let found = sensors::Entity::find()
+        .filter(sensors::Column::Key.is_in(keys.iter().copied()))
+        .all(db)
+        .await?;
+    for (index, key) in keys.iter().enumerate() {
+        let sensor = key.to_string();
+        let refusal = match found.iter().find(|s| s.key == *key) {
+            None => SensorRefusal::Unknown { index, sensor },
+            Some(s) if s.device_id != Some(device_id) => SensorRefusal::NotOwned { index, sensor },
+            Some(s) if s.disabled_at.is_some() => SensorRefusal::Disabled { index, sensor },
+            Some(_) => continue,
+        };
+        return Ok(Err(refusal));
+    }
+    Ok(Ok(()))
+}
+
 /// What one run of the handler did.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Ingested {
