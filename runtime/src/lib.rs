@@ -5,6 +5,7 @@
 
 pub mod args;
 pub mod metrics;
+pub mod mqtt;
 pub mod perform;
 pub mod registry;
 

@@ -3,7 +3,7 @@
 
 use chrono::Utc;
 use entities::{
-    channels, rule_channels, rules, sensors,
+    channels, devices, rule_channels, rules, sensors,
     states::{ChannelKind, RuleKind},
 };
 use sea_orm::{ActiveModelTrait, DatabaseConnection, Set};
@@ -22,6 +22,38 @@ pub async fn sensor(db: &DatabaseConnection, key: &str) -> sensors::Model {
     .insert(db)
     .await
     .expect("sensor")
+}
+
+/// A device (its API key hash is only unique, not usable).
+pub async fn device(db: &DatabaseConnection, name: &str) -> devices::Model {
+    devices::ActiveModel {
+        name: Set(name.into()),
+        api_key_hash: Set(format!("test-{name}-{}", ulid_like())),
+        created_at: Set(Utc::now()),
+        version: Set(0),
+        ..Default::default()
+    }
+    .insert(db)
+    .await
+    .expect("device")
+}
+
+/// A sensor that `device` owns.
+pub async fn sensor_of(db: &DatabaseConnection, key: &str, device: i64) -> sensors::Model {
+    let sensor = sensor(db, key).await;
+    let mut owned: sensors::ActiveModel = sensor.into();
+    owned.device_id = Set(Some(device));
+    owned.update(db).await.expect("sensor's device")
+}
+
+fn ulid_like() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// A rule of `kind` (`ABOVE`, `BELOW`, `RATE_OF_CHANGE`) for `n` consecutive readings.

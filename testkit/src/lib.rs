@@ -9,6 +9,7 @@
 
 mod app;
 pub mod fixtures;
+pub mod mosquitto;
 mod pools;
 mod receiver;
 mod wait;

@@ -41,8 +41,39 @@ struct Config {
     /// Apply pending migrations before starting.
     #[arg(long, env = "MIGRATE")]
     migrate: bool,
+    /// The MQTT broker devices publish readings to (`mqtt://user:password@host:1883`): this
+    /// process then also runs the MQTT ingest bridge. Unset: no MQTT ingest.
+    #[arg(long, env = "MQTT_URL")]
+    mqtt_url: Option<String>,
+    /// Devices publish to `{prefix}/devices/{device id}/readings`.
+    #[arg(long, env = "MQTT_TOPIC_PREFIX", default_value = "steadfast")]
+    mqtt_topic_prefix: String,
+    /// The shared subscription the bridges of a deployment split the messages in; empty: every
+    /// bridge gets every message.
+    #[arg(long, env = "MQTT_SHARE_GROUP", default_value = "steadfast-bridge")]
+    mqtt_share_group: String,
+    /// This bridge's MQTT client id: keep it stable across restarts (the broker keeps the
+    /// session, and the messages not yet acknowledged, under it). Default: from HOSTNAME.
+    #[arg(long, env = "MQTT_CLIENT_ID")]
+    mqtt_client_id: Option<String>,
     #[command(flatten)]
     telemetry: TelemetryArgs,
+}
+
+impl Config {
+    fn mqtt(&self) -> anyhow::Result<Option<runtime::mqtt::MqttConfig>> {
+        let Some(url) = &self.mqtt_url else {
+            return Ok(None);
+        };
+        let client_id = self.mqtt_client_id.clone().unwrap_or_else(|| {
+            let host = std::env::var("HOSTNAME").unwrap_or_else(|_| std::process::id().to_string());
+            format!("steadfast-bridge-{host}")
+        });
+        let mut mqtt = runtime::mqtt::MqttConfig::from_url(url, client_id)?;
+        mqtt.topic_prefix = self.mqtt_topic_prefix.clone();
+        mqtt.share_group = self.mqtt_share_group.clone();
+        Ok(Some(mqtt))
+    }
 }
 
 async fn shutdown_signal() -> std::io::Result<()> {
@@ -67,6 +98,7 @@ fn main() -> anyhow::Result<()> {
 
 async fn run(config: Config) -> anyhow::Result<()> {
     let pools = config.pools.pool_config(!config.no_metrics)?;
+    let mqtt = config.mqtt()?;
     let notifier = config.pools.notifier()?;
     let db = entities::connect(&config.database_url)
         .await
@@ -104,11 +136,25 @@ async fn run(config: Config) -> anyhow::Result<()> {
             async move { stop.cancelled().await },
         )))
     };
+    let bridge_stop = CancellationToken::new();
+    let bridge = mqtt.map(|mqtt| {
+        tokio::spawn(runtime::mqtt::run_bridge(
+            mqtt,
+            engine.clone(),
+            db.clone(),
+            Default::default(),
+            bridge_stop.clone(),
+        ))
+    });
     let ctx = Context::new(db, engine, notifier)
         .with_ledger_pool(&config.database_url, pools.ledger_recorders)
         .await
         .context("connecting the ledger's pool")?;
     let ran = runtime::run_pools(ctx, pools, shutdown_signal()).await;
+    bridge_stop.cancel();
+    if let Some(bridge) = bridge {
+        bridge.await.context("MQTT bridge")?;
+    }
     http_stop.cancel();
     if let Some(http) = http {
         http.await

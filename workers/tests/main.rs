@@ -9,6 +9,7 @@ mod workers {
     mod delivery;
     mod judged;
     mod kit;
+    mod mqtt;
     mod pipeline;
     mod schedules;
 }
