@@ -27,20 +27,22 @@ impl Engine {
     pub async fn beat(&self, info: &WorkerInfo) -> Result<()> {
         let body = serde_json::to_string(info).map_err(crate::QueueError::Encode)?;
         let key = self.keys().worker(&info.id);
-        let _: () = redis::pipe()
-            .set_ex(&key, body, FORGET_AFTER.as_secs())
+        // Two commands, not one pipeline: while partition 0's slot moves between cluster nodes,
+        // a pipeline redirected by `ASK` is sent again whole, and could write a key on the
+        // target that the source still holds, which stops the move; a single command is
+        // redirected on its own.
+        let mut conn = self.conn();
+        let _: () = conn.set_ex(&key, body, FORGET_AFTER.as_secs()).await?;
+        let _: () = conn
             .zadd(self.keys().workers(), &info.id, info.last_beat_ms)
-            .query_async(&mut self.conn())
             .await?;
         Ok(())
     }
 
     pub async fn remove_worker(&self, id: &str) -> Result<()> {
-        let _: () = redis::pipe()
-            .del(self.keys().worker(id))
-            .zrem(self.keys().workers(), id)
-            .query_async(&mut self.conn())
-            .await?;
+        let mut conn = self.conn();
+        let _: () = conn.del(self.keys().worker(id)).await?;
+        let _: () = conn.zrem(self.keys().workers(), id).await?;
         Ok(())
     }
 

@@ -63,11 +63,20 @@ impl Engine {
         }
         let start = self.inner.fetch_turn.fetch_add(1, Ordering::Relaxed);
         let mut out = Fetched::default();
+        let (mut visited, mut failures, mut failed) = (0, 0, None);
         for step in 0..usize::from(n) {
+            visited += 1;
             let p = ((start + step) % usize::from(n)) as Partition;
             let want = req.max_jobs - out.jobs.len();
             let fetched = match self.fetch_from(p, req, want).await {
                 Ok(fetched) => fetched,
+                // One partition's primary failing over, or its slot moving: the others go on.
+                Err(e) if e.is_retryable() => {
+                    tracing::warn!(partition = p, error = %e, "fetch from one partition failed");
+                    failures += 1;
+                    failed = Some(e);
+                    continue;
+                }
                 // Jobs leased from other partitions are the caller's now: hand them over, or
                 // they would sit leased to nobody until their leases ran out.
                 Err(e) if !out.jobs.is_empty() => {
@@ -86,7 +95,11 @@ impl Engine {
                 break;
             }
         }
-        Ok(out)
+        // Every partition visited failed: report it (the caller backs off) rather than look idle.
+        match failed {
+            Some(e) if failures == visited => Err(e),
+            _ => Ok(out),
+        }
     }
 
     async fn fetch_from(
@@ -281,7 +294,15 @@ impl Engine {
                 let (id, token) = &held[i];
                 inv.arg(id).arg(split_token(token).1);
             }
-            async move { self.run::<Vec<i64>>(&inv).await }
+            // Not waiting for a fenced partition: the other partitions' leases must not lapse
+            // meanwhile. Nothing reaps a lease on a fenced partition (a fetch is a script
+            // too), so its jobs count as renewed, and the next round renews them for real.
+            async move {
+                match self.run_once::<Vec<i64>>(&inv).await {
+                    Err(e) if fenced(&e) => Ok(vec![0; at.len()]),
+                    other => other,
+                }
+            }
         });
         let mut statuses = vec![RenewStatus::Lost; held.len()];
         for ((_, at), reply) in groups.iter().zip(futures::future::join_all(calls).await) {

@@ -6,7 +6,7 @@ use redis::AsyncCommands;
 
 use crate::{QueueError, Result};
 
-use super::{Call, Engine};
+use super::{Call, Engine, call::fenced};
 use crate::keys::Partition;
 
 impl Engine {
@@ -17,15 +17,20 @@ impl Engine {
         let kept = cfg.completed_max.div_ceil(u64::from(self.partitions()));
         let removed = self
             .each_partition(|p| async move {
-                Ok(self
-                    .run::<u64>(
+                // Upkeep passes over a fenced partition rather than hold up the others'.
+                match self
+                    .run_once::<u64>(
                         self.call_in(&self.inner.scripts.cleanup, p)
                             .arg(queue)
                             .arg(cfg.completed_retention.as_millis() as u64)
                             .arg(kept)
                             .arg(cfg.cleanup_chunk),
                     )
-                    .await?)
+                    .await
+                {
+                    Err(e) if fenced(&e) => Ok(0),
+                    other => Ok(other?),
+                }
             })
             .await?;
         Ok(removed.into_iter().sum())
@@ -46,8 +51,8 @@ impl Engine {
 
     pub(crate) async fn trim_stream(&self, stream: String, p: Partition) -> Result<u64> {
         let cfg = &self.inner.config;
-        Ok(self
-            .run(
+        match self
+            .run_once(
                 Call::new(&self.inner.scripts.trim)
                     .key(stream)
                     .key(self.keys().fence(p))
@@ -55,7 +60,11 @@ impl Engine {
                     .arg(cfg.resume_window.as_millis() as u64)
                     .arg(cfg.stream_cap),
             )
-            .await?)
+            .await
+        {
+            Err(e) if fenced(&e) => Ok(0),
+            other => Ok(other?),
+        }
     }
 
     /// Appends an application event (field, value pairs) under the stream cap; returns its id.

@@ -74,6 +74,14 @@ impl BackgroundJob for Ingest {
                     "must be 1 to 128 characters",
                 ));
             }
+            // PostgreSQL refuses a NUL in text: such a key would fail the lookup itself, again
+            // and again, instead of being refused as input.
+            if r.sensor.chars().any(char::is_control) {
+                return Err(ValidationError::new(
+                    field("sensor"),
+                    "must not contain control characters",
+                ));
+            }
             r.timestamp()
                 .map_err(|e| ValidationError::new(field("ts"), e))?;
             if !r.value.is_finite() {
@@ -163,17 +171,39 @@ pub async fn check_device_sensors(
         .filter(sensors::Column::Key.is_in(keys.iter().copied()))
         .all(db)
         .await?;
+    Ok(device_may_write(&found, device_id, batch))
+}
+
+/// [`check_device_sensors`] against sensors already looked up (`found`: at least the batch's,
+/// by key), for a caller that looks up many batches' at once.
+pub fn device_may_write(
+    found: &[sensors::Model],
+    device_id: i64,
+    batch: &Ingest,
+) -> Result<(), SensorRefusal> {
+    let keys: Vec<&str> = batch.readings.iter().map(|r| r.sensor.as_str()).collect();
+    // Ownership first, over the whole batch: a sensor not the device's is refused as such
+    // even when an earlier one is only switched off.
     for (index, key) in keys.iter().enumerate() {
         let sensor = key.to_string();
-        let refusal = match found.iter().find(|s| s.key == *key) {
-            None => SensorRefusal::Unknown { index, sensor },
-            Some(s) if s.device_id != Some(device_id) => SensorRefusal::NotOwned { index, sensor },
-            Some(s) if s.disabled_at.is_some() => SensorRefusal::Disabled { index, sensor },
-            Some(_) => continue,
-        };
-        return Ok(Err(refusal));
+        match found.iter().find(|s| s.key == *key) {
+            None => return Err(SensorRefusal::Unknown { index, sensor }),
+            Some(s) if s.device_id != Some(device_id) => {
+                return Err(SensorRefusal::NotOwned { index, sensor });
+            }
+            Some(_) => {}
+        }
     }
-    Ok(Ok(()))
+    for (index, key) in keys.iter().enumerate() {
+        if found
+            .iter()
+            .any(|s| s.key == *key && s.disabled_at.is_some())
+        {
+            let sensor = key.to_string();
+            return Err(SensorRefusal::Disabled { index, sensor });
+        }
+    }
+    Ok(())
 }
 
 /// What one run of the handler did.

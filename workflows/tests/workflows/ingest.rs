@@ -144,6 +144,13 @@ fn bad_payloads_are_refused_with_the_path_of_the_field() {
         ),
         "readings.0.seq"
     );
+    // A NUL would fail PostgreSQL's lookup of the key instead of being refused as input.
+    assert_eq!(
+        field(
+            json!({"readings": [{"sensor": "a\u{0}", "ts": "2026-11-21T10:00:00Z", "value": 1}]})
+        ),
+        "readings.0.sensor"
+    );
     assert_eq!(field(json!({"reading": []})), "reading");
     let wrong_version = Ingest::from_version(9, json!({"readings": []})).expect_err("version");
     assert_eq!(wrong_version.field, "payloadVersion");
