@@ -56,6 +56,11 @@ struct Config {
     /// session, and the messages not yet acknowledged, under it). Default: from HOSTNAME.
     #[arg(long, env = "MQTT_CLIENT_ID")]
     mqtt_client_id: Option<String>,
+    /// On a clean stop, leave the shared subscription: for bridges that will not come back
+    /// under their client id (scaled in). Off: the broker queues messages for the bridge's
+    /// return.
+    #[arg(long, env = "MQTT_LEAVE_ON_STOP")]
+    mqtt_leave_on_stop: bool,
     #[command(flatten)]
     telemetry: TelemetryArgs,
 }
@@ -65,13 +70,21 @@ impl Config {
         let Some(url) = &self.mqtt_url else {
             return Ok(None);
         };
+        // The host name (the pod's in Kubernetes) is stable across a process's restarts on the
+        // same host; the process id, the last resort, is not.
         let client_id = self.mqtt_client_id.clone().unwrap_or_else(|| {
-            let host = std::env::var("HOSTNAME").unwrap_or_else(|_| std::process::id().to_string());
+            let host = std::env::var("HOSTNAME")
+                .ok()
+                .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+                .map(|h| h.trim().to_owned())
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| std::process::id().to_string());
             format!("steadfast-bridge-{host}")
         });
         let mut mqtt = runtime::mqtt::MqttConfig::from_url(url, client_id)?;
         mqtt.topic_prefix = self.mqtt_topic_prefix.clone();
         mqtt.share_group = self.mqtt_share_group.clone();
+        mqtt.leave_on_stop = self.mqtt_leave_on_stop;
         Ok(Some(mqtt))
     }
 }

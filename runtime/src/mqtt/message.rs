@@ -2,12 +2,17 @@
 //! not. The same checks as `POST /api/sensors/data`: the payload decodes as an `ingest` batch,
 //! the device exists and is not revoked, and it owns every sensor, each switched on.
 
-use entities::devices;
+use std::{
+    collections::{BTreeSet, HashMap},
+    time::Duration,
+};
+
+use entities::{devices, sensors};
 use queue::{KeyScope, NewJob};
-use sea_orm::{DatabaseConnection, DbErr, EntityTrait};
+use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use workflows::jobs::ingest::{Ingest, check_device_sensors};
+use workflows::jobs::ingest::{Ingest, device_may_write};
 
 /// The MQTT 5 user property a device may set to name its message; a redelivery or a resend
 /// under the same name makes no second job.
@@ -16,7 +21,11 @@ pub const MESSAGE_ID_PROPERTY: &str = "message-id";
 /// What became of a message.
 #[derive(Debug)]
 pub enum Verdict {
-    Push { device: i64, job: NewJob },
+    Push {
+        device: i64,
+        topic: String,
+        job: NewJob,
+    },
     Reject(Rejection),
 }
 
@@ -39,107 +48,166 @@ pub struct Rejection {
 /// The device a readings topic names: `{prefix}/devices/{id}/readings`.
 pub fn device_of(prefix: &str, topic: &str) -> Option<i64> {
     let rest = topic.strip_prefix(prefix)?.strip_prefix("/devices/")?;
-    let id = rest.strip_suffix("/readings")?;
-    id.parse().ok().filter(|id| *id > 0)
+    let text = rest.strip_suffix("/readings")?;
+    // Only the canonical form ("12", not "012" or "+12"): the broker's ACL pins the exact text.
+    text.parse()
+        .ok()
+        .filter(|id: &i64| *id > 0 && id.to_string() == text)
 }
 
-/// Judges one message. Only a database failure is an error: the message is then neither
-/// pushed nor rejected, and is judged again later.
-pub async fn judge(
-    db: &DatabaseConnection,
+/// A message that decoded: what is left to check needs the database.
+#[derive(Debug)]
+pub struct Decoded {
+    device: i64,
+    topic: String,
+    message_id: Option<String>,
+    digest: String,
+    ingest: Ingest,
+}
+
+/// The checks that need no database: the topic names a device, the message id is sound, the
+/// payload is JSON and an `ingest` batch.
+pub fn decode(
     prefix: &str,
     topic: &str,
     payload: &[u8],
     message_id: Option<&str>,
-) -> Result<Verdict, DbErr> {
+) -> Result<Decoded, Box<Rejection>> {
     let reject = |device, reason, field: Option<String>, message: String| {
-        Ok(Verdict::Reject(Rejection {
+        Box::new(Rejection {
             device,
             topic: topic.to_owned(),
             reason,
             field,
             message,
             message_id: message_id.map(str::to_owned),
-        }))
+        })
     };
     let Some(device) = device_of(prefix, topic) else {
-        return reject(
+        return Err(reject(
             None,
             "bad_topic",
             None,
             format!("publish readings to {prefix}/devices/<device id>/readings"),
-        );
+        ));
     };
     if let Some(id) = message_id
         && (id.is_empty() || id.len() > 256)
     {
-        return reject(
+        return Err(reject(
             Some(device),
             "invalid",
             Some(MESSAGE_ID_PROPERTY.into()),
             "the message id must be 1 to 256 characters".into(),
+        ));
+    }
+    let value: serde_json::Value = serde_json::from_slice(payload).map_err(|e| {
+        reject(
+            Some(device),
+            "not_json",
+            None,
+            format!("the payload is not JSON: {e}"),
+        )
+    })?;
+    let ingest: Ingest = workflows::decode_payload(value)
+        .map_err(|e| reject(Some(device), "invalid", Some(e.field), e.message))?;
+    Ok(Decoded {
+        device,
+        topic: topic.to_owned(),
+        message_id: message_id.map(str::to_owned),
+        digest: hex::encode(Sha256::digest(payload)),
+        ingest,
+    })
+}
+
+/// Judges decoded messages against the database, looking up their devices and sensors once
+/// for all of them (two queries, however many messages). `key_ttl`: how long each job's
+/// idempotency key holds.
+pub async fn judge(
+    db: &DatabaseConnection,
+    decoded: Vec<Decoded>,
+    key_ttl: Duration,
+) -> Result<Vec<Verdict>, DbErr> {
+    if decoded.is_empty() {
+        return Ok(Vec::new());
+    }
+    let device_ids: BTreeSet<i64> = decoded.iter().map(|d| d.device).collect();
+    let devices: HashMap<i64, devices::Model> = devices::Entity::find()
+        .filter(devices::Column::Id.is_in(device_ids))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|d| (d.id, d))
+        .collect();
+    let keys: BTreeSet<&str> = decoded
+        .iter()
+        .flat_map(|d| d.ingest.readings.iter().map(|r| r.sensor.as_str()))
+        .collect();
+    let mut found = Vec::new();
+    let keys: Vec<&str> = keys.into_iter().collect();
+    for chunk in keys.chunks(500) {
+        found.extend(
+            sensors::Entity::find()
+                .filter(sensors::Column::Key.is_in(chunk.iter().copied()))
+                .all(db)
+                .await?,
         );
     }
-    let value: serde_json::Value = match serde_json::from_slice(payload) {
-        Ok(value) => value,
-        Err(e) => {
-            return reject(
-                Some(device),
-                "not_json",
-                None,
-                format!("the payload is not JSON: {e}"),
-            );
-        }
+    Ok(decoded
+        .into_iter()
+        .map(|d| verdict(d, &devices, &found, key_ttl))
+        .collect())
+}
+
+fn verdict(
+    d: Decoded,
+    devices: &HashMap<i64, devices::Model>,
+    found: &[sensors::Model],
+    key_ttl: Duration,
+) -> Verdict {
+    let reject = |reason, field: Option<String>, message: String| {
+        Verdict::Reject(Rejection {
+            device: Some(d.device),
+            topic: d.topic.clone(),
+            reason,
+            field,
+            message,
+            message_id: d.message_id.clone(),
+        })
     };
-    let ingest: Ingest = match workflows::decode_payload(value) {
-        Ok(ingest) => ingest,
-        Err(e) => return reject(Some(device), "invalid", Some(e.field), e.message),
-    };
-    match devices::Entity::find_by_id(device).one(db).await? {
+    match devices.get(&d.device) {
         None => {
             return reject(
-                Some(device),
                 "unknown_device",
                 None,
-                format!("no device has id {device}"),
+                format!("no device has id {}", d.device),
             );
         }
-        Some(d) if d.revoked_at.is_some() => {
-            return reject(
-                Some(device),
-                "device_revoked",
-                None,
-                "this device was revoked".into(),
-            );
+        Some(device) if device.revoked_at.is_some() => {
+            return reject("device_revoked", None, "this device was revoked".into());
         }
         Some(_) => {}
     }
-    if let Err(refusal) = check_device_sensors(db, device, &ingest).await? {
-        return reject(
-            Some(device),
-            refusal.reason(),
-            Some(refusal.field()),
-            refusal.to_string(),
-        );
+    if let Err(refusal) = device_may_write(found, d.device, &d.ingest) {
+        return reject(refusal.reason(), Some(refusal.field()), refusal.to_string());
     }
-    let job = match workflows::jobs::ingest_submission(&ingest) {
+    let job = match workflows::jobs::ingest_submission(&d.ingest) {
         Ok(job) => job,
-        Err(e) => return reject(Some(device), "invalid", None, e.to_string()),
+        Err(e) => return reject("invalid", None, e.to_string()),
     };
-    // Scoped to the device, as the HTTP path scopes its Idempotency-Key; without a message id
-    // the payload itself names the message (a reading carries its time), so a redelivery
-    // after a lost acknowledgement is recognised.
-    let key = match message_id {
-        Some(id) => format!("device:{device}:{id}"),
-        None => format!(
-            "device:{device}:mqtt-sha256:{}",
-            hex::encode(Sha256::digest(payload))
-        ),
+    // Scoped to the device. Without a message id the payload itself names the message (a
+    // reading carries its time), so a redelivery after a lost acknowledgement is recognised;
+    // with one, the payload's hash rides along, so a device whose counter restarts (a reboot)
+    // loses nothing to an id it used before for other readings.
+    let key = match &d.message_id {
+        Some(id) => format!("device:{}:mqtt:{id}:{}", d.device, &d.digest[..16]),
+        None => format!("device:{}:mqtt-sha256:{}", d.device, d.digest),
     };
-    Ok(Verdict::Push {
-        device,
-        job: job.with_idempotency_key(key, KeyScope::For(None)),
-    })
+    Verdict::Push {
+        device: d.device,
+        topic: d.topic,
+        job: job.with_idempotency_key(key, KeyScope::For(Some(key_ttl))),
+    }
 }
 
 #[cfg(test)]
@@ -154,5 +222,7 @@ mod tests {
         assert_eq!(device_of("sf", "sf/devices/12/other"), None);
         assert_eq!(device_of("sf", "other/devices/12/readings"), None);
         assert_eq!(device_of("sf", "sf/devices/1/2/readings"), None);
+        assert_eq!(device_of("sf", "sf/devices/012/readings"), None);
+        assert_eq!(device_of("sf", "sf/devices/+12/readings"), None);
     }
 }

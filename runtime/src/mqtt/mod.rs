@@ -40,7 +40,7 @@ use sea_orm::DatabaseConnection;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-pub use message::{MESSAGE_ID_PROPERTY, Rejection, Verdict, judge};
+pub use message::{Decoded, MESSAGE_ID_PROPERTY, Rejection, Verdict, decode, judge};
 
 /// How the bridge reaches the broker and what it subscribes to.
 #[derive(Debug, Clone)]
@@ -62,6 +62,14 @@ pub struct MqttConfig {
     pub receive_maximum: u16,
     /// How long the broker keeps the session (and queues messages) while the bridge is away.
     pub session_expiry: Duration,
+    /// On a clean stop, leave the shared subscription (`MQTT_LEAVE_ON_STOP`): for a bridge
+    /// that will not come back under its client id (scaled in, renamed), so the broker stops
+    /// queueing a share of the messages in its session (Mosquitto keeps feeding an offline
+    /// member's session, and drops what is in it when the session expires). Off: the session
+    /// keeps its subscription and queues messages for the bridge's return, which is what a
+    /// fixed set of bridges with stable client ids (or a single bridge) wants: with no member
+    /// left in the group, the broker would drop the messages instead.
+    pub leave_on_stop: bool,
     /// Reconnect backoff bounds, and the backoff while Redis or the database is down.
     pub retry_min: Duration,
     pub retry_max: Duration,
@@ -105,6 +113,7 @@ impl MqttConfig {
             batch_max: 256,
             receive_maximum: 1024,
             session_expiry: Duration::from_secs(3600),
+            leave_on_stop: false,
             retry_min: Duration::from_millis(100),
             retry_max: Duration::from_secs(5),
         })
@@ -147,6 +156,8 @@ pub struct BridgeStats {
     pub connections: AtomicU64,
     /// Batches tried again because Redis or the database did not answer.
     pub retries: AtomicU64,
+    /// 1 while the broker has confirmed the bridge's subscription on the current connection.
+    pub subscribed: AtomicU64,
 }
 
 impl BridgeStats {
@@ -155,8 +166,28 @@ impl BridgeStats {
     }
 }
 
-/// Runs a bridge until `shutdown`; the batch in hand is finished (or left unacknowledged for
-/// redelivery) first.
+/// What the connection hands the bridge.
+#[derive(Debug)]
+enum Inbound {
+    /// A message, with the connection it came on: an acknowledgement is only valid on that
+    /// connection (packet ids are reused on the next).
+    Message {
+        publish: Box<Publish>,
+        connection: u64,
+    },
+    /// The broker confirmed the unsubscribe of a stopping bridge: nothing more will come.
+    Unsubscribed,
+}
+
+/// How long a stopping bridge waits for the broker to confirm it has left the shared
+/// subscription and for the messages already sent to it.
+const STOP_DRAIN: Duration = Duration::from_secs(5);
+
+/// Runs a bridge until `shutdown`. A stopping bridge settles and acknowledges the messages it
+/// holds, then disconnects. With `leave_on_stop` it first leaves the shared subscription (and
+/// settles what the broker sent until it confirmed): its session is then fed nothing more.
+/// Without, the session stays subscribed and the broker queues a share of the messages in it
+/// for the bridge's return under the same client id.
 pub async fn run_bridge(
     config: MqttConfig,
     engine: Engine,
@@ -170,53 +201,81 @@ pub async fn run_bridge(
         .set_clean_start(false)
         .set_session_expiry_interval(Some(config.session_expiry.as_secs() as u32))
         .set_receive_maximum(Some(config.receive_maximum))
-        .set_max_packet_size(Some(1024 * 1024))
+        .set_max_packet_size(Some(MAX_MESSAGE_BYTES))
         .set_manual_acks(true);
     if let Some(user) = &config.username {
         options.set_credentials(user, config.password.clone().unwrap_or_default());
     }
     let (client, eventloop) = AsyncClient::new(options, usize::from(config.receive_maximum) + 64);
-    // The broker's flow control bounds what waits here: at most `receive_maximum` messages.
+    // The broker's flow control bounds what waits here: at most `receive_maximum` messages
+    // per connection (a reconnect may add the same again, redelivered).
     let (messages, inbox) = mpsc::unbounded_channel();
-    let connection = tokio::spawn(keep_connected(
+    let stopping = CancellationToken::new();
+    let disconnected = CancellationToken::new();
+    let connection = Arc::new(AtomicU64::new(0));
+    let poller = tokio::spawn(keep_connected(
         config.clone(),
         client.clone(),
         eventloop,
         messages,
         stats.clone(),
-        shutdown.clone(),
+        connection.clone(),
+        stopping.clone(),
+        disconnected.clone(),
     ));
     let bridge = Bridge {
-        config,
+        config: config.clone(),
         client: client.clone(),
         engine,
         db,
         stats,
+        connection,
     };
-    bridge.process(inbox, &shutdown).await;
-    let _ = client.disconnect().await;
-    let _ = connection.await;
+    let mut inbox = inbox;
+    bridge.process(&mut inbox, &shutdown).await;
+
+    stopping.cancel();
+    if config.leave_on_stop {
+        let _ = tokio::time::timeout(STOP_DRAIN, client.unsubscribe(config.subscription())).await;
+    }
+    let deadline = tokio::time::Instant::now() + STOP_DRAIN;
+    bridge
+        .drain(&mut inbox, deadline, !config.leave_on_stop)
+        .await;
+    let _ = client.try_disconnect();
+    // The poller sends the acknowledgements and the DISCONNECT, then ends.
+    let _ = tokio::time::timeout(Duration::from_secs(2), disconnected.cancelled()).await;
+    disconnected.cancel();
+    let _ = poller.await;
 }
 
+/// The largest message the bridge takes (the broker should refuse larger ones itself:
+/// `max_packet_size`).
+pub const MAX_MESSAGE_BYTES: u32 = 1024 * 1024;
+
 /// Polls the event loop: (re)connects with backoff and jitter, subscribes on every connection
-/// (a new session has none), and hands each message to the bridge.
+/// (until the bridge stops), and hands each message to the bridge.
+#[allow(clippy::too_many_arguments)]
 async fn keep_connected(
     config: MqttConfig,
     client: AsyncClient,
     mut eventloop: EventLoop,
-    messages: mpsc::UnboundedSender<Publish>,
+    messages: mpsc::UnboundedSender<Inbound>,
     stats: Arc<BridgeStats>,
-    shutdown: CancellationToken,
+    connection: Arc<AtomicU64>,
+    stopping: CancellationToken,
+    disconnected: CancellationToken,
 ) {
     let mut backoff = config.retry_min;
     loop {
         let event = tokio::select! {
-            _ = shutdown.cancelled() => return,
+            _ = disconnected.cancelled() => return,
             event = eventloop.poll() => event,
         };
         match event {
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                 backoff = config.retry_min;
+                connection.fetch_add(1, Ordering::SeqCst);
                 stats.connections.fetch_add(1, Ordering::Relaxed);
                 metrics::counter!("steadfast_mqtt_connections_total").increment(1);
                 tracing::info!(
@@ -225,12 +284,19 @@ async fn keep_connected(
                     session_present = ack.session_present,
                     "connected to the MQTT broker"
                 );
-                if let Err(e) = client.try_subscribe(config.subscription(), QoS::AtLeastOnce) {
-                    tracing::error!(error = %e, "could not subscribe");
+                if !stopping.is_cancelled() {
+                    subscribe(&client, config.subscription(), Duration::ZERO);
                 }
             }
             Ok(Event::Incoming(Packet::Publish(publish))) => {
-                if messages.send(publish).is_err() {
+                let connection = connection.load(Ordering::SeqCst);
+                if messages
+                    .send(Inbound::Message {
+                        publish: Box::new(publish),
+                        connection,
+                    })
+                    .is_err()
+                {
                     return;
                 }
             }
@@ -242,16 +308,36 @@ async fn keep_connected(
                     )
                 });
                 if refused {
-                    tracing::error!(codes = ?ack.return_codes, topic = %config.subscription(), "the broker refused the subscription");
+                    stats.subscribed.store(0, Ordering::Relaxed);
+                    tracing::error!(codes = ?ack.return_codes, topic = %config.subscription(), retry_in = ?config.retry_max, "the broker refused the subscription");
+                    if !stopping.is_cancelled() {
+                        subscribe(&client, config.subscription(), config.retry_max);
+                    }
+                } else {
+                    stats.subscribed.store(1, Ordering::Relaxed);
                 }
+            }
+            Ok(Event::Incoming(Packet::UnsubAck(_))) => {
+                stats.subscribed.store(0, Ordering::Relaxed);
+                let _ = messages.send(Inbound::Unsubscribed);
+            }
+            Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => {
+                disconnected.cancel();
+                return;
             }
             Ok(_) => {}
             Err(e) => {
+                stats.subscribed.store(0, Ordering::Relaxed);
                 metrics::counter!("steadfast_mqtt_connection_errors_total").increment(1);
                 tracing::warn!(error = %e, retry_in = ?backoff, "MQTT connection lost or refused");
+                if stopping.is_cancelled() {
+                    // Nothing more to deliver or acknowledge on a connection that is gone.
+                    disconnected.cancel();
+                    return;
+                }
                 let jitter = backoff.mul_f64(rand::random::<f64>() * 0.5);
                 tokio::select! {
-                    _ = shutdown.cancelled() => return,
+                    _ = disconnected.cancelled() => return,
                     _ = tokio::time::sleep(backoff + jitter) => {}
                 }
                 backoff = (backoff * 2).min(config.retry_max);
@@ -260,48 +346,118 @@ async fn keep_connected(
     }
 }
 
+/// Subscribes from a task of its own, after `delay`: the request waits for room in the
+/// client's queue, which only the event loop empties (awaited there, it could deadlock).
+fn subscribe(client: &AsyncClient, topic: String, delay: Duration) {
+    let client = client.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(delay).await;
+        if let Err(e) = client.subscribe(topic, QoS::AtLeastOnce).await {
+            tracing::error!(error = %e, "could not subscribe");
+        }
+    });
+}
+
 struct Bridge {
     config: MqttConfig,
     client: AsyncClient,
     engine: Engine,
     db: DatabaseConnection,
     stats: Arc<BridgeStats>,
+    /// The current connection's number.
+    connection: Arc<AtomicU64>,
 }
 
 impl Bridge {
     async fn process(
         &self,
-        mut inbox: mpsc::UnboundedReceiver<Publish>,
+        inbox: &mut mpsc::UnboundedReceiver<Inbound>,
         shutdown: &CancellationToken,
     ) {
         loop {
             let first = tokio::select! {
                 _ = shutdown.cancelled() => return,
-                message = inbox.recv() => match message {
-                    Some(m) => m,
+                inbound = inbox.recv() => match inbound {
+                    Some(inbound) => inbound,
                     None => return,
                 },
             };
-            let mut batch = vec![first];
-            while batch.len() < self.config.batch_max {
-                match inbox.try_recv() {
-                    Ok(m) => batch.push(m),
-                    Err(_) => break,
-                }
-            }
-            if !self.settle(&batch, shutdown).await {
+            let batch = self.batch(first, inbox);
+            if !batch.is_empty() && !self.settle(&batch, shutdown).await {
                 return;
             }
         }
     }
 
+    /// A stopping bridge settles what it was sent until the broker confirms the unsubscribe
+    /// and nothing is left, or until `deadline` (a broker that does not answer).
+    async fn drain(
+        &self,
+        inbox: &mut mpsc::UnboundedReceiver<Inbound>,
+        deadline: tokio::time::Instant,
+        staying: bool,
+    ) {
+        let give_up = CancellationToken::new();
+        // Staying subscribed, it settles what it holds now; leaving, also what the broker
+        // sends until it confirms the unsubscribe.
+        let mut unsubscribed = staying;
+        loop {
+            let next = if unsubscribed {
+                match inbox.try_recv() {
+                    Ok(inbound) => inbound,
+                    Err(_) => return,
+                }
+            } else {
+                match tokio::time::timeout_at(deadline, inbox.recv()).await {
+                    Ok(Some(inbound)) => inbound,
+                    Ok(None) | Err(_) => return,
+                }
+            };
+            if matches!(next, Inbound::Unsubscribed) {
+                unsubscribed = true;
+                continue;
+            }
+            let batch = self.batch(next, inbox);
+            let settling = self.settle(&batch, &give_up);
+            if tokio::time::timeout_at(deadline, settling).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// `first` and what else waits, up to a batch.
+    fn batch(
+        &self,
+        first: Inbound,
+        inbox: &mut mpsc::UnboundedReceiver<Inbound>,
+    ) -> Vec<(Publish, u64)> {
+        let mut batch = Vec::new();
+        let mut next = Some(first);
+        while let Some(inbound) = next {
+            if let Inbound::Message {
+                publish,
+                connection,
+            } = inbound
+            {
+                batch.push((*publish, connection));
+            }
+            next = if batch.len() < self.config.batch_max {
+                inbox.try_recv().ok()
+            } else {
+                None
+            };
+        }
+        batch
+    }
+
     /// Judges and pushes a batch, again and again while Redis or the database does not answer,
     /// then acknowledges every message of it in the order received. False: shut down before
     /// the batch was settled (it stays unacknowledged, and comes back).
-    async fn settle(&self, batch: &[Publish], shutdown: &CancellationToken) -> bool {
+    async fn settle(&self, batch: &[(Publish, u64)], shutdown: &CancellationToken) -> bool {
+        let publishes: Vec<&Publish> = batch.iter().map(|(p, _)| p).collect();
         let mut backoff = self.config.retry_min;
         loop {
-            match self.try_settle(batch).await {
+            match self.try_settle(&publishes).await {
                 Ok(()) => break,
                 Err(e) => {
                     self.stats.retries.fetch_add(1, Ordering::Relaxed);
@@ -315,7 +471,14 @@ impl Bridge {
                 }
             }
         }
-        for publish in batch {
+        let current = self.connection.load(Ordering::SeqCst);
+        for (publish, connection) in batch {
+            // A message from an earlier connection is not acknowledged: its packet id may name
+            // another message now. The broker sends it again (its key finds the job), or, had
+            // the session been lost, never will: it is queued all the same.
+            if *connection != current {
+                continue;
+            }
             // An ack that cannot be sent (the connection dropped) is not lost work: the broker
             // redelivers the message and its key finds the job.
             if self.client.ack(publish).await.is_ok() {
@@ -325,11 +488,13 @@ impl Bridge {
         true
     }
 
-    async fn try_settle(&self, batch: &[Publish]) -> Result<(), SettleError> {
+    async fn try_settle(&self, batch: &[&Publish]) -> Result<(), SettleError> {
         let prefix = &self.config.topic_prefix;
-        let mut jobs: Vec<NewJob> = Vec::new();
+        // Each job with the device and topic of its message, for a rejection if it is refused.
+        let mut jobs: Vec<(NewJob, i64, String)> = Vec::new();
         let mut rejections: Vec<Rejection> = Vec::new();
-        for publish in batch {
+        let mut decoded = Vec::new();
+        for &publish in batch {
             let topic = String::from_utf8_lossy(&publish.topic);
             let message_id = publish.properties.as_ref().and_then(|p| {
                 p.user_properties
@@ -337,18 +502,48 @@ impl Bridge {
                     .find(|(name, _)| name == MESSAGE_ID_PROPERTY)
                     .map(|(_, value)| value.as_str())
             });
-            match judge(&self.db, prefix, &topic, &publish.payload, message_id).await? {
-                Verdict::Push { job, .. } => jobs.push(job),
+            match decode(prefix, &topic, &publish.payload, message_id) {
+                Ok(d) => decoded.push(d),
+                Err(rejection) => rejections.push(*rejection),
+            }
+        }
+        // A redelivery can only come while the bridge's session lives: the key need not outlive
+        // it by much (a key per message costs Redis memory while it lasts).
+        let key_ttl = self.config.session_expiry * 2;
+        for verdict in judge(&self.db, decoded, key_ttl).await? {
+            match verdict {
+                Verdict::Push { job, device, topic } => jobs.push((job, device, topic)),
                 Verdict::Reject(rejection) => rejections.push(rejection),
             }
         }
         let pushed = if jobs.is_empty() {
             Vec::new()
         } else {
-            match self.engine.push_many(jobs).await {
+            let all = jobs.iter().map(|(job, ..)| job.clone()).collect();
+            match self.engine.push_many(all).await {
                 Ok(pushed) => pushed,
                 Err(e) if e.is_retryable() => return Err(SettleError::Queue(e)),
-                Err(e) => return Err(SettleError::Refused(e)),
+                // One job the engine refuses for good must not hold up the others: push them
+                // one by one, and reject the ones refused.
+                Err(e) => {
+                    tracing::warn!(error = %e, "the engine refused a batch; pushing its jobs one by one");
+                    let mut pushed = Vec::new();
+                    for (job, device, topic) in jobs {
+                        match self.engine.push(job).await {
+                            Ok(outcome) => pushed.push(outcome),
+                            Err(e) if e.is_retryable() => return Err(SettleError::Queue(e)),
+                            Err(e) => rejections.push(Rejection {
+                                device: Some(device),
+                                topic,
+                                reason: "refused",
+                                field: None,
+                                message: e.to_string(),
+                                message_id: None,
+                            }),
+                        }
+                    }
+                    pushed
+                }
             }
         };
         let duplicates = pushed.iter().filter(|p| p.duplicate).count() as u64;
@@ -395,8 +590,6 @@ enum SettleError {
     Database(#[from] sea_orm::DbErr),
     #[error("queue: {0}")]
     Queue(queue::QueueError),
-    #[error("queue refused the batch: {0}")]
-    Refused(queue::QueueError),
 }
 
 #[cfg(test)]

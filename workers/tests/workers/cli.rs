@@ -495,6 +495,17 @@ async fn partitions_show_each_partitions_tag_slot_and_jobs() {
             .iter()
             .all(Option::is_none)
     );
+    let log = audit_log::Entity::find()
+        .all(app.db())
+        .await
+        .expect("audit log");
+    for action in ["partition.fence", "partition.unfence"] {
+        let entry = log
+            .iter()
+            .find(|e| e.action == action)
+            .unwrap_or_else(|| panic!("{action} not audited: {log:?}"));
+        assert_eq!(entry.details["via"], "cli", "{entry:?}");
+    }
     let (code, _, err) = steadfast(&app, &["fence", "9-3"]).await;
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("the first slot is after the last"), "{err}");

@@ -119,10 +119,22 @@ impl Device {
 struct Bridge {
     stats: Arc<BridgeStats>,
     stop: CancellationToken,
+    task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Bridge {
-    fn start(app: &TestApp, broker: &OwnMosquitto, prefix: &str, client_id: &str) -> Self {
+    /// Started and subscribed (a message published before would find no subscriber).
+    async fn start(app: &TestApp, broker: &OwnMosquitto, prefix: &str, client_id: &str) -> Self {
+        Self::start_with(app, broker, prefix, client_id, |_| {}).await
+    }
+
+    async fn start_with(
+        app: &TestApp,
+        broker: &OwnMosquitto,
+        prefix: &str,
+        client_id: &str,
+        tweak: impl FnOnce(&mut MqttConfig),
+    ) -> Self {
         let mut config = MqttConfig::from_url(
             &format!(
                 "mqtt://{BRIDGE_USER}:{BRIDGE_PASSWORD}@127.0.0.1:{}",
@@ -135,20 +147,38 @@ impl Bridge {
         config.share_group = format!("{prefix}-bridges");
         config.retry_min = Duration::from_millis(20);
         config.retry_max = Duration::from_millis(200);
+        tweak(&mut config);
         let stats = Arc::new(BridgeStats::default());
         let stop = CancellationToken::new();
-        tokio::spawn(run_bridge(
+        let task = tokio::spawn(run_bridge(
             config,
             app.engine.clone(),
             app.db().clone(),
             stats.clone(),
             stop.clone(),
         ));
-        Self { stats, stop }
+        let bridge = Self {
+            stats,
+            stop,
+            task: Some(task),
+        };
+        eventually(Duration::from_secs(10), "the bridge subscribed", || async {
+            reached(bridge.count(|s| &s.subscribed), 1)
+        })
+        .await;
+        bridge
     }
 
     fn count(&self, pick: fn(&BridgeStats) -> &std::sync::atomic::AtomicU64) -> u64 {
         pick(&self.stats).load(Ordering::Relaxed)
+    }
+
+    /// A clean stop, waited for.
+    async fn stop(mut self) {
+        self.stop.cancel();
+        if let Some(task) = self.task.take() {
+            task.await.expect("bridge task");
+        }
     }
 }
 
@@ -187,7 +217,7 @@ async fn messages_become_ingest_jobs_and_bad_ones_are_rejected_visibly() {
     fixtures::sensor_of(app.db(), "pump", other.id).await;
     fixtures::sensor(app.db(), "unowned").await;
     let broker = OwnMosquitto::start("judge", &prefix, &[mine.id, other.id]);
-    let bridge = Bridge::start(&app, &broker, &prefix, "bridge-judge");
+    let bridge = Bridge::start(&app, &broker, &prefix, "bridge-judge").await;
     let mut device = Device::connect(&broker, &prefix, mine.id).await;
 
     // Good, the same again under its message id, and a message without one sent twice.
@@ -270,7 +300,7 @@ async fn neither_redis_down_nor_a_broker_restart_loses_an_acknowledged_message()
     let device_row = fixtures::device(app.db(), "d").await;
     fixtures::sensor_of(app.db(), "tank", device_row.id).await;
     let mut broker = OwnMosquitto::start("outage", &prefix, &[device_row.id]);
-    let bridge = Bridge::start(&app, &broker, &prefix, "bridge-outage");
+    let bridge = Bridge::start(&app, &broker, &prefix, "bridge-outage").await;
     let mut device = Device::connect(&broker, &prefix, device_row.id).await;
 
     for seq in 0..20 {
@@ -327,9 +357,8 @@ async fn two_bridges_share_the_messages_and_queue_each_once() {
     let device_row = fixtures::device(app.db(), "d").await;
     fixtures::sensor_of(app.db(), "fan", device_row.id).await;
     let broker = OwnMosquitto::start("shared", &prefix, &[device_row.id]);
-    let first = Bridge::start(&app, &broker, &prefix, "bridge-a");
-    let second = Bridge::start(&app, &broker, &prefix, "bridge-b");
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let first = Bridge::start(&app, &broker, &prefix, "bridge-a").await;
+    let second = Bridge::start(&app, &broker, &prefix, "bridge-b").await;
     let mut device = Device::connect(&broker, &prefix, device_row.id).await;
     for seq in 0..100 {
         device.publish(&payload("fan", seq), None).await;
@@ -359,22 +388,50 @@ async fn a_message_published_while_the_bridge_is_away_arrives_when_it_returns() 
     let device_row = fixtures::device(app.db(), "d").await;
     fixtures::sensor_of(app.db(), "valve", device_row.id).await;
     let broker = OwnMosquitto::start("away", &prefix, &[device_row.id]);
-    let bridge = Bridge::start(&app, &broker, &prefix, "bridge-away");
+    let bridge = Bridge::start(&app, &broker, &prefix, "bridge-away").await;
     let mut device = Device::connect(&broker, &prefix, device_row.id).await;
     device.publish(&payload("valve", 0), None).await;
     eventually(Duration::from_secs(10), "the first queued", || async {
         reached(bridge.count(|s| &s.accepted) as u64, 1)
     })
     .await;
-    drop(bridge);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    bridge.stop().await;
     for seq in 1..6 {
         device.publish(&payload("valve", seq), None).await;
     }
-    let again = Bridge::start(&app, &broker, &prefix, "bridge-away");
+    let again = Bridge::start(&app, &broker, &prefix, "bridge-away").await;
     eventually(Duration::from_secs(10), "the five queued", || async {
         reached(again.count(|s| &s.accepted) as u64, 5)
     })
     .await;
     assert_eq!(ingest_jobs(&app).await, 6);
+}
+
+/// A bridge that leaves on stop (`MQTT_LEAVE_ON_STOP`, for one scaled in for good) takes
+/// itself out of the shared subscription first: the broker queues nothing more in its
+/// session, and the bridges that stay get every message.
+#[tokio::test]
+async fn a_bridge_that_leaves_on_stop_leaves_every_message_to_the_others() {
+    let app = TestApp::new(Sql::Sqlite, "mqtt-leave").await;
+    let prefix = format!("sf-{}", app.redis.prefix);
+    let device_row = fixtures::device(app.db(), "d").await;
+    fixtures::sensor_of(app.db(), "pump", device_row.id).await;
+    let broker = OwnMosquitto::start("leave", &prefix, &[device_row.id]);
+    let leaving = Bridge::start_with(&app, &broker, &prefix, "bridge-leaving", |c| {
+        c.leave_on_stop = true
+    })
+    .await;
+    let staying = Bridge::start(&app, &broker, &prefix, "bridge-staying").await;
+    leaving.stop().await;
+    let mut device = Device::connect(&broker, &prefix, device_row.id).await;
+    for seq in 0..20 {
+        device.publish(&payload("pump", seq), None).await;
+    }
+    eventually(
+        Duration::from_secs(10),
+        "all 20 with the bridge that stayed",
+        || async { reached(staying.count(|s| &s.accepted), 20) },
+    )
+    .await;
+    assert_eq!(ingest_jobs(&app).await, 20);
 }

@@ -675,6 +675,18 @@ async fn fence(
     } else {
         engine.unfence(&partitions).await?;
     }
+    let db = database(config).await?;
+    audit(
+        &db,
+        if on {
+            "partition.fence"
+        } else {
+            "partition.unfence"
+        },
+        &format!("slots:{}-{}", slots.start(), slots.end()),
+        json!({ "partitions": partitions }),
+    )
+    .await?;
     let tags = engine.partition_tags();
     let slot_of = engine.partition_slots();
     let rows: Vec<Value> = partitions
