@@ -2,15 +2,17 @@
 //! reading.
 //!
 //! A Mosquitto of the bench's own (passwords, ACL, persistence, as in production); `BENCH_DEVICES`
-//! devices, each owning one sensor, publish `BENCH_MESSAGES` messages in all at QoS 1 (one
-//! reading each, as a device reporting one value does); one bridge turns them into `ingest`
+//! devices, each owning one sensor, publish `BENCH_MESSAGES` messages in all at QoS 1
+//! (`BENCH_READINGS` readings each: one, as a device reporting one value does, by default); one
+//! bridge turns them into `ingest`
 //! jobs while the worker pools store the readings. Printed: how fast the broker took them, how
 //! fast the bridge queued them (each pushed before it is acknowledged), how fast they were
 //! stored, and the CPU each process used.
 //!
 //! `cargo bench -p steadfast-workers --bench mqtt` (needs Redis, Mosquitto and, for the default
 //! `BENCH_SQL=postgres`, `TEST_POSTGRES_URL`). Sizes: `BENCH_MESSAGES` (20000), `BENCH_DEVICES`
-//! (10), `BENCH_CONCURRENCY` (16), `BENCH_BATCH` (the bridge's batch, 256).
+//! (10), `BENCH_READINGS` (readings per message, 1), `BENCH_CONCURRENCY` (16), `BENCH_BATCH`
+//! (the bridge's batch, 256).
 
 use std::{
     sync::{Arc, atomic::Ordering},
@@ -69,9 +71,16 @@ fn cpu_snapshot() -> Vec<f64> {
     PROCESSES.iter().map(|p| cpu_seconds(p)).collect()
 }
 
-/// Publishes `count` one-reading messages for `sensor` at QoS 1; answers once the broker has
-/// acknowledged them all.
-async fn publish_all(broker_port: u16, device: i64, sensor: String, count: usize, prefix: String) {
+/// Publishes `count` messages of `readings` readings each for `sensor` at QoS 1; answers once
+/// the broker has acknowledged them all.
+async fn publish_all(
+    broker_port: u16,
+    device: i64,
+    sensor: String,
+    count: usize,
+    readings: usize,
+    prefix: String,
+) {
     let mut options = MqttOptions::new(format!("bench-device-{device}"), "127.0.0.1", broker_port);
     options
         .set_credentials(device.to_string(), device_password(device))
@@ -80,13 +89,19 @@ async fn publish_all(broker_port: u16, device: i64, sensor: String, count: usize
     let topic = format!("{prefix}/devices/{device}/readings");
     let t0 = chrono::DateTime::parse_from_rfc3339("2026-12-01T00:00:00Z").expect("time");
     let publisher = tokio::spawn(async move {
-        for seq in 0..count {
-            let body = serde_json::json!({ "readings": [{
-                "sensor": sensor,
-                "ts": (t0 + chrono::Duration::milliseconds(seq as i64)).to_rfc3339(),
-                "value": 20.0 + (seq % 10) as f64,
-                "seq": seq,
-            }]});
+        for message in 0..count {
+            let batch: Vec<_> = (0..readings)
+                .map(|r| {
+                    let seq = message * readings + r;
+                    serde_json::json!({
+                        "sensor": sensor,
+                        "ts": (t0 + chrono::Duration::milliseconds(seq as i64)).to_rfc3339(),
+                        "value": 20.0 + (seq % 10) as f64,
+                        "seq": seq,
+                    })
+                })
+                .collect();
+            let body = serde_json::json!({ "readings": batch });
             client
                 .publish(&topic, QoS::AtLeastOnce, false, body.to_string())
                 .await
@@ -109,6 +124,7 @@ async fn main() {
     let messages = env_or("BENCH_MESSAGES", 20_000) as usize;
     let devices = env_or("BENCH_DEVICES", 10) as usize;
     let concurrency = env_or("BENCH_CONCURRENCY", 16) as usize;
+    let readings = env_or("BENCH_READINGS", 1).max(1) as usize;
     let sql = match std::env::var("BENCH_SQL").as_deref() {
         Ok("sqlite") => Sql::Sqlite,
         _ => Sql::Postgres,
@@ -144,7 +160,7 @@ async fn main() {
     let pools = app.start_pools(|c| c.concurrency = concurrency);
     tokio::time::sleep(Duration::from_millis(500)).await;
     println!(
-        "mqtt bench: {messages} messages of one reading from {devices} devices, QoS 1, bridge batch {}, pools concurrency {concurrency}, {sql:?}",
+        "mqtt bench: {messages} messages of {readings} reading(s) from {devices} devices, QoS 1, bridge batch {}, pools concurrency {concurrency}, {sql:?}",
         env_or("BENCH_BATCH", 256)
     );
 
@@ -160,6 +176,7 @@ async fn main() {
                 *id,
                 format!("bench-s{d}"),
                 per_device,
+                readings,
                 prefix.clone(),
             ))
         })
@@ -179,7 +196,7 @@ async fn main() {
             .count(app.db())
             .await
             .expect("count");
-        if stored >= total {
+        if stored >= total * readings as u64 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -198,8 +215,9 @@ async fn main() {
         queued_in
     );
     println!(
-        "stored (reading committed):           {:>8.0} msg/s ({:?})",
+        "stored (readings committed):          {:>8.0} msg/s, {:.0} readings/s ({:?})",
         rate(stored_in),
+        rate(stored_in) * readings as f64,
         stored_in
     );
     for (i, name) in PROCESSES.iter().enumerate() {
