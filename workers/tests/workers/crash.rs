@@ -13,7 +13,7 @@ use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder}
 use testkit::fixtures as testing;
 use tokio::process::{Child, Command};
 
-use super::common::{Sql, TestApp, eventually, readings as batch};
+use super::common::{Sql, TestApp, eventually, http_get, readings as batch};
 
 const SENSORS: i64 = 20;
 const READINGS_PER_SENSOR: i64 = 200;
@@ -24,23 +24,6 @@ const CLEAR: f64 = 75.0;
 /// Ten low readings, then ten high, and so on: an episode per high stretch.
 fn value(seq: i64) -> f64 {
     if (seq / 10) % 2 == 1 { 90.0 } else { 50.0 }
-}
-
-/// A plain HTTP/1.0 GET: the body of the answer.
-async fn http_get(port: u16, path: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .expect("connect");
-    let request = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.expect("send");
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).await.expect("read");
-    assert!(
-        answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200"),
-        "{answer}"
-    );
-    answer
 }
 
 fn free_port() -> u16 {

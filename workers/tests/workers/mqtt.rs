@@ -27,7 +27,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use workflows::jobs::ingest::Ingest;
 
-use super::common::{Sql, TestApp, eventually, readings as batch};
+use super::common::{Sql, TestApp, eventually, http_get, readings as batch};
 
 /// A device's connection: what the broker acknowledged, and the rejections it was sent.
 struct Device {
@@ -434,4 +434,61 @@ async fn a_bridge_that_leaves_on_stop_leaves_every_message_to_the_others() {
     )
     .await;
     assert_eq!(ingest_jobs(&app).await, 20);
+}
+
+/// The `workers` binary with `MQTT_URL` runs the bridge beside its pools: a device's message
+/// becomes a stored reading, and the bridge's counters show on /metrics.
+#[tokio::test]
+async fn the_workers_binary_runs_the_bridge_when_given_a_broker() {
+    let app = TestApp::new(Sql::Sqlite, "mqtt-binary").await;
+    let prefix = format!("sf-{}", app.redis.prefix);
+    let device_row = fixtures::device(app.db(), "d").await;
+    fixtures::sensor_of(app.db(), "meter", device_row.id).await;
+    let broker = OwnMosquitto::start("binary", &prefix, &[device_row.id]);
+    let metrics_port = testkit::free_port();
+    let _workers = tokio::process::Command::new(env!("CARGO_BIN_EXE_workers"))
+        .args(["--redis-url", &app.redis.url])
+        .args(["--prefix", &app.redis.prefix])
+        .args(["--database-url", app.db.url()])
+        .args(["--queues", "ingest,evaluate"])
+        .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
+        .args([
+            "--mqtt-url",
+            &format!(
+                "mqtt://{BRIDGE_USER}:{BRIDGE_PASSWORD}@127.0.0.1:{}",
+                broker.port
+            ),
+        ])
+        .args(["--mqtt-topic-prefix", &prefix])
+        .args(["--mqtt-client-id", "binary-bridge"])
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn the workers binary");
+    let mut device = Device::connect(&broker, &prefix, device_row.id).await;
+    // Until the bridge has subscribed, the broker has nobody to give the message to: send it
+    // again (under one message id, so it makes one job) until its reading is stored.
+    let message = payload("meter", 1);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        device.publish(&message, Some("m-1")).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let stored = readings::Entity::find()
+            .count(app.db())
+            .await
+            .expect("count");
+        if stored == 1 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the reading was not stored within 30 s"
+        );
+    }
+    let metrics = http_get(metrics_port, "/metrics").await;
+    assert!(
+        metrics.contains("steadfast_mqtt_messages_total{outcome=\"accepted\"} 1"),
+        "{metrics}"
+    );
 }
