@@ -8,6 +8,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod app;
+mod cpu;
 pub mod fixtures;
 pub mod mosquitto;
 mod pools;
@@ -15,6 +16,7 @@ mod receiver;
 mod wait;
 
 pub use app::{Drained, Sql, TestApp};
+pub use cpu::cpu_seconds;
 pub use migration::testing::TestDb;
 pub use pools::{Pools, start_pools};
 pub use queue::testing::{OwnRedis, TestPrefix, free_port, redis_url};

@@ -87,6 +87,14 @@ impl OwnMosquitto {
         broker
     }
 
+    /// The bridge's `MQTT_URL` for this broker.
+    pub fn bridge_url(&self) -> String {
+        format!(
+            "mqtt://{BRIDGE_USER}:{BRIDGE_PASSWORD}@127.0.0.1:{}",
+            self.port
+        )
+    }
+
     /// Starts the broker (again): it restores the sessions it saved when it stopped.
     pub fn spawn(&mut self) {
         let child = Command::new("mosquitto")

@@ -27,8 +27,8 @@ use rumqttc::v5::{
 use runtime::mqtt::{BridgeStats, MqttConfig, run_bridge};
 use sea_orm::{EntityTrait, PaginatorTrait};
 use testkit::{
-    Sql, TestApp, fixtures,
-    mosquitto::{BRIDGE_PASSWORD, BRIDGE_USER, OwnMosquitto, device_password},
+    Sql, TestApp, cpu_seconds, fixtures,
+    mosquitto::{OwnMosquitto, device_password},
 };
 use tokio_util::sync::CancellationToken;
 
@@ -37,32 +37,6 @@ fn env_or(name: &str, default: u64) -> u64 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-/// CPU seconds used so far by processes whose name starts with `comm` (this one: `self`).
-fn cpu_seconds(comm: &str) -> f64 {
-    let ticks = 100.0; // USER_HZ on Linux
-    let read = |path: &std::path::Path| -> Option<(String, f64)> {
-        let stat = std::fs::read_to_string(path).ok()?;
-        let open = stat.find('(')?;
-        let close = stat.rfind(')')?;
-        let name = stat[open + 1..close].to_owned();
-        let fields: Vec<&str> = stat[close + 2..].split_whitespace().collect();
-        let utime: f64 = fields.get(11)?.parse().ok()?;
-        let stime: f64 = fields.get(12)?.parse().ok()?;
-        Some((name, (utime + stime) / ticks))
-    };
-    if comm == "self" {
-        return read(std::path::Path::new("/proc/self/stat")).map_or(0.0, |(_, s)| s);
-    }
-    std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| read(&e.path().join("stat")))
-        .filter(|(name, _)| name.starts_with(comm))
-        .map(|(_, s)| s)
-        .sum()
 }
 
 const PROCESSES: [&str; 4] = ["self", "mosquitto", "redis-server", "postgres"];
@@ -138,14 +112,7 @@ async fn main() {
         ids.push(device.id);
     }
     let broker = OwnMosquitto::start("bench", &prefix, &ids);
-    let mut config = MqttConfig::from_url(
-        &format!(
-            "mqtt://{BRIDGE_USER}:{BRIDGE_PASSWORD}@127.0.0.1:{}",
-            broker.port
-        ),
-        "bench-bridge",
-    )
-    .expect("url");
+    let mut config = MqttConfig::from_url(&broker.bridge_url(), "bench-bridge").expect("url");
     config.topic_prefix = prefix.clone();
     config.batch_max = env_or("BENCH_BATCH", 256) as usize;
     let stats = Arc::new(BridgeStats::default());

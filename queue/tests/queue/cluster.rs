@@ -345,6 +345,13 @@ fn assert_nothing_acknowledged_lost(run: &Run, what: &str) {
         t.push_errors + t.outcome_errors > 0,
         "the failover was felt by the clients"
     );
+    assert_no_loss(run);
+}
+
+/// Every acknowledged push ended succeeded, no acknowledged outcome was lost, and no job has
+/// two acknowledged outcomes.
+fn assert_no_loss(run: &Run) {
+    let t = &run.told;
     assert_eq!(run.lost_pushes, 0, "acknowledged pushes lost");
     assert_eq!(run.lost_outcomes, 0, "acknowledged outcomes lost");
     let twice: Vec<_> = t.outcomes.iter().filter(|(_, n)| **n > 1).collect();
@@ -442,20 +449,7 @@ async fn reshard_under_load(fenced: bool) -> (Run, u64) {
     let run = load.finish(took).await;
     println!("{tag}: moved {moved} slots, {keys_moved} keys in the partition's slot");
     run.report_and_check_the_load_ran(&format!("reshard, {tag}"));
-    let t = &run.told;
-    assert_eq!(run.lost_pushes, 0, "acknowledged pushes lost");
-    assert_eq!(run.lost_outcomes, 0, "acknowledged outcomes lost");
-    let twice: Vec<_> = t.outcomes.iter().filter(|(_, n)| **n > 1).collect();
-    assert!(
-        twice.is_empty(),
-        "jobs with two acknowledged outcomes: {twice:?}"
-    );
-    assert!(
-        run.unfinished.is_empty(),
-        "{} acknowledged jobs did not end succeeded, such as {:?}",
-        run.unfinished.len(),
-        &run.unfinished[..run.unfinished.len().min(5)]
-    );
+    assert_no_loss(&run);
     (run, keys_moved)
 }
 

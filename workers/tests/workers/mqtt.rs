@@ -21,7 +21,7 @@ use runtime::mqtt::{BridgeStats, MqttConfig, run_bridge};
 use sea_orm::{EntityTrait, PaginatorTrait};
 use testkit::{
     OwnRedis, fixtures,
-    mosquitto::{BRIDGE_PASSWORD, BRIDGE_USER, OwnMosquitto, device_password},
+    mosquitto::{OwnMosquitto, device_password},
 };
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -135,14 +135,7 @@ impl Bridge {
         client_id: &str,
         tweak: impl FnOnce(&mut MqttConfig),
     ) -> Self {
-        let mut config = MqttConfig::from_url(
-            &format!(
-                "mqtt://{BRIDGE_USER}:{BRIDGE_PASSWORD}@127.0.0.1:{}",
-                broker.port
-            ),
-            client_id,
-        )
-        .expect("url");
+        let mut config = MqttConfig::from_url(&broker.bridge_url(), client_id).expect("url");
         config.topic_prefix = prefix.to_owned();
         config.share_group = format!("{prefix}-bridges");
         config.retry_min = Duration::from_millis(20);
@@ -452,13 +445,7 @@ async fn the_workers_binary_runs_the_bridge_when_given_a_broker() {
         .args(["--database-url", app.db.url()])
         .args(["--queues", "ingest,evaluate"])
         .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
-        .args([
-            "--mqtt-url",
-            &format!(
-                "mqtt://{BRIDGE_USER}:{BRIDGE_PASSWORD}@127.0.0.1:{}",
-                broker.port
-            ),
-        ])
+        .args(["--mqtt-url", &broker.bridge_url()])
         .args(["--mqtt-topic-prefix", &prefix])
         .args(["--mqtt-client-id", "binary-bridge"])
         .env("RUST_LOG", "warn")
