@@ -721,3 +721,81 @@ async fn a_fenced_partition_makes_its_calls_wait_and_fetches_pass_over_it() {
         .expect("fetch");
     assert_eq!(rest.jobs.len(), in_fenced.len() - 1);
 }
+
+/// One partition's stream at its cap (a consumer group that reads nothing pins it): a push
+/// over both partitions is refused, retryably, but the other partition's jobs are in, once;
+/// pushed again when the group is gone, they are duplicates and the rest go in.
+#[tokio::test]
+async fn a_full_stream_refuses_its_own_partitions_jobs_only_and_a_retry_doubles_none() {
+    let t = TestQueue::with_config("part-full", |c| {
+        c.partitions = 2;
+        c.stream_cap = 40;
+    })
+    .await;
+    let pinned = format!("{}:events", t.engine.partition_tags()[0]);
+    let mut conn = t.sync_conn();
+    let _: () = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(&pinned)
+        .arg("pin")
+        .arg("0")
+        .arg("MKSTREAM")
+        .query(&mut conn)
+        .expect("group");
+    // Fill partition 0's stream: single pushes until one is refused.
+    let mut n = 0;
+    loop {
+        n += 1;
+        assert!(n < 1000, "the cap was never reached");
+        let job = NewJob::raw("q", "q", "{}".to_owned()).with_id(format!("fill-{n}"));
+        match t.engine.push(job).await {
+            Ok(_) => {}
+            Err(queue::QueueError::StreamFull { .. }) => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    let ids: Vec<String> = (0..20).map(|i| format!("batch-{i}")).collect();
+    let batch = || -> Vec<NewJob> {
+        ids.iter()
+            .map(|id| NewJob::raw("q", "q", "{}".to_owned()).with_id(id.clone()))
+            .collect()
+    };
+    let refused = t
+        .engine
+        .push_many(batch())
+        .await
+        .expect_err("partition 0 is full");
+    assert!(refused.is_retryable(), "{refused}");
+    let held: Vec<Option<usize>> = ids.iter().map(|id| partition_of(&t, id)).collect();
+    assert!(
+        held.iter().all(|p| *p != Some(0)),
+        "nothing went into the full partition: {held:?}"
+    );
+    let in_other: Vec<&String> = ids
+        .iter()
+        .zip(&held)
+        .filter(|(_, p)| **p == Some(1))
+        .map(|(id, _)| id)
+        .collect();
+    assert!(
+        !in_other.is_empty() && in_other.len() < ids.len(),
+        "the other partition took its share: {held:?}"
+    );
+
+    let _: () = redis::cmd("XGROUP")
+        .arg("DESTROY")
+        .arg(&pinned)
+        .arg("pin")
+        .query(&mut conn)
+        .expect("destroy group");
+    let pushed = t.engine.push_many(batch()).await.expect("pushed again");
+    for (id, outcome) in ids.iter().zip(&pushed) {
+        assert_eq!(
+            outcome.duplicate,
+            in_other.contains(&id),
+            "{id}: a duplicate exactly when it went in the first time"
+        );
+        assert!(partition_of(&t, id).is_some(), "{id} stored");
+    }
+}
