@@ -188,8 +188,10 @@ impl Engine {
         if p >= self.partitions() {
             return Ok(false);
         }
+        // Progress is a side note of a running handler: a fenced partition answers `FENCED`
+        // at once (retryable) rather than hold the handler up to `fence_wait`.
         let recorded: i64 = self
-            .run(
+            .run_once(
                 self.call_in(&self.inner.scripts.progress, p)
                     .arg(id)
                     .arg(token)

@@ -160,12 +160,6 @@ pub struct BridgeStats {
     pub subscribed: AtomicU64,
 }
 
-impl BridgeStats {
-    pub fn get(counter: &AtomicU64) -> u64 {
-        counter.load(Ordering::Relaxed)
-    }
-}
-
 /// What the connection hands the bridge.
 #[derive(Debug)]
 enum Inbound {
@@ -209,7 +203,7 @@ pub async fn run_bridge(
     let (client, eventloop) = AsyncClient::new(options, usize::from(config.receive_maximum) + 64);
     // The broker's flow control bounds what waits here: at most `receive_maximum` messages
     // per connection (a reconnect may add the same again, redelivered).
-    let (messages, inbox) = mpsc::unbounded_channel();
+    let (messages, mut inbox) = mpsc::unbounded_channel();
     let stopping = CancellationToken::new();
     let disconnected = CancellationToken::new();
     let connection = Arc::new(AtomicU64::new(0));
@@ -231,7 +225,6 @@ pub async fn run_bridge(
         stats,
         connection,
     };
-    let mut inbox = inbox;
     bridge.process(&mut inbox, &shutdown).await;
 
     stopping.cancel();
@@ -397,7 +390,8 @@ impl Bridge {
         deadline: tokio::time::Instant,
         staying: bool,
     ) {
-        let give_up = CancellationToken::new();
+        // Never cancelled: the deadline below cuts a batch's retries short instead.
+        let no_shutdown = CancellationToken::new();
         // Staying subscribed, it settles what it holds now; leaving, also what the broker
         // sends until it confirms the unsubscribe.
         let mut unsubscribed = staying;
@@ -418,7 +412,7 @@ impl Bridge {
                 continue;
             }
             let batch = self.batch(next, inbox);
-            let settling = self.settle(&batch, &give_up);
+            let settling = self.settle(&batch, &no_shutdown);
             if tokio::time::timeout_at(deadline, settling).await.is_err() {
                 return;
             }
