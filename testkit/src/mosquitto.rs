@@ -25,7 +25,8 @@ impl OwnMosquitto {
     /// Starts a broker whose topics begin with `prefix`, with a login for the bridge and one
     /// per device (user name: the device's id; password: `device-<id>`).
     pub fn start(tag: &str, prefix: &str, devices: &[i64]) -> Self {
-        let dir = std::env::temp_dir().join(format!("steadfast-mqtt-{tag}-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("steadfast-mosquitto-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("broker dir");
         let port = TcpListener::bind("127.0.0.1:0")

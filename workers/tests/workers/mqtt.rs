@@ -439,20 +439,7 @@ async fn the_workers_binary_runs_the_bridge_when_given_a_broker() {
     fixtures::sensor_of(app.db(), "meter", device_row.id).await;
     let broker = OwnMosquitto::start("binary", &prefix, &[device_row.id]);
     let metrics_port = testkit::free_port();
-    let _workers = tokio::process::Command::new(env!("CARGO_BIN_EXE_workers"))
-        .args(["--redis-url", &app.redis.url])
-        .args(["--prefix", &app.redis.prefix])
-        .args(["--database-url", app.db.url()])
-        .args(["--queues", "ingest,evaluate"])
-        .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
-        .args(["--mqtt-url", &broker.bridge_url()])
-        .args(["--mqtt-topic-prefix", &prefix])
-        .args(["--mqtt-client-id", "binary-bridge"])
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn the workers binary");
+    let _workers = spawn_workers(&app, &broker, &prefix, "ingest,evaluate", metrics_port);
     let mut device = Device::connect(&broker, &prefix, device_row.id).await;
     // Until the bridge has subscribed, the broker has nobody to give the message to: send it
     // again (under one message id, so it makes one job) until its reading is stored.
@@ -478,4 +465,83 @@ async fn the_workers_binary_runs_the_bridge_when_given_a_broker() {
         metrics.contains("steadfast_mqtt_messages_total{outcome=\"accepted\"} 1"),
         "{metrics}"
     );
+}
+
+/// The `workers` binary with the bridge, running the pools of `queues`, killed when dropped.
+fn spawn_workers(
+    app: &TestApp,
+    broker: &OwnMosquitto,
+    prefix: &str,
+    queues: &str,
+    metrics_port: u16,
+) -> tokio::process::Child {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_workers"))
+        .args(["--redis-url", &app.redis.url])
+        .args(["--prefix", &app.redis.prefix])
+        .args(["--database-url", app.db.url()])
+        .args(["--queues", queues])
+        .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
+        .args(["--mqtt-url", &broker.bridge_url()])
+        .args(["--mqtt-topic-prefix", prefix])
+        .args(["--mqtt-client-id", "binary-bridge"])
+        .env("RUST_LOG", "error")
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn the workers binary")
+}
+
+/// A `workers` process SIGKILLed while Redis is down and it holds 10 messages the broker had
+/// acknowledged to their device: started again under its client id, with Redis back, it
+/// queues every one of them, once (the broker redelivers what was never acknowledged).
+#[tokio::test]
+async fn a_bridge_killed_holding_messages_queues_them_all_when_started_again() {
+    let mut redis = OwnRedis::start(
+        std::env::temp_dir().join(format!("steadfast-redis-mqtt-kill-{}", std::process::id())),
+        testkit::free_port(),
+    );
+    let app = TestApp::at(Sql::Sqlite, "mqtt-kill", &redis.url()).await;
+    let prefix = format!("sf-{}", app.redis.prefix);
+    let device_row = fixtures::device(app.db(), "d").await;
+    fixtures::sensor_of(app.db(), "boiler", device_row.id).await;
+    let broker = OwnMosquitto::start("kill", &prefix, &[device_row.id]);
+    // Pools for another queue only: the ingest jobs stay queued, to be counted.
+    let mut workers = spawn_workers(&app, &broker, &prefix, "notify", testkit::free_port());
+    let mut device = Device::connect(&broker, &prefix, device_row.id).await;
+    let first = payload("boiler", 0);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while ingest_jobs(&app).await < 1 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the bridge never queued"
+        );
+        device.publish(&first, Some("m-0")).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    redis.kill();
+    for seq in 1..=10 {
+        let ack = device.publish(&payload("boiler", seq), None).await;
+        assert_eq!(ack.reason, PubAckReason::Success, "the broker has it");
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    workers.kill().await.expect("SIGKILL the workers");
+    redis.spawn();
+    let _again = spawn_workers(&app, &broker, &prefix, "notify", testkit::free_port());
+    // The test's own connection finds Redis again in its own time: a failed read is a retry.
+    eventually(
+        Duration::from_secs(30),
+        "the 10 held messages queued",
+        || async {
+            let stats = app
+                .engine
+                .stats("ingest")
+                .await
+                .map_err(|e| e.to_string())?;
+            reached(stats.ready, 11)
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(ingest_jobs(&app).await, 11, "none twice");
 }
